@@ -1,0 +1,157 @@
+//! The command lines that start Cosmos-Transfer1 (DESIGN.md Appendix A.1), built as argument
+//! vectors. Nothing a user typed is ever part of them besides paths; prompts live in files.
+
+use crate::id::RunId;
+
+/// The inference script, relative to the cosmos-transfer1 checkout.
+pub const TRANSFER_SCRIPT: &str = "cosmos_transfer1/diffusion/inference/transfer.py";
+/// Where the checkout is mounted inside the container (the image holds no source).
+pub const CONTAINER_WORKSPACE: &str = "/workspace";
+
+/// How to launch `transfer.py` for one run.
+#[derive(Debug, Clone)]
+pub struct TransferLaunch<'a> {
+    pub gpus: u32,
+    pub spec_path: &'a str,
+    pub output_dir: &'a str,
+    pub is_av: bool,
+    pub checkpoint_dir: &'a str,
+}
+
+/// `torchrun … transfer.py …`, with the process count matching `--num_gpus`.
+pub fn torchrun_argv(l: &TransferLaunch<'_>) -> Vec<String> {
+    let mut argv: Vec<String> = vec![
+        "torchrun".into(),
+        format!("--nproc_per_node={}", l.gpus),
+        "--nnodes=1".into(),
+        "--node_rank=0".into(),
+        TRANSFER_SCRIPT.into(),
+        "--checkpoint_dir".into(),
+        l.checkpoint_dir.into(),
+        "--controlnet_specs".into(),
+        l.spec_path.into(),
+        "--video_save_folder".into(),
+        l.output_dir.into(),
+        "--num_gpus".into(),
+        l.gpus.to_string(),
+    ];
+    if l.is_av {
+        argv.push("--is_av_sample".into());
+    }
+    argv
+}
+
+/// How to wrap a model command in a detached Docker container.
+#[derive(Debug, Clone)]
+pub struct ContainerLaunch<'a> {
+    pub run_id: &'a RunId,
+    pub image: &'a str,
+    /// GPU indices to expose; `None` leaves out `--gpus` (engines without GPUs).
+    pub gpu_devices: Option<&'a [u32]>,
+    pub shm_size: &'a str,
+    /// The cosmos-transfer1 checkout on the host, mounted at `/workspace`.
+    pub cosmos_dir: &'a str,
+    /// The target's root directory, mounted at the same path so spec paths hold on both sides.
+    pub root: &'a str,
+    /// An owner-only file of environment variables (secrets never go on the command line).
+    pub env_file: Option<&'a str>,
+    pub command: Vec<String>,
+}
+
+/// The container's name for a run.
+pub fn container_name(run_id: &RunId) -> String {
+    format!("cosmos-{run_id}")
+}
+
+/// `docker run -d …` for one run.
+pub fn docker_run_argv(c: &ContainerLaunch<'_>) -> Vec<String> {
+    let mut argv: Vec<String> = vec![
+        "docker".into(),
+        "run".into(),
+        "--detach".into(),
+        "--name".into(),
+        container_name(c.run_id),
+        "--label".into(),
+        format!("cosmos.run={}", c.run_id),
+    ];
+    if let Some(devices) = c.gpu_devices {
+        let list: Vec<String> = devices.iter().map(u32::to_string).collect();
+        argv.push("--gpus".into());
+        // Docker parses the value as CSV: a list of devices must be one quoted field.
+        argv.push(format!("\"device={}\"", list.join(",")));
+    }
+    argv.extend([
+        "--ipc=host".into(),
+        "--shm-size".into(),
+        c.shm_size.into(),
+        "--volume".into(),
+        format!("{}:{CONTAINER_WORKSPACE}", c.cosmos_dir),
+        "--volume".into(),
+        format!("{0}:{0}", c.root),
+        "--workdir".into(),
+        CONTAINER_WORKSPACE.into(),
+        "--env".into(),
+        format!("PYTHONPATH={CONTAINER_WORKSPACE}"),
+    ]);
+    if let Some(env_file) = c.env_file {
+        argv.push("--env-file".into());
+        argv.push(env_file.into());
+    }
+    argv.push(c.image.into());
+    argv.extend(c.command.iter().cloned());
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quote::shell_join;
+
+    #[test]
+    fn torchrun_matches_gpu_count_and_model() {
+        let l = TransferLaunch {
+            gpus: 4,
+            spec_path: "/r/spec.json",
+            output_dir: "/r/outputs",
+            is_av: true,
+            checkpoint_dir: "checkpoints",
+        };
+        assert_eq!(
+            shell_join(&torchrun_argv(&l)),
+            "torchrun --nproc_per_node=4 --nnodes=1 --node_rank=0 \
+             cosmos_transfer1/diffusion/inference/transfer.py --checkpoint_dir checkpoints \
+             --controlnet_specs /r/spec.json --video_save_folder /r/outputs --num_gpus 4 --is_av_sample"
+        );
+    }
+
+    #[test]
+    fn docker_command_names_labels_and_mounts() {
+        let id: RunId = "rs_01jd3k4w5x6y7z8a9b0c1d2e3f".parse().unwrap();
+        let c = ContainerLaunch {
+            run_id: &id,
+            image: "cosmos-transfer1:1",
+            gpu_devices: Some(&[0, 1]),
+            shm_size: "16g",
+            cosmos_dir: "/opt/cosmos transfer1",
+            root: "/srv/cosmos",
+            env_file: Some("/srv/cosmos/runs/x/env"),
+            command: vec!["torchrun".into()],
+        };
+        let line = shell_join(&docker_run_argv(&c));
+        assert!(line.starts_with("docker run --detach --name cosmos-rs_01jd3k4w5x6y7z8a9b0c1d2e3f --label cosmos.run=rs_01jd3k4w5x6y7z8a9b0c1d2e3f"), "{line}");
+        assert!(line.contains("--gpus '\"device=0,1\"'"), "{line}");
+        assert!(
+            line.contains("--volume '/opt/cosmos transfer1:/workspace'"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("--env-file /srv/cosmos/runs/x/env cosmos-transfer1:1 torchrun"),
+            "{line}"
+        );
+        let no_gpu = ContainerLaunch {
+            gpu_devices: None,
+            ..c
+        };
+        assert!(!shell_join(&docker_run_argv(&no_gpu)).contains("--gpus"));
+    }
+}

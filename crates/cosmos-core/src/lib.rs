@@ -1,0 +1,22 @@
+//! cosmos-core: the domain of cosmos — ids, input sets, prompts, runs and their state machine,
+//! the Cosmos-Transfer1 spec builder with Cosmos's own validation, launch command lines,
+//! shell quoting and name generation.
+//!
+//! Pure: no I/O, no async runtime, and no dependency on any other cosmos crate.
+
+pub mod id;
+pub mod launch;
+pub mod modality;
+pub mod naming;
+pub mod quote;
+pub mod resolution;
+pub mod run;
+pub mod spec;
+pub mod types;
+pub mod weights;
+
+pub use id::{BatchId, IdError, IdKind, IdPrefix, InputSetId, PromptId, RunId};
+pub use modality::{Hint, InputKind, UnknownHint};
+pub use run::{Level, ParamError, RunKind, RunParams, RunStatus};
+pub use types::{InputFile, InputSet, Prompt, Run, RunEvent, RunOutput, VideoInfo};
+pub use weights::{Weights, WeightsError};

@@ -1,0 +1,106 @@
+//! Domain records: what the store keeps and every front end shows.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::{InputSetId, PromptId, RunId};
+use crate::modality::InputKind;
+use crate::run::{RunKind, RunParams, RunStatus};
+
+/// What ffprobe says about a video stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    pub frames: u64,
+    pub fps: f64,
+    pub width: u32,
+    pub height: u32,
+    pub duration_seconds: f64,
+    pub codec: String,
+}
+
+/// One control video of an input set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputFile {
+    pub kind: InputKind,
+    /// Absolute path on this machine.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub video: VideoInfo,
+}
+
+/// A folder of control videos for one scene.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputSet {
+    pub id: InputSetId,
+    pub name: String,
+    /// The folder it was registered from.
+    pub dir: String,
+    /// sha256 over the files' kinds and hashes: equal content, equal fingerprint.
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    pub files: Vec<InputFile>,
+}
+
+impl InputSet {
+    pub fn file(&self, kind: InputKind) -> Option<&InputFile> {
+        self.files.iter().find(|f| f.kind == kind)
+    }
+}
+
+/// A prompt: text, negative text and the scene it applies to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prompt {
+    pub id: PromptId,
+    pub name: String,
+    pub text: String,
+    pub negative: Option<String>,
+    pub input_set_id: Option<InputSetId>,
+    pub parent_id: Option<PromptId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A file a run produced, verified by its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutput {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One execution of the model. The prompt text, negative text and input set are copied in
+/// when the run is created, so editing the prompt later never changes what a run records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: RunId,
+    pub prompt_id: PromptId,
+    /// The prompt's name when the run was read (for display).
+    pub prompt_name: String,
+    pub kind: RunKind,
+    pub status: RunStatus,
+    pub name: Option<String>,
+    pub prompt_text: String,
+    pub negative_prompt: Option<String>,
+    pub input_set_id: Option<InputSetId>,
+    pub params: RunParams,
+    pub target: Option<String>,
+    pub priority: i32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<String>,
+    pub rating: Option<u8>,
+    pub outputs: Vec<RunOutput>,
+}
+
+/// An append-only record of something that happened to a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    pub id: i64,
+    pub run_id: RunId,
+    pub at: DateTime<Utc>,
+    pub stage: RunStatus,
+    pub progress: Option<f64>,
+    pub message: String,
+}
