@@ -5,12 +5,14 @@
 //! Pure: no I/O, no async runtime, and no dependency on any other cosmos crate.
 
 pub mod id;
+pub mod inputs;
 pub mod launch;
 pub mod modality;
 pub mod naming;
 pub mod quote;
 pub mod resolution;
 pub mod run;
+pub mod sha256;
 pub mod spec;
 pub mod types;
 pub mod weights;

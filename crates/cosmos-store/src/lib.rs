@@ -1,1 +1,86 @@
-//! placeholder
+//! cosmos-store: the database, the single source of truth (DESIGN.md §2, §5). A [`Store`]
+//! trait of domain operations — not CRUD — and its SQLite backend (WAL, foreign keys, busy
+//! timeout, FTS5 search, forward-only migrations). No SQL exists outside this crate.
+//!
+//! Must not depend on cosmos-remote, cosmos-media, cosmos-engine or the front ends.
+
+mod error;
+mod model;
+mod sqlite;
+
+use async_trait::async_trait;
+
+use cosmos_core::{
+    IdKind, InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId, RunStatus,
+};
+
+pub use error::{StoreError, StoreResult};
+pub use model::{
+    ImportBatch, InputSetSummary, NewPrompt, NewRun, PromptFilter, PromptName, PromptSummary,
+    PromptUpdate, RunFilter, SearchHit,
+};
+pub use sqlite::SqliteStore;
+
+/// Everything cosmos keeps, as domain operations. Each multi-row write is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Up to `limit` ids of `kind` that start with `prefix`, in id order.
+    async fn ids_with_prefix(
+        &self,
+        kind: IdKind,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<String>>;
+
+    async fn insert_input_set(&self, set: &InputSet) -> StoreResult<()>;
+    async fn input_set(&self, id: &InputSetId) -> StoreResult<InputSet>;
+    /// The input set with exactly this content, if one is registered.
+    async fn input_set_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<InputSet>>;
+    async fn list_input_sets(&self, limit: u32) -> StoreResult<Vec<InputSetSummary>>;
+    /// Deletes an input set. Prompts using it are detached only with `force`; otherwise the
+    /// call fails with [`StoreError::InUse`]. Returns how many prompts were detached.
+    async fn delete_input_set(&self, id: &InputSetId, force: bool) -> StoreResult<u64>;
+
+    async fn create_prompt(&self, new: &NewPrompt) -> StoreResult<Prompt>;
+    async fn prompt(&self, id: &PromptId) -> StoreResult<Prompt>;
+    /// A prompt with exactly this text, negative text and input set, if one exists.
+    async fn find_prompt(
+        &self,
+        text: &str,
+        negative: Option<&str>,
+        input_set_id: Option<&InputSetId>,
+    ) -> StoreResult<Option<Prompt>>;
+    async fn list_prompts(&self, filter: &PromptFilter) -> StoreResult<Vec<PromptSummary>>;
+    async fn update_prompt(&self, id: &PromptId, update: &PromptUpdate) -> StoreResult<Prompt>;
+    /// Deletes a prompt; its runs go too, but only with `force` (otherwise
+    /// [`StoreError::InUse`]). Returns how many runs were deleted.
+    async fn delete_prompt(&self, id: &PromptId, force: bool) -> StoreResult<u64>;
+    /// Full-text search over prompt names, texts and negative texts (FTS5 query syntax),
+    /// best first, with matches wrapped in `marks`.
+    async fn search_prompts(
+        &self,
+        query: &str,
+        limit: u32,
+        marks: (&str, &str),
+    ) -> StoreResult<Vec<SearchHit>>;
+
+    /// Stores a new run as `queued`, with its first event.
+    async fn create_run(&self, new: &NewRun) -> StoreResult<Run>;
+    async fn run(&self, id: &RunId) -> StoreResult<Run>;
+    /// Runs, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;
+    async fn count_runs(&self, prompt_id: &PromptId) -> StoreResult<u64>;
+    async fn run_events(&self, id: &RunId) -> StoreResult<Vec<RunEvent>>;
+    /// Moves a run from `from` to `to` if, and only if, it is still in `from`, and records
+    /// the event; a run that moved meanwhile gives [`StoreError::Conflict`].
+    async fn transition(
+        &self,
+        id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+        message: &str,
+    ) -> StoreResult<()>;
+
+    /// Loads many records at once, in one transaction.
+    async fn import(&self, batch: &ImportBatch) -> StoreResult<()>;
+}

@@ -1,0 +1,65 @@
+//! The store's error type. sqlx errors never leave this crate.
+
+use cosmos_core::{RunId, RunStatus};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database `{path}`: {message}")]
+    Open { path: String, message: String },
+    #[error(
+        "the database `{path}` was written by a newer cosmos (schema version {found}); \
+         upgrade cosmos to use it"
+    )]
+    TooNew { path: String, found: i64 },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(String),
+    #[error("no {kind} `{id}`")]
+    NotFound { kind: &'static str, id: String },
+    #[error("a prompt named `{0}` already exists; choose another name")]
+    NameTaken(String),
+    #[error("{kind} `{id}` is used by {count} {dependents}; pass `--force` to {consequence}")]
+    InUse {
+        kind: &'static str,
+        id: String,
+        count: u64,
+        dependents: &'static str,
+        consequence: &'static str,
+    },
+    #[error("invalid search query `{query}`: {reason}")]
+    BadQuery { query: String, reason: String },
+    #[error("run `{id}` is {actual}, not {expected}: another process changed it first")]
+    Conflict {
+        id: RunId,
+        expected: RunStatus,
+        actual: RunStatus,
+    },
+    #[error("run `{id}` cannot go from {from} to {to}")]
+    IllegalTransition {
+        id: RunId,
+        from: RunStatus,
+        to: RunStatus,
+    },
+    #[error("the database holds an unreadable {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("database error while trying to {operation}: {message}")]
+    Database {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+/// Attaches what we were doing to an sqlx error.
+pub(crate) trait Context<T> {
+    fn during(self, operation: &'static str) -> StoreResult<T>;
+}
+
+impl<T> Context<T> for Result<T, sqlx::Error> {
+    fn during(self, operation: &'static str) -> StoreResult<T> {
+        self.map_err(|e| StoreError::Database {
+            operation,
+            message: e.to_string(),
+        })
+    }
+}

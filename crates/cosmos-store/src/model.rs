@@ -1,0 +1,111 @@
+//! Requests, filters and summaries the store's operations take and return.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use cosmos_core::{
+    InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId, RunKind, RunParams, RunStatus,
+};
+
+/// How a new prompt is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptName {
+    /// A name the user chose: taken means an error.
+    Exact(String),
+    /// A generated base name: taken means trying `base-2`, `base-3`, …
+    Generated(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPrompt {
+    pub id: PromptId,
+    pub name: PromptName,
+    pub text: String,
+    pub negative: Option<String>,
+    pub input_set_id: Option<InputSetId>,
+    pub parent_id: Option<PromptId>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Fields to change on a prompt; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct PromptUpdate {
+    pub name: Option<String>,
+    pub text: Option<String>,
+    /// `Some(None)` clears the negative text.
+    pub negative: Option<Option<String>>,
+    /// `Some(None)` detaches the input set.
+    pub input_set_id: Option<Option<InputSetId>>,
+}
+
+impl PromptUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.text.is_none()
+            && self.negative.is_none()
+            && self.input_set_id.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PromptFilter {
+    pub input_set_id: Option<InputSetId>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptSummary {
+    #[serde(flatten)]
+    pub prompt: Prompt,
+    pub runs: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputSetSummary {
+    #[serde(flatten)]
+    pub set: InputSet,
+    pub prompts: u64,
+}
+
+/// One full-text search result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub prompt: Prompt,
+    /// The best-matching passage with the matches wrapped in the caller's markers.
+    pub snippet: String,
+    /// bm25 relevance; lower is better.
+    pub rank: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: RunId,
+    pub prompt_id: PromptId,
+    pub kind: RunKind,
+    pub name: Option<String>,
+    pub prompt_text: String,
+    pub negative_prompt: Option<String>,
+    pub input_set_id: Option<InputSetId>,
+    pub params: RunParams,
+    pub priority: i32,
+    pub created_at: DateTime<Utc>,
+    /// Why the run was queued the way it was (the first event's message).
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub statuses: Vec<RunStatus>,
+    pub prompt_id: Option<PromptId>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+/// Records to load in bulk (`cosmos dev seed`, imports): written in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct ImportBatch {
+    pub input_sets: Vec<InputSet>,
+    pub prompts: Vec<Prompt>,
+    pub runs: Vec<Run>,
+    pub events: Vec<RunEvent>,
+}

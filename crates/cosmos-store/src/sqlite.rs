@@ -1,0 +1,198 @@
+//! The SQLite backend: one file, WAL, foreign keys on, a busy timeout so concurrent processes
+//! wait for each other instead of failing.
+
+mod bulk;
+mod convert;
+mod inputs;
+mod prompts;
+mod runs;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use cosmos_core::{
+    IdKind, InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId, RunStatus,
+};
+
+use crate::Store;
+use crate::error::{StoreError, StoreResult};
+use crate::model::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    #[tracing::instrument(level = "debug")]
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let shown = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+                path: shown.clone(),
+                message: format!("cannot create `{}`: {e}", parent.display()),
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|e| StoreError::Open {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+        let store = Self { pool };
+        store.migrate(&shown).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, shown: &str) -> StoreResult<()> {
+        let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        // A quick look first: most commands find the schema current and skip the migrator.
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(None);
+        match applied {
+            Some(v) if v > newest => Err(StoreError::TooNew {
+                path: shown.to_owned(),
+                found: v,
+            }),
+            Some(v) if v == newest => Ok(()),
+            _ => MIGRATOR
+                .run(&self.pool)
+                .await
+                .map_err(|e| StoreError::Migrate(e.to_string())),
+        }
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ids_with_prefix(
+        &self,
+        kind: IdKind,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        convert::ids_with_prefix(&self.pool, kind, prefix, limit).await
+    }
+
+    async fn insert_input_set(&self, set: &InputSet) -> StoreResult<()> {
+        inputs::insert(&self.pool, set).await
+    }
+
+    async fn input_set(&self, id: &InputSetId) -> StoreResult<InputSet> {
+        inputs::get(&self.pool, id).await
+    }
+
+    async fn input_set_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<InputSet>> {
+        inputs::by_fingerprint(&self.pool, fingerprint).await
+    }
+
+    async fn list_input_sets(&self, limit: u32) -> StoreResult<Vec<InputSetSummary>> {
+        inputs::list(&self.pool, limit).await
+    }
+
+    async fn delete_input_set(&self, id: &InputSetId, force: bool) -> StoreResult<u64> {
+        inputs::delete(&self.pool, id, force).await
+    }
+
+    async fn create_prompt(&self, new: &NewPrompt) -> StoreResult<Prompt> {
+        prompts::create(&self.pool, new).await
+    }
+
+    async fn prompt(&self, id: &PromptId) -> StoreResult<Prompt> {
+        prompts::get(&self.pool, id).await
+    }
+
+    async fn find_prompt(
+        &self,
+        text: &str,
+        negative: Option<&str>,
+        input_set_id: Option<&InputSetId>,
+    ) -> StoreResult<Option<Prompt>> {
+        prompts::find(&self.pool, text, negative, input_set_id).await
+    }
+
+    async fn list_prompts(&self, filter: &PromptFilter) -> StoreResult<Vec<PromptSummary>> {
+        prompts::list(&self.pool, filter).await
+    }
+
+    async fn update_prompt(&self, id: &PromptId, update: &PromptUpdate) -> StoreResult<Prompt> {
+        prompts::update(&self.pool, id, update).await
+    }
+
+    async fn delete_prompt(&self, id: &PromptId, force: bool) -> StoreResult<u64> {
+        prompts::delete(&self.pool, id, force).await
+    }
+
+    async fn search_prompts(
+        &self,
+        query: &str,
+        limit: u32,
+        marks: (&str, &str),
+    ) -> StoreResult<Vec<SearchHit>> {
+        prompts::search(&self.pool, query, limit, marks).await
+    }
+
+    async fn create_run(&self, new: &NewRun) -> StoreResult<Run> {
+        runs::create(&self.pool, new).await
+    }
+
+    async fn run(&self, id: &RunId) -> StoreResult<Run> {
+        runs::get(&self.pool, id).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>> {
+        runs::list(&self.pool, filter).await
+    }
+
+    async fn count_runs(&self, prompt_id: &PromptId) -> StoreResult<u64> {
+        runs::count_for_prompt(&self.pool, prompt_id).await
+    }
+
+    async fn run_events(&self, id: &RunId) -> StoreResult<Vec<RunEvent>> {
+        runs::events(&self.pool, id).await
+    }
+
+    async fn transition(
+        &self,
+        id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+        message: &str,
+    ) -> StoreResult<()> {
+        runs::transition(&self.pool, id, from, to, message).await
+    }
+
+    async fn import(&self, batch: &ImportBatch) -> StoreResult<()> {
+        bulk::import(&self.pool, batch).await
+    }
+}

@@ -1,0 +1,246 @@
+//! Runs and their events.
+
+use sqlx::SqlitePool;
+
+use cosmos_core::{InputSetId, PromptId, Run, RunEvent, RunId, RunStatus};
+
+use super::convert::{json, millis, parse, parse_opt, time, to_json, unsigned};
+use crate::error::{Context, StoreError, StoreResult};
+use crate::model::{NewRun, RunFilter};
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    prompt_id: String,
+    prompt_name: String,
+    kind: String,
+    status: String,
+    name: Option<String>,
+    prompt_text: String,
+    negative_prompt: Option<String>,
+    input_set_id: Option<String>,
+    params: String,
+    target: Option<String>,
+    priority: i64,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    failure_reason: Option<String>,
+    rating: Option<i64>,
+    outputs: String,
+}
+
+const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.status, r.name, \
+    r.prompt_text, r.negative_prompt, r.input_set_id, r.params, r.target, r.priority, \
+    r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs";
+
+impl RunRow {
+    fn into_run(self) -> StoreResult<Run> {
+        Ok(Run {
+            id: parse("run id", &self.id)?,
+            prompt_id: parse("prompt id", &self.prompt_id)?,
+            prompt_name: self.prompt_name,
+            kind: parse("run kind", &self.kind)?,
+            status: parse("run status", &self.status)?,
+            name: self.name,
+            prompt_text: self.prompt_text,
+            negative_prompt: self.negative_prompt,
+            input_set_id: parse_opt("input set id", self.input_set_id.as_deref())?,
+            params: json("run parameters", &self.params)?,
+            target: self.target,
+            priority: i32::try_from(self.priority).unwrap_or(0),
+            created_at: time(self.created_at),
+            started_at: self.started_at.map(time),
+            finished_at: self.finished_at.map(time),
+            failure_reason: self.failure_reason,
+            rating: self.rating.and_then(|r| u8::try_from(r).ok()),
+            outputs: json("run outputs", &self.outputs)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    run_id: String,
+    at: i64,
+    stage: String,
+    progress: Option<f64>,
+    message: String,
+}
+
+async fn insert_event(
+    conn: &mut sqlx::SqliteConnection,
+    run: &RunId,
+    at: i64,
+    stage: RunStatus,
+    message: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO run_events (run_id, at, stage, progress, message) VALUES (?, ?, ?, NULL, ?)",
+    )
+    .bind(run.as_str())
+    .bind(at)
+    .bind(stage.as_str())
+    .bind(message)
+    .execute(conn)
+    .await
+    .during("record a run event")?;
+    Ok(())
+}
+
+pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> {
+    let mut tx = pool.begin().await.during("begin a transaction")?;
+    let at = millis(new.created_at);
+    sqlx::query(
+        "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
+         input_set_id, params, gpus, priority, created_at) \
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.id.as_str())
+    .bind(new.prompt_id.as_str())
+    .bind(new.kind.as_str())
+    .bind(new.name.as_deref())
+    .bind(&new.prompt_text)
+    .bind(new.negative_prompt.as_deref())
+    .bind(new.input_set_id.as_ref().map(InputSetId::as_str))
+    .bind(to_json(&new.params))
+    .bind(i64::from(new.params.gpus))
+    .bind(i64::from(new.priority))
+    .bind(at)
+    .execute(&mut *tx)
+    .await
+    .during("insert a run")?;
+    insert_event(&mut tx, &new.id, at, RunStatus::Queued, &new.note).await?;
+    tx.commit().await.during("commit a run")?;
+    get(pool, &new.id).await
+}
+
+pub(crate) async fn get(pool: &SqlitePool, id: &RunId) -> StoreResult<Run> {
+    let row: Option<RunRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM runs r JOIN prompts p ON p.id = r.prompt_id WHERE r.id = ?"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await
+    .during("read a run")?;
+    row.ok_or_else(|| StoreError::NotFound {
+        kind: "run",
+        id: id.to_string(),
+    })?
+    .into_run()
+}
+
+pub(crate) async fn list(pool: &SqlitePool, filter: &RunFilter) -> StoreResult<Vec<Run>> {
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM runs r JOIN prompts p ON p.id = r.prompt_id WHERE 1 = 1"
+    ));
+    if !filter.statuses.is_empty() {
+        qb.push(" AND r.status IN (");
+        let mut sep = qb.separated(", ");
+        for s in &filter.statuses {
+            sep.push_bind(s.as_str());
+        }
+        qb.push(")");
+    }
+    if let Some(prompt) = &filter.prompt_id {
+        qb.push(" AND r.prompt_id = ").push_bind(prompt.as_str());
+    }
+    if let Some(since) = filter.since {
+        qb.push(" AND r.created_at >= ").push_bind(millis(since));
+    }
+    qb.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
+        .push_bind(i64::from(filter.limit));
+    let rows: Vec<RunRow> = qb
+        .build_query_as()
+        .fetch_all(pool)
+        .await
+        .during("list runs")?;
+    rows.into_iter().map(RunRow::into_run).collect()
+}
+
+pub(crate) async fn count_for_prompt(pool: &SqlitePool, prompt: &PromptId) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE prompt_id = ?")
+        .bind(prompt.as_str())
+        .fetch_one(pool)
+        .await
+        .during("count runs")?;
+    Ok(unsigned(n))
+}
+
+pub(crate) async fn events(pool: &SqlitePool, id: &RunId) -> StoreResult<Vec<RunEvent>> {
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT id, run_id, at, stage, progress, message FROM run_events WHERE run_id = ? ORDER BY id",
+    )
+    .bind(id.as_str())
+    .fetch_all(pool)
+    .await
+    .during("read run events")?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(RunEvent {
+                id: r.id,
+                run_id: parse("run id", &r.run_id)?,
+                at: time(r.at),
+                stage: parse("event stage", &r.stage)?,
+                progress: r.progress,
+                message: r.message,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn transition(
+    pool: &SqlitePool,
+    id: &RunId,
+    from: RunStatus,
+    to: RunStatus,
+    message: &str,
+) -> StoreResult<()> {
+    if !from.can_become(to) {
+        return Err(StoreError::IllegalTransition {
+            id: id.clone(),
+            from,
+            to,
+        });
+    }
+    let now = millis(chrono::Utc::now());
+    let mut tx = pool.begin().await.during("begin a transaction")?;
+    let started = (to == RunStatus::Staging).then_some(now);
+    let finished = to.is_terminal().then_some(now);
+    let reason = (to == RunStatus::Failed).then_some(message);
+    let changed = sqlx::query(
+        "UPDATE runs SET status = ?1, started_at = coalesce(started_at, ?2), \
+         finished_at = coalesce(?3, finished_at), failure_reason = coalesce(?4, failure_reason) \
+         WHERE id = ?5 AND status = ?6",
+    )
+    .bind(to.as_str())
+    .bind(started)
+    .bind(finished)
+    .bind(reason)
+    .bind(id.as_str())
+    .bind(from.as_str())
+    .execute(&mut *tx)
+    .await
+    .during("change a run's status")?;
+    if changed.rows_affected() == 0 {
+        let actual: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .during("read a run's status")?;
+        return match actual {
+            None => Err(StoreError::NotFound {
+                kind: "run",
+                id: id.to_string(),
+            }),
+            Some(actual) => Err(StoreError::Conflict {
+                id: id.clone(),
+                expected: from,
+                actual: parse("run status", &actual)?,
+            }),
+        };
+    }
+    insert_event(&mut tx, id, now, to, message).await?;
+    tx.commit().await.during("commit a status change")
+}
