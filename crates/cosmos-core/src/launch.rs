@@ -8,6 +8,49 @@ pub const TRANSFER_SCRIPT: &str = "cosmos_transfer1/diffusion/inference/transfer
 /// Where the checkout is mounted inside the container (the image holds no source).
 pub const CONTAINER_WORKSPACE: &str = "/workspace";
 
+/// Where a run's files live under a target's root (DESIGN.md §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLayout {
+    dir: String,
+}
+
+impl RunLayout {
+    pub fn new(root: &str, run_id: &RunId) -> Self {
+        Self {
+            dir: format!("{}/runs/{run_id}", root.trim_end_matches('/')),
+        }
+    }
+
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    pub fn spec(&self) -> String {
+        format!("{}/spec.json", self.dir)
+    }
+
+    pub fn outputs(&self) -> String {
+        format!("{}/outputs", self.dir)
+    }
+
+    pub fn log(&self) -> String {
+        format!("{}/run.log", self.dir)
+    }
+
+    pub fn env_file(&self) -> String {
+        format!("{}/env", self.dir)
+    }
+
+    /// The name an input file gets in the run's `inputs/` folder.
+    pub fn input(&self, kind: crate::InputKind, extension: &str) -> String {
+        format!(
+            "{}/inputs/{kind}.{}",
+            self.dir,
+            extension.to_ascii_lowercase()
+        )
+    }
+}
+
 /// How to launch `transfer.py` for one run.
 #[derive(Debug, Clone)]
 pub struct TransferLaunch<'a> {
@@ -106,6 +149,24 @@ pub fn docker_run_argv(c: &ContainerLaunch<'_>) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::quote::shell_join;
+
+    #[test]
+    fn layout_follows_the_design() {
+        let id: RunId = "rs_01jd3k4w5x6y7z8a9b0c1d2e3f".parse().unwrap();
+        let l = RunLayout::new("/srv/cosmos/", &id);
+        assert_eq!(
+            l.spec(),
+            "/srv/cosmos/runs/rs_01jd3k4w5x6y7z8a9b0c1d2e3f/spec.json"
+        );
+        assert_eq!(
+            l.outputs(),
+            "/srv/cosmos/runs/rs_01jd3k4w5x6y7z8a9b0c1d2e3f/outputs"
+        );
+        assert_eq!(
+            l.input(crate::InputKind::Depth, "MOV"),
+            "/srv/cosmos/runs/rs_01jd3k4w5x6y7z8a9b0c1d2e3f/inputs/depth.mov"
+        );
+    }
 
     #[test]
     fn torchrun_matches_gpu_count_and_model() {

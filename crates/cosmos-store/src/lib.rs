@@ -43,6 +43,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn create_prompt(&self, new: &NewPrompt) -> StoreResult<Prompt>;
     async fn prompt(&self, id: &PromptId) -> StoreResult<Prompt>;
+    async fn prompt_by_name(&self, name: &str) -> StoreResult<Option<Prompt>>;
     /// A prompt with exactly this text, negative text and input set, if one exists.
     async fn find_prompt(
         &self,

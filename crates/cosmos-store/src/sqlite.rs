@@ -132,6 +132,10 @@ impl Store for SqliteStore {
         prompts::get(&self.pool, id).await
     }
 
+    async fn prompt_by_name(&self, name: &str) -> StoreResult<Option<Prompt>> {
+        prompts::by_name(&self.pool, name).await
+    }
+
     async fn find_prompt(
         &self,
         text: &str,

@@ -103,6 +103,16 @@ pub(crate) async fn get(pool: &SqlitePool, id: &PromptId) -> StoreResult<Prompt>
     .into_prompt()
 }
 
+pub(crate) async fn by_name(pool: &SqlitePool, name: &str) -> StoreResult<Option<Prompt>> {
+    let row: Option<PromptRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM prompts p WHERE p.name = ?"))
+            .bind(name)
+            .fetch_optional(pool)
+            .await
+            .during("read a prompt by name")?;
+    row.map(PromptRow::into_prompt).transpose()
+}
+
 pub(crate) async fn find(
     pool: &SqlitePool,
     text: &str,

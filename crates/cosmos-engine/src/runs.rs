@@ -1,0 +1,317 @@
+//! Planning a run — the exact spec and command a target would execute — and queueing it.
+
+use chrono::Utc;
+use serde::Serialize;
+
+use cosmos_core::launch::{
+    ContainerLaunch, RunLayout, TransferLaunch, docker_run_argv, torchrun_argv,
+};
+use cosmos_core::naming::{name_from_text, validate_name};
+use cosmos_core::spec::{TransferSpec, TransferSpecInput, build_transfer_spec};
+use cosmos_core::{
+    Hint, InputFile, InputKind, InputSetId, PromptId, Run, RunId, RunKind, RunParams, Weights,
+};
+use cosmos_store::{NewPrompt, NewRun, PromptName};
+
+use crate::Services;
+use crate::error::{EngineError, EngineResult};
+use crate::prompts::{InputsRef, PendingInputs, normalise_negative, validate_text};
+
+/// What the run is about: an existing prompt, or new text (and inputs) to make one from.
+#[derive(Debug, Clone)]
+pub enum RunSubject {
+    Prompt(String),
+    Text {
+        text: String,
+        inputs: Option<InputsRef>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub subject: RunSubject,
+    /// Overrides the prompt's negative text for this run (with a prompt), or becomes the new
+    /// prompt's negative text (with text).
+    pub negative: Option<String>,
+    /// Empty weights mean: one equal share per control video in the input set.
+    pub params: RunParams,
+    pub name: Option<String>,
+}
+
+/// Where runs go on a target until targets exist: the layout and image a target would use.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaunchDefaults {
+    pub root: String,
+    pub cosmos_dir: String,
+    pub image: String,
+    pub shm_size: String,
+    pub checkpoint_dir: String,
+}
+
+/// The prompt a run will use.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedPrompt {
+    /// `None` until a new prompt is stored.
+    pub id: Option<PromptId>,
+    pub name: String,
+    pub text: String,
+    pub negative: Option<String>,
+}
+
+/// Everything about a run before it is stored: what Cosmos will receive and how it will be
+/// started.
+#[derive(Debug, Serialize)]
+pub struct RunPlan {
+    pub run_id: RunId,
+    pub prompt: PlannedPrompt,
+    /// `None` until a new input set is stored.
+    pub input_set_id: Option<InputSetId>,
+    pub params: RunParams,
+    pub spec: serde_json::Value,
+    pub model_command: Vec<String>,
+    pub container_command: Vec<String>,
+    pub notes: Vec<String>,
+    pub name: Option<String>,
+    #[serde(skip)]
+    pending: Option<PendingInputs>,
+}
+
+impl std::fmt::Debug for PendingInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PendingInputs::Stored(id) => write!(f, "Stored({id})"),
+            PendingInputs::New(i) => write!(f, "New({})", i.dir.display()),
+        }
+    }
+}
+
+/// One equal share per control video; `edge` alone when there are none.
+fn default_weights(files: &[InputFile]) -> Weights {
+    let hints: Vec<Hint> = files.iter().filter_map(|f| f.kind.hint()).collect();
+    let general: Vec<Hint> = hints.iter().copied().filter(|h| !h.is_av()).collect();
+    let chosen = if !general.is_empty() {
+        general
+    } else if !hints.is_empty() {
+        hints
+    } else {
+        vec![Hint::Edge]
+    };
+    Weights::equal(&chosen)
+}
+
+fn extension(path: &str) -> &str {
+    std::path::Path::new(path)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("mp4")
+}
+
+impl Services {
+    /// Works out the run without writing anything: resolves the prompt and inputs, builds and
+    /// validates the spec, and composes the commands.
+    pub async fn plan_run(
+        &self,
+        req: &RunRequest,
+        launch: &LaunchDefaults,
+    ) -> EngineResult<RunPlan> {
+        req.params
+            .validate()
+            .map_err(cosmos_core::spec::SpecError::from)?;
+        let name = req.name.as_deref().map(validate_name).transpose()?;
+        let negative_override = normalise_negative(req.negative.as_deref())?;
+        let (prompt, pending, files) = match &req.subject {
+            RunSubject::Prompt(text) => {
+                let id = self.resolve_prompt(text).await?;
+                let p = self.store().prompt(&id).await?;
+                let set_id = p
+                    .input_set_id
+                    .clone()
+                    .ok_or_else(|| EngineError::NoInputSet(p.id.to_string()))?;
+                let set = self.store().input_set(&set_id).await?;
+                let negative = negative_override.or(p.negative);
+                let planned = PlannedPrompt {
+                    id: Some(p.id),
+                    name: p.name,
+                    text: p.text,
+                    negative,
+                };
+                (planned, PendingInputs::Stored(set_id), set.files)
+            }
+            RunSubject::Text { text, inputs } => {
+                let text = validate_text("prompt text", text)?;
+                let inputs = inputs.as_ref().ok_or_else(|| {
+                    EngineError::Invalid("a run needs control videos: give an input folder or input set id after the text".into())
+                })?;
+                let pending = self.pending_inputs(inputs).await?;
+                let (files, existing) = match &pending {
+                    PendingInputs::Stored(id) => {
+                        let set = self.store().input_set(id).await?;
+                        let existing = self
+                            .store()
+                            .find_prompt(&text, negative_override.as_deref(), Some(id))
+                            .await?;
+                        (set.files, existing)
+                    }
+                    PendingInputs::New(inspected) => (inspected.files.clone(), None),
+                };
+                let planned = match existing {
+                    Some(p) => PlannedPrompt {
+                        id: Some(p.id),
+                        name: p.name,
+                        text: p.text,
+                        negative: p.negative,
+                    },
+                    None => PlannedPrompt {
+                        id: None,
+                        name: name.clone().unwrap_or_else(|| name_from_text(&text)),
+                        text,
+                        negative: negative_override,
+                    },
+                };
+                (planned, pending, files)
+            }
+        };
+
+        let mut params = req.params.clone();
+        if params.weights.is_empty() {
+            params.weights = default_weights(&files);
+        }
+        let run_id = RunId::new();
+        let layout = RunLayout::new(&launch.root, &run_id);
+        let input_video = files
+            .iter()
+            .find(|f| f.kind == InputKind::Color)
+            .map(|f| layout.input(InputKind::Color, extension(&f.path)));
+        let controls: Vec<(Hint, String)> = files
+            .iter()
+            .filter_map(|f| {
+                f.kind
+                    .hint()
+                    .map(|h| (h, layout.input(f.kind, extension(&f.path))))
+            })
+            .collect();
+        let TransferSpec { json, is_av, notes } = build_transfer_spec(&TransferSpecInput {
+            prompt: &prompt.text,
+            negative_prompt: prompt.negative.as_deref(),
+            params: &params,
+            input_video: input_video.as_deref(),
+            controls: &controls,
+        })?;
+        let model_command = torchrun_argv(&TransferLaunch {
+            gpus: params.gpus,
+            spec_path: &layout.spec(),
+            output_dir: &layout.outputs(),
+            is_av,
+            checkpoint_dir: &launch.checkpoint_dir,
+        });
+        let devices: Vec<u32> = (0..params.gpus).collect();
+        let container_command = docker_run_argv(&ContainerLaunch {
+            run_id: &run_id,
+            image: &launch.image,
+            gpu_devices: Some(&devices),
+            shm_size: &launch.shm_size,
+            cosmos_dir: &launch.cosmos_dir,
+            root: &launch.root,
+            env_file: Some(&layout.env_file()),
+            command: model_command.clone(),
+        });
+        let input_set_id = match &pending {
+            PendingInputs::Stored(id) => Some(id.clone()),
+            PendingInputs::New(_) => None,
+        };
+        Ok(RunPlan {
+            run_id,
+            prompt,
+            input_set_id,
+            params,
+            spec: json,
+            model_command,
+            container_command,
+            notes,
+            name,
+            pending: Some(pending),
+        })
+    }
+
+    /// Stores what the plan needs (input set, prompt) and the run itself, as `queued`.
+    pub async fn submit_run(&self, mut plan: RunPlan, note: &str) -> EngineResult<Run> {
+        let pending = plan
+            .pending
+            .take()
+            .ok_or_else(|| EngineError::Invalid("this run plan was already submitted".into()))?;
+        let (input_set_id, _) = self.commit_inputs(pending).await?;
+        let prompt_id = match &plan.prompt.id {
+            Some(id) => id.clone(),
+            None => {
+                let p = self
+                    .store()
+                    .create_prompt(&NewPrompt {
+                        id: PromptId::new(),
+                        name: PromptName::Generated(plan.prompt.name.clone()),
+                        text: plan.prompt.text.clone(),
+                        negative: plan.prompt.negative.clone(),
+                        input_set_id: Some(input_set_id.clone()),
+                        parent_id: None,
+                        created_at: Utc::now(),
+                    })
+                    .await?;
+                p.id
+            }
+        };
+        let run = self
+            .store()
+            .create_run(&NewRun {
+                id: plan.run_id.clone(),
+                prompt_id,
+                kind: RunKind::Transfer,
+                name: plan.name.clone(),
+                prompt_text: plan.prompt.text.clone(),
+                negative_prompt: plan.prompt.negative.clone(),
+                input_set_id: Some(input_set_id),
+                params: plan.params.clone(),
+                priority: 0,
+                created_at: Utc::now(),
+                note: note.to_owned(),
+            })
+            .await?;
+        Ok(run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cosmos_core::VideoInfo;
+
+    fn file(kind: InputKind) -> InputFile {
+        InputFile {
+            kind,
+            path: format!("/s/{kind}.mp4"),
+            size: 1,
+            sha256: String::new(),
+            video: VideoInfo {
+                frames: 1,
+                fps: 24.0,
+                width: 8,
+                height: 8,
+                duration_seconds: 1.0,
+                codec: "h264".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn default_weights_share_the_controls_present() {
+        use InputKind::*;
+        let cases: [(&[InputKind], &str); 4] = [
+            (&[Color], "edge=1"),
+            (&[Color, Depth, Seg], "seg=0.5,depth=0.5"),
+            (&[Hdmap, Lidar], "hdmap=0.5,lidar=0.5"),
+            (&[Color, Depth, Hdmap], "depth=1"),
+        ];
+        for (kinds, want) in cases {
+            let files: Vec<InputFile> = kinds.iter().map(|k| file(*k)).collect();
+            assert_eq!(default_weights(&files).to_string(), want, "{kinds:?}");
+        }
+    }
+}
