@@ -1,1 +1,67 @@
-fn main() {}
+//! The `cosmos` binary: parse, set up logging, run the command, map the result to an exit code.
+
+mod cli;
+mod commands;
+mod config;
+mod context;
+mod error;
+mod output;
+mod views;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn init_logging(verbose: u8, env: &BTreeMap<String, String>) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = env
+        .get("COSMOS_LOG")
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    init_logging(cli.verbose, &env);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli, &env)) {
+        Ok(code) => code,
+        Err(err) if error::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {err:#}");
+            if let Some(hint) = error::hint(&err) {
+                let _ = writeln!(stderr, "hint: {hint}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

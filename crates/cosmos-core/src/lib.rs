@@ -22,3 +22,10 @@ pub use modality::{Hint, InputKind, UnknownHint};
 pub use run::{Level, ParamError, RunKind, RunParams, RunStatus};
 pub use types::{InputFile, InputSet, Prompt, Run, RunEvent, RunOutput, VideoInfo};
 pub use weights::{Weights, WeightsError};
+
+/// The current time at the precision the store keeps (milliseconds), so a record read back
+/// equals the one written.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(3)
+}

@@ -123,7 +123,7 @@ impl Services {
             name,
             dir: inspected.dir.display().to_string(),
             fingerprint: inspected.fingerprint,
-            created_at: Utc::now(),
+            created_at: cosmos_core::now(),
             files: inspected.files,
         };
         self.store().insert_input_set(&set).await?;

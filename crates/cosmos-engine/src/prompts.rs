@@ -165,7 +165,7 @@ impl Services {
                 negative,
                 input_set_id,
                 parent_id: None,
-                created_at: Utc::now(),
+                created_at: cosmos_core::now(),
             })
             .await?;
         Ok((prompt, added))

@@ -64,7 +64,13 @@ impl Services {
         }
     }
 
+    /// A prompt by id (prefix) or, failing that, by its exact name.
     pub async fn resolve_prompt(&self, text: &str) -> EngineResult<PromptId> {
+        if IdKind::of(&text.trim().to_ascii_lowercase()).is_none()
+            && let Some(p) = self.store().prompt_by_name(text.trim()).await?
+        {
+            return Ok(p.id);
+        }
         match self.resolve(text, &[IdKind::Prompt]).await? {
             Resolved::Prompt(id) => Ok(id),
             other => unexpected(other),

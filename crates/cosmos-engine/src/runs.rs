@@ -252,7 +252,7 @@ impl Services {
                         negative: plan.prompt.negative.clone(),
                         input_set_id: Some(input_set_id.clone()),
                         parent_id: None,
-                        created_at: Utc::now(),
+                        created_at: cosmos_core::now(),
                     })
                     .await?;
                 p.id
@@ -270,7 +270,7 @@ impl Services {
                 input_set_id: Some(input_set_id),
                 params: plan.params.clone(),
                 priority: 0,
-                created_at: Utc::now(),
+                created_at: cosmos_core::now(),
                 note: note.to_owned(),
             })
             .await?;

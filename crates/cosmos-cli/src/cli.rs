@@ -1,0 +1,71 @@
+//! The command tree. Each leaf command owns an `Args` struct with a `run` method.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+use crate::commands::{completions, config, dev, init, inputs, list, prompt, run, search, show};
+
+const EXAMPLES: &str = "\
+Examples:
+  cosmos init
+  cosmos inputs add renders/shot010
+  cosmos prompt create \"a robot arm in a bright kitchen\" --inputs renders/shot010
+  cosmos run \"a foggy harbour at dawn\" renders/shot010 --weights edge=0.5,depth=0.5 --dry-run
+  cosmos list --status queued
+  cosmos search 'harbour AND fog*'
+  cosmos show rs_01jd";
+
+/// Orchestrates NVIDIA Cosmos-Transfer1: control videos and prompts in, tracked videos out.
+#[derive(Debug, Parser)]
+#[command(name = "cosmos", version, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: cosmos.toml in the platform config dir, or in $COSMOS_HOME;
+    /// also $COSMOS_CONFIG]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); $COSMOS_LOG takes a filter
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented config file and create the database
+    Init(init::Args),
+    /// Show or locate the configuration
+    #[command(subcommand)]
+    Config(config::Command),
+    /// Register and inspect input sets (folders of control videos)
+    #[command(subcommand)]
+    Inputs(inputs::Command),
+    /// Create, list, show, edit and remove prompts
+    #[command(subcommand)]
+    Prompt(prompt::Command),
+    /// Run Cosmos-Transfer1 on a prompt (or new text) and its control videos
+    Run(run::Args),
+    /// List recent runs
+    List(list::Args),
+    /// Show a run, prompt or input set by id (any unique prefix)
+    Show(show::Args),
+    /// Full-text search over prompts
+    Search(search::Args),
+    /// Print a shell completion script
+    Completions(completions::Args),
+    /// Developer tools
+    #[command(subcommand, hide = true)]
+    Dev(dev::Command),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

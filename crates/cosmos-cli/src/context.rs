@@ -1,0 +1,69 @@
+//! What every command gets: the resolved settings, output styles, and the services (opened
+//! on first use).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+
+use cosmos_engine::{LaunchDefaults, Services};
+use cosmos_media::Ffprobe;
+use cosmos_store::SqliteStore;
+
+use crate::config::Settings;
+use crate::output::Style;
+
+#[derive(Debug)]
+pub struct Ctx {
+    pub settings: Settings,
+    /// Style for stdout (colour only on a terminal, and never with NO_COLOR).
+    pub style: Style,
+    /// Style for stderr.
+    pub err_style: Style,
+}
+
+impl Ctx {
+    pub fn new(settings: Settings, env: &BTreeMap<String, String>) -> Self {
+        let no_color = env.get("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self {
+            settings,
+            style: Style {
+                color: !no_color && std::io::stdout().is_terminal(),
+            },
+            err_style: Style {
+                color: !no_color && std::io::stderr().is_terminal(),
+            },
+        }
+    }
+
+    /// Opens the database (creating it and bringing its schema up to date).
+    pub async fn services(&self) -> Result<Services> {
+        let path = self.settings.database();
+        let store = SqliteStore::open(&path)
+            .await
+            .with_context(|| format!("cannot use the database `{}`", path.display()))?;
+        Ok(Services::new(
+            Arc::new(store),
+            Ffprobe::new(&self.settings.config.media.ffprobe),
+        ))
+    }
+
+    pub fn launch_defaults(&self) -> LaunchDefaults {
+        let t = &self.settings.config.target;
+        LaunchDefaults {
+            root: t.root.clone(),
+            cosmos_dir: t.cosmos_dir.clone(),
+            image: t.image.clone(),
+            shm_size: t.shm_size.clone(),
+            checkpoint_dir: "checkpoints".into(),
+        }
+    }
+
+    /// A diagnostic line on stderr (`warning: …`, `note: …`).
+    pub fn say(&self, label: &str, message: &str) {
+        let code = if label == "warning" { "33" } else { "36" };
+        let label = self.err_style.paint(code, &format!("{label}:"));
+        let _ = writeln!(std::io::stderr(), "{label} {message}");
+    }
+}

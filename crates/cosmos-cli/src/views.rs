@@ -1,0 +1,185 @@
+//! How records look to people: the tables and detail views several commands share.
+
+use std::io::{self, Write};
+
+use chrono::Utc;
+
+use cosmos_core::{InputSet, Prompt, Run, RunEvent};
+
+use crate::output::{Style, Table, age, local, truncate};
+
+pub fn runs_table(out: &mut dyn Write, runs: &[Run], style: Style) -> io::Result<()> {
+    let now = Utc::now();
+    let mut t = Table::new(&[
+        "ID", "STATUS", "PROMPT", "WEIGHTS", "SEED", "GPUS", "TARGET", "CREATED",
+    ]);
+    for r in runs {
+        t.row(vec![
+            r.id.to_string(),
+            style.status(r.status),
+            truncate(&r.prompt_name, 32),
+            r.params.weights.to_string(),
+            r.params.seed.to_string(),
+            r.params.gpus.to_string(),
+            r.target.clone().unwrap_or_else(|| "-".into()),
+            age(r.created_at, now),
+        ]);
+    }
+    t.print(out, style)
+}
+
+pub fn input_files_table(out: &mut dyn Write, set: &InputSet, style: Style) -> io::Result<()> {
+    let mut t = Table::new(&["KIND", "FRAMES", "FPS", "SIZE", "CODEC", "SHA256", "PATH"]);
+    for f in &set.files {
+        t.row(vec![
+            f.kind.to_string(),
+            f.video.frames.to_string(),
+            format!("{:.3}", f.video.fps)
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_owned(),
+            format!("{}x{}", f.video.width, f.video.height),
+            f.video.codec.clone(),
+            f.sha256.chars().take(12).collect(),
+            f.path.clone(),
+        ]);
+    }
+    t.print(out, style)
+}
+
+fn field(out: &mut dyn Write, style: Style, name: &str, value: &str) -> io::Result<()> {
+    writeln!(out, "{} {value}", style.dim(&format!("{name:<10}")))
+}
+
+pub fn input_set(
+    out: &mut dyn Write,
+    set: &InputSet,
+    prompts: Option<u64>,
+    style: Style,
+) -> io::Result<()> {
+    field(out, style, "input set", &style.bold(set.id.as_str()))?;
+    field(out, style, "name", &set.name)?;
+    field(out, style, "folder", &set.dir)?;
+    field(out, style, "created", &local(set.created_at))?;
+    if let Some(first) = set.files.first() {
+        let b = cosmos_core::resolution::bucket_for(first.video.width, first.video.height);
+        field(
+            out,
+            style,
+            "cosmos",
+            &format!(
+                "{}x{} ({}), {} frames → {} clip(s)",
+                b.width,
+                b.height,
+                b.aspect,
+                first.video.frames,
+                cosmos_core::resolution::clip_count(first.video.frames)
+            ),
+        )?;
+    }
+    if let Some(n) = prompts {
+        field(out, style, "prompts", &n.to_string())?;
+    }
+    writeln!(out)?;
+    input_files_table(out, set, style)
+}
+
+pub fn prompt(out: &mut dyn Write, p: &Prompt, style: Style) -> io::Result<()> {
+    field(out, style, "prompt", &style.bold(p.id.as_str()))?;
+    field(out, style, "name", &p.name)?;
+    field(out, style, "created", &local(p.created_at))?;
+    if p.updated_at != p.created_at {
+        field(out, style, "edited", &local(p.updated_at))?;
+    }
+    field(
+        out,
+        style,
+        "inputs",
+        p.input_set_id.as_ref().map_or("-", |i| i.as_str()),
+    )?;
+    if let Some(parent) = &p.parent_id {
+        field(out, style, "parent", parent.as_str())?;
+    }
+    field(out, style, "text", &p.text)?;
+    field(out, style, "negative", p.negative.as_deref().unwrap_or("-"))
+}
+
+pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> io::Result<()> {
+    field(out, style, "run", &style.bold(r.id.as_str()))?;
+    field(out, style, "status", &style.status(r.status))?;
+    field(out, style, "kind", r.kind.as_str())?;
+    if let Some(name) = &r.name {
+        field(out, style, "name", name)?;
+    }
+    field(
+        out,
+        style,
+        "prompt",
+        &format!("{} ({})", r.prompt_name, r.prompt_id),
+    )?;
+    field(
+        out,
+        style,
+        "inputs",
+        r.input_set_id.as_ref().map_or("-", |i| i.as_str()),
+    )?;
+    field(out, style, "target", r.target.as_deref().unwrap_or("-"))?;
+    field(out, style, "created", &local(r.created_at))?;
+    if let Some(t) = r.started_at {
+        field(out, style, "started", &local(t))?;
+    }
+    if let Some(t) = r.finished_at {
+        field(out, style, "finished", &local(t))?;
+    }
+    if let Some(reason) = &r.failure_reason {
+        field(out, style, "reason", reason)?;
+    }
+    if let Some(rating) = r.rating {
+        field(out, style, "rating", &"★".repeat(usize::from(rating)))?;
+    }
+    let p = &r.params;
+    field(out, style, "weights", &p.weights.to_string())?;
+    field(
+        out,
+        style,
+        "params",
+        &format!(
+            "seed {} · steps {} · guidance {} · sigma_max {} · fps {} · blur {} · canny {} · gpus {}",
+            p.seed,
+            p.steps,
+            p.guidance,
+            p.sigma_max,
+            p.fps,
+            p.blur_strength,
+            p.canny_threshold,
+            p.gpus
+        ),
+    )?;
+    field(out, style, "text", &r.prompt_text)?;
+    field(
+        out,
+        style,
+        "negative",
+        r.negative_prompt.as_deref().unwrap_or("-"),
+    )?;
+    for o in &r.outputs {
+        field(
+            out,
+            style,
+            "output",
+            &format!("{} ({} bytes, sha256 {})", o.path, o.size, o.sha256),
+        )?;
+    }
+    writeln!(out)?;
+    let mut t = Table::new(&["TIME", "STAGE", "PROGRESS", "MESSAGE"]);
+    for e in events {
+        t.row(vec![
+            local(e.at),
+            e.stage.to_string(),
+            e.progress
+                .map_or_else(|| "-".into(), |p| format!("{:.0}%", p * 100.0)),
+            e.message.clone(),
+        ]);
+    }
+    t.print(out, style)
+}
