@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
 use serde::Serialize;
 
 use cosmos_core::inputs::{InputReport, check_input_files, fingerprint};

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use chrono::Utc;
-
 use cosmos_core::naming::{name_from_text, validate_name};
 use cosmos_core::{InputSetId, Prompt, PromptId};
 use cosmos_store::{NewPrompt, PromptName, PromptUpdate};

@@ -1,6 +1,5 @@
 //! Planning a run — the exact spec and command a target would execute — and queueing it.
 
-use chrono::Utc;
 use serde::Serialize;
 
 use cosmos_core::launch::{

@@ -274,9 +274,16 @@ pub(crate) async fn search(
     .await;
     let rows = match rows {
         Err(sqlx::Error::Database(e)) if is_query_error(e.message()) => {
+            let reason = match e.message().strip_prefix("no such column: ") {
+                Some(col) => format!(
+                    "`{col}` is not a field to search (name, text, negative); `-` and `:` are \
+                     operators, so put such words in double quotes"
+                ),
+                None => e.message().to_owned(),
+            };
             return Err(StoreError::BadQuery {
                 query: query.to_owned(),
-                reason: e.message().to_owned(),
+                reason,
             });
         }
         other => other.during("search prompts")?,

@@ -1,0 +1,11 @@
+//! End-to-end tests of the real `cosmos` binary on a temporary COSMOS_HOME, with control
+//! videos made by the real ffmpeg.
+
+mod cli {
+    pub mod config;
+    pub mod inputs;
+    pub mod misc;
+    pub mod prompts;
+    pub mod runs;
+    pub mod support;
+}

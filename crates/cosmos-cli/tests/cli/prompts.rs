@@ -1,0 +1,221 @@
+//! `cosmos prompt …` and `cosmos search`.
+
+use super::support::{Home, TestResult, s};
+
+#[test]
+fn create_generates_unique_readable_names() -> TestResult {
+    let h = Home::new();
+    let a = h
+        .run(&[
+            "prompt",
+            "create",
+            "A robot arm picks up a red cup",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let b = h
+        .run(&[
+            "prompt",
+            "create",
+            "The robot arm picks up a red mug",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(a["name"], "robot-arm-picks-red");
+    assert_eq!(b["name"], "robot-arm-picks-red-2");
+    assert!(a["id"].as_str().ok_or("id")?.starts_with("ps_"));
+    let human = h
+        .run(&["prompt", "create", "snow at night", "--name", "snow night"])
+        .ok();
+    assert!(
+        human.stdout.trim().ends_with("snow night"),
+        "{}",
+        human.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn create_with_a_folder_registers_it_on_the_way() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let p = h
+        .run(&[
+            "prompt",
+            "create",
+            "a pier",
+            "--inputs",
+            s(&scene),
+            "--json",
+        ])
+        .ok();
+    assert!(p.stderr.contains("registered input set"), "{}", p.stderr);
+    let set_id = p.json()["input_set_id"]
+        .as_str()
+        .ok_or("set id")?
+        .to_owned();
+    let sets = h.run(&["inputs", "list", "--json"]).ok().json();
+    assert_eq!(sets[0]["id"], set_id.as_str());
+    assert_eq!(sets[0]["prompts"], 1);
+    Ok(())
+}
+
+#[test]
+fn bad_prompt_input_writes_nothing() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    h.run(&["prompt", "create", "first", "--name", "taken"])
+        .ok();
+    h.run(&[
+        "prompt",
+        "create",
+        "second",
+        "--name",
+        "taken",
+        "--inputs",
+        s(&scene),
+    ])
+    .fails_with("a prompt named `taken` already exists");
+    assert_eq!(
+        h.run(&["inputs", "list", "--json"]).ok().json(),
+        serde_json::json!([]),
+        "the folder was not registered"
+    );
+    h.run(&["prompt", "create", "   "])
+        .fails_with("the prompt text is empty");
+    h.run(&["prompt", "create", "x", "--inputs", "in_zzzz"])
+        .fails_with("no input set matches `in_zzzz`");
+    h.run(&["prompt", "create", "x", "--name", "rs_sneaky"])
+        .fails_with("looks like an id");
+    h.run(&["prompt", "create", "x", "--name", "a\nb"])
+        .fails_with("control characters");
+    let prompts = h.run(&["prompt", "list", "--json"]).ok().json();
+    assert_eq!(prompts.as_array().ok_or("array")?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn edit_changes_search_but_not_past_runs() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let p = h
+        .run(&[
+            "prompt",
+            "create",
+            "a kitchen at noon",
+            "--name",
+            "take-one",
+            "--inputs",
+            s(&scene),
+            "--json",
+        ])
+        .ok()
+        .json();
+    let id = p["id"].as_str().ok_or("id")?;
+    let run = h.run(&["run", id, "--json"]).ok().json();
+    h.run(&[
+        "prompt",
+        "edit",
+        id,
+        "--text",
+        "a warehouse at dusk",
+        "--negative",
+        "blurry",
+    ])
+    .ok();
+    assert_eq!(
+        h.run(&["search", "kitchen", "--json"]).ok().json(),
+        serde_json::json!([])
+    );
+    let hits = h.run(&["search", "warehouse", "--json"]).ok().json();
+    assert_eq!(hits[0]["prompt"]["id"], id);
+    assert_eq!(hits[0]["prompt"]["negative"], "blurry");
+    let shown = h
+        .run(&["show", run["id"].as_str().ok_or("id")?, "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        shown["run"]["prompt_text"], "a kitchen at noon",
+        "runs keep the text they ran with"
+    );
+    h.run(&["prompt", "edit", id])
+        .fails_with("nothing to change");
+    h.run(&["prompt", "edit", id, "--negative", ""]).ok();
+    let shown = h.run(&["prompt", "show", id, "--json"]).ok().json();
+    assert_eq!(shown["prompt"]["negative"], serde_json::Value::Null);
+    Ok(())
+}
+
+#[test]
+fn rm_refuses_when_runs_exist_and_says_how_many() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let p = h
+        .run(&[
+            "prompt",
+            "create",
+            "a pier",
+            "--inputs",
+            s(&scene),
+            "--json",
+        ])
+        .ok()
+        .json();
+    let id = p["id"].as_str().ok_or("id")?;
+    h.run(&["run", id]).ok();
+    h.run(&["run", id, "--seed", "2"]).ok();
+    h.run(&["prompt", "rm", id])
+        .fails_with("is used by 2 runs; pass `--force`");
+    let out = h.run(&["prompt", "rm", id, "--force"]).ok();
+    assert!(
+        out.stderr.contains("also removed 2 run(s)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        h.run(&["list", "--json"]).ok().json(),
+        serde_json::json!([])
+    );
+    Ok(())
+}
+
+#[test]
+fn search_supports_phrases_prefixes_and_boolean_operators() -> TestResult {
+    let h = Home::new();
+    for (text, name) in [
+        ("a robot arm in a bright kitchen", "arm-kitchen"),
+        ("a robot dog in a warehouse", "dog-warehouse"),
+        ("snowfall over a quiet harbour", "snow-harbour"),
+    ] {
+        h.run(&["prompt", "create", text, "--name", name]).ok();
+    }
+    let names = |q: &str| -> Vec<String> {
+        let hits = h.run(&["search", q, "--json"]).ok().json();
+        let mut v: Vec<String> = hits
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| x["prompt"]["name"].as_str().unwrap_or("").to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("robot"), ["arm-kitchen", "dog-warehouse"]);
+    assert_eq!(names("\"robot arm\""), ["arm-kitchen"]);
+    assert_eq!(names("snow*"), ["snow-harbour"]);
+    assert_eq!(names("robot NOT kitchen"), ["dog-warehouse"]);
+    assert_eq!(names("kitchen OR harbour"), ["arm-kitchen", "snow-harbour"]);
+    let human = h.run(&["search", "kitchen"]).ok();
+    assert!(
+        human.stdout.contains("[kitchen]"),
+        "matches are highlighted: {}",
+        human.stdout
+    );
+    h.run(&["search", "\"robot arm"])
+        .fails_with("invalid search query");
+    h.run(&["search", "dog-warehouse"])
+        .fails_with("not a field to search");
+    Ok(())
+}

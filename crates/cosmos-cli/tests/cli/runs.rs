@@ -1,0 +1,272 @@
+//! `cosmos run`, `cosmos list` and `cosmos show`.
+
+use serde_json::json;
+
+use super::support::{Home, TestResult, s};
+
+#[test]
+fn dry_run_prints_the_exact_spec_and_command_and_stores_nothing() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let plan = h
+        .run(&[
+            "run",
+            "a foggy harbour",
+            s(&scene),
+            "--weights",
+            "vis=0.2,depth=0.5,seg=0.3",
+            "--seed",
+            "7",
+            "--gpus",
+            "2",
+            "--dry-run",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let run_id = plan["run_id"].as_str().ok_or("run id")?;
+    let dir = format!("/srv/cosmos/runs/{run_id}");
+    assert_eq!(
+        plan["spec"],
+        json!({
+            "prompt": "a foggy harbour",
+            "input_video_path": format!("{dir}/inputs/color.mp4"),
+            "sigma_max": 70.0, "seed": 7, "guidance": 5.0, "num_steps": 35, "fps": 24,
+            "blur_strength": "medium", "canny_threshold": "medium",
+            "vis": {"control_weight": 0.2},
+            "seg": {"control_weight": 0.3, "input_control": format!("{dir}/inputs/seg.mp4")},
+            "depth": {"control_weight": 0.5, "input_control": format!("{dir}/inputs/depth.mp4")},
+        })
+    );
+    let line = plan["container_command_line"].as_str().ok_or("command")?;
+    for part in [
+        format!("docker run --detach --name cosmos-{run_id} --label cosmos.run={run_id}"),
+        "--gpus '\"device=0,1\"'".to_owned(),
+        "torchrun --nproc_per_node=2 --nnodes=1 --node_rank=0 cosmos_transfer1/diffusion/inference/transfer.py".to_owned(),
+        format!("--controlnet_specs {dir}/spec.json --video_save_folder {dir}/outputs --num_gpus 2"),
+    ] {
+        assert!(line.contains(&part), "{part:?} not in {line}");
+    }
+    // Nothing was stored.
+    assert_eq!(h.run(&["list", "--json"]).ok().json(), json!([]));
+    assert_eq!(h.run(&["prompt", "list", "--json"]).ok().json(), json!([]));
+    assert_eq!(h.run(&["inputs", "list", "--json"]).ok().json(), json!([]));
+    // The human form prints the same spec.
+    let human = h
+        .run(&["run", "a foggy harbour", s(&scene), "--dry-run"])
+        .ok();
+    assert!(
+        human.stdout.starts_with("# spec.json") && human.stdout.contains("docker run --detach"),
+        "{}",
+        human.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn hostile_prompt_text_reaches_the_spec_byte_exact_and_never_the_command() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let text = "'; rm -rf ~ # $(touch /tmp/pwned) `id` \"quoted\"\nsecond line — café 東京";
+    let plan = h
+        .run(&["run", text, s(&scene), "--dry-run", "--json"])
+        .ok()
+        .json();
+    assert_eq!(plan["spec"]["prompt"], text);
+    let line = plan["container_command_line"].as_str().ok_or("command")?;
+    assert!(
+        !line.contains("rm -rf") && !line.contains("pwned") && !line.contains("café"),
+        "{line}"
+    );
+    Ok(())
+}
+
+#[test]
+fn weights_cosmos_would_normalise_are_reported() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let out = h
+        .run(&[
+            "run",
+            "x",
+            s(&scene),
+            "--weights",
+            "depth=0.9,seg=0.6",
+            "--dry-run",
+        ])
+        .ok();
+    assert!(
+        out.stderr.contains(
+            "weights sum to 1.500 (> 1): Cosmos will normalise them to seg=0.400,depth=0.600"
+        ),
+        "{}",
+        out.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn cosmos_validation_errors_use_cosmos_messages() -> TestResult {
+    let h = Home::new();
+    let no_colour = h.scene("nocolour", &[("depth.mp4", 64, 36, 24, 24)]);
+    let out = h.run(&["run", "x", s(&no_colour), "--dry-run"]).fails_with(
+        "Cosmos-Transfer1 would reject this spec: Must have 'input_video' specified if sigma_max < 80",
+    );
+    assert!(
+        out.stderr.contains("--sigma-max 80"),
+        "hint: {}",
+        out.stderr
+    );
+    h.run(&[
+        "run",
+        "x",
+        s(&no_colour),
+        "--sigma-max",
+        "80",
+        "--weights",
+        "vis=0.5",
+        "--dry-run",
+    ])
+    .fails_with(
+        "vis controlnet must have 'input_control' video specified if no 'input_video' specified.",
+    );
+    h.run(&["run", "x", s(&no_colour), "--sigma-max", "80", "--dry-run"])
+        .ok();
+    Ok(())
+}
+
+#[test]
+fn bad_run_parameters_are_usage_errors() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let cases = [
+        (vec!["--weights", "depth=-0.2"], "must be a non-negative"),
+        (vec!["--weights", "colr=0.2"], "unknown modality `colr`"),
+        (vec!["--weights", "depth=lots"], "is not a number"),
+        (vec!["--weights", "depth"], "is not `modality=weight`"),
+        (
+            vec!["--weights", "hdmap=0.5"],
+            "`hdmap` has no control video",
+        ),
+        (vec!["--gpus", "3"], "--gpus 3 is not supported"),
+        (vec!["--steps", "0"], "--steps 0 is out of range"),
+        (vec!["--blur-strength", "fuzzy"], "unknown level `fuzzy`"),
+        (vec!["--seed", "-1"], "unexpected argument '-1'"),
+    ];
+    for (flags, needle) in cases {
+        let mut args = vec!["run", "x", s(&scene), "--dry-run"];
+        args.extend(flags);
+        h.run(&args).fails_with(needle);
+    }
+    h.run(&["run", "just text"])
+        .fails_with("a run needs control videos");
+    h.run(&["run", "ps_0123", s(&scene)])
+        .fails_with("a prompt brings its own input set");
+    h.run(&["run", "ps_0123"])
+        .fails_with("no prompt matches `ps_0123`");
+    Ok(())
+}
+
+#[test]
+fn queued_runs_are_listed_shown_and_filtered() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let first = h
+        .run(&[
+            "run",
+            "a foggy harbour at dawn",
+            s(&scene),
+            "--name",
+            "harbour take 1",
+        ])
+        .ok();
+    assert!(
+        first.stderr.contains("no GPU target is configured yet"),
+        "{}",
+        first.stderr
+    );
+    let first_id = first.stdout.trim().to_owned();
+    assert!(
+        first_id.starts_with("rs_"),
+        "stdout carries the id: {first_id}"
+    );
+    // The same text and inputs reuse the prompt (named by the first run's --name); a prompt's
+    // name runs that prompt.
+    let second = h
+        .run(&[
+            "run",
+            "a foggy harbour at dawn",
+            s(&scene),
+            "--seed",
+            "2",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let third = h
+        .run(&["run", "harbour take 1", "--seed", "3", "--json"])
+        .ok()
+        .json();
+    assert_eq!(second["prompt_id"], third["prompt_id"]);
+    assert_eq!(
+        h.run(&["prompt", "list", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .ok_or("array")?
+            .len(),
+        1
+    );
+
+    let runs = h.run(&["list", "--json"]).ok().json();
+    let runs = runs.as_array().ok_or("array")?;
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r["status"] == "queued"));
+    assert_eq!(runs[2]["id"], first_id.as_str(), "newest first");
+    assert_eq!(runs[2]["name"], "harbour take 1");
+    assert_eq!(
+        h.run(&["list", "--status", "failed", "--json"]).ok().json(),
+        json!([])
+    );
+    assert_eq!(
+        h.run(&[
+            "list",
+            "--since",
+            "1h",
+            "--prompt",
+            "harbour take 1",
+            "--json"
+        ])
+        .ok()
+        .json()
+        .as_array()
+        .ok_or("a")?
+        .len(),
+        3
+    );
+    h.run(&["list", "--since", "yesterday"])
+        .fails_with("is not understood");
+    h.run(&["list", "--status", "done"])
+        .fails_with("unknown status `done`");
+
+    let table = h.run(&["list"]).ok().stdout;
+    assert!(
+        table.starts_with("ID ") && table.contains("harbour take 1"),
+        "{table}"
+    );
+    let shown = h
+        .run(&["show", &first_id[..first_id.len() - 4]])
+        .ok()
+        .stdout;
+    for needle in [
+        "status     queued",
+        "seed 1 · steps 35",
+        "weights    seg=0.5,depth=0.5",
+        "queued; no target is configured yet",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} not in\n{shown}");
+    }
+    h.run(&["show", "rs_"]).fails_with("is ambiguous");
+    h.run(&["show", "rs_%"]).fails_with("is not an id prefix");
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Fixtures: a temporary COSMOS_HOME, the binary, and videos from ffmpeg.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Fails, naming the missing tool and how CI gets it, when a tool the tests need is absent.
+#[track_caller]
+pub fn require(tool: &str) {
+    let found = Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "`{tool}` is not installed: these tests need the real ffmpeg; `.ci/run` installs it with `apt-get install -y ffmpeg`"
+    );
+}
+
+/// One command's outcome.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts a usage/config/input failure (exit 2) whose stderr says `needle`.
+    #[track_caller]
+    pub fn fails_with(self, needle: &str) -> Self {
+        assert_eq!(
+            self.code, 2,
+            "expected exit 2\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// A temporary COSMOS_HOME and a folder for scenes.
+#[derive(Debug)]
+pub struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cosmos"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("COSMOS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("COSMOS_HOME", self.home())
+            .env("NO_COLOR", "1")
+            .args(args);
+        cmd
+    }
+
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("the cosmos binary runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.run_with(args, &[])
+    }
+
+    /// A folder holding the given videos: (file name, width, height, frames, fps).
+    pub fn scene(&self, name: &str, videos: &[(&str, u32, u32, u32, u32)]) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).expect("scene folder");
+        for (file, w, h, frames, fps) in videos {
+            video(&dir.join(file), *w, *h, *frames, *fps);
+        }
+        dir
+    }
+
+    /// The usual scene: colour, depth and seg, 64x36 (16:9), 24 frames at 24 fps.
+    pub fn standard_scene(&self, name: &str) -> PathBuf {
+        self.scene(
+            name,
+            &[
+                ("shot_color.mp4", 64, 36, 24, 24),
+                ("shot_depth.mp4", 64, 36, 24, 24),
+                ("shot_seg.mp4", 64, 36, 24, 24),
+            ],
+        )
+    }
+}
+
+/// Writes a test-pattern video with ffmpeg; the file name goes into the metadata so every
+/// file hashes differently.
+#[track_caller]
+pub fn video(path: &Path, w: u32, h: u32, frames: u32, fps: u32) {
+    require("ffmpeg");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size={w}x{h}:rate={fps}"))
+        .args([
+            "-frames:v",
+            &frames.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-metadata",
+        ])
+        .arg(format!("title={}", path.display()))
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(
+        status.success(),
+        "ffmpeg failed to write {}",
+        path.display()
+    );
+}
+
+/// The path as a `&str` for command lines.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
