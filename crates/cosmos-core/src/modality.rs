@@ -184,7 +184,7 @@ impl InputKind {
     pub fn classify(file_name: &str) -> Option<Result<InputKind, InputKind>> {
         let (stem, ext) = file_name.rsplit_once('.')?;
         let last = stem
-            .rsplit(|c: char| c == '_' || c == '-' || c == '.' || c == ' ')
+            .rsplit(['_', '-', '.', ' '])
             .next()
             .unwrap_or(stem)
             .to_lowercase();

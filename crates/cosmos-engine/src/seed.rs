@@ -208,8 +208,7 @@ impl Services {
 
         let mut names: HashSet<String> = HashSet::new();
         let prompt_times = times(&mut rng, req.prompts);
-        let mut prompts: Vec<(PromptId, String, Option<String>, InputSetId, DateTime<Utc>)> =
-            Vec::with_capacity(req.prompts);
+        let mut prompts: Vec<Prompt> = Vec::with_capacity(req.prompts);
         batch = ImportBatch::default();
         for at in prompt_times {
             let text = prompt_text(&mut rng);
@@ -232,13 +231,7 @@ impl Services {
                 created_at: at,
                 updated_at: at,
             };
-            prompts.push((
-                prompt.id.clone(),
-                prompt.text.clone(),
-                prompt.negative.clone(),
-                set.id.clone(),
-                at,
-            ));
+            prompts.push(prompt.clone());
             batch.prompts.push(prompt);
             if batch.prompts.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;
@@ -249,8 +242,14 @@ impl Services {
         let mut events = 0;
         let run_times = times(&mut rng, req.runs);
         for at in run_times {
-            let Some((prompt_id, text, negative, set_id, created)) =
-                prompts.choose(&mut rng).cloned()
+            let Some(Prompt {
+                id: prompt_id,
+                text,
+                negative,
+                input_set_id,
+                created_at: created,
+                ..
+            }) = prompts.choose(&mut rng).cloned()
             else {
                 break;
             };
@@ -321,7 +320,7 @@ impl Services {
                 name: None,
                 prompt_text: text,
                 negative_prompt: negative,
-                input_set_id: Some(set_id),
+                input_set_id,
                 params,
                 target: Some(format!("gpu-{}", rng.random_range(1..4))),
                 priority: 0,

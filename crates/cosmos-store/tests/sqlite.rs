@@ -214,7 +214,7 @@ async fn id_prefixes_use_ranges_not_patterns() -> TestResult {
     let full = p.id.to_string();
     assert_eq!(
         s.ids_with_prefix(IdKind::Prompt, &full[..8], 5).await?,
-        [full.clone()]
+        [full]
     );
     assert!(
         s.ids_with_prefix(IdKind::Prompt, "ps_%", 5)

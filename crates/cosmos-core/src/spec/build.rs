@@ -183,7 +183,8 @@ mod tests {
     #[test]
     fn builder_rules_table() {
         let depth = [(Hint::Depth, "d.mp4")];
-        let cases: Vec<(RunParams, Option<&str>, &[(Hint, &str)], &str)> = vec![
+        type Case<'a> = (RunParams, Option<&'a str>, &'a [(Hint, &'a str)], &'a str);
+        let cases: Vec<Case> = vec![
             (
                 RunParams::default(),
                 Some("c.mp4"),

@@ -11,6 +11,9 @@ pub const VALID_HINT_KEYS: [&str; 8] = [
     "vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "lidar",
 ];
 
+/// A spec's top level, or one part of it.
+pub type SpecMap = Map<String, Value>;
+
 /// An exception Cosmos raises while reading a spec: the Python type and its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CosmosError {
@@ -57,9 +60,7 @@ fn valid_keys_text() -> String {
 /// Splits a spec's top level as `load_controlnet_specs` does: hint keys become control
 /// blocks, any other object-valued key is an error, every other key is a "json arg" that
 /// overrides the command line's default.
-pub fn split_spec(
-    spec: &Map<String, Value>,
-) -> Result<(Map<String, Value>, Map<String, Value>), CosmosError> {
+pub fn split_spec(spec: &Map<String, Value>) -> Result<(SpecMap, SpecMap), CosmosError> {
     let mut controls = Map::new();
     let mut args = Map::new();
     for (key, value) in spec {
