@@ -19,7 +19,8 @@ use crate::views;
     after_help = "Examples:\n  cosmos show rs_01jd3k\n  cosmos show ps_01jd\n  cosmos show 01jd3k4w   # any kind"
 )]
 pub struct Args {
-    /// Id or unique prefix (`rs_…` run, `ps_…` prompt, `in_…` input set, or bare)
+    /// Id or unique prefix (`rs_…` run, `ps_…` prompt, `in_…` input set, or bare), or a
+    /// prompt's name
     id: String,
     /// Print JSON
     #[arg(long)]
@@ -30,6 +31,10 @@ impl Args {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let kinds = [IdKind::Run, IdKind::Prompt, IdKind::InputSet];
+        // A prompt's exact name names that prompt.
+        if let Some(p) = services.store().prompt_by_name(self.id.trim()).await? {
+            return show_prompt(ctx, &services, &p.id, self.json).await;
+        }
         let mut out = std::io::stdout().lock();
         match services.resolve(&self.id, &kinds).await? {
             Resolved::Run(id) => {

@@ -266,6 +266,8 @@ fn queued_runs_are_listed_shown_and_filtered() -> TestResult {
     ] {
         assert!(shown.contains(needle), "{needle:?} not in\n{shown}");
     }
+    let by_name = h.run(&["show", "harbour take 1", "--json"]).ok().json();
+    assert_eq!(by_name["run_count"], 3);
     h.run(&["show", "rs_"]).fails_with("is ambiguous");
     h.run(&["show", "rs_%"]).fails_with("is not an id prefix");
     Ok(())
