@@ -73,7 +73,10 @@ impl Services {
         }
         if IdPrefix::parse(text).is_err() {
             // Not an id, and no prompt has that name.
-            return Err(EngineError::NotFound { kinds: vec![IdKind::Prompt], prefix: text.trim().to_owned() });
+            return Err(EngineError::NotFound {
+                kinds: vec![IdKind::Prompt],
+                prefix: text.trim().to_owned(),
+            });
         }
         match self.resolve(text, &[IdKind::Prompt]).await? {
             Resolved::Prompt(id) => Ok(id),
