@@ -2,10 +2,11 @@
 //! `COSMOS_HOME` relocates everything (config, database, outputs, logs). Resolved once, in
 //! [`Settings::load`]; commands never read the environment or files themselves.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod load;
 
-use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use cosmos_core::{Level, RunParams, Weights};
@@ -142,7 +143,7 @@ impl std::fmt::Debug for Secrets {
 
 /// Every key, documented: the source of `cosmos config default` and of the environment
 /// variable names. A test checks it against [`Config`].
-const KEYS: &[(&str, &str, &str, &str)] = &[
+pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     (
         "store",
         "database",
@@ -227,9 +228,9 @@ const KEYS: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// Keys whose values `config show` hides.
-const SECRET_KEYS: &[(&str, &str)] = &[("secrets", "hf_token")];
+pub(crate) const SECRET_KEYS: &[(&str, &str)] = &[("secrets", "hf_token")];
 
-fn env_name(section: &str, key: &str) -> String {
+pub(crate) fn env_name(section: &str, key: &str) -> String {
     format!(
         "COSMOS_{}_{}",
         section.to_ascii_uppercase(),
@@ -260,301 +261,4 @@ pub fn default_file() -> String {
     out
 }
 
-/// Where cosmos keeps things.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Paths {
-    pub config: PathBuf,
-    /// Whether the config path was given explicitly (then it must exist).
-    #[serde(skip)]
-    pub config_explicit: bool,
-    pub data_dir: PathBuf,
-}
-
-impl Paths {
-    /// `COSMOS_HOME` holds everything; otherwise the platform's config and data directories.
-    pub fn resolve(env: &BTreeMap<String, String>, config_flag: Option<&Path>) -> Result<Self> {
-        let explicit = config_flag.map(Path::to_path_buf).or_else(|| {
-            env.get("COSMOS_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        });
-        let (default_config, data_dir) = match env.get("COSMOS_HOME").filter(|v| !v.is_empty()) {
-            Some(home) => {
-                let home = PathBuf::from(home);
-                (home.join("cosmos.toml"), home)
-            }
-            None => {
-                let dirs = directories::ProjectDirs::from("", "", "cosmos").context(
-                    "cannot find a home directory for cosmos's files; set COSMOS_HOME to a folder",
-                )?;
-                (
-                    dirs.config_dir().join("cosmos.toml"),
-                    dirs.data_dir().to_path_buf(),
-                )
-            }
-        };
-        Ok(Self {
-            config_explicit: explicit.is_some(),
-            config: explicit.unwrap_or(default_config),
-            data_dir,
-        })
-    }
-}
-
-/// The configuration in force, with where it came from.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub paths: Paths,
-    pub config: Config,
-    pub config_loaded: bool,
-}
-
-impl Settings {
-    /// Reads the config file (if any) and applies environment overrides.
-    pub fn load(env: &BTreeMap<String, String>, config_flag: Option<&Path>) -> Result<Self> {
-        let paths = Paths::resolve(env, config_flag)?;
-        let (text, loaded) = match std::fs::read_to_string(&paths.config) {
-            Ok(text) => (text, true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !paths.config_explicit => {
-                (String::new(), false)
-            }
-            Err(e) => bail!(
-                "cannot read the config file `{}`: {e}",
-                paths.config.display()
-            ),
-        };
-        let config = parse_config(&text, &paths.config, env)?;
-        Ok(Self {
-            paths,
-            config,
-            config_loaded: loaded,
-        })
-    }
-
-    pub fn database(&self) -> PathBuf {
-        self.paths.data_dir.join(&self.config.store.database)
-    }
-
-    /// The resolved configuration as TOML with secrets hidden.
-    pub fn redacted_toml(&self) -> Result<String> {
-        let mut table =
-            toml::Table::try_from(&self.config).context("cannot render the configuration")?;
-        for (section, key) in SECRET_KEYS {
-            if let Some(toml::Value::Table(t)) = table.get_mut(*section)
-                && t.contains_key(*key)
-            {
-                t.insert((*key).to_owned(), toml::Value::String("<redacted>".into()));
-            }
-        }
-        toml::to_string_pretty(&table).context("cannot render the configuration")
-    }
-}
-
-/// Parses config text, then applies `COSMOS_<SECTION>_<KEY>` overrides one by one so a bad
-/// value names its variable.
-pub fn parse_config(text: &str, path: &Path, env: &BTreeMap<String, String>) -> Result<Config> {
-    let config: Config = toml::from_str(text).map_err(|e| {
-        anyhow::anyhow!(
-            "invalid config file `{}`: {}",
-            path.display(),
-            e.to_string().trim_end()
-        )
-    })?;
-    let mut table = toml::Table::try_from(&config).context("cannot apply environment overrides")?;
-    let sections: Vec<&str> = KEYS.iter().map(|(s, ..)| *s).collect();
-    for (name, value) in env {
-        let Some(rest) = name.strip_prefix("COSMOS_") else {
-            continue;
-        };
-        let Some(section) = sections
-            .iter()
-            .find(|s| rest.starts_with(&format!("{}_", s.to_ascii_uppercase())))
-        else {
-            continue;
-        };
-        let Some((_, key, ..)) = KEYS
-            .iter()
-            .find(|(s, k, ..)| s == section && env_name(s, k) == *name)
-        else {
-            let known: Vec<String> = KEYS
-                .iter()
-                .filter(|(s, ..)| s == section)
-                .map(|(s, k, ..)| env_name(s, k))
-                .collect();
-            bail!(
-                "unknown configuration variable `{name}`: the `{section}` section has {}",
-                known.join(", ")
-            );
-        };
-        // A TOML literal (`20`, `5.5`, `true`) keeps its type; anything else is a string.
-        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.clone()));
-        let entry = table
-            .entry((*section).to_owned())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if let toml::Value::Table(t) = entry {
-            t.insert((*key).to_owned(), parsed);
-        }
-        Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
-            anyhow::anyhow!("invalid value in `{name}`: {}", e.to_string().trim_end())
-        })?;
-    }
-    Config::deserialize(toml::Value::Table(table)).context("invalid configuration")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn default_file_parses_to_the_defaults_and_lists_every_field() {
-        let text = default_file();
-        let parsed = parse_config(&text, Path::new("x"), &env(&[])).unwrap();
-        assert_eq!(parsed, Config::default());
-        // Uncommenting every key must still parse: the catalogue names only real fields.
-        let all = text.replace("# hf_token = \"…\"", "hf_token = \"t\"");
-        let parsed = parse_config(&all, Path::new("x"), &env(&[])).unwrap();
-        assert_eq!(parsed.secrets.hf_token.as_deref(), Some("t"));
-        // And every field of the defaults appears in the catalogue.
-        let table = toml::Table::try_from(Config::default()).unwrap();
-        for (section, value) in &table {
-            for key in value.as_table().unwrap().keys() {
-                assert!(
-                    KEYS.iter().any(|(s, k, ..)| s == section && k == key),
-                    "{section}.{key} undocumented"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn precedence_is_default_then_file_then_environment() {
-        let file = "[defaults]\nsteps = 20\nseed = 5\n";
-        let cases = [
-            (&[][..], 20, 5, 5.0),
-            (&[("COSMOS_DEFAULTS_STEPS", "12")][..], 12, 5, 5.0),
-            (
-                &[
-                    ("COSMOS_DEFAULTS_GUIDANCE", "7.5"),
-                    ("COSMOS_DEFAULTS_SEED", "9"),
-                ][..],
-                20,
-                9,
-                7.5,
-            ),
-        ];
-        for (vars, steps, seed, guidance) in cases {
-            let c = parse_config(file, Path::new("c.toml"), &env(vars)).unwrap();
-            assert_eq!(
-                (c.defaults.steps, c.defaults.seed, c.defaults.guidance),
-                (steps, seed, guidance),
-                "{vars:?}"
-            );
-            assert_eq!(c.defaults.fps, 24, "untouched keys keep their defaults");
-        }
-        let c = parse_config(
-            "",
-            Path::new("c.toml"),
-            &env(&[("COSMOS_TARGET_ROOT", "/data/c")]),
-        )
-        .unwrap();
-        assert_eq!(c.target.root, "/data/c");
-    }
-
-    #[test]
-    fn bad_keys_and_values_name_the_culprit() {
-        let cases = [
-            ("[defaults]\nstpes = 3\n", &[][..], "unknown field `stpes`"),
-            ("[defualts]\n", &[][..], "unknown field `defualts`"),
-            ("[defaults]\nsteps = \"many\"\n", &[][..], "invalid type"),
-            (
-                "",
-                &[("COSMOS_DEFAULTS_STPES", "3")][..],
-                "unknown configuration variable `COSMOS_DEFAULTS_STPES`",
-            ),
-            (
-                "",
-                &[("COSMOS_DEFAULTS_STEPS", "lots")][..],
-                "invalid value in `COSMOS_DEFAULTS_STEPS`",
-            ),
-            (
-                "",
-                &[("COSMOS_DEFAULTS_BLUR_STRENGTH", "fuzzy")][..],
-                "unknown variant `fuzzy`",
-            ),
-        ];
-        for (text, vars, want) in cases {
-            let err = format!(
-                "{:#}",
-                parse_config(text, Path::new("/etc/c.toml"), &env(vars)).unwrap_err()
-            );
-            assert!(err.contains(want), "{want:?} not in {err:?}");
-            if vars.is_empty() {
-                assert!(err.contains("/etc/c.toml"), "file not named: {err}");
-            }
-        }
-    }
-
-    #[test]
-    fn other_cosmos_variables_are_not_config() {
-        let vars = env(&[
-            ("COSMOS_HOME", "/h"),
-            ("COSMOS_LOG", "debug"),
-            ("COSMOS_SIM_FAIL", "oom"),
-        ]);
-        assert_eq!(
-            parse_config("", Path::new("c"), &vars).unwrap(),
-            Config::default()
-        );
-    }
-
-    #[test]
-    fn cosmos_home_relocates_everything_and_config_flag_wins() {
-        let vars = env(&[("COSMOS_HOME", "/tmp/ch")]);
-        let p = Paths::resolve(&vars, None).unwrap();
-        assert_eq!(p.config, PathBuf::from("/tmp/ch/cosmos.toml"));
-        assert_eq!(p.data_dir, PathBuf::from("/tmp/ch"));
-        assert!(!p.config_explicit);
-        let vars = env(&[
-            ("COSMOS_HOME", "/tmp/ch"),
-            ("COSMOS_CONFIG", "/etc/env.toml"),
-        ]);
-        assert_eq!(
-            Paths::resolve(&vars, None).unwrap().config,
-            PathBuf::from("/etc/env.toml")
-        );
-        let p = Paths::resolve(&vars, Some(Path::new("/flag.toml"))).unwrap();
-        assert_eq!(p.config, PathBuf::from("/flag.toml"));
-        assert!(p.config_explicit);
-    }
-
-    #[test]
-    fn secrets_are_redacted() {
-        let mut config = Config::default();
-        config.secrets.hf_token = Some("hf_supersecret".into());
-        let s = Settings {
-            paths: Paths {
-                config: "c".into(),
-                config_explicit: false,
-                data_dir: "d".into(),
-            },
-            config: config.clone(),
-            config_loaded: true,
-        };
-        let shown = s.redacted_toml().unwrap();
-        assert!(
-            !shown.contains("hf_supersecret") && shown.contains("<redacted>"),
-            "{shown}"
-        );
-        assert!(!format!("{config:?}").contains("hf_supersecret"));
-    }
-}
+pub use load::Settings;
