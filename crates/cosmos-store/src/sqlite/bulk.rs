@@ -5,7 +5,7 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use cosmos_core::{InputSetId, PromptId};
 
 use super::convert::{millis, to_json};
-use super::inputs::insert_files;
+use super::inputs::insert_in;
 use crate::error::{Context, StoreResult};
 use crate::model::ImportBatch;
 
@@ -15,16 +15,7 @@ const CHUNK: usize = 400;
 pub(crate) async fn import(pool: &SqlitePool, batch: &ImportBatch) -> StoreResult<()> {
     let mut tx = pool.begin().await.during("begin a transaction")?;
     for set in &batch.input_sets {
-        sqlx::query("INSERT INTO input_sets (id, name, dir, fingerprint, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(set.id.as_str())
-            .bind(&set.name)
-            .bind(&set.dir)
-            .bind(&set.fingerprint)
-            .bind(millis(set.created_at))
-            .execute(&mut *tx)
-            .await
-            .during("import an input set")?;
-        insert_files(&mut tx, set).await?;
+        insert_in(&mut tx, set).await?;
     }
     for chunk in batch.prompts.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(

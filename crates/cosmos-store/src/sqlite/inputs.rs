@@ -109,6 +109,12 @@ async fn assemble(pool: &SqlitePool, rows: Vec<SetRow>) -> StoreResult<Vec<Input
 
 pub(crate) async fn insert(pool: &SqlitePool, set: &InputSet) -> StoreResult<()> {
     let mut tx = pool.begin().await.during("begin a transaction")?;
+    insert_in(&mut tx, set).await?;
+    tx.commit().await.during("commit an input set")
+}
+
+/// Inserts a set and its files inside the caller's transaction.
+pub(crate) async fn insert_in(tx: &mut sqlx::SqliteConnection, set: &InputSet) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO input_sets (id, name, dir, fingerprint, created_at) VALUES (?, ?, ?, ?, ?)",
     )
@@ -120,14 +126,6 @@ pub(crate) async fn insert(pool: &SqlitePool, set: &InputSet) -> StoreResult<()>
     .execute(&mut *tx)
     .await
     .during("insert an input set")?;
-    insert_files(&mut tx, set).await?;
-    tx.commit().await.during("commit an input set")
-}
-
-pub(crate) async fn insert_files(
-    tx: &mut sqlx::SqliteConnection,
-    set: &InputSet,
-) -> StoreResult<()> {
     for f in &set.files {
         sqlx::query(&format!(
             "INSERT INTO input_files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
