@@ -6,10 +6,9 @@ mod load;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use cosmos_core::{Level, RunParams, Weights};
+use cosmos_core::RunParams;
 
 /// The configuration file's contents, every key optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -17,7 +16,8 @@ use cosmos_core::{Level, RunParams, Weights};
 pub struct Config {
     pub store: StoreConfig,
     pub media: MediaConfig,
-    pub defaults: Defaults,
+    /// Run parameters used when a run does not give them.
+    pub defaults: RunParams,
     pub target: TargetDefaults,
     pub secrets: Secrets,
 }
@@ -47,62 +47,6 @@ impl Default for MediaConfig {
         Self {
             ffprobe: PathBuf::from("ffprobe"),
         }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Defaults {
-    pub seed: u32,
-    pub steps: u32,
-    pub guidance: f64,
-    pub sigma_max: f64,
-    pub fps: u32,
-    pub blur_strength: Level,
-    pub canny_threshold: Level,
-    pub gpus: u32,
-    /// Empty: one equal share per control video in the input set.
-    pub weights: String,
-}
-
-impl Default for Defaults {
-    fn default() -> Self {
-        let p = RunParams::default();
-        Self {
-            seed: p.seed,
-            steps: p.steps,
-            guidance: p.guidance,
-            sigma_max: p.sigma_max,
-            fps: p.fps,
-            blur_strength: p.blur_strength,
-            canny_threshold: p.canny_threshold,
-            gpus: p.gpus,
-            weights: String::new(),
-        }
-    }
-}
-
-impl Defaults {
-    /// The run parameters these defaults describe.
-    pub fn params(&self) -> Result<RunParams> {
-        let weights = if self.weights.trim().is_empty() {
-            Weights::default()
-        } else {
-            self.weights
-                .parse()
-                .context("invalid `defaults.weights` in the configuration")?
-        };
-        Ok(RunParams {
-            weights,
-            seed: self.seed,
-            steps: self.steps,
-            guidance: self.guidance,
-            sigma_max: self.sigma_max,
-            fps: self.fps,
-            blur_strength: self.blur_strength,
-            canny_threshold: self.canny_threshold,
-            gpus: self.gpus,
-        })
     }
 }
 

@@ -199,9 +199,12 @@ impl ParseEnumError {
 pub const GPU_COUNTS: [u32; 4] = [1, 2, 4, 8];
 
 /// Everything a user chooses for a transfer run besides the prompt and the inputs.
-/// Defaults are Cosmos-Transfer1's own.
+/// Defaults are Cosmos-Transfer1's own. Also the `[defaults]` section of the config file, so
+/// missing keys take defaults and unknown keys are errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RunParams {
+    /// Empty: one equal share per control video in the input set.
     pub weights: Weights,
     pub seed: u32,
     pub steps: u32,

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::modality::{Hint, UnknownHint};
 
-/// Control weights in Cosmos's hint order, each non-negative and finite.
+/// Control weights in Cosmos's hint order, each non-negative and finite. Serialised in the
+/// form users type (`"vis=0.3,edge=0.4"`); the empty string is no weights.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "Vec<(Hint, f64)>", into = "Vec<(Hint, f64)>")]
+#[serde(try_from = "String", into = "String")]
 pub struct Weights(Vec<(Hint, f64)>);
 
 /// Why a weights string was rejected.
@@ -107,17 +108,21 @@ impl FromStr for Weights {
     }
 }
 
-impl TryFrom<Vec<(Hint, f64)>> for Weights {
+impl TryFrom<String> for Weights {
     type Error = WeightsError;
 
-    fn try_from(v: Vec<(Hint, f64)>) -> Result<Self, WeightsError> {
-        Weights::new(v)
+    fn try_from(text: String) -> Result<Self, WeightsError> {
+        if text.trim().is_empty() {
+            Ok(Weights::default())
+        } else {
+            text.parse()
+        }
     }
 }
 
-impl From<Weights> for Vec<(Hint, f64)> {
+impl From<Weights> for String {
     fn from(w: Weights) -> Self {
-        w.0
+        w.to_string()
     }
 }
 
@@ -154,6 +159,21 @@ mod tests {
             let err = input.parse::<Weights>().unwrap_err().to_string();
             assert!(err.contains(want), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn weights_serialise_as_typed() {
+        let w: Weights = "edge=0.4,vis=0.3".parse().unwrap();
+        assert_eq!(serde_json::to_string(&w).unwrap(), "\"vis=0.3,edge=0.4\"");
+        assert_eq!(
+            serde_json::from_str::<Weights>("\"vis=0.3,edge=0.4\"").unwrap(),
+            w
+        );
+        assert_eq!(
+            serde_json::from_str::<Weights>("\"\"").unwrap(),
+            Weights::default()
+        );
+        assert!(serde_json::from_str::<Weights>("\"vis=-1\"").is_err());
     }
 
     #[test]

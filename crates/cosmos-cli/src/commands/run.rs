@@ -93,7 +93,7 @@ impl Args {
     }
 
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
-        let mut params = ctx.settings.config.defaults.params()?;
+        let mut params = ctx.settings.config.defaults.clone();
         if let Some(w) = &self.weights {
             params.weights = w.clone();
         }

@@ -142,10 +142,7 @@ fn removing_a_set_in_use_needs_force_and_detaches_prompts() -> TestResult {
     let scene = h.standard_scene("s");
     let set = h.run(&["inputs", "add", s(&scene), "--json"]).ok().json();
     let id = set["id"].as_str().ok_or("id")?;
-    let prompt = h
-        .run(&["prompt", "create", "a pier", "--inputs", id, "--json"])
-        .ok()
-        .json();
+    let prompt = h.prompt_on("a pier", id);
     h.run(&["inputs", "rm", id])
         .fails_with("is used by 1 prompt; pass `--force`");
     h.run(&["inputs", "rm", id, "--force"]).ok();

@@ -152,17 +152,7 @@ fn edit_changes_search_but_not_past_runs() -> TestResult {
 fn rm_refuses_when_runs_exist_and_says_how_many() -> TestResult {
     let h = Home::new();
     let scene = h.standard_scene("scene");
-    let p = h
-        .run(&[
-            "prompt",
-            "create",
-            "a pier",
-            "--inputs",
-            s(&scene),
-            "--json",
-        ])
-        .ok()
-        .json();
+    let p = h.prompt_on("a pier", s(&scene));
     let id = p["id"].as_str().ok_or("id")?;
     h.run(&["run", id]).ok();
     h.run(&["run", id, "--seed", "2"]).ok();

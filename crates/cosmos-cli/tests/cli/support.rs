@@ -115,6 +115,14 @@ impl Home {
         self.run_with(args, &[])
     }
 
+    /// `cosmos prompt create TEXT --inputs INPUTS --json`: the new prompt.
+    #[track_caller]
+    pub fn prompt_on(&self, text: &str, inputs: &str) -> Value {
+        self.run(&["prompt", "create", text, "--inputs", inputs, "--json"])
+            .ok()
+            .json()
+    }
+
     /// A folder holding the given videos: (file name, width, height, frames, fps).
     pub fn scene(&self, name: &str, videos: &[(&str, u32, u32, u32, u32)]) -> PathBuf {
         let dir = self.dir.path().join(name);
