@@ -1,0 +1,566 @@
+//! The simulated `transfer.py`: loads and validates the spec with Cosmos's own rules and
+//! messages, "loads" the models (checking the checkpoints exist), then generates each video
+//! clip by clip with the documented milestones (reference §4.3) and writes the outputs under
+//! Cosmos's names. The output video is the input video's bytes: a playable mp4.
+
+mod args;
+mod items;
+
+use std::path::Path;
+
+use cosmos_core::spec::{split_spec, validate_controls};
+use serde_json::{Map, Value};
+
+use crate::knobs::{Fail, Knobs};
+use crate::log::{self, ClipBar, site, src};
+use crate::python::{Failure, Frame, Raised, dumps, frame};
+use crate::record::{Record, file_sha256};
+use crate::script::Worker;
+use crate::{checkout, guardrail, upsampler};
+use args::Cfg;
+use items::{Item, join};
+
+const LOAD_SPECS: Frame = frame(
+    src::UTILS,
+    1205,
+    "load_controlnet_specs",
+    "controlnet_specs_in = json.load(f)",
+);
+const VALIDATE: Frame = frame(
+    src::UTILS,
+    1216,
+    "validate_controlnet_specs",
+    "raise ValueError(...)",
+);
+const LOAD_MODEL: Frame = frame(
+    src::PIPELINE,
+    180,
+    "_load_model",
+    "self.model = load_model_by_config(...)",
+);
+const LOAD_CTRL: Frame = frame(
+    src::MODEL,
+    97,
+    "load_ctrl_model",
+    "state_dict = torch.load(ckpt_path, weights_only=False)",
+);
+const SAMPLE: Frame = frame(
+    src::PIPELINE,
+    615,
+    "_run_model",
+    "latents = generate_world_from_control(...)",
+);
+const UNPACK: Frame = frame(
+    src::TRANSFER,
+    372,
+    "demo",
+    "videos, final_prompts = batch_outputs",
+);
+
+fn raise_spec(e: cosmos_core::spec::CosmosError, at: Frame) -> Failure {
+    Raised::new(e.exception, e.message, &[at])
+        .kind("spec")
+        .into()
+}
+
+/// Reads the spec JSON and splits it into control blocks and json args.
+type Split = (Map<String, Value>, Map<String, Value>);
+
+fn load_specs(path: &str) -> Result<Split, Failure> {
+    let text =
+        std::fs::read_to_string(path).map_err(|_| Raised::file_not_found(path, &[LOAD_SPECS]))?;
+    let spec: Value = serde_json::from_str(&text).map_err(|e| {
+        Raised::new(
+            "json.decoder.JSONDecodeError",
+            format!(
+                "Expecting value: line {} column {} (char {})",
+                e.line(),
+                e.column(),
+                e.column().saturating_sub(1)
+            ),
+            &[LOAD_SPECS],
+        )
+        .kind("spec")
+    })?;
+    let Value::Object(obj) = spec else {
+        return Err(Raised::new(
+            "AttributeError",
+            "'list' object has no attribute 'items'",
+            &[frame(
+                src::UTILS,
+                1207,
+                "load_controlnet_specs",
+                "for hint_key, config in controlnet_specs_in.items():",
+            )],
+        )
+        .kind("spec")
+        .into());
+    };
+    split_spec(&obj).map_err(|e| raise_spec(e, LOAD_SPECS))
+}
+
+/// Everything one invocation carries between stages.
+struct Run<'a> {
+    cfg: Cfg,
+    worker: &'a Worker,
+    knobs: &'a Knobs,
+    ckpt_dir: String,
+    upsample_hint: Option<&'static str>,
+    num_gpus: i64,
+}
+
+pub fn main(
+    argv: &[String],
+    worker: &Worker,
+    knobs: &Knobs,
+    record: &mut Record,
+) -> Result<(), Failure> {
+    let parsed = args::parser().parse(argv, false).map_err(Failure::Args)?;
+    let mut cfg = parsed.values;
+    let spec_path = crate::python::py_str(&cfg["controlnet_specs"]);
+    record.spec_sha256 = file_sha256(Path::new(&spec_path));
+    let (mut controls, json_args) = load_specs(&spec_path)?;
+    args::merge_json_args(&mut cfg, &json_args, argv);
+    let cfg = Cfg(cfg);
+    let at = site(src::TRANSFER, 189, "parse_arguments");
+    log::info(
+        at,
+        &format!(
+            "control_inputs: {}",
+            dumps(&Value::Object(controls.clone()))
+        ),
+    );
+    log::info(
+        at,
+        &format!("args in json: {}", dumps(&Value::Object(json_args))),
+    );
+    log::info(
+        at,
+        &format!("final args: {}", dumps(&Value::Object(cfg.0.clone()))),
+    );
+
+    let ckpt_dir = cfg.text("checkpoint_dir");
+    if cfg.flag("use_distilled") {
+        distilled_defaults(&mut controls, &ckpt_dir)?;
+    }
+    let logs = validate_controls(
+        &mut controls,
+        cfg.value("input_video_path"),
+        cfg.value("sigma_max"),
+        &ckpt_dir,
+    )
+    .map_err(|e| raise_spec(e, VALIDATE))?;
+    for line in logs {
+        let at = site(src::UTILS, 1230, "validate_controlnet_specs");
+        match line.level {
+            "WARNING" => log::warning(at, &line.message),
+            _ => log::info(at, &line.message),
+        }
+    }
+    let seed = cfg.int("seed")?;
+    log::info(
+        site(src::MISC, 147, "set_random_seed"),
+        &format!("Using random seed {seed}."),
+    );
+
+    let num_gpus = cfg.int("num_gpus")?;
+    check_devices(worker, knobs, num_gpus)?;
+    let folder = cfg.text("video_save_folder");
+    std::fs::create_dir_all(&folder).map_err(|e| items::os_error(&folder, &e))?;
+
+    let mut run = Run {
+        cfg,
+        worker,
+        knobs,
+        ckpt_dir,
+        upsample_hint: None,
+        num_gpus,
+    };
+    load_models(&run, &controls)?;
+    if run.cfg.flag("upsample_prompt") {
+        run.upsample_hint = init_upsampler(&run, &controls)?;
+    }
+
+    let mut items = match run.cfg.value("batch_input_path") {
+        Value::Null => vec![items::single(&run.cfg, &controls)],
+        path => {
+            let path = crate::python::py_str(path);
+            record.batch_sha256 = file_sha256(Path::new(&path));
+            items::batch(&path, &run.cfg, &controls)?
+        }
+    };
+    let batch_size = if controls.contains_key("upscale") {
+        1
+    } else {
+        usize::try_from(run.cfg.int("batch_size")?)
+            .unwrap_or(1)
+            .max(1)
+    };
+    let batched = !run.cfg.value("batch_input_path").is_null();
+    let mut start = 0;
+    for chunk in items.chunks_mut(batch_size) {
+        generate(&run, chunk, start, batched, record)?;
+        start += chunk.len();
+    }
+    Ok(())
+}
+
+fn distilled_defaults(controls: &mut Map<String, Value>, ckpt_dir: &str) -> Result<(), Failure> {
+    if controls.len() != 1 {
+        return Err(Raised::new(
+            "AssertionError",
+            "Distilled model only supports single control",
+            &[VALIDATE],
+        )
+        .kind("spec")
+        .into());
+    }
+    for (hint, block) in controls.iter_mut() {
+        let Value::Object(block) = block else {
+            continue;
+        };
+        if block.contains_key("ckpt_path") {
+            continue;
+        }
+        if hint != "edge" {
+            return Err(Raised::new(
+                "ValueError",
+                format!("No default distilled checkpoint for {hint}. Users must specify ckpt_path in config."),
+                &[VALIDATE],
+            )
+            .kind("spec")
+            .into());
+        }
+        block.insert(
+            "ckpt_path".into(),
+            Value::String(format!(
+                "{}/nvidia/Cosmos-Transfer1-7B/edge_control_distilled.pt",
+                ckpt_dir.trim_end_matches('/')
+            )),
+        );
+    }
+    Ok(())
+}
+
+/// CUDA and the process group: GPUs must be visible, and context parallelism needs one
+/// process per GPU (`--nproc_per_node` equal to `--num_gpus`).
+fn check_devices(worker: &Worker, knobs: &Knobs, num_gpus: i64) -> Result<(), Failure> {
+    let init = frame(
+        src::DISTRIBUTED,
+        61,
+        "init",
+        "torch.cuda.set_device(local_rank)",
+    );
+    let visible = knobs.visible_gpus();
+    if visible == 0 {
+        return Err(Raised::new(
+            "RuntimeError",
+            "Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and installed a driver from http://www.nvidia.com/Download/index.aspx",
+            &[init],
+        )
+        .kind("no_gpu")
+        .into());
+    }
+    if worker.world_size > visible {
+        return Err(Raised::new(
+            "RuntimeError",
+            "CUDA error: invalid device ordinal\nCUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1",
+            &[init],
+        )
+        .kind("no_gpu")
+        .into());
+    }
+    let world = i64::from(worker.world_size);
+    if num_gpus != world {
+        return Err(Raised::new(
+            "RuntimeError",
+            format!(
+                "world_size ({world}) is not divisible by tensor_model_parallel_size (1) x pipeline_model_parallel_size (1) x context_parallel_size ({num_gpus}) [cosmos-sim: keep torchrun --nproc_per_node equal to --num_gpus]"
+            ),
+            &[frame("megatron/core/parallel_state.py", 480, "initialize_model_parallel", "raise RuntimeError(")],
+        )
+        .kind("gpu_mismatch")
+        .into());
+    }
+    if num_gpus > 1 {
+        let at = site(src::DISTRIBUTED, 83, "init");
+        log::critical(
+            at,
+            "Initialized distributed training with local rank 0 with timeout 1800",
+        );
+        log::info(at, &format!("Training with {num_gpus} GPUs."));
+    }
+    Ok(())
+}
+
+fn missing_model(path: &str) -> Failure {
+    Raised::file_not_found(path, &[LOAD_MODEL])
+        .kind("missing_checkpoint")
+        .into()
+}
+
+fn load_models(run: &Run<'_>, controls: &Map<String, Value>) -> Result<(), Failure> {
+    let dir = run.ckpt_dir.trim_end_matches('/');
+    let base = if run.cfg.flag("is_av_sample") {
+        "nvidia/Cosmos-Transfer1-7B-Sample-AV/base_model.pt"
+    } else {
+        "nvidia/Cosmos-Transfer1-7B/base_model.pt"
+    };
+    let at = site(src::PIPELINE, 176, "_load_model");
+    log::info(at, "Start creating base model");
+    for needed in checkout::REQUIRED_DIRS {
+        let path = format!("{dir}/{needed}");
+        if !Path::new(&path).is_dir() {
+            return Err(missing_model(&path));
+        }
+    }
+    let base = format!("{dir}/{base}");
+    if !Path::new(&base).is_file() {
+        return Err(missing_model(&base));
+    }
+    std::thread::sleep(run.knobs.load / 2);
+    log::info(at, "Done creating base model");
+    log::info(at, "Start creating ctrlnet model");
+    std::thread::sleep(run.knobs.load / 2);
+    log::info(at, "Done creating ctrlnet model");
+    for block in controls.values() {
+        let given = crate::python::py_str(block.get("ckpt_path").unwrap_or(&Value::Null));
+        // One control tries the path as given, then under the checkpoint dir; several use it
+        // as given (`_load_network`).
+        let found = Path::new(&given).is_file()
+            || (controls.len() == 1 && Path::new(&format!("{dir}/{given}")).is_file());
+        if !found {
+            return Err(Raised::file_not_found(&given, &[LOAD_CTRL])
+                .kind("missing_checkpoint")
+                .into());
+        }
+        log::info(
+            site(src::MODEL, 95, "load_ctrl_model"),
+            &format!("Loading ctrl model from ckpt_path: {given}"),
+        );
+    }
+    if run.num_gpus > 1 {
+        log::info(
+            site(src::MODEL, 310, "enable_context_parallel"),
+            "Enabling CP in base model",
+        );
+    }
+    Ok(())
+}
+
+fn init_upsampler(
+    run: &Run<'_>,
+    controls: &Map<String, Value>,
+) -> Result<Option<&'static str>, Failure> {
+    upsampler::require_rank(run.worker)?;
+    let hint = ["vis", "edge", "seg", "depth"]
+        .into_iter()
+        .find(|h| controls.contains_key(*h));
+    let Some(hint) = hint else { return Ok(None) };
+    let at = site(src::PIPELINE, 140, "_init_prompt_upsampler");
+    log::info(at, "Initializing prompt upsampler...");
+    let ckpt = format!(
+        "{}/{}",
+        run.ckpt_dir.trim_end_matches('/'),
+        upsampler::CHECKPOINT
+    );
+    if !Path::new(&ckpt).is_dir() {
+        return Err(missing_model(&ckpt));
+    }
+    log::info(
+        at,
+        &format!("Prompt upsampler initialized with hint key: {hint}"),
+    );
+    Ok(Some(hint))
+}
+
+fn injected(kind: &'static str, exception: &str, message: &str) -> Failure {
+    Raised::new(exception, message, &[SAMPLE]).kind(kind).into()
+}
+
+const OOM: &str = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of which 1.21 GiB is free. Process 4177 has 77.88 GiB memory in use. Of the allocated memory 75.12 GiB is allocated by PyTorch, and 1.98 GiB is reserved by PyTorch but unallocated. If reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  See documentation for Memory Management  (https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)";
+const CRASH: &str = "CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1";
+
+/// One batch: preprocessing, guardrail, text embedding, the clip loop, outputs.
+fn generate(
+    run: &Run<'_>,
+    batch: &mut [Item],
+    start: usize,
+    batched: bool,
+    record: &mut Record,
+) -> Result<(), Failure> {
+    for item in batch.iter_mut() {
+        items::preprocess(item, &run.cfg, run.knobs, run.worker.world_size)?;
+    }
+    let tr = site(src::TRANSFER, 345, "demo");
+    let pipe = site(src::PIPELINE, 1010, "generate");
+    log::info(
+        tr,
+        &format!("Running batch generation with batch_size={}", batch.len()),
+    );
+    let mut prompts: Vec<Option<String>> = batch.iter().map(|i| i.prompt.clone()).collect();
+    if run.upsample_hint.is_some() {
+        for (i, prompt) in prompts.iter_mut().enumerate() {
+            let p = prompt.clone().unwrap_or_default();
+            log::info(
+                pipe,
+                &format!("Upsampling prompt {}/{}: {p}", i + 1, batch.len()),
+            );
+            let up = upsampler::upsample(&p);
+            log::info(pipe, &format!("Upsampled prompt {}: {up}", i + 1));
+            *prompt = Some(up);
+        }
+    }
+    log::info(pipe, "Running guardrail checks on all prompts");
+    let mut safe = Vec::new();
+    for (i, (item, prompt)) in batch.iter().zip(&prompts).enumerate() {
+        match guardrail::blocked(prompt.as_deref(), &run.knobs.blocklist) {
+            Some(reason) => {
+                log::critical(
+                    site(src::GUARDRAIL, 52, "run_text_guardrail"),
+                    &format!("GUARDRAIL BLOCKED: {reason}"),
+                );
+                log::critical(pipe, &format!("Input text prompt {i} is not safe"));
+            }
+            None => safe.push((item, prompt.clone().unwrap_or_default())),
+        }
+    }
+    if safe.is_empty() {
+        log::critical(pipe, "All prompts failed safety checks");
+        log::critical(tr, "Guardrail blocked generation for entire batch.");
+        return Err(Raised::new(
+            "TypeError",
+            "cannot unpack non-iterable NoneType object",
+            &[UNPACK],
+        )
+        .kind("guardrail")
+        .into());
+    }
+    log::info(pipe, "Running text embedding on all prompts");
+    log::info(site(src::T5, 120, "encode_prompts"), "Starting T5 compute");
+    log::info(site(src::T5, 131, "encode_prompts"), "Completed T5 compute");
+    log::info(pipe, "Finish text embedding on prompt");
+
+    let run_at = site(src::PIPELINE, 528, "_run_model");
+    log::info(run_at, "Run generation");
+    let aug = site(src::AUGMENT, 210, "__call__");
+    log::info(aug, "Starting data augmentation");
+    let first = safe[0].0;
+    for (hint, block) in &first.controls {
+        if let Some(Value::String(file)) = block.get("input_control") {
+            log::info(
+                aug,
+                &format!("reading control input {file} for hint {hint}"),
+            );
+        }
+    }
+    let frames = first.frames;
+    if safe.iter().any(|(i, _)| i.frames != frames) {
+        return Err(Raised::new(
+            "RuntimeError",
+            "Sizes of tensors must match except in dimension 0",
+            &[SAMPLE],
+        )
+        .into());
+    }
+    log::info(
+        aug,
+        &format!("Making all control and input videos to be length of {frames} frames."),
+    );
+    log::info(aug, "Completed data augmentation");
+    let clips = cosmos_core::resolution::clip_count(frames);
+    if clips == 0 {
+        return Err(Raised::new(
+            "RuntimeError",
+            "torch.cat(): expected a non-empty list of Tensors",
+            &[SAMPLE],
+        )
+        .into());
+    }
+    let mut bar = ClipBar::start(clips, run.worker.world_size);
+    for clip in 0..clips {
+        if run.knobs.fail == Some(Fail::CrashAfterClip(clip)) {
+            log::stderr("\n");
+            return Err(injected("crash", "RuntimeError", CRASH));
+        }
+        log::info(run_at, "Starting latent encoding");
+        log::info(run_at, "Completed latent encoding");
+        log::info(run_at, "Starting diffusion sampling");
+        if clip == 0 {
+            if run.num_gpus > 1 && 16 % run.num_gpus != 0 {
+                return Err(Raised::new(
+                    "AssertionError",
+                    "",
+                    &[frame(
+                        "cosmos_transfer1/diffusion/module/parallel.py",
+                        41,
+                        "split_inputs_cp",
+                        "assert x.shape[seq_dim] % cp_size == 0",
+                    )],
+                )
+                .kind("gpu_mismatch")
+                .into());
+            }
+            match run.knobs.fail {
+                Some(Fail::Oom) => return Err(injected("oom", "torch.OutOfMemoryError", OOM)),
+                Some(Fail::Hang) => {
+                    record.write(None, "hang");
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(3600));
+                    }
+                }
+                _ => {}
+            }
+        }
+        std::thread::sleep(run.knobs.clip);
+        log::info(run_at, "Completed diffusion sampling");
+        log::info(run_at, "Starting VAE decode");
+        log::info(run_at, "Completed VAE decode");
+        bar.advance();
+    }
+    if run.knobs.fail == Some(Fail::CrashAfterClip(clips)) {
+        log::stderr("\n");
+        return Err(injected("crash", "RuntimeError", CRASH));
+    }
+    bar.close();
+    log::info(pipe, "Finish generation");
+    log::info(pipe, "Run guardrail on generated videos");
+
+    let folder = run.cfg.text("video_save_folder");
+    for (slot, (item, prompt)) in safe.into_iter().enumerate() {
+        // Survivors of a partly blocked batch are numbered from the batch start, as in Cosmos.
+        let (video, text) = if batched {
+            let dir = join(&folder, &format!("video_{}", start + slot));
+            (join(&dir, "output.mp4"), join(&dir, "prompt.txt"))
+        } else {
+            let name = run.cfg.text("video_save_name");
+            (
+                join(&folder, &format!("{name}.mp4")),
+                join(&folder, &format!("{name}.txt")),
+            )
+        };
+        save(item, &video, &text, &prompt, record)?;
+    }
+    Ok(())
+}
+
+fn save(
+    item: &Item,
+    video: &str,
+    text: &str,
+    prompt: &str,
+    record: &mut Record,
+) -> Result<(), Failure> {
+    let at = site(src::TRANSFER, 410, "demo");
+    if let Some(parent) = Path::new(video).parent() {
+        std::fs::create_dir_all(parent).map_err(|e| items::os_error(video, &e))?;
+    }
+    let source = item.source.as_deref().unwrap_or_default();
+    std::fs::copy(source, video).map_err(|e| items::os_error(video, &e))?;
+    record.outputs.push(video.to_owned());
+    log::info(at, &format!("Saved video to {video}"));
+    std::fs::write(text, prompt).map_err(|e| items::os_error(text, &e))?;
+    record.outputs.push(text.to_owned());
+    log::info(at, &format!("Saved prompt to {text}"));
+    Ok(())
+}
