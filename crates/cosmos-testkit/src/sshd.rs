@@ -1,0 +1,428 @@
+//! A real OpenSSH `sshd` on 127.0.0.1: a free port, a fresh host key, key-only login as the
+//! current user, the simulator on that user's PATH as `nvidia-smi`, and the real `docker`
+//! CLI. Each host has its own root (for run files) and cosmos-transfer1 checkout. Dropping
+//! it stops sshd (by process group) and removes every container it labelled or that mounts
+//! its directories.
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use cosmos_core::quote::shell_join;
+use rustix::process::{Pid, Signal, kill_process_group};
+
+use crate::tools::{Tool, require};
+use crate::{KitError, KitResult, sim_binary};
+
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How to start a host.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// GPUs the simulated `nvidia-smi` reports (`COSMOS_SIM_GPUS` in the login environment).
+    pub gpus: u32,
+    /// The sshd program (default `/usr/sbin/sshd`).
+    pub sshd: Option<PathBuf>,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        Self {
+            gpus: 8,
+            sshd: None,
+        }
+    }
+}
+
+/// A running sshd fixture.
+#[derive(Debug)]
+pub struct SshHost {
+    dir: tempfile::TempDir,
+    port: u16,
+    user: String,
+    sshd: PathBuf,
+    child: Option<Child>,
+    id: String,
+    started_in: Duration,
+}
+
+fn run_quiet(cmd: &mut Command, what: &str) -> KitResult<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| KitError::new(format!("cannot run {what}: {e}")))?;
+    if !out.status.success() {
+        return Err(KitError::new(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn current_user() -> KitResult<String> {
+    Ok(run_quiet(Command::new("id").arg("-un"), "id -un")?
+        .trim()
+        .to_owned())
+}
+
+fn keygen(keygen: &Path, path: &Path) -> KitResult<()> {
+    run_quiet(
+        Command::new(keygen)
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "cosmos-testkit",
+                "-f",
+            ])
+            .arg(path),
+        "ssh-keygen",
+    )
+    .map(|_| ())
+}
+
+fn free_port() -> KitResult<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| KitError::new(format!("no free port on 127.0.0.1: {e}")))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| KitError::new(e.to_string()))
+}
+
+fn unique_id() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Starts `n` hosts, each with its own port, keys, root and checkout.
+pub fn start_hosts(n: usize) -> KitResult<Vec<SshHost>> {
+    (0..n).map(|_| SshHost::start()).collect()
+}
+
+impl SshHost {
+    pub fn start() -> KitResult<Self> {
+        Self::start_with(HostOptions::default())
+    }
+
+    pub fn start_with(options: HostOptions) -> KitResult<Self> {
+        let sshd = require(Tool::Sshd, options.sshd.as_deref())?;
+        let ssh_keygen = require(Tool::SshKeygen, None)?;
+        require(Tool::Ssh, None)?;
+        require(Tool::Docker, None)?;
+        let sim = sim_binary()?;
+        let began = Instant::now();
+        let dir = tempfile::Builder::new()
+            .prefix("cosmos-sshd-")
+            .tempdir()
+            .map_err(|e| KitError::new(format!("no temporary directory: {e}")))?;
+        let d = dir.path();
+        let io = |e: std::io::Error| KitError::new(format!("cannot prepare {}: {e}", d.display()));
+        keygen(&ssh_keygen, &d.join("host_key"))?;
+        keygen(&ssh_keygen, &d.join("client_key"))?;
+        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).map_err(io)?;
+        fs::create_dir_all(d.join("bin")).map_err(io)?;
+        symlink(&sim, d.join("bin/nvidia-smi")).map_err(io)?;
+        fs::create_dir_all(d.join("root")).map_err(io)?;
+        run_quiet(
+            Command::new(&sim).arg("checkout").arg(d.join("cosmos")),
+            "cosmos-sim checkout",
+        )?;
+        // sshd running as root wants its privilege-separation directory.
+        let _ = fs::create_dir_all("/run/sshd");
+        let mut host = Self {
+            port: 0,
+            user: current_user()?,
+            sshd,
+            child: None,
+            id: unique_id(),
+            started_in: Duration::ZERO,
+            dir,
+        };
+        host.write_config(options.gpus)?;
+        host.launch()?;
+        host.started_in = began.elapsed();
+        Ok(host)
+    }
+
+    fn write_config(&self, gpus: u32) -> KitResult<()> {
+        let d = self.dir.path().display();
+        let config = format!(
+            "ListenAddress 127.0.0.1\n\
+HostKey {d}/host_key\n\
+PidFile none\n\
+AuthorizedKeysFile {d}/authorized_keys\n\
+AuthenticationMethods publickey\n\
+PubkeyAuthentication yes\n\
+PasswordAuthentication no\n\
+KbdInteractiveAuthentication no\n\
+UsePAM no\n\
+StrictModes no\n\
+PermitRootLogin prohibit-password\n\
+AllowUsers {user}\n\
+MaxSessions 64\n\
+MaxStartups 64:30:128\n\
+SetEnv PATH={d}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin COSMOS_SIM_GPUS={gpus}\n\
+Subsystem sftp internal-sftp\n",
+            user = self.user
+        );
+        fs::write(self.dir.path().join("sshd_config"), config)
+            .map_err(|e| KitError::new(format!("cannot write sshd_config: {e}")))
+    }
+
+    /// Starts sshd on a free port (a new one if the chosen port was taken meanwhile) and waits
+    /// until it listens.
+    fn launch(&mut self) -> KitResult<()> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = if self.port == 0 {
+                free_port()?
+            } else {
+                self.port
+            };
+            match self.spawn(port) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.0.contains("Address already in use") && self.port == 0 => last = e.0,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KitError::new(format!("sshd found no free port: {last}")))
+    }
+
+    fn spawn(&mut self, port: u16) -> KitResult<()> {
+        let log_path = self.dir.path().join(format!("sshd-{port}.log"));
+        let log = fs::File::create(&log_path).map_err(|e| KitError::new(e.to_string()))?;
+        let mut child = Command::new(&self.sshd)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(self.dir.path().join("sshd_config"))
+            .arg("-p")
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Tool::Sshd.missing(&e.to_string()))?;
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let mut text = String::new();
+            if let Ok(mut f) = fs::File::open(&log_path) {
+                let _ = f.read_to_string(&mut text);
+            }
+            if text.contains("Server listening on") {
+                self.port = port;
+                self.child = Some(child);
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(KitError::new(format!(
+                    "sshd exited ({status}) before listening: {}",
+                    text.trim()
+                )));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(KitError::new(format!(
+                    "sshd did not listen within {START_DEADLINE:?}: {}",
+                    text.trim()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// `127.0.0.1`.
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// How long `start` took, keys and checkout included.
+    pub fn startup_time(&self) -> Duration {
+        self.started_in
+    }
+
+    /// The client's private key (authorised on the host).
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
+    /// The host's public key line (`ssh-ed25519 AAAA… comment`).
+    pub fn host_public_key(&self) -> KitResult<String> {
+        fs::read_to_string(self.dir.path().join("host_key.pub"))
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| KitError::new(e.to_string()))
+    }
+
+    /// A known_hosts file that pins this host's key.
+    pub fn known_hosts(&self) -> KitResult<PathBuf> {
+        let key = self.host_public_key()?;
+        let mut fields = key.split_whitespace();
+        let line = format!(
+            "[127.0.0.1]:{} {} {}\n",
+            self.port,
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default()
+        );
+        let path = self.dir.path().join("known_hosts");
+        fs::write(&path, line).map_err(|e| KitError::new(e.to_string()))?;
+        Ok(path)
+    }
+
+    /// The target root: where run directories and blobs go on this host.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// The host's cosmos-transfer1 checkout (placeholder checkpoints included).
+    pub fn cosmos_dir(&self) -> PathBuf {
+        self.dir.path().join("cosmos")
+    }
+
+    /// `--label` value every container a test starts on this host should carry.
+    pub fn container_label(&self) -> String {
+        format!("cosmos.testkit={}", self.id)
+    }
+
+    /// An OpenSSH client command running `argv` on the host, quoted by cosmos's one quoting
+    /// function, with host-key checking against this host's pinned key.
+    pub fn ssh(&self, argv: &[&str]) -> KitResult<Command> {
+        let mut cmd = Command::new(require(Tool::Ssh, None)?);
+        cmd.arg("-i")
+            .arg(self.client_key())
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.known_hosts()?.display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg(format!("{}@127.0.0.1", self.user))
+            .arg("--")
+            .arg(shell_join(argv));
+        Ok(cmd)
+    }
+
+    /// Stops sshd, keeping its port, keys and files (a host going away mid-run).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // sshd leads its own process group (`process_group(0)` at spawn).
+            let _ = kill_process_group(Pid::from_child(&child), Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts sshd again on the same port with the same host key.
+    pub fn restart(&mut self) -> KitResult<()> {
+        self.stop();
+        self.launch()
+    }
+
+    /// Whether sshd is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn remove_containers(&self) {
+        let Ok(docker) = require(Tool::Docker, None) else {
+            return;
+        };
+        let ids = |filter: &str| -> Vec<String> {
+            Command::new(&docker)
+                .args(["ps", "-aq", "--no-trunc", "--filter", filter])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut doomed = ids(&format!("label={}", self.container_label()));
+        // Containers cosmos itself started here carry `cosmos.run`; ours are those mounting
+        // this host's directories.
+        let runs = ids("label=cosmos.run");
+        if !runs.is_empty() {
+            let mine = self.dir.path().display().to_string();
+            let out = Command::new(&docker)
+                .arg("inspect")
+                .arg("--format")
+                .arg("{{.Id}}{{range .Mounts}} {{.Source}}{{end}}")
+                .args(&runs)
+                .output();
+            if let Ok(out) = out {
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    let mut parts = line.split_whitespace();
+                    let id = parts.next().unwrap_or_default().to_owned();
+                    if parts.any(|src| src.starts_with(&mine)) {
+                        doomed.push(id);
+                    }
+                }
+            }
+        }
+        if !doomed.is_empty() {
+            let _ = Command::new(&docker)
+                .args(["rm", "--force", "--volumes"])
+                .args(&doomed)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for SshHost {
+    fn drop(&mut self) {
+        self.stop();
+        self.remove_containers();
+    }
+}
