@@ -10,5 +10,5 @@ mod tools;
 
 pub use error::{KitError, KitResult};
 pub use sim::{sim_binary, sim_image, workspace_root};
-pub use sshd::{HostOptions, SshHost, start_hosts};
+pub use sshd::{HostOptions, REMOTE_USER, SshHost, start_hosts};
 pub use tools::{Tool, require};

@@ -7,7 +7,7 @@
 use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -66,10 +66,36 @@ fn run_quiet(cmd: &mut Command, what: &str) -> KitResult<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn current_user() -> KitResult<String> {
-    Ok(run_quiet(Command::new("id").arg("-un"), "id -un")?
-        .trim()
-        .to_owned())
+/// The account tests log in as.
+pub const REMOTE_USER: &str = "cosmos-remote";
+
+/// The remote user's name, and its uid/gid when the fixture must hand files over to it.
+fn remote_user() -> KitResult<(String, Option<(u32, u32)>)> {
+    if !rustix::process::geteuid().is_root() {
+        let me = run_quiet(Command::new("id").arg("-un"), "id -un")?;
+        return Ok((me.trim().to_owned(), None));
+    }
+    let id = |flag: &str| -> KitResult<u32> {
+        run_quiet(Command::new("id").args([flag, REMOTE_USER]), "id")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| {
+                KitError::new(format!(
+                    "the sshd fixtures log in as `{REMOTE_USER}`, which does not exist; `.ci/run` creates it with `useradd --create-home --shell /bin/sh --groups docker --password '*' {REMOTE_USER}`"
+                ))
+            })
+    };
+    Ok((REMOTE_USER.to_owned(), Some((id("-u")?, id("-g")?))))
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if path.is_dir() && !path.is_symlink() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 fn keygen(keygen: &Path, path: &Path) -> KitResult<()> {
@@ -136,17 +162,29 @@ impl SshHost {
         keygen(&ssh_keygen, &d.join("client_key"))?;
         fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).map_err(io)?;
         fs::create_dir_all(d.join("bin")).map_err(io)?;
-        symlink(&sim, d.join("bin/nvidia-smi")).map_err(io)?;
+        // A copy, so the remote user needs no access to the build tree.
+        fs::copy(&sim, d.join("bin/cosmos-sim")).map_err(io)?;
+        symlink("cosmos-sim", d.join("bin/nvidia-smi")).map_err(io)?;
         fs::create_dir_all(d.join("root")).map_err(io)?;
         run_quiet(
             Command::new(&sim).arg("checkout").arg(d.join("cosmos")),
             "cosmos-sim checkout",
         )?;
+        let (user, owner) = remote_user()?;
+        if let Some((uid, gid)) = owner {
+            // The remote user reads its keys and owns its root and checkout; the host key
+            // stays private to sshd.
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(io)?;
+            fs::set_permissions(d.join("authorized_keys"), fs::Permissions::from_mode(0o644))
+                .map_err(io)?;
+            chown_tree(&d.join("root"), uid, gid).map_err(io)?;
+            chown_tree(&d.join("cosmos"), uid, gid).map_err(io)?;
+        }
         // sshd running as root wants its privilege-separation directory.
         let _ = fs::create_dir_all("/run/sshd");
         let mut host = Self {
             port: 0,
-            user: current_user()?,
+            user,
             sshd,
             child: None,
             id: unique_id(),
