@@ -34,26 +34,43 @@ fn launch(
     prompt: &str,
     env: &[(&str, &str)],
 ) -> Result<Launched, Box<dyn std::error::Error>> {
+    launch_with(
+        host,
+        video,
+        env,
+        &[],
+        |input| json!({"prompt": prompt, "input_video_path": input, "edge": {"control_weight": 1.0}}),
+    )
+}
+
+/// As `launch`, with the spec made from the input's path on the host and extra
+/// `transfer.py` arguments.
+fn launch_with(
+    host: &SshHost,
+    video: &Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+    spec: impl Fn(&str) -> Value,
+) -> Result<Launched, Box<dyn std::error::Error>> {
     let run_id = RunId::at(cosmos_core::now(), rand_u128());
     let root = host.root().display().to_string();
     let layout = RunLayout::new(&root, &run_id);
     let input = layout.input(cosmos_core::InputKind::Color, "mp4");
     std::fs::create_dir_all(Path::new(&input).parent().ok_or("no parent")?)?;
     std::fs::copy(video, &input)?;
-    let spec =
-        json!({"prompt": prompt, "input_video_path": input, "edge": {"control_weight": 1.0}});
-    std::fs::write(layout.spec(), spec.to_string())?;
+    std::fs::write(layout.spec(), spec(&input).to_string())?;
     let env_text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(layout.env_file(), env_text)?;
     let outputs = layout.outputs();
     let spec_path = layout.spec();
-    let command = torchrun_argv(&TransferLaunch {
+    let mut command = torchrun_argv(&TransferLaunch {
         gpus: 1,
         spec_path: &spec_path,
         output_dir: &outputs,
         is_av: false,
         checkpoint_dir: "checkpoints",
     });
+    command.extend(extra.iter().map(|a| (*a).to_owned()));
     let image = sim_image()?;
     let cosmos_dir = host.cosmos_dir().display().to_string();
     let env_file = layout.env_file();
@@ -158,6 +175,71 @@ fn docker_reports_guardrail_and_oom_exits() -> TestResult {
             .contains("torch.OutOfMemoryError: CUDA out of memory."),
         "{}",
         oom.logs
+    );
+    Ok(())
+}
+
+#[test]
+fn batches_and_spec_errors_behave_the_same_inside_the_image() -> TestResult {
+    let host = SshHost::start()?;
+    let scene = Scene::new();
+    let video = scene.video("in.mp4", "160x90", 20);
+    let batch = host.root().join("batch.jsonl");
+    let batch_s = batch.display().to_string();
+    let run = launch_with(
+        &host,
+        &video,
+        &[],
+        &["--batch_input_path", &batch_s],
+        |input| {
+            let lines = [
+                json!({"visual_input": input, "prompt": "one"}),
+                json!({"visual_input": input, "prompt": "two"}),
+            ];
+            let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+            std::fs::write(&batch, text.join("\n")).expect("write the batch file");
+            json!({"input_video_path": input, "vis": {"control_weight": 0.5}})
+        },
+    )?;
+    assert_eq!(run.code, 0, "{}", run.logs);
+    for (n, prompt) in ["one", "two"].iter().enumerate() {
+        let dir = Path::new(&run.layout.outputs()).join(format!("video_{n}"));
+        assert!(
+            dir.join("output.mp4").is_file(),
+            "video_{n}/output.mp4 is missing:\n{}",
+            run.logs
+        );
+        assert_eq!(std::fs::read_to_string(dir.join("prompt.txt"))?, *prompt);
+    }
+
+    let bad = launch_with(
+        &host,
+        &video,
+        &[],
+        &[],
+        |_| json!({"edge": {"control_weight": 1.0}}),
+    )?;
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.logs
+            .contains("ValueError: Must have 'input_video' specified if sigma_max < 80"),
+        "{}",
+        bad.logs
+    );
+    let usage = launch_with(
+        &host,
+        &video,
+        &[],
+        &["--frobnicate"],
+        |input| json!({"input_video_path": input, "edge": {}}),
+    )?;
+    assert_eq!(usage.code, 2, "{}", usage.logs);
+    assert!(
+        usage
+            .logs
+            .contains("transfer.py: error: unrecognized arguments: --frobnicate"),
+        "{}",
+        usage.logs
     );
     Ok(())
 }
