@@ -4,6 +4,7 @@
 //! Cosmos's names. The output video is the input video's bytes: a playable mp4.
 
 mod args;
+mod clips;
 mod items;
 
 use std::path::Path;
@@ -11,8 +12,8 @@ use std::path::Path;
 use cosmos_core::spec::{split_spec, validate_controls};
 use serde_json::{Map, Value};
 
-use crate::knobs::{Fail, Knobs};
-use crate::log::{self, ClipBar, site, src};
+use crate::knobs::Knobs;
+use crate::log::{self, site, src};
 use crate::python::{Failure, Frame, Raised, dumps, frame};
 use crate::record::{Record, file_sha256};
 use crate::script::Worker;
@@ -141,7 +142,7 @@ pub fn main(
 
     let ckpt_dir = cfg.text("checkpoint_dir");
     if cfg.flag("use_distilled") {
-        distilled_defaults(&mut controls, &ckpt_dir)?;
+        distilled_defaults(&cfg, &mut controls, &ckpt_dir)?;
     }
     let logs = validate_controls(
         &mut controls,
@@ -205,7 +206,18 @@ pub fn main(
     Ok(())
 }
 
-fn distilled_defaults(controls: &mut Map<String, Value>, ckpt_dir: &str) -> Result<(), Failure> {
+/// The distilled edge model: one control, no Sample-AV, no noise dump, and a default
+/// checkpoint only for edge.
+fn distilled_defaults(
+    cfg: &Cfg,
+    controls: &mut Map<String, Value>,
+    ckpt_dir: &str,
+) -> Result<(), Failure> {
+    if cfg.flag("is_av_sample") || cfg.flag("save_input_noise") {
+        return Err(Raised::new("AssertionError", "", &[VALIDATE])
+            .kind("spec")
+            .into());
+    }
     if controls.len() != 1 {
         return Err(Raised::new(
             "AssertionError",
@@ -374,13 +386,6 @@ fn init_upsampler(
     Ok(Some(hint))
 }
 
-fn injected(kind: &'static str, exception: &str, message: &str) -> Failure {
-    Raised::new(exception, message, &[SAMPLE]).kind(kind).into()
-}
-
-const OOM: &str = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of which 1.21 GiB is free. Process 4177 has 77.88 GiB memory in use. Of the allocated memory 75.12 GiB is allocated by PyTorch, and 1.98 GiB is reserved by PyTorch but unallocated. If reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  See documentation for Memory Management  (https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)";
-const CRASH: &str = "CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1";
-
 /// One batch: preprocessing, guardrail, text embedding, the clip loop, outputs.
 fn generate(
     run: &Run<'_>,
@@ -477,52 +482,15 @@ fn generate(
         )
         .into());
     }
-    let mut bar = ClipBar::start(clips, run.worker.world_size);
-    for clip in 0..clips {
-        if run.knobs.fail == Some(Fail::CrashAfterClip(clip)) {
-            log::stderr("\n");
-            return Err(injected("crash", "RuntimeError", CRASH));
-        }
-        log::info(run_at, "Starting latent encoding");
-        log::info(run_at, "Completed latent encoding");
-        log::info(run_at, "Starting diffusion sampling");
-        if clip == 0 {
-            if run.num_gpus > 1 && 16 % run.num_gpus != 0 {
-                return Err(Raised::new(
-                    "AssertionError",
-                    "",
-                    &[frame(
-                        "cosmos_transfer1/diffusion/module/parallel.py",
-                        41,
-                        "split_inputs_cp",
-                        "assert x.shape[seq_dim] % cp_size == 0",
-                    )],
-                )
-                .kind("gpu_mismatch")
-                .into());
-            }
-            match run.knobs.fail {
-                Some(Fail::Oom) => return Err(injected("oom", "torch.OutOfMemoryError", OOM)),
-                Some(Fail::Hang) => {
-                    record.write(None, "hang");
-                    loop {
-                        std::thread::sleep(std::time::Duration::from_secs(3600));
-                    }
-                }
-                _ => {}
-            }
-        }
-        std::thread::sleep(run.knobs.clip);
-        log::info(run_at, "Completed diffusion sampling");
-        log::info(run_at, "Starting VAE decode");
-        log::info(run_at, "Completed VAE decode");
-        bar.advance();
-    }
-    if run.knobs.fail == Some(Fail::CrashAfterClip(clips)) {
-        log::stderr("\n");
-        return Err(injected("crash", "RuntimeError", CRASH));
-    }
-    bar.close();
+    let benchmark = run.cfg.flag("benchmark");
+    clips::sample(
+        run.knobs,
+        clips,
+        run.worker.world_size,
+        run.num_gpus,
+        benchmark,
+        record,
+    )?;
     log::info(pipe, "Finish generation");
     log::info(pipe, "Run guardrail on generated videos");
 
@@ -539,7 +507,14 @@ fn generate(
                 join(&folder, &format!("{name}.txt")),
             )
         };
-        save(item, &video, &text, &prompt, record)?;
+        save(
+            item,
+            &video,
+            &text,
+            &prompt,
+            run.cfg.flag("save_input_noise"),
+            record,
+        )?;
     }
     Ok(())
 }
@@ -549,6 +524,7 @@ fn save(
     video: &str,
     text: &str,
     prompt: &str,
+    noise: bool,
     record: &mut Record,
 ) -> Result<(), Failure> {
     let at = site(src::TRANSFER, 410, "demo");
@@ -562,5 +538,16 @@ fn save(
     std::fs::write(text, prompt).map_err(|e| items::os_error(text, &e))?;
     record.outputs.push(text.to_owned());
     log::info(at, &format!("Saved prompt to {text}"));
+    if noise {
+        let dir = Path::new(video)
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let path = join(&dir, "noise.pickle");
+        std::fs::write(&path, b"cosmos-sim: input noise placeholder\n")
+            .map_err(|e| items::os_error(&path, &e))?;
+        record.outputs.push(path.clone());
+        log::info(at, &format!("Saved input noise to {path}"));
+    }
     Ok(())
 }

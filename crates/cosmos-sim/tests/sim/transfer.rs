@@ -475,3 +475,39 @@ fn answers_as_torchrun_when_called_by_that_name() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn benchmark_noise_and_distilled_flags_follow_transfer_py() -> TestResult {
+    let scene = Scene::new();
+    let input = scene.video("in.mp4", "160x90", 20);
+    let s = spec(
+        &scene,
+        json!({"input_video_path": input, "edge": {"control_weight": 1}}),
+    );
+    let out = run(&mut scene.transfer(&s, &["--benchmark", "--save_input_noise"])).ok();
+    assert_eq!(
+        out.count("Starting diffusion sampling"),
+        4,
+        "a warm-up and three timed generations"
+    );
+    assert_in_order(
+        &out.messages(),
+        &[
+            "[iter 1 / 3] Generation time: ",
+            "[iter 3 / 3] Generation time: ",
+            "The benchmarked generation time for Cosmos-Transfer1 is ",
+            "Saved input noise to out/noise.pickle",
+        ],
+    );
+    assert!(scene.checkout().join("out/noise.pickle").is_file());
+
+    let out = run(&mut scene.transfer(&s, &["--use_distilled"])).ok();
+    assert!(out.messages().contains(&"Loading ctrl model from ckpt_path: checkpoints/nvidia/Cosmos-Transfer1-7B/edge_control_distilled.pt".to_owned()));
+    let s = spec(
+        &scene,
+        json!({"input_video_path": input, "depth": {"control_weight": 1}}),
+    );
+    run(&mut scene.transfer(&s, &["--use_distilled"]))
+        .raises(1, "ValueError: No default distilled checkpoint for depth. Users must specify ckpt_path in config.");
+    Ok(())
+}
