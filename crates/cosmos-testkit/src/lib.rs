@@ -3,6 +3,7 @@
 //! A dev-dependency only. Missing infrastructure is an error naming the piece and the `.ci/run`
 //! step that installs it; nothing here passes silently.
 
+mod containers;
 mod error;
 mod sim;
 mod sshd;

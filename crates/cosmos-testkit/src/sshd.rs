@@ -408,59 +408,11 @@ Subsystem sftp internal-sftp\n",
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
-
-    fn remove_containers(&self) {
-        let Ok(docker) = require(Tool::Docker, None) else {
-            return;
-        };
-        let ids = |filter: &str| -> Vec<String> {
-            Command::new(&docker)
-                .args(["ps", "-aq", "--no-trunc", "--filter", filter])
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .split_whitespace()
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let mut doomed = ids(&format!("label={}", self.container_label()));
-        // Containers cosmos itself started here carry `cosmos.run`; ours are those mounting
-        // this host's directories.
-        let runs = ids("label=cosmos.run");
-        if !runs.is_empty() {
-            let mine = self.dir.path().display().to_string();
-            let out = Command::new(&docker)
-                .arg("inspect")
-                .arg("--format")
-                .arg("{{.Id}}{{range .Mounts}} {{.Source}}{{end}}")
-                .args(&runs)
-                .output();
-            if let Ok(out) = out {
-                for line in String::from_utf8_lossy(&out.stdout).lines() {
-                    let mut parts = line.split_whitespace();
-                    let id = parts.next().unwrap_or_default().to_owned();
-                    if parts.any(|src| src.starts_with(&mine)) {
-                        doomed.push(id);
-                    }
-                }
-            }
-        }
-        if !doomed.is_empty() {
-            let _ = Command::new(&docker)
-                .args(["rm", "--force", "--volumes"])
-                .args(&doomed)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
 }
 
 impl Drop for SshHost {
     fn drop(&mut self) {
         self.stop();
-        self.remove_containers();
+        crate::containers::remove(&self.container_label(), self.dir.path());
     }
 }
