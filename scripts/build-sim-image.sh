@@ -66,4 +66,6 @@ if ! out=$(DOCKER_BUILDKIT=0 docker build --quiet --tag "$image" "$ctx" 2>&1); t
     echo "$out" >&2
     die "docker build of $image failed"
 fi
+# The test kit skips this script while the stamp is newer than every input of the image.
+echo "$image" > "$ctx/stamp"
 echo "$image"

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use crate::tools::{Tool, require};
 use crate::{KitError, KitResult};
@@ -45,6 +46,43 @@ fn build() -> KitResult<String> {
     Ok(image)
 }
 
+/// Newest modification time under `path`.
+fn newest(path: &Path) -> Option<SystemTime> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let mut time = meta.modified().ok()?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).ok()? {
+            time = time.max(newest(&entry.ok()?.path())?);
+        }
+    }
+    Some(time)
+}
+
+/// The image the last build stamped, if nothing it is built from changed since and the
+/// engine still has it.
+fn fresh_image() -> Option<String> {
+    let stamp = target_dir().join("sim-image/stamp");
+    let stamped = std::fs::metadata(&stamp).ok()?.modified().ok()?;
+    let root = workspace_root();
+    let inputs = [
+        "crates/cosmos-sim",
+        "crates/cosmos-core",
+        "Cargo.lock",
+        "scripts/build-sim-image.sh",
+    ];
+    for input in inputs {
+        if newest(&root.join(input))? > stamped {
+            return None;
+        }
+    }
+    let image = std::fs::read_to_string(&stamp).ok()?.trim().to_owned();
+    let present = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    present.then_some(image)
+}
+
 /// The image reference (`cosmos-sim:<version>`), built if needed. `COSMOS_SIM_IMAGE` names an
 /// existing image instead.
 pub fn sim_image() -> KitResult<String> {
@@ -52,7 +90,7 @@ pub fn sim_image() -> KitResult<String> {
     IMAGE
         .get_or_init(|| match std::env::var("COSMOS_SIM_IMAGE") {
             Ok(image) if !image.is_empty() => Ok(image),
-            _ => build(),
+            _ => fresh_image().map_or_else(build, Ok),
         })
         .clone()
 }
