@@ -3,10 +3,9 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 #[derive(Debug)]
 pub struct Record {
@@ -19,12 +18,6 @@ pub struct Record {
     pub batch_sha256: Option<String>,
     pub outputs: Vec<String>,
     written: bool,
-}
-
-/// sha256 of a file's bytes, if it can be read.
-pub fn file_sha256(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    Some(cosmos_core::sha256::to_hex(&Sha256::digest(&bytes)))
 }
 
 impl Record {

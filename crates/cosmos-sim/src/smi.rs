@@ -1,8 +1,6 @@
 //! `nvidia-smi` for the simulated GPUs: `--query-gpu=… --format=csv[,noheader][,nounits]`,
 //! `-L` and the plain table; without GPUs it fails as it does without a driver.
 
-use sha2::{Digest, Sha256};
-
 use crate::knobs::Knobs;
 
 const DRIVER: &str = "550.54.15";
@@ -19,7 +17,7 @@ struct Gpu {
 fn gpus(knobs: &Knobs) -> Vec<Gpu> {
     (0..knobs.gpus)
         .map(|index| {
-            let h = cosmos_core::sha256::to_hex(&Sha256::digest(format!("cosmos-sim gpu {index}")));
+            let h = cosmos_core::sha256::hex_digest(format!("cosmos-sim gpu {index}").as_bytes());
             Gpu {
                 index,
                 name: knobs.gpu_name.clone(),

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::knobs::Knobs;
 use crate::log::{self, site, src};
 use crate::python::{Failure, Frame, Raised, dumps, frame};
-use crate::record::{Record, file_sha256};
+use crate::record::Record;
 use crate::script::Worker;
 use crate::{guardrail, upsampler};
 use args::Cfg;
@@ -56,9 +56,12 @@ fn raise_spec(e: cosmos_core::spec::CosmosError, at: Frame) -> Failure {
 /// Reads the spec JSON and splits it into control blocks and json args.
 type Split = (Map<String, Value>, Map<String, Value>);
 
-fn load_specs(path: &str) -> Result<Split, Failure> {
+/// Reads the spec JSON once (recording its hash) and splits it into control blocks and
+/// json args.
+fn load_specs(path: &str, record: &mut Record) -> Result<Split, Failure> {
     let text =
         std::fs::read_to_string(path).map_err(|_| Raised::file_not_found(path, &[LOAD_SPECS]))?;
+    record.spec_sha256 = Some(cosmos_core::sha256::hex_digest(text.as_bytes()));
     let spec: Value = serde_json::from_str(&text).map_err(|e| {
         Raised::new(
             "json.decoder.JSONDecodeError",
@@ -108,8 +111,7 @@ pub fn main(
     let parsed = args::parser().parse(argv, false).map_err(Failure::Args)?;
     let mut cfg = parsed.values;
     let spec_path = crate::python::py_str(&cfg["controlnet_specs"]);
-    record.spec_sha256 = file_sha256(Path::new(&spec_path));
-    let (mut controls, json_args) = load_specs(&spec_path)?;
+    let (mut controls, json_args) = load_specs(&spec_path, record)?;
     args::merge_json_args(&mut cfg, &json_args, argv);
     let cfg = Cfg(cfg);
     let at = site(src::TRANSFER, 189, "parse_arguments");
@@ -175,8 +177,7 @@ pub fn main(
         Value::Null => vec![items::single(&run.cfg, &controls)],
         path => {
             let path = crate::python::py_str(path);
-            record.batch_sha256 = file_sha256(Path::new(&path));
-            items::batch(&path, &run.cfg, &controls)?
+            items::batch(&path, &run.cfg, &controls, record)?
         }
     };
     let batch_size = if controls.contains_key("upscale") {

@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let host = SshHost::start()?;
         starts.push(began.elapsed());
         let began = Instant::now();
-        let ok = host.ssh(&["true"])?.status()?.success();
+        let ok = host.ssh(&["true"]).status()?.success();
         first_login.push(began.elapsed());
         if !ok {
             return Err("ssh true failed".into());

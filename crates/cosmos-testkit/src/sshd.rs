@@ -11,6 +11,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,7 @@ pub struct SshHost {
     port: u16,
     user: String,
     sshd: PathBuf,
+    ssh: PathBuf,
     child: Option<Child>,
     id: String,
     started_in: Duration,
@@ -69,8 +71,16 @@ fn run_quiet(cmd: &mut Command, what: &str) -> KitResult<String> {
 /// The account tests log in as.
 pub const REMOTE_USER: &str = "cosmos-remote";
 
-/// The remote user's name, and its uid/gid when the fixture must hand files over to it.
-fn remote_user() -> KitResult<(String, Option<(u32, u32)>)> {
+/// The login name, and its uid/gid when the fixture must hand files over to it.
+type RemoteUser = (String, Option<(u32, u32)>);
+
+/// The remote user, looked up once per process.
+fn remote_user() -> KitResult<RemoteUser> {
+    static USER: OnceLock<KitResult<RemoteUser>> = OnceLock::new();
+    USER.get_or_init(lookup_remote_user).clone()
+}
+
+fn lookup_remote_user() -> KitResult<RemoteUser> {
     if !rustix::process::geteuid().is_root() {
         let me = run_quiet(Command::new("id").arg("-un"), "id -un")?;
         return Ok((me.trim().to_owned(), None));
@@ -148,7 +158,7 @@ impl SshHost {
     pub fn start_with(options: HostOptions) -> KitResult<Self> {
         let sshd = require(Tool::Sshd, options.sshd.as_deref())?;
         let ssh_keygen = require(Tool::SshKeygen, None)?;
-        require(Tool::Ssh, None)?;
+        let ssh = require(Tool::Ssh, None)?;
         require(Tool::Docker, None)?;
         let sim = sim_binary()?;
         let began = Instant::now();
@@ -186,6 +196,7 @@ impl SshHost {
             port: 0,
             user,
             sshd,
+            ssh,
             child: None,
             id: unique_id(),
             started_in: Duration::ZERO,
@@ -233,7 +244,7 @@ Subsystem sftp internal-sftp\n",
                 self.port
             };
             match self.spawn(port) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return self.write_known_hosts(),
                 Err(e) if e.0.contains("Address already in use") && self.port == 0 => last = e.0,
                 Err(e) => return Err(e),
             }
@@ -316,8 +327,8 @@ Subsystem sftp internal-sftp\n",
             .map_err(|e| KitError::new(e.to_string()))
     }
 
-    /// A known_hosts file that pins this host's key.
-    pub fn known_hosts(&self) -> KitResult<PathBuf> {
+    /// Pins this host's key for its port in `known_hosts` (the port is fixed once listening).
+    fn write_known_hosts(&self) -> KitResult<()> {
         let key = self.host_public_key()?;
         let mut fields = key.split_whitespace();
         let line = format!(
@@ -326,9 +337,12 @@ Subsystem sftp internal-sftp\n",
             fields.next().unwrap_or_default(),
             fields.next().unwrap_or_default()
         );
-        let path = self.dir.path().join("known_hosts");
-        fs::write(&path, line).map_err(|e| KitError::new(e.to_string()))?;
-        Ok(path)
+        fs::write(self.known_hosts(), line).map_err(|e| KitError::new(e.to_string()))
+    }
+
+    /// A known_hosts file that pins this host's key.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
     }
 
     /// The target root: where run directories and blobs go on this host.
@@ -348,14 +362,14 @@ Subsystem sftp internal-sftp\n",
 
     /// An OpenSSH client command running `argv` on the host, quoted by cosmos's one quoting
     /// function, with host-key checking against this host's pinned key.
-    pub fn ssh(&self, argv: &[&str]) -> KitResult<Command> {
-        let mut cmd = Command::new(require(Tool::Ssh, None)?);
+    pub fn ssh(&self, argv: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.ssh);
         cmd.arg("-i")
             .arg(self.client_key())
             .arg("-o")
             .arg(format!(
                 "UserKnownHostsFile={}",
-                self.known_hosts()?.display()
+                self.known_hosts().display()
             ))
             .args([
                 "-o",
@@ -376,7 +390,7 @@ Subsystem sftp internal-sftp\n",
             .arg(format!("{}@127.0.0.1", self.user))
             .arg("--")
             .arg(shell_join(argv));
-        Ok(cmd)
+        cmd
     }
 
     /// Stops sshd, keeping its port, keys and files (a host going away mid-run).

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use crate::{KitError, KitResult};
 
@@ -74,12 +75,16 @@ pub fn require(tool: Tool, path: Option<&Path>) -> KitResult<PathBuf> {
     );
     let found = on_path(&wanted).ok_or_else(|| tool.missing(&format!("`{wanted}` not found")))?;
     if tool == Tool::Docker {
-        let ok = Command::new(&found)
-            .args(["version", "--format", "{{.Server.Version}}"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        // Asked once per process: every fixture needs the engine, none needs it asked twice.
+        static ENGINE: OnceLock<bool> = OnceLock::new();
+        let ok = *ENGINE.get_or_init(|| {
+            Command::new(&found)
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
         if !ok {
             return Err(tool.missing("the Docker engine does not answer `docker version`"));
         }

@@ -9,6 +9,7 @@ use crate::knobs::Knobs;
 use crate::log::{self, site, src};
 use crate::mp4::{self, ProbeError};
 use crate::python::{Failure, Frame, Raised, frame, py_str};
+use crate::record::Record;
 use crate::transfer::args::Cfg;
 
 /// Hints Cosmos generates from the input video when `input_control` is missing, and the
@@ -78,9 +79,15 @@ pub fn single(cfg: &Cfg, controls: &Map<String, Value>) -> Item {
 }
 
 /// Reads the JSONL batch file, applying each line's `control_overrides`.
-pub fn batch(path: &str, cfg: &Cfg, controls: &Map<String, Value>) -> Result<Vec<Item>, Failure> {
+pub fn batch(
+    path: &str,
+    cfg: &Cfg,
+    controls: &Map<String, Value>,
+    record: &mut Record,
+) -> Result<Vec<Item>, Failure> {
     let text =
         std::fs::read_to_string(path).map_err(|_| Raised::file_not_found(path, &[READ_BATCH]))?;
+    record.batch_sha256 = Some(cosmos_core::sha256::hex_digest(text.as_bytes()));
     let folder = cfg.text("video_save_folder");
     let mut items = Vec::new();
     let mut lines: Vec<&str> = text.split('\n').collect();

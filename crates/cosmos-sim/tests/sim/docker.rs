@@ -19,7 +19,7 @@ struct Launched {
 }
 
 fn ssh_out(host: &SshHost, argv: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
-    let out = host.ssh(argv)?.output()?;
+    let out = host.ssh(argv).output()?;
     if !out.status.success() {
         return Err(format!("{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
@@ -88,7 +88,7 @@ fn launch_with(
     ssh_out(host, &argv)?;
     let name = cosmos_core::launch::container_name(&run_id);
     let code: i32 = ssh_out(host, &["docker", "wait", &name])?.trim().parse()?;
-    let logs_out = host.ssh(&["docker", "logs", &name])?.output()?;
+    let logs_out = host.ssh(&["docker", "logs", &name]).output()?;
     let logs = String::from_utf8_lossy(&logs_out.stdout).into_owned()
         + &String::from_utf8_lossy(&logs_out.stderr);
     ssh_out(host, &["docker", "rm", &name])?;
