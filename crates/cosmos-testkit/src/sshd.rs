@@ -305,11 +305,6 @@ Subsystem sftp internal-sftp\n",
         &self.user
     }
 
-    /// `127.0.0.1`.
-    pub fn host(&self) -> &'static str {
-        "127.0.0.1"
-    }
-
     /// How long `start` took, keys and checkout included.
     pub fn startup_time(&self) -> Duration {
         self.started_in
