@@ -1,0 +1,195 @@
+//! The content-addressed blob store on a target (DESIGN.md §3, invariant 3): a file is uploaded
+//! once to `<root>/blobs/sha256/<ab>/<hash>`, written under a temporary name, hashed on the
+//! target and only then renamed; an interrupted upload resumes from the size already there.
+//! Downloads are verified the same way, in the other direction.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use crate::{Host, RemoteError, RemoteResult};
+
+/// A local file to upload, with its known hash and size.
+#[derive(Debug, Clone)]
+pub struct LocalBlob {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Where a blob lives on the target.
+pub fn blob_path(root: &str, sha256: &str) -> String {
+    let prefix = sha256.get(..2).unwrap_or("00");
+    format!(
+        "{}/blobs/sha256/{prefix}/{sha256}",
+        root.trim_end_matches('/')
+    )
+}
+
+/// The sha256 and size of a local file, streamed.
+pub fn hash_local(path: &Path) -> RemoteResult<(String, u64)> {
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| RemoteError::io(format!("open {}", path.display()), e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| RemoteError::io(format!("read {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((cosmos_core::sha256::to_hex(&hasher.finalize()), size))
+}
+
+/// What one upload did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Bytes that crossed the wire (0 when the blob was already there).
+    pub bytes: u64,
+    pub skipped: bool,
+}
+
+/// Uploads one blob unless the target already holds it; returns its remote path.
+pub async fn upload(
+    host: &Host,
+    root: &str,
+    blob: &LocalBlob,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> RemoteResult<(String, Sent)> {
+    let target = blob_path(root, &blob.sha256);
+    // A blob only ever carries its final name after it was verified (below).
+    if host.files.size(&target).await? == Some(blob.size) {
+        progress(blob.size);
+        return Ok((
+            target,
+            Sent {
+                bytes: 0,
+                skipped: true,
+            },
+        ));
+    }
+    let dir = &target[..target.rfind('/').unwrap_or(0)];
+    host.mkdirs(&[dir]).await?;
+    let part = format!("{target}.part");
+    let mut sent = 0;
+    for attempt in 0..2 {
+        // Resume from what an interrupted upload left, unless it cannot be a prefix.
+        let have = match host.files.size(&part).await? {
+            Some(n) if n <= blob.size && attempt == 0 => n,
+            _ => 0,
+        };
+        let report = |done: u64| progress(done);
+        host.files.put(&blob.path, &part, have, &report).await?;
+        sent += blob.size - have;
+        let sums = host.sha256(&[&part]).await?;
+        if sums[0] == blob.sha256 {
+            host.rename(&part, &target).await?;
+            return Ok((
+                target,
+                Sent {
+                    bytes: sent,
+                    skipped: false,
+                },
+            ));
+        }
+        tracing::warn!(target: "cosmos_remote", "{part} did not verify; uploading it again from the start");
+        if attempt == 1 {
+            return Err(RemoteError::Corrupt {
+                path: part,
+                expected: blob.sha256.clone(),
+                actual: sums[0].clone(),
+            });
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Uploads blobs, several at once, reporting the total bytes done across all of them.
+pub async fn upload_all(
+    host: &Host,
+    root: &str,
+    blobs: &[LocalBlob],
+    in_flight: usize,
+    progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> RemoteResult<(Vec<String>, Sent)> {
+    let done: Arc<Vec<AtomicU64>> = Arc::new(blobs.iter().map(|_| AtomicU64::new(0)).collect());
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
+    let mut jobs = tokio::task::JoinSet::new();
+    for (i, blob) in blobs.iter().enumerate() {
+        let (host, root, blob) = (host.clone(), root.to_owned(), blob.clone());
+        let (done, progress, semaphore) = (done.clone(), progress.clone(), semaphore.clone());
+        jobs.spawn(async move {
+            let _slot = semaphore.acquire_owned().await;
+            let report = move |n: u64| {
+                done[i].store(n, Ordering::Relaxed);
+                progress(done.iter().map(|d| d.load(Ordering::Relaxed)).sum());
+            };
+            upload(&host, &root, &blob, &report).await.map(|r| (i, r))
+        });
+    }
+    let mut paths = vec![String::new(); blobs.len()];
+    let mut total = Sent {
+        bytes: 0,
+        skipped: true,
+    };
+    while let Some(joined) = jobs.join_next().await {
+        let (i, (path, sent)) =
+            joined.map_err(|e| RemoteError::Protocol(format!("an upload task failed: {e}")))??;
+        paths[i] = path;
+        total.bytes += sent.bytes;
+        total.skipped &= sent.skipped;
+    }
+    Ok((paths, total))
+}
+
+/// Downloads `remote` to `local`, verified against the target's own sha256 of it; the file
+/// carries its final name only once verified. Returns the hash and size.
+pub async fn download(
+    host: &Host,
+    remote: &str,
+    local: &Path,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> RemoteResult<(String, u64)> {
+    let expected = host.sha256(&[remote]).await?.remove(0);
+    if local.is_file()
+        && let Ok((sha, size)) = hash_local(local)
+        && sha == expected
+    {
+        return Ok((sha, size));
+    }
+    let part = PathBuf::from(format!("{}.part", local.display()));
+    let remote_size = host.files.size(remote).await?.unwrap_or(0);
+    for attempt in 0..2 {
+        let have = match std::fs::metadata(&part) {
+            Ok(m) if m.len() <= remote_size && attempt == 0 => m.len(),
+            _ => 0,
+        };
+        if have == 0 {
+            let _ = std::fs::remove_file(&part);
+        }
+        host.files.get(remote, &part, have, progress).await?;
+        let (sha, size) = hash_local(&part)?;
+        if sha == expected {
+            std::fs::rename(&part, local)
+                .map_err(|e| RemoteError::io(format!("rename into {}", local.display()), e))?;
+            return Ok((sha, size));
+        }
+        if attempt == 1 {
+            let _ = std::fs::remove_file(&part);
+            return Err(RemoteError::Corrupt {
+                path: remote.to_owned(),
+                expected,
+                actual: sha,
+            });
+        }
+    }
+    unreachable!("the loop returns")
+}

@@ -1,0 +1,67 @@
+//! What can go wrong talking to a target, worded so a user knows what to fix.
+
+use thiserror::Error;
+
+pub type RemoteResult<T> = Result<T, RemoteError>;
+
+#[derive(Debug, Error)]
+pub enum RemoteError {
+    /// The TCP connection could not be made or was lost: worth retrying.
+    #[error("cannot reach {target}: {message}")]
+    Unreachable { target: String, message: String },
+    #[error(
+        "the host key of {target} is not trusted yet ({fingerprint}); check it and run `cosmos target trust {name}`"
+    )]
+    UnknownHostKey {
+        target: String,
+        name: String,
+        fingerprint: String,
+    },
+    #[error(
+        "WARNING: THE HOST KEY OF {target} HAS CHANGED (now {fingerprint}; pinned in {file}). Someone may be intercepting the connection, or the host was reinstalled. Refusing to connect; if the change is expected, remove the old key from {file} and run `cosmos target trust {name}`"
+    )]
+    HostKeyChanged {
+        target: String,
+        name: String,
+        fingerprint: String,
+        file: String,
+    },
+    #[error("{0}")]
+    Auth(String),
+    #[error("{what} failed (exit {code}): {message}", code = code.map_or("by signal".to_owned(), |c| c.to_string()))]
+    Command {
+        what: String,
+        code: Option<u32>,
+        message: String,
+    },
+    #[error("sha256 mismatch for {path}: expected {expected}, found {actual}")]
+    Corrupt {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RemoteError {
+    /// True for errors a retry may cure (a dropped or refused connection).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RemoteError::Unreachable { .. })
+    }
+
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        RemoteError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! How the model process is wrapped on a target: a detached Docker container, or a detached
+//! plain process (the local rehearsal target runs cosmos-sim this way). Either way the model
+//! outlives the orchestrator (invariant 1): starting is idempotent, state can be read back at
+//! any time, and logs can be followed again from any byte offset.
+
+use std::time::Duration;
+
+use cosmos_core::RunId;
+use cosmos_core::launch::{ContainerLaunch, RunLayout, container_name, docker_run_argv};
+
+use crate::{Host, RemoteError, RemoteResult, Stream, args};
+
+/// How a target wraps the model process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    Docker {
+        /// Prefix docker commands with `sudo -n`.
+        sudo: bool,
+        /// Pass `--gpus` (engines without GPUs reject it).
+        gpu_flag: bool,
+    },
+    /// A plain detached process in its own session, in the cosmos checkout.
+    Process,
+}
+
+/// What became of a run's model process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelState {
+    /// Never started (or already removed after collection).
+    Absent,
+    Running,
+    Exited(i32),
+    /// Started, but gone without an exit status: killed from outside.
+    Vanished,
+}
+
+/// Everything needed to start one run's model.
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    pub run_id: &'a RunId,
+    pub layout: &'a RunLayout,
+    pub root: &'a str,
+    pub cosmos_dir: &'a str,
+    pub image: &'a str,
+    pub shm_size: &'a str,
+    pub gpu_devices: &'a [u32],
+    /// `torchrun … transfer.py …`.
+    pub command: Vec<String>,
+}
+
+/// Starts a process detached, in its own session (so a terminal's Ctrl-C or the caller's
+/// death cannot reach it), with its output in `run.log` and its exit status written
+/// atomically to `exit_code`. A constant script: every value arrives as a positional argument.
+/// Invoked as `sh -c SCRIPT SCRIPT start DIR WORKDIR ENVFILE ARGV…`, so `$0` is the script.
+const PROCESS_SCRIPT: &str = r#"mode=$1; shift
+d=$1; w=$2; e=$3
+if [ "$mode" = start ]; then
+  [ -e "$d/pid" ] && exit 0
+  setsid sh -c "$0" "$0" run "$@" > /dev/null 2>&1 < /dev/null &
+  echo $! > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"
+  exit 0
+fi
+shift 3
+cd "$w" || { echo 127 > "$d/exit_code"; exit 127; }
+if [ -f "$e" ]; then
+  while IFS= read -r l || [ -n "$l" ]; do
+    case $l in [A-Za-z_]*=*) export "$l" ;; esac
+  done < "$e"
+fi
+"$@" > "$d/run.log" 2>&1 < /dev/null
+echo $? > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code"
+"#;
+
+const PROCESS_STATE: &str = r#"d=$1
+if [ -f "$d/exit_code" ]; then echo "exited $(cat "$d/exit_code")"
+elif [ -f "$d/pid" ]; then
+  if kill -0 "$(cat "$d/pid")" 2>/dev/null; then echo running; else echo vanished; fi
+else echo absent; fi
+"#;
+
+const PROCESS_KILL: &str = r#"p=$(cat "$1/pid" 2>/dev/null) || exit 0
+kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+"#;
+
+/// `docker logs` of a container with both streams in one, in the engine's order.
+const DOCKER_LOGS: &str = r#"exec "$@" 2>&1"#;
+
+/// Saves the container's whole log as run.log, atomically.
+const DOCKER_SAVE_LOG: &str = r#"out=$1; shift
+"$@" > "$out.tmp" 2>&1 && mv -f "$out.tmp" "$out""#;
+
+impl Runtime {
+    fn docker(&self, rest: &[&str]) -> Vec<String> {
+        let mut argv = match self {
+            Runtime::Docker { sudo: true, .. } => args(&["sudo", "-n", "docker"]),
+            _ => args(&["docker"]),
+        };
+        argv.extend(rest.iter().map(|s| (*s).to_owned()));
+        argv
+    }
+
+    pub fn is_docker(&self) -> bool {
+        matches!(self, Runtime::Docker { .. })
+    }
+
+    /// The exact command that starts the model (what `--dry-run` shows).
+    pub fn start_argv(&self, l: &Launch<'_>) -> Vec<String> {
+        match self {
+            Runtime::Docker { gpu_flag, .. } => {
+                let env_file = l.layout.env_file();
+                let mut argv = docker_run_argv(&ContainerLaunch {
+                    run_id: l.run_id,
+                    image: l.image,
+                    gpu_devices: gpu_flag.then_some(l.gpu_devices),
+                    shm_size: l.shm_size,
+                    cosmos_dir: l.cosmos_dir,
+                    root: l.root,
+                    env_file: Some(&env_file),
+                    command: l.command.clone(),
+                });
+                let prefix = self.docker(&[]);
+                argv.splice(0..1, prefix);
+                argv
+            }
+            Runtime::Process => {
+                let mut argv = args(&[
+                    "sh",
+                    "-c",
+                    PROCESS_SCRIPT,
+                    PROCESS_SCRIPT,
+                    "start",
+                    l.layout.dir(),
+                    l.cosmos_dir,
+                ]);
+                argv.push(l.layout.env_file());
+                argv.extend(l.command.iter().cloned());
+                argv
+            }
+        }
+    }
+
+    /// Starts the model detached. Starting a run that was already started does nothing.
+    pub async fn start(&self, host: &Host, l: &Launch<'_>) -> RemoteResult<()> {
+        let out = host.runner.run(&self.start_argv(l)).await?;
+        if out.success() {
+            return Ok(());
+        }
+        let words = String::from_utf8_lossy(&out.stderr);
+        if self.is_docker() && words.contains("is already in use") {
+            return Ok(());
+        }
+        Err(RemoteError::Command {
+            what: "start the model".into(),
+            code: out.code,
+            message: out.last_words(),
+        })
+    }
+
+    pub async fn state(
+        &self,
+        host: &Host,
+        run_id: &RunId,
+        layout: &RunLayout,
+    ) -> RemoteResult<ModelState> {
+        match self {
+            Runtime::Docker { .. } => {
+                let name = container_name(run_id);
+                let argv = self.docker(&[
+                    "inspect",
+                    "--format",
+                    "{{.State.Status}} {{.State.ExitCode}}",
+                    &name,
+                ]);
+                let out = host.runner.run(&argv).await?;
+                if !out.success() {
+                    let words = out.last_words();
+                    if words.contains("No such object") || words.contains("No such container") {
+                        return Ok(ModelState::Absent);
+                    }
+                    return Err(RemoteError::Command {
+                        what: "docker inspect".into(),
+                        code: out.code,
+                        message: words,
+                    });
+                }
+                let text = out.stdout_text();
+                let mut words = text.split_whitespace();
+                let status = words.next().unwrap_or("");
+                let code: i32 = words.next().and_then(|c| c.parse().ok()).unwrap_or(-1);
+                Ok(match status {
+                    "exited" | "dead" => ModelState::Exited(code),
+                    _ => ModelState::Running,
+                })
+            }
+            Runtime::Process => {
+                let out = host
+                    .ok(
+                        "read the model's state",
+                        &args(&["sh", "-c", PROCESS_STATE, "sh", layout.dir()]),
+                    )
+                    .await?;
+                let text = out.stdout_text();
+                let mut words = text.split_whitespace();
+                Ok(match words.next() {
+                    Some("exited") => {
+                        ModelState::Exited(words.next().and_then(|c| c.parse().ok()).unwrap_or(-1))
+                    }
+                    Some("running") => ModelState::Running,
+                    Some("vanished") => ModelState::Vanished,
+                    _ => ModelState::Absent,
+                })
+            }
+        }
+    }
+
+    /// Streams the model's combined output from byte `offset` on, until the model ends.
+    /// `offset` advances with every byte delivered, so a follow interrupted by a dropped
+    /// connection resumes where it stopped, without repeating a line.
+    pub async fn follow(
+        &self,
+        host: &Host,
+        run_id: &RunId,
+        layout: &RunLayout,
+        offset: &mut u64,
+        on_bytes: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> RemoteResult<()> {
+        match self {
+            Runtime::Docker { .. } => {
+                let mut argv = args(&["sh", "-c", DOCKER_LOGS, "sh"]);
+                argv.extend(self.docker(&["logs", "--follow", &container_name(run_id)]));
+                let mut seen = 0u64;
+                let skip = *offset;
+                let mut sink = |_: Stream, bytes: &[u8]| {
+                    let start = seen;
+                    seen += bytes.len() as u64;
+                    if seen <= skip {
+                        return;
+                    }
+                    let from = skip.saturating_sub(start) as usize;
+                    on_bytes(&bytes[from..]);
+                    *offset = seen;
+                };
+                host.runner.stream(&argv, &mut sink).await.map(drop)
+            }
+            Runtime::Process => {
+                let log = layout.log();
+                let mut idle = Duration::from_millis(10);
+                loop {
+                    let chunk = host.files.read_at(&log, *offset, 1 << 20).await?;
+                    if !chunk.is_empty() {
+                        *offset += chunk.len() as u64;
+                        on_bytes(&chunk);
+                        idle = Duration::from_millis(10);
+                        continue;
+                    }
+                    if self.state(host, run_id, layout).await? != ModelState::Running {
+                        // One last read: output written between the read and the check.
+                        let rest = host.files.read_at(&log, *offset, usize::MAX >> 1).await?;
+                        if !rest.is_empty() {
+                            *offset += rest.len() as u64;
+                            on_bytes(&rest);
+                        }
+                        return Ok(());
+                    }
+                    tokio::time::sleep(idle).await;
+                    idle = (idle * 2).min(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Keeps the full model log as run.log on the target (the process runtime writes it as
+    /// it goes).
+    pub async fn save_log(
+        &self,
+        host: &Host,
+        run_id: &RunId,
+        layout: &RunLayout,
+    ) -> RemoteResult<()> {
+        if let Runtime::Docker { .. } = self {
+            let mut argv = args(&["sh", "-c", DOCKER_SAVE_LOG, "sh", &layout.log()]);
+            argv.extend(self.docker(&["logs", &container_name(run_id)]));
+            host.ok("save the model log", &argv).await?;
+        }
+        Ok(())
+    }
+
+    /// Kills the model (the run's result is then `killed`).
+    pub async fn kill(&self, host: &Host, run_id: &RunId, layout: &RunLayout) -> RemoteResult<()> {
+        match self {
+            Runtime::Docker { .. } => {
+                let out = host
+                    .runner
+                    .run(&self.docker(&["kill", &container_name(run_id)]))
+                    .await?;
+                let words = out.last_words();
+                if out.success()
+                    || words.contains("is not running")
+                    || words.contains("No such container")
+                {
+                    Ok(())
+                } else {
+                    Err(RemoteError::Command {
+                        what: "docker kill".into(),
+                        code: out.code,
+                        message: words,
+                    })
+                }
+            }
+            Runtime::Process => host
+                .ok(
+                    "kill the model",
+                    &args(&["sh", "-c", PROCESS_KILL, "sh", layout.dir()]),
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    /// Removes the finished container (nothing to do for a plain process).
+    pub async fn remove(&self, host: &Host, run_id: &RunId) -> RemoteResult<()> {
+        if let Runtime::Docker { .. } = self {
+            let out = host
+                .runner
+                .run(&self.docker(&["rm", "--force", &container_name(run_id)]))
+                .await?;
+            if !out.success() && !out.last_words().contains("No such container") {
+                return Err(RemoteError::Command {
+                    what: "docker rm".into(),
+                    code: out.code,
+                    message: out.last_words(),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,379 @@
+//! SSH targets over russh: one connection per target, reused by every command and transfer
+//! (channels multiplexed), kept alive, reconnected with backoff (DESIGN.md §3, invariant 7).
+//! Host keys are checked against known_hosts files before anything else happens
+//! (invariant 5).
+
+mod auth;
+pub mod hostkeys;
+mod sftp;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use russh::keys::PublicKey;
+use tokio::sync::Mutex;
+
+use cosmos_core::quote::shell_join;
+
+use crate::{CommandRunner, Output, RemoteError, RemoteResult, Sink, Stream};
+use hostkeys::{HostKeyVerdict, KnownHosts};
+
+pub use sftp::SftpFiles;
+
+/// Where and how to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSpec {
+    /// The target's name, for messages and hints.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// A private key file; without one the agent's keys and the usual `~/.ssh/id_*` are tried.
+    pub identity: Option<PathBuf>,
+    /// Reach the host through this one first (OpenSSH's ProxyJump).
+    pub jump: Option<Box<SshSpec>>,
+    pub known_hosts: KnownHosts,
+}
+
+impl SshSpec {
+    pub fn address(&self) -> String {
+        format!("ssh://{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// The russh event handler: checks the host key and remembers what it saw.
+#[derive(Debug)]
+struct Client {
+    known: KnownHosts,
+    host: String,
+    port: u16,
+    seen: Arc<StdMutex<Option<(PublicKey, HostKeyVerdict)>>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        let verdict = self.known.check(&self.host, self.port, key);
+        let trusted = verdict == HostKeyVerdict::Trusted;
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some((key.clone(), verdict));
+        }
+        Ok(trusted)
+    }
+}
+
+fn config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        // A small command must not wait for Nagle's algorithm (DESIGN.md §7).
+        nodelay: true,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 4,
+        window_size: 16 * 1024 * 1024,
+        channel_buffer_size: 256,
+        ..Default::default()
+    })
+}
+
+/// One SSH connection to a target, opened on first use and re-opened after it drops.
+#[derive(Debug)]
+pub struct SshConnection {
+    spec: SshSpec,
+    live: Mutex<Option<Live>>,
+}
+
+struct Live {
+    handle: Arc<Handle<Client>>,
+    sftp: Option<Arc<russh_sftp::client::RawSftpSession>>,
+    /// Keeps the jump host's connection open while this one tunnels through it.
+    _jump: Option<Arc<Handle<Client>>>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").finish_non_exhaustive()
+    }
+}
+
+/// How many times a dropped or refused connection is retried, and the first pause.
+const CONNECT_ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+impl SshConnection {
+    pub fn new(spec: SshSpec) -> Arc<Self> {
+        Arc::new(Self {
+            spec,
+            live: Mutex::new(None),
+        })
+    }
+
+    pub fn spec(&self) -> &SshSpec {
+        &self.spec
+    }
+
+    /// The live session handle, connecting (with backoff) when there is none.
+    async fn handle(&self) -> RemoteResult<Arc<Handle<Client>>> {
+        let mut live = self.live.lock().await;
+        if let Some(l) = live.as_ref()
+            && !l.handle.is_closed()
+        {
+            return Ok(l.handle.clone());
+        }
+        *live = None;
+        let mut pause = FIRST_BACKOFF;
+        let mut attempt = 1;
+        let (handle, jump) = loop {
+            match connect(&self.spec).await {
+                Ok(pair) => break pair,
+                Err(e) if e.is_transient() && attempt < CONNECT_ATTEMPTS => {
+                    tracing::debug!(target: "cosmos_remote", "connect attempt {attempt} failed: {e}");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let handle = Arc::new(handle);
+        *live = Some(Live {
+            handle: handle.clone(),
+            sftp: None,
+            _jump: jump,
+        });
+        Ok(handle)
+    }
+
+    /// Connects now, so that a bad key or an unreachable host shows up before any work.
+    pub async fn connect(&self) -> RemoteResult<()> {
+        self.handle().await.map(drop)
+    }
+
+    /// Forgets the connection so the next use reconnects.
+    pub async fn reset(&self) {
+        if let Some(live) = self.live.lock().await.take() {
+            let _ = live
+                .handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+        }
+    }
+
+    async fn channel(&self) -> RemoteResult<russh::Channel<client::Msg>> {
+        let handle = self.handle().await?;
+        match handle.channel_open_session().await {
+            Ok(ch) => Ok(ch),
+            Err(e) => {
+                // A dead connection shows up here first: drop it so the next call reconnects.
+                self.live.lock().await.take();
+                Err(self.unreachable(e))
+            }
+        }
+    }
+
+    /// The SFTP session on this connection, opened on first use.
+    pub(crate) async fn sftp(&self) -> RemoteResult<Arc<russh_sftp::client::RawSftpSession>> {
+        let handle = self.handle().await?;
+        {
+            let live = self.live.lock().await;
+            if let Some(l) = live.as_ref()
+                && Arc::ptr_eq(&l.handle, &handle)
+                && let Some(s) = &l.sftp
+            {
+                return Ok(s.clone());
+            }
+        }
+        let channel = self.channel().await?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let session = russh_sftp::client::RawSftpSession::new(channel.into_stream());
+        session.set_timeout(120);
+        session
+            .init()
+            .await
+            .map_err(|e| RemoteError::Protocol(format!("SFTP start-up failed: {e}")))?;
+        let session = Arc::new(session);
+        let mut live = self.live.lock().await;
+        if let Some(l) = live.as_mut()
+            && Arc::ptr_eq(&l.handle, &handle)
+        {
+            l.sftp = Some(session.clone());
+        }
+        Ok(session)
+    }
+
+    pub(crate) fn unreachable(&self, e: impl std::fmt::Display) -> RemoteError {
+        RemoteError::Unreachable {
+            target: self.spec.address(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn exec(&self, argv: &[String], sink: &mut Sink<'_>) -> RemoteResult<Option<u32>> {
+        let line = shell_join(argv);
+        let mut channel = self.channel().await?;
+        channel
+            .exec(true, line.as_bytes())
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let mut code = None;
+        let mut closed_cleanly = false;
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => sink(Stream::Stdout, &data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => sink(Stream::Stderr, &data),
+                ChannelMsg::ExitStatus { exit_status } => {
+                    code = Some(exit_status);
+                    closed_cleanly = true;
+                }
+                ChannelMsg::ExitSignal { .. } => closed_cleanly = true,
+                _ => {}
+            }
+        }
+        if !closed_cleanly {
+            // The channel ended without an exit status: the connection dropped under it.
+            self.live.lock().await.take();
+            return Err(self.unreachable("the connection dropped while a command ran"));
+        }
+        Ok(code)
+    }
+}
+
+/// Opens a TCP (or tunnelled) connection, checks the host key and logs in.
+async fn connect(spec: &SshSpec) -> RemoteResult<(Handle<Client>, Option<Arc<Handle<Client>>>)> {
+    let seen = Arc::new(StdMutex::new(None));
+    let client = Client {
+        known: spec.known_hosts.clone(),
+        host: spec.host.clone(),
+        port: spec.port,
+        seen: seen.clone(),
+    };
+    let unreachable = |e: &dyn std::fmt::Display| RemoteError::Unreachable {
+        target: spec.address(),
+        message: e.to_string(),
+    };
+    let (result, jump) = match &spec.jump {
+        None => {
+            let addr = (spec.host.as_str(), spec.port);
+            let connecting = client::connect(config(), addr, client);
+            let r = tokio::time::timeout(Duration::from_secs(20), connecting)
+                .await
+                .map_err(|_| unreachable(&"timed out after 20 s"))?;
+            (r, None)
+        }
+        Some(jump_spec) => {
+            let (jump, _) = Box::pin(connect(jump_spec)).await?;
+            let jump = Arc::new(jump);
+            let tunnel = jump
+                .channel_open_direct_tcpip(spec.host.clone(), spec.port.into(), "127.0.0.1", 0)
+                .await
+                .map_err(|e| unreachable(&format!("via {}: {e}", jump_spec.address())))?;
+            let r = client::connect_stream(config(), tunnel.into_stream(), client).await;
+            (r, Some(jump))
+        }
+    };
+    let mut handle = match result {
+        Ok(h) => h,
+        Err(russh::Error::UnknownKey) => {
+            let seen = seen.lock().ok().and_then(|s| s.clone());
+            return Err(match seen {
+                Some((key, HostKeyVerdict::Changed { file })) => RemoteError::HostKeyChanged {
+                    target: spec.address(),
+                    name: spec.name.clone(),
+                    fingerprint: hostkeys::fingerprint(&key),
+                    file: file.display().to_string(),
+                },
+                Some((key, _)) => RemoteError::UnknownHostKey {
+                    target: spec.address(),
+                    name: spec.name.clone(),
+                    fingerprint: hostkeys::fingerprint(&key),
+                },
+                None => unreachable(&"the server offered no usable host key"),
+            });
+        }
+        Err(e) => return Err(unreachable(&e)),
+    };
+    auth::authenticate(&mut handle, spec).await?;
+    Ok((handle, jump))
+}
+
+/// Connects only far enough to learn the host's key, for `cosmos target trust`.
+pub async fn scan_host_key(spec: &SshSpec) -> RemoteResult<(PublicKey, HostKeyVerdict)> {
+    let mut probe = spec.clone();
+    // Trust nothing, so the handshake stops right after the key is seen.
+    probe.known_hosts = KnownHosts::empty();
+    let seen = Arc::new(StdMutex::new(None));
+    let client = Client {
+        known: probe.known_hosts.clone(),
+        host: spec.host.clone(),
+        port: spec.port,
+        seen: seen.clone(),
+    };
+    let result = match &spec.jump {
+        None => client::connect(config(), (spec.host.as_str(), spec.port), client)
+            .await
+            .map(drop),
+        Some(jump_spec) => {
+            let (jump, _) = connect(jump_spec).await?;
+            let tunnel = jump
+                .channel_open_direct_tcpip(spec.host.clone(), spec.port.into(), "127.0.0.1", 0)
+                .await
+                .map_err(|e| RemoteError::Unreachable {
+                    target: spec.address(),
+                    message: e.to_string(),
+                })?;
+            client::connect_stream(config(), tunnel.into_stream(), client)
+                .await
+                .map(drop)
+        }
+    };
+    let key = seen.lock().ok().and_then(|s| s.clone()).map(|(k, _)| k);
+    match (key, result) {
+        (Some(key), _) => {
+            let verdict = spec.known_hosts.check(&spec.host, spec.port, &key);
+            Ok((key, verdict))
+        }
+        (None, Err(e)) => Err(RemoteError::Unreachable {
+            target: spec.address(),
+            message: e.to_string(),
+        }),
+        (None, Ok(())) => Err(RemoteError::Protocol(
+            "the server did not show a host key".into(),
+        )),
+    }
+}
+
+#[async_trait]
+impl CommandRunner for SshConnection {
+    async fn run(&self, argv: &[String]) -> RemoteResult<Output> {
+        let mut out = Output::default();
+        let code = {
+            let mut sink = |s: Stream, b: &[u8]| match s {
+                Stream::Stdout => out.stdout.extend_from_slice(b),
+                Stream::Stderr => out.stderr.extend_from_slice(b),
+            };
+            self.exec(argv, &mut sink).await?
+        };
+        out.code = code;
+        Ok(out)
+    }
+
+    async fn stream(&self, argv: &[String], sink: &mut Sink<'_>) -> RemoteResult<Option<u32>> {
+        self.exec(argv, sink).await
+    }
+
+    fn describe(&self) -> String {
+        self.spec.address()
+    }
+}
