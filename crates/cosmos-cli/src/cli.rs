@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::commands::{completions, config, dev, init, inputs, list, prompt, run, search, show};
+use crate::commands::{
+    completions, config, dev, init, inputs, list, logs, prompt, quickstart, run, search, show,
+    target,
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -46,6 +49,17 @@ pub enum Command {
     Prompt(prompt::Command),
     /// Run Cosmos-Transfer1 on a prompt (or new text) and its control videos
     Run(run::Args),
+    /// Rehearse the whole pipeline locally: demo scene, prompt, a run on cosmos-sim (no GPU)
+    Quickstart(quickstart::Args),
+    /// Add, inspect, trust and check GPU targets
+    #[command(subcommand)]
+    Target(target::Command),
+    /// Print a run's model log; -f follows it (and reattaches to the run)
+    Logs(logs::LogsArgs),
+    /// Cancel a run: kill its model (or drop it from the queue)
+    Kill(logs::KillArgs),
+    /// Reconcile runs a crash left behind and show what is queued or running
+    Status(logs::StatusArgs),
     /// List recent runs
     List(list::Args),
     /// Show a run, prompt or input set by id (any unique prefix)

@@ -6,10 +6,13 @@ pub mod dev;
 pub mod init;
 pub mod inputs;
 pub mod list;
+pub mod logs;
 pub mod prompt;
+pub mod quickstart;
 pub mod run;
 pub mod search;
 pub mod show;
+pub mod target;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -35,6 +38,11 @@ pub async fn dispatch(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCo
         Command::Prompt(cmd) => cmd.run(&ctx).await,
         Command::Run(args) => args.run(&ctx).await,
         Command::List(args) => args.run(&ctx).await,
+        Command::Quickstart(args) => args.run(&ctx).await,
+        Command::Target(cmd) => cmd.run(&ctx).await,
+        Command::Logs(args) => args.run(&ctx).await,
+        Command::Kill(args) => args.run(&ctx).await,
+        Command::Status(args) => args.run(&ctx).await,
         Command::Show(args) => args.run(&ctx).await,
         Command::Search(args) => args.run(&ctx).await,
         Command::Dev(cmd) => cmd.run(&ctx).await,

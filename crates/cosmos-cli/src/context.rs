@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
-use cosmos_engine::{LaunchDefaults, Services};
+use cosmos_engine::{ExecEnv, LaunchDefaults, Services};
 use cosmos_media::Ffprobe;
 use cosmos_store::SqliteStore;
 
@@ -43,10 +43,28 @@ impl Ctx {
         let store = SqliteStore::open(&path)
             .await
             .with_context(|| format!("cannot use the database `{}`", path.display()))?;
+        let mut secrets = BTreeMap::new();
+        if let Some(token) = &self.settings.config.secrets.hf_token {
+            secrets.insert("HF_TOKEN".to_owned(), token.clone());
+        }
         Ok(Services::new(
             Arc::new(store),
             Ffprobe::new(&self.settings.config.media.ffprobe),
-        ))
+        )
+        .with_exec(ExecEnv::new(
+            self.settings.paths.data_dir.clone(),
+            self.known_hosts(),
+            secrets,
+        )))
+    }
+
+    /// cosmos's own known_hosts file, beside the config file.
+    pub fn known_hosts(&self) -> std::path::PathBuf {
+        let config = &self.settings.paths.config;
+        config
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join("known_hosts")
     }
 
     pub fn launch_defaults(&self) -> LaunchDefaults {

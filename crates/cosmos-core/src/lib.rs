@@ -9,17 +9,20 @@ pub mod inputs;
 pub mod launch;
 pub mod modality;
 pub mod naming;
+pub mod progress;
 pub mod quote;
 pub mod resolution;
 pub mod run;
 pub mod sha256;
 pub mod spec;
+pub mod target;
 pub mod types;
 pub mod weights;
 
 pub use id::{BatchId, IdError, IdKind, IdPrefix, InputSetId, PromptId, RunId};
 pub use modality::{Hint, InputKind, UnknownHint};
 pub use run::{Level, ParamError, RunKind, RunParams, RunStatus};
+pub use target::{RuntimeKind, Target, TargetConfig, TargetKind};
 pub use types::{InputFile, InputSet, Prompt, Run, RunEvent, RunOutput, VideoInfo};
 pub use weights::{Weights, WeightsError};
 

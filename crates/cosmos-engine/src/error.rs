@@ -30,6 +30,16 @@ pub enum EngineError {
     InputProblems { dir: PathBuf, problems: Vec<String> },
     #[error("prompt `{0}` has no input set")]
     NoInputSet(String),
+    #[error(transparent)]
+    Remote(#[from] cosmos_remote::RemoteError),
+    #[error("no target named `{0}` (`cosmos target list` shows them)")]
+    NoSuchTarget(String),
+    #[error(
+        "no default target: add one with `cosmos target add NAME --host HOST --default`, rehearse locally with `cosmos quickstart`, or pass `--target`"
+    )]
+    NoDefaultTarget,
+    #[error("run `{run}` is being driven by another cosmos process ({owner})")]
+    Busy { run: String, owner: String },
     #[error("{0}")]
     Invalid(String),
 }

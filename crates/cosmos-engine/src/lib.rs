@@ -6,11 +6,13 @@
 //! Must not depend on cosmos-web or cosmos-cli.
 
 mod error;
+mod execute;
 mod inputs;
 mod prompts;
 mod resolve;
 mod runs;
 mod seed;
+mod targets;
 
 use std::sync::Arc;
 
@@ -18,22 +20,40 @@ use cosmos_media::Ffprobe;
 use cosmos_store::Store;
 
 pub use error::{EngineError, EngineResult};
+pub use execute::{DriveOutcome, Observer, Update};
 pub use inputs::{AddedInputSet, InspectedInputs};
 pub use prompts::{CreatePromptRequest, EditPromptRequest, InputsRef};
 pub use resolve::Resolved;
 pub use runs::{LaunchDefaults, PlannedPrompt, RunPlan, RunRequest, RunSubject};
 pub use seed::{SeedReport, SeedRequest};
+pub use targets::{CheckItem, Connected, ExecEnv, Gpu, runtime_of, ssh_spec};
+
+/// Where a run's files go locally.
+pub mod execute_paths {
+    pub use crate::execute::{local_log, local_outputs};
+}
 
 /// The services, sharing one store.
 #[derive(Debug, Clone)]
 pub struct Services {
     store: Arc<dyn Store>,
     ffprobe: Ffprobe,
+    exec: Option<Arc<ExecEnv>>,
 }
 
 impl Services {
     pub fn new(store: Arc<dyn Store>, ffprobe: Ffprobe) -> Self {
-        Self { store, ffprobe }
+        Self {
+            store,
+            ffprobe,
+            exec: None,
+        }
+    }
+
+    /// Enables executing runs on targets.
+    pub fn with_exec(mut self, exec: ExecEnv) -> Self {
+        self.exec = Some(Arc::new(exec));
+        self
     }
 
     pub fn store(&self) -> &dyn Store {

@@ -98,11 +98,40 @@ fn default_weights(files: &[InputFile]) -> Weights {
     Weights::equal(&chosen)
 }
 
-fn extension(path: &str) -> &str {
+pub(crate) fn extension(path: &str) -> &str {
     std::path::Path::new(path)
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("mp4")
+}
+
+/// The spec Cosmos receives for a run whose inputs sit in `layout`'s inputs folder.
+pub(crate) fn spec_for(
+    text: &str,
+    negative: Option<&str>,
+    params: &RunParams,
+    files: &[InputFile],
+    layout: &RunLayout,
+) -> Result<TransferSpec, cosmos_core::spec::SpecError> {
+    let input_video = files
+        .iter()
+        .find(|f| f.kind == InputKind::Color)
+        .map(|f| layout.input(InputKind::Color, extension(&f.path)));
+    let controls: Vec<(Hint, String)> = files
+        .iter()
+        .filter_map(|f| {
+            f.kind
+                .hint()
+                .map(|h| (h, layout.input(f.kind, extension(&f.path))))
+        })
+        .collect();
+    build_transfer_spec(&TransferSpecInput {
+        prompt: text,
+        negative_prompt: negative,
+        params,
+        input_video: input_video.as_deref(),
+        controls: &controls,
+    })
 }
 
 impl Services {
@@ -177,25 +206,13 @@ impl Services {
         }
         let run_id = RunId::new();
         let layout = RunLayout::new(&launch.root, &run_id);
-        let input_video = files
-            .iter()
-            .find(|f| f.kind == InputKind::Color)
-            .map(|f| layout.input(InputKind::Color, extension(&f.path)));
-        let controls: Vec<(Hint, String)> = files
-            .iter()
-            .filter_map(|f| {
-                f.kind
-                    .hint()
-                    .map(|h| (h, layout.input(f.kind, extension(&f.path))))
-            })
-            .collect();
-        let TransferSpec { json, is_av, notes } = build_transfer_spec(&TransferSpecInput {
-            prompt: &prompt.text,
-            negative_prompt: prompt.negative.as_deref(),
-            params: &params,
-            input_video: input_video.as_deref(),
-            controls: &controls,
-        })?;
+        let TransferSpec { json, is_av, notes } = spec_for(
+            &prompt.text,
+            prompt.negative.as_deref(),
+            &params,
+            &files,
+            &layout,
+        )?;
         let model_command = torchrun_argv(&TransferLaunch {
             gpus: params.gpus,
             spec_path: &layout.spec(),

@@ -27,6 +27,10 @@ pub enum StoreError {
         dependents: &'static str,
         consequence: &'static str,
     },
+    #[error(
+        "a target named `{0}` already exists: choose another name, or change it with `cosmos target edit {0}`"
+    )]
+    TargetExists(String),
     #[error("invalid search query `{query}`: {reason}")]
     BadQuery { query: String, reason: String },
     #[error("run `{id}` is {actual}, not {expected}: another process changed it first")]

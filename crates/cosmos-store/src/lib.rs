@@ -11,13 +11,14 @@ mod sqlite;
 use async_trait::async_trait;
 
 use cosmos_core::{
-    IdKind, InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId, RunStatus,
+    IdKind, InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId, RunOutput, RunStatus,
+    Target,
 };
 
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    ImportBatch, InputSetSummary, NewPrompt, NewRun, PromptFilter, PromptName, PromptSummary,
-    PromptUpdate, RunFilter, SearchHit,
+    ImportBatch, InputSetSummary, Lease, NewPrompt, NewRun, PromptFilter, PromptName,
+    PromptSummary, PromptUpdate, RunFilter, SearchHit,
 };
 pub use sqlite::SqliteStore;
 
@@ -81,6 +82,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         to: RunStatus,
         message: &str,
     ) -> StoreResult<()>;
+
+    /// Records the target a run executes on.
+    async fn set_run_target(&self, id: &RunId, target: &str) -> StoreResult<()>;
+    /// Appends an event (progress, or a note) without changing the run's status.
+    async fn add_run_event(
+        &self,
+        id: &RunId,
+        stage: RunStatus,
+        progress: Option<f64>,
+        message: &str,
+    ) -> StoreResult<()>;
+    /// Records a run's verified outputs.
+    async fn set_run_outputs(&self, id: &RunId, outputs: &[RunOutput]) -> StoreResult<()>;
+    /// Takes or renews the lease on a run for `owner` (free, expired, ours, or held by
+    /// `steal_from`, a holder the caller knows to be dead); false when someone else holds it.
+    async fn take_lease(
+        &self,
+        id: &RunId,
+        owner: &str,
+        ttl_ms: i64,
+        steal_from: Option<&str>,
+    ) -> StoreResult<bool>;
+    async fn release_lease(&self, id: &RunId, owner: &str) -> StoreResult<()>;
+    async fn lease(&self, id: &RunId) -> StoreResult<Option<Lease>>;
+
+    /// Stores a target; an existing name is an error unless `replace`.
+    async fn put_target(&self, target: &Target, replace: bool) -> StoreResult<()>;
+    async fn target(&self, name: &str) -> StoreResult<Option<Target>>;
+    async fn list_targets(&self) -> StoreResult<Vec<Target>>;
+    /// True when a target was removed.
+    async fn delete_target(&self, name: &str) -> StoreResult<bool>;
 
     /// Loads many records at once, in one transaction.
     async fn import(&self, batch: &ImportBatch) -> StoreResult<()>;

@@ -109,3 +109,10 @@ pub struct ImportBatch {
     pub runs: Vec<Run>,
     pub events: Vec<RunEvent>,
 }
+
+/// Which process drives a run, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub expires_at: DateTime<Utc>,
+}

@@ -3,9 +3,11 @@
 
 mod bulk;
 mod convert;
+mod execution;
 mod inputs;
 mod prompts;
 mod runs;
+mod targets;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -16,7 +18,8 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use cosmos_core::{
-    IdKind, InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId, RunStatus,
+    IdKind, InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId, RunOutput, RunStatus,
+    Target,
 };
 
 use crate::Store;
@@ -194,6 +197,58 @@ impl Store for SqliteStore {
         message: &str,
     ) -> StoreResult<()> {
         runs::transition(&self.pool, id, from, to, message).await
+    }
+
+    async fn set_run_target(&self, id: &RunId, target: &str) -> StoreResult<()> {
+        execution::set_target(&self.pool, id, target).await
+    }
+
+    async fn add_run_event(
+        &self,
+        id: &RunId,
+        stage: RunStatus,
+        progress: Option<f64>,
+        message: &str,
+    ) -> StoreResult<()> {
+        execution::add_event(&self.pool, id, stage, progress, message).await
+    }
+
+    async fn set_run_outputs(&self, id: &RunId, outputs: &[RunOutput]) -> StoreResult<()> {
+        execution::set_outputs(&self.pool, id, outputs).await
+    }
+
+    async fn take_lease(
+        &self,
+        id: &RunId,
+        owner: &str,
+        ttl_ms: i64,
+        steal_from: Option<&str>,
+    ) -> StoreResult<bool> {
+        execution::take_lease(&self.pool, id, owner, ttl_ms, steal_from).await
+    }
+
+    async fn release_lease(&self, id: &RunId, owner: &str) -> StoreResult<()> {
+        execution::release_lease(&self.pool, id, owner).await
+    }
+
+    async fn lease(&self, id: &RunId) -> StoreResult<Option<Lease>> {
+        execution::lease(&self.pool, id).await
+    }
+
+    async fn put_target(&self, target: &Target, replace: bool) -> StoreResult<()> {
+        targets::put(&self.pool, target, replace).await
+    }
+
+    async fn target(&self, name: &str) -> StoreResult<Option<Target>> {
+        targets::get(&self.pool, name).await
+    }
+
+    async fn list_targets(&self) -> StoreResult<Vec<Target>> {
+        targets::list(&self.pool).await
+    }
+
+    async fn delete_target(&self, name: &str) -> StoreResult<bool> {
+        targets::delete(&self.pool, name).await
     }
 
     async fn import(&self, batch: &ImportBatch) -> StoreResult<()> {

@@ -62,6 +62,12 @@ pub struct Args {
     /// Print the spec Cosmos-Transfer1 would receive and the container command; store nothing
     #[arg(long)]
     dry_run: bool,
+    /// The target to run on [default: the default target]
+    #[arg(long, short = 't')]
+    target: Option<String>,
+    /// Queue the run and return at once (no target is contacted)
+    #[arg(long)]
+    no_wait: bool,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -113,7 +119,20 @@ impl Args {
             params,
             name: self.name.clone(),
         };
-        let launch = ctx.launch_defaults();
+        let mut launch = ctx.launch_defaults();
+        let target = match services.find_target(self.target.as_deref()).await {
+            Ok(t) => Some(t),
+            Err(cosmos_engine::EngineError::NoDefaultTarget) if self.dry_run || self.no_wait => {
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(t) = &target {
+            launch.root = t.config.root.clone();
+            launch.cosmos_dir = t.config.cosmos_dir.clone();
+            launch.image = t.config.image.clone();
+            launch.shm_size = t.config.shm_size.clone();
+        }
         let plan = services.plan_run(&request, &launch).await?;
         for note in &plan.notes {
             ctx.say("note", note);
@@ -141,22 +160,40 @@ impl Args {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let run = services
-            .submit_run(plan, "queued; no target is configured yet")
-            .await?;
-        ctx.say(
-            "note",
-            &format!(
-                "run {} is queued, but no GPU target is configured yet: it will wait in the queue \
-                 until remote execution is set up (`cosmos show {}` to inspect it)",
-                run.id, run.id
-            ),
-        );
-        if self.json {
-            output::json(&mut out, &run)?;
-        } else {
-            writeln!(out, "{}", run.id)?;
+        let note = match &target {
+            Some(t) => format!("queued for target {}", t.name),
+            None => "queued; no target chosen yet".to_owned(),
+        };
+        let run = services.submit_run(plan, &note).await?;
+        if self.no_wait || target.is_none() {
+            if self.json {
+                output::json(&mut out, &run)?;
+            } else {
+                writeln!(out, "{}", run.id)?;
+            }
+            return Ok(ExitCode::SUCCESS);
         }
-        Ok(ExitCode::SUCCESS)
+        drop(out);
+        let target = target.map(|t| t.name);
+        ctx.say(
+            "run",
+            &format!("{} on {}", run.id, target.as_deref().unwrap_or("?")),
+        );
+        match crate::live::drive(&services, &run.id, target.as_deref(), false, self.json).await? {
+            crate::live::Ended::Detached => Ok(ExitCode::SUCCESS),
+            crate::live::Ended::Finished(run) => {
+                if self.json {
+                    let code = if run.status == cosmos_core::RunStatus::Succeeded {
+                        0
+                    } else {
+                        1
+                    };
+                    output::json(&mut std::io::stdout().lock(), &run)?;
+                    Ok(ExitCode::from(code))
+                } else {
+                    Ok(crate::live::report(&run))
+                }
+            }
+        }
     }
 }

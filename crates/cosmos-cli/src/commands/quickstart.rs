@@ -1,0 +1,189 @@
+//! `cosmos quickstart`: a rehearsal from nothing to a finished run, with no GPU and no Docker.
+//! It makes a small demo scene with ffmpeg, registers it, writes a prompt and runs it on a
+//! local `rehearsal` target where cosmos-sim stands in for Cosmos-Transfer1.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, Result, bail};
+
+use cosmos_core::{RunParams, RuntimeKind, Target, TargetConfig, TargetKind};
+use cosmos_engine::{InputsRef, RunRequest, RunSubject};
+
+use crate::context::Ctx;
+use crate::live::{self, Ended};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The prompt for the demo run
+    #[arg(
+        long,
+        default_value = "a rainy neon street at night, reflections on wet asphalt"
+    )]
+    prompt: String,
+}
+
+/// The rehearsal target's name.
+pub const REHEARSAL: &str = "rehearsal";
+
+fn sim_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the cosmos binary")?;
+    let sim = exe.with_file_name("cosmos-sim");
+    if sim.is_file() {
+        return Ok(sim);
+    }
+    bail!(
+        "cosmos-sim is not next to {} : build the workspace (`cargo build --release`) so both binaries sit together",
+        exe.display()
+    )
+}
+
+fn ffmpeg(args: &[&str], out: &Path) -> Result<()> {
+    if out.is_file() {
+        return Ok(());
+    }
+    let tmp = out.with_extension("part.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .args(["-pix_fmt", "yuv420p", "-c:v", "libx264"])
+        .arg(&tmp)
+        .status()
+        .context("cannot run ffmpeg: install it (Debian: apt-get install ffmpeg)")?;
+    if !status.success() {
+        bail!("ffmpeg failed making {}", out.display());
+    }
+    std::fs::rename(&tmp, out)?;
+    Ok(())
+}
+
+impl Args {
+    pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
+        let services = ctx.services().await?;
+        let base = ctx.settings.paths.data_dir.join("rehearsal");
+        let bin = base.join("bin");
+        let checkout = base.join("cosmos-transfer1");
+        let root = base.join("root");
+        let scene = base.join("demo-scene");
+        for d in [&bin, &root, &scene] {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let sim = sim_binary()?;
+        let torchrun = bin.join("torchrun");
+        let _ = std::fs::remove_file(&torchrun);
+        std::os::unix::fs::symlink(&sim, &torchrun)?;
+        if !checkout.join("checkpoints").is_dir() {
+            let st = Command::new(&sim).arg("checkout").arg(&checkout).status()?;
+            if !st.success() {
+                bail!("cosmos-sim could not lay out {}", checkout.display());
+            }
+        }
+        let target = Target {
+            name: REHEARSAL.into(),
+            config: TargetConfig {
+                kind: TargetKind::Local,
+                host: None,
+                user: None,
+                port: None,
+                key: None,
+                jump: None,
+                root: root.display().to_string(),
+                cosmos_dir: checkout.display().to_string(),
+                image: "none".into(),
+                shm_size: "1g".into(),
+                runtime: RuntimeKind::None,
+                docker_sudo: false,
+                gpu_flag: false,
+                gpus: 1,
+                env: BTreeMap::from([("COSMOS_SIM_GPUS".into(), "1".into())]),
+                torchrun: Some(torchrun.display().to_string()),
+                rehearsal: true,
+                image_digest: None,
+            },
+            is_default: services
+                .store()
+                .list_targets()
+                .await?
+                .iter()
+                .all(|t| t.name == REHEARSAL || !t.is_default),
+        };
+        services.store().put_target(&target, true).await?;
+        ctx.say(
+            "quickstart",
+            "making a demo scene with ffmpeg (colour, depth, edges; 2 s at 24 fps)",
+        );
+        let src = "testsrc2=size=320x176:rate=24";
+        ffmpeg(
+            &["-f", "lavfi", "-i", src, "-frames:v", "49"],
+            &scene.join("color.mp4"),
+        )?;
+        ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                src,
+                "-frames:v",
+                "49",
+                "-vf",
+                "format=gray,boxblur=4",
+            ],
+            &scene.join("depth.mp4"),
+        )?;
+        ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                src,
+                "-frames:v",
+                "49",
+                "-vf",
+                "edgedetect",
+            ],
+            &scene.join("edge.mp4"),
+        )?;
+        let plan = services
+            .plan_run(
+                &RunRequest {
+                    subject: RunSubject::Text {
+                        text: self.prompt.clone(),
+                        inputs: Some(InputsRef::Dir(scene.clone())),
+                    },
+                    negative: None,
+                    params: RunParams::default(),
+                    name: None,
+                },
+                &cosmos_engine::LaunchDefaults {
+                    root: target.config.root.clone(),
+                    cosmos_dir: target.config.cosmos_dir.clone(),
+                    image: target.config.image.clone(),
+                    shm_size: target.config.shm_size.clone(),
+                    checkpoint_dir: "checkpoints".into(),
+                },
+            )
+            .await?;
+        let run = services.submit_run(plan, "quickstart rehearsal").await?;
+        ctx.say(
+            "quickstart",
+            &format!(
+                "running {} on the local rehearsal target (cosmos-sim, no GPU)",
+                run.id
+            ),
+        );
+        let run = match live::drive(&services, &run.id, Some(REHEARSAL), false, false).await? {
+            Ended::Finished(run) => run,
+            Ended::Detached => return Ok(ExitCode::SUCCESS),
+        };
+        let code = live::report(&run);
+        ctx.say(
+            "quickstart",
+            &format!(
+                "done. This was a REHEARSAL: the video is a copy of the input made by cosmos-sim, not Cosmos output.\n  see it:   cosmos show {}\n  real GPU: cosmos target add gpu1 ssh://you@gpu-host --default && cosmos target trust gpu1 && cosmos target check gpu1",
+                run.id
+            ),
+        );
+        Ok(code)
+    }
+}

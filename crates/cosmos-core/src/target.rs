@@ -1,0 +1,121 @@
+//! Targets: where runs execute (DESIGN.md §3). Plain data; cosmos-remote turns a target into
+//! a connection, a file store and a runtime.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How cosmos reaches a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Ssh,
+    Local,
+}
+
+/// How the model process is wrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    Docker,
+    /// A plain detached process (no container).
+    None,
+}
+
+/// A target's settings, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub kind: TargetKind,
+    /// SSH only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A private key file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `[user@]host[:port]` or an ssh_config alias to jump through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump: Option<String>,
+    /// Where blobs and run directories live on the target.
+    pub root: String,
+    /// The cosmos-transfer1 checkout on the target.
+    pub cosmos_dir: String,
+    pub image: String,
+    pub shm_size: String,
+    pub runtime: RuntimeKind,
+    #[serde(default)]
+    pub docker_sudo: bool,
+    /// Pass `--gpus device=…` to docker (false on engines without GPUs).
+    pub gpu_flag: bool,
+    /// GPU slots on the target.
+    pub gpus: u32,
+    /// Extra environment for the model, written to the run's owner-only env file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The `torchrun` program (default: `torchrun` on the target's PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torchrun: Option<String>,
+    /// A rehearsal target runs cosmos-sim: its outputs are not Cosmos output.
+    #[serde(default)]
+    pub rehearsal: bool,
+    /// The image digest `cosmos target check` last saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+}
+
+/// A named target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub name: String,
+    #[serde(flatten)]
+    pub config: TargetConfig,
+    pub is_default: bool,
+}
+
+/// Whether `key` may name an environment variable in an env file.
+pub fn valid_env_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// A target name: letters, digits, `-`, `_`, `.`; starts with a letter or digit.
+pub fn validate_target_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid target name `{name}`: use letters, digits, `-`, `_` and `.` (up to 64), starting with a letter or digit"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_and_target_names() {
+        assert!(valid_env_name("HF_TOKEN"));
+        assert!(valid_env_name("_x1"));
+        assert!(!valid_env_name("1X"));
+        assert!(!valid_env_name("A-B"));
+        assert!(!valid_env_name(""));
+        assert!(validate_target_name("gpu-1.lab").is_ok());
+        assert!(validate_target_name("-x").is_err());
+        assert!(validate_target_name("a b").is_err());
+    }
+}

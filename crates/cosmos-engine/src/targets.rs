@@ -1,0 +1,464 @@
+//! Targets as the engine uses them: stored settings turned into a connection (one per target
+//! per process, reused), a file store and a runtime; trust and preflight checks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use cosmos_core::{RuntimeKind, Target, TargetKind};
+use cosmos_remote::local::{LocalFiles, LocalRunner};
+use cosmos_remote::runtime::Runtime;
+use cosmos_remote::ssh::hostkeys::{HostKeyVerdict, KnownHosts};
+use cosmos_remote::ssh::{SftpFiles, SshConnection, SshSpec};
+use cosmos_remote::{Host, args, sshconfig};
+
+use crate::Services;
+use crate::error::{EngineError, EngineResult};
+
+/// What executing runs needs beyond the store: where local files go, which host keys are
+/// trusted, the secrets for the env file, and the open connections.
+#[derive(Debug)]
+pub struct ExecEnv {
+    pub data_dir: PathBuf,
+    /// cosmos's own known_hosts (the user's `~/.ssh/known_hosts` is read too).
+    pub known_hosts: PathBuf,
+    /// Environment entries only the model sees, through the owner-only env file.
+    pub secrets: BTreeMap<String, String>,
+    connections: Mutex<HashMap<String, Arc<SshConnection>>>,
+}
+
+impl ExecEnv {
+    pub fn new(data_dir: PathBuf, known_hosts: PathBuf, secrets: BTreeMap<String, String>) -> Self {
+        Self {
+            data_dir,
+            known_hosts,
+            secrets,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn known(&self) -> KnownHosts {
+        let user = std::env::home_dir().map(|h| h.join(".ssh").join("known_hosts"));
+        KnownHosts::new(self.known_hosts.clone(), user)
+    }
+}
+
+/// A target ready to use.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub target: Target,
+    pub host: Host,
+    pub runtime: Runtime,
+    pub ssh: Option<Arc<SshConnection>>,
+}
+
+/// Parses `[user@]host[:port]` (as ProxyJump takes it), resolving ssh_config aliases.
+fn jump_spec(text: &str, name: &str, known: &KnownHosts) -> SshSpec {
+    let (user, rest) = match text.rsplit_once('@') {
+        Some((u, r)) => (Some(u.to_owned()), r),
+        None => (None, text),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().ok()),
+        _ => (rest, None),
+    };
+    let alias = sshconfig::lookup_user(host);
+    SshSpec {
+        name: name.to_owned(),
+        host: alias.host_name.clone().unwrap_or_else(|| host.to_owned()),
+        port: port.or(alias.port).unwrap_or(22),
+        user: user.or(alias.user.clone()).unwrap_or_else(default_user),
+        identity: alias.identity_file.clone(),
+        jump: None,
+        known_hosts: known.clone(),
+    }
+}
+
+pub(crate) fn default_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
+}
+
+/// The SSH login for a target.
+pub fn ssh_spec(target: &Target, known: &KnownHosts) -> EngineResult<SshSpec> {
+    let c = &target.config;
+    let host = c
+        .host
+        .clone()
+        .ok_or_else(|| EngineError::Invalid(format!("target `{}` has no host", target.name)))?;
+    Ok(SshSpec {
+        name: target.name.clone(),
+        host,
+        port: c.port.unwrap_or(22),
+        user: c.user.clone().unwrap_or_else(default_user),
+        identity: c.key.as_ref().map(PathBuf::from),
+        jump: c
+            .jump
+            .as_deref()
+            .map(|j| Box::new(jump_spec(j, &target.name, known))),
+        known_hosts: known.clone(),
+    })
+}
+
+pub fn runtime_of(target: &Target) -> Runtime {
+    match target.config.runtime {
+        RuntimeKind::Docker => Runtime::Docker {
+            sudo: target.config.docker_sudo,
+            gpu_flag: target.config.gpu_flag,
+        },
+        RuntimeKind::None => Runtime::Process,
+    }
+}
+
+impl Services {
+    pub(crate) fn exec_env(&self) -> EngineResult<&ExecEnv> {
+        self.exec
+            .as_deref()
+            .ok_or_else(|| EngineError::Invalid("executing runs is not set up here".into()))
+    }
+
+    /// A stored target by name, or the default one.
+    pub async fn find_target(&self, name: Option<&str>) -> EngineResult<Target> {
+        match name {
+            Some(n) => self
+                .store()
+                .target(n)
+                .await?
+                .ok_or_else(|| EngineError::NoSuchTarget(n.to_owned())),
+            None => self
+                .store()
+                .list_targets()
+                .await?
+                .into_iter()
+                .find(|t| t.is_default)
+                .ok_or(EngineError::NoDefaultTarget),
+        }
+    }
+
+    /// The target's host, reusing this process's connection to it.
+    pub fn connect(&self, target: &Target) -> EngineResult<Connected> {
+        let env = self.exec_env()?;
+        let runtime = runtime_of(target);
+        match target.config.kind {
+            TargetKind::Local => Ok(Connected {
+                target: target.clone(),
+                host: Host {
+                    runner: Arc::new(LocalRunner),
+                    files: Arc::new(LocalFiles),
+                },
+                runtime,
+                ssh: None,
+            }),
+            TargetKind::Ssh => {
+                let spec = ssh_spec(target, &env.known())?;
+                let conn = {
+                    let mut conns = env
+                        .connections
+                        .lock()
+                        .map_err(|_| EngineError::Invalid("connection cache poisoned".into()))?;
+                    let entry = conns
+                        .entry(target.name.clone())
+                        .or_insert_with(|| SshConnection::new(spec.clone()));
+                    if entry.spec() != &spec {
+                        *entry = SshConnection::new(spec);
+                    }
+                    entry.clone()
+                };
+                Ok(Connected {
+                    target: target.clone(),
+                    host: Host {
+                        runner: conn.clone(),
+                        files: Arc::new(SftpFiles::new(conn.clone())),
+                    },
+                    runtime,
+                    ssh: Some(conn),
+                })
+            }
+        }
+    }
+
+    /// The host key a target shows and what the known_hosts files say about it.
+    pub async fn scan_target_key(
+        &self,
+        target: &Target,
+    ) -> EngineResult<(String, String, HostKeyVerdict)> {
+        let env = self.exec_env()?;
+        let spec = ssh_spec(target, &env.known())?;
+        let (key, verdict) = cosmos_remote::ssh::scan_host_key(&spec).await?;
+        let fp = cosmos_remote::ssh::hostkeys::fingerprint(&key);
+        let algo = key.algorithm().to_string();
+        Ok((fp, algo, verdict))
+    }
+
+    /// Pins the key the target shows now.
+    pub async fn trust_target(&self, target: &Target) -> EngineResult<String> {
+        let env = self.exec_env()?;
+        let spec = ssh_spec(target, &env.known())?;
+        let (key, verdict) = cosmos_remote::ssh::scan_host_key(&spec).await?;
+        if let HostKeyVerdict::Changed { file } = &verdict
+            && file.as_path() != env.known_hosts.as_path()
+        {
+            return Err(EngineError::Invalid(format!(
+                "{} pins a different key for this host; fix that file first",
+                file.display()
+            )));
+        }
+        if verdict != HostKeyVerdict::Trusted {
+            env.known().trust(&spec.host, spec.port, &key)?;
+        }
+        Ok(cosmos_remote::ssh::hostkeys::fingerprint(&key))
+    }
+}
+
+/// One preflight item.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckItem {
+    pub check: &'static str,
+    pub ok: bool,
+    pub detail: String,
+    /// What to do when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+fn item(check: &'static str, ok: bool, detail: String, hint: Option<String>) -> CheckItem {
+    CheckItem {
+        check,
+        ok,
+        detail,
+        hint: if ok { None } else { hint },
+    }
+}
+
+/// A GPU as nvidia-smi reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gpu {
+    pub index: u32,
+    pub name: String,
+    pub memory_total_mib: u64,
+    pub memory_used_mib: u64,
+    pub utilization_percent: u32,
+}
+
+fn parse_gpus(csv: &str) -> Vec<Gpu> {
+    csv.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            if f.len() < 6 {
+                return None;
+            }
+            Some(Gpu {
+                index: f[0].parse().ok()?,
+                name: f[1].to_owned(),
+                memory_total_mib: f[3].parse().ok()?,
+                memory_used_mib: f[4].parse().ok()?,
+                utilization_percent: f[5].parse().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+impl Services {
+    /// Preflight: each item ok or failed with a hint. Stops early only when nothing further
+    /// can be checked (unreachable, untrusted, not logged in).
+    pub async fn check_target(&self, target: &Target) -> EngineResult<Vec<CheckItem>> {
+        let mut items = Vec::new();
+        let c = self.connect(target)?;
+        let name = &target.name;
+        if let Some(ssh) = &c.ssh {
+            match ssh.connect().await {
+                Ok(()) => {
+                    items.push(item("reachable", true, ssh.spec().address(), None));
+                    items.push(item("host key", true, "pinned and matching".into(), None));
+                    items.push(item(
+                        "authenticated",
+                        true,
+                        format!("as {}", ssh.spec().user),
+                        None,
+                    ));
+                }
+                Err(e) => {
+                    use cosmos_remote::RemoteError as R;
+                    let (check, hint) = match &e {
+                        R::Unreachable { .. } => (
+                            "reachable",
+                            format!(
+                                "check the host and port (`cosmos target edit {name} --host … --port …`) and that sshd runs"
+                            ),
+                        ),
+                        R::UnknownHostKey { .. } => {
+                            ("host key", format!("cosmos target trust {name}"))
+                        }
+                        R::HostKeyChanged { .. } => (
+                            "host key",
+                            "verify the new key with the host's administrator before trusting it"
+                                .into(),
+                        ),
+                        _ => (
+                            "authenticated",
+                            format!("check `--user` and `--key` (`cosmos target edit {name}`)"),
+                        ),
+                    };
+                    items.push(item(check, false, e.to_string(), Some(hint)));
+                    return Ok(items);
+                }
+            }
+        }
+        let h = &c.host;
+        let cfg = &target.config;
+        let docker = |rest: &[&str]| {
+            let mut argv = if cfg.docker_sudo {
+                args(&["sudo", "-n", "docker"])
+            } else {
+                args(&["docker"])
+            };
+            argv.extend(rest.iter().map(|s| (*s).to_owned()));
+            argv
+        };
+        if cfg.runtime == RuntimeKind::Docker {
+            let out = h
+                .runner
+                .run(&docker(&["version", "--format", "{{.Server.Version}}"]))
+                .await?;
+            let ok = out.success();
+            items.push(item(
+                "docker",
+                ok,
+                if ok { format!("engine {}", out.stdout_text().trim()) } else { out.last_words() },
+                Some(if cfg.docker_sudo {
+                    "allow passwordless `sudo docker` for this user".into()
+                } else {
+                    format!("add the user to the docker group, or `cosmos target edit {name} --docker-sudo`")
+                }),
+            ));
+            if ok {
+                let out = h
+                    .runner
+                    .run(&docker(&[
+                        "image", "inspect", "--format", "{{.Id}}", &cfg.image,
+                    ]))
+                    .await?;
+                let digest = out.stdout_text().trim().to_owned();
+                items.push(item(
+                    "image",
+                    out.success(),
+                    if out.success() { format!("{} ({digest})", cfg.image) } else { format!("{} is not on the host", cfg.image) },
+                    Some(format!("build or `docker load` {} on the host, or `cosmos target edit {name} --image …`", cfg.image)),
+                ));
+                if out.success() && cfg.image_digest.as_deref() != Some(digest.as_str()) {
+                    let mut t = target.clone();
+                    t.config.image_digest = Some(digest);
+                    self.store().put_target(&t, true).await?;
+                }
+            }
+        }
+        let checkout = h
+            .runner
+            .run(&args(&[
+                "test",
+                "-f",
+                &format!(
+                    "{}/{}",
+                    cfg.cosmos_dir,
+                    cosmos_core::launch::TRANSFER_SCRIPT
+                ),
+            ]))
+            .await?;
+        items.push(item(
+            "cosmos checkout",
+            checkout.success(),
+            cfg.cosmos_dir.clone(),
+            Some(format!("clone cosmos-transfer1 to {} on the host, or `cosmos target edit {name} --cosmos-dir …`", cfg.cosmos_dir)),
+        ));
+        let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
+        let listed = h.runner.run(&args(&["ls", "-A", "--", &ckpt])).await?;
+        let entries = listed.stdout_text().lines().count();
+        items.push(item(
+            "checkpoints",
+            listed.success() && entries > 0,
+            if listed.success() { format!("{ckpt} ({entries} entries)") } else { format!("{ckpt} is missing") },
+            Some("download the checkpoints into the checkout (scripts/download_checkpoints.py in cosmos-transfer1)".into()),
+        ));
+        let smi = h
+            .runner
+            .run(&args(&[
+                "nvidia-smi",
+                "--query-gpu=index,name,uuid,memory.total,memory.used,utilization.gpu",
+                "--format=csv,noheader,nounits",
+            ]))
+            .await;
+        match smi {
+            Ok(out) if out.success() => {
+                let gpus = parse_gpus(&out.stdout_text());
+                let detail = match gpus.first() {
+                    Some(g) => format!(
+                        "{} × {} ({} MiB; {}% busy, {} MiB used on GPU {})",
+                        gpus.len(),
+                        g.name,
+                        g.memory_total_mib,
+                        g.utilization_percent,
+                        g.memory_used_mib,
+                        g.index
+                    ),
+                    None => "no GPUs listed".into(),
+                };
+                items.push(item(
+                    "gpus",
+                    !gpus.is_empty(),
+                    detail,
+                    Some("install the NVIDIA driver on the host".into()),
+                ));
+            }
+            Ok(out) => items.push(item(
+                "gpus",
+                false,
+                out.last_words(),
+                Some("install the NVIDIA driver on the host".into()),
+            )),
+            Err(e) => items.push(item(
+                "gpus",
+                false,
+                e.to_string(),
+                Some("install the NVIDIA driver on the host".into()),
+            )),
+        }
+        let _ = h.mkdirs(&[&cfg.root]).await;
+        let df = h.runner.run(&args(&["df", "-Pk", "--", &cfg.root])).await?;
+        let free_kib: Option<u64> = df
+            .stdout_text()
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse().ok());
+        let free_gib = free_kib.map(|k| k as f64 / 1024.0 / 1024.0);
+        items.push(item(
+            "disk",
+            free_gib.is_some_and(|g| g >= 1.0),
+            match free_gib {
+                Some(g) => format!("{g:.1} GiB free under {}", cfg.root),
+                None => format!("cannot read free space under {}", cfg.root),
+            },
+            Some(format!(
+                "free space under {} (runs need room for inputs and outputs)",
+                cfg.root
+            )),
+        ));
+        let probe = format!("{}/.cosmos-write-test", cfg.root);
+        let writable = h.files.write(&probe, b"ok\n", 0o600).await.is_ok()
+            && h.runner
+                .run(&args(&["rm", "-f", "--", &probe]))
+                .await
+                .is_ok_and(|o| o.success());
+        items.push(item(
+            "root writable",
+            writable,
+            cfg.root.clone(),
+            Some(format!(
+                "make {} writable by the login user, or `cosmos target edit {name} --root …`",
+                cfg.root
+            )),
+        ));
+        Ok(items)
+    }
+}
