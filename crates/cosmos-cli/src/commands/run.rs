@@ -122,9 +122,8 @@ impl Args {
         let mut launch = ctx.launch_defaults();
         let target = match services.find_target(self.target.as_deref()).await {
             Ok(t) => Some(t),
-            Err(cosmos_engine::EngineError::NoDefaultTarget) if self.dry_run || self.no_wait => {
-                None
-            }
+            // Validation errors come first; the missing target is reported after planning.
+            Err(cosmos_engine::EngineError::NoDefaultTarget) if self.target.is_none() => None,
             Err(e) => return Err(e.into()),
         };
         if let Some(t) = &target {
@@ -159,6 +158,18 @@ impl Args {
                 writeln!(out, "{}", shell_join(&plan.container_command))?;
             }
             return Ok(ExitCode::SUCCESS);
+        }
+        if target.is_none() && !self.no_wait {
+            return Err(cosmos_engine::EngineError::NoDefaultTarget.into());
+        }
+        // Refuse an unreachable or untrusted target before anything is stored.
+        if let Some(t) = &target
+            && !self.no_wait
+            && let Some(ssh) = services.connect(t)?.ssh
+        {
+            ssh.connect()
+                .await
+                .map_err(cosmos_engine::EngineError::from)?;
         }
         let note = match &target {
             Some(t) => format!("queued for target {}", t.name),

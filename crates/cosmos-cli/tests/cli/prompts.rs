@@ -114,7 +114,7 @@ fn edit_changes_search_but_not_past_runs() -> TestResult {
         .ok()
         .json();
     let id = p["id"].as_str().ok_or("id")?;
-    let run = h.run(&["run", id, "--json"]).ok().json();
+    let run = h.run(&["run", id, "--no-wait", "--json"]).ok().json();
     h.run(&[
         "prompt",
         "edit",
@@ -154,8 +154,8 @@ fn rm_refuses_when_runs_exist_and_says_how_many() -> TestResult {
     let scene = h.standard_scene("scene");
     let p = h.prompt_on("a pier", s(&scene));
     let id = p["id"].as_str().ok_or("id")?;
-    h.run(&["run", id]).ok();
-    h.run(&["run", id, "--seed", "2"]).ok();
+    h.run(&["run", id, "--no-wait"]).ok();
+    h.run(&["run", id, "--seed", "2", "--no-wait"]).ok();
     h.run(&["prompt", "rm", id])
         .fails_with("is used by 2 runs; pass `--force`");
     let out = h.run(&["prompt", "rm", id, "--force"]).ok();
