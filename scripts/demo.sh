@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A tour of cosmos on one synthetic scene: builds the binary, renders control videos with
 # ffmpeg (colour, depth, segmentation, edges), registers them, writes a prompt, shows the exact
-# spec and container command Cosmos-Transfer1 would get, and queues the run.
+# spec and container command Cosmos-Transfer1 would get, then runs it for real on the local
+# rehearsal target `cosmos quickstart` sets up (cosmos-sim as the model: no GPU, no Docker).
 #
 #   scripts/demo.sh            # state goes to target/demo-home (or $COSMOS_HOME)
 set -euo pipefail
@@ -16,7 +17,7 @@ if ! command -v ffmpeg >/dev/null; then
   fi
 fi
 
-cargo build --release --bin cosmos
+cargo build --release --bin cosmos --bin cosmos-sim
 cosmos=$PWD/target/release/cosmos
 export COSMOS_HOME=${COSMOS_HOME:-$PWD/target/demo-home}
 scene=$COSMOS_HOME/scenes/harbour
@@ -36,6 +37,7 @@ step "$cosmos" inputs add "$scene"
 step "$cosmos" prompt create "A fishing harbour at dawn, fog rolling over the water, boats moored at the pier" \
   --inputs "$scene" --negative "blurry, cartoon, text" --name harbour-dawn
 step "$cosmos" run harbour-dawn --weights vis=0.2,edge=0.3,depth=0.3,seg=0.2 --seed 7 --dry-run
+step "$cosmos" quickstart
 step "$cosmos" run harbour-dawn --weights vis=0.2,edge=0.3,depth=0.3,seg=0.2 --seed 7
 step "$cosmos" list
 step "$cosmos" search 'harbour AND fog*'

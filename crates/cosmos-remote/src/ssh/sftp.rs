@@ -16,9 +16,9 @@ use super::SshConnection;
 use crate::{FileStore, Progress, RemoteError, RemoteResult};
 
 /// Bytes per request; OpenSSH's sftp-server accepts up to 256 KiB.
-const CHUNK: usize = 128 * 1024;
+const CHUNK: usize = 200 * 1024;
 /// Requests in flight per file.
-const WINDOW: usize = 32;
+const WINDOW: usize = 64;
 
 /// Files on an SSH target, through SFTP on the shared connection.
 #[derive(Debug, Clone)]
