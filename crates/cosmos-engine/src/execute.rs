@@ -328,21 +328,9 @@ impl Services {
         let h = &c.host;
         let name = &c.target.name;
         if cfg.runtime == RuntimeKind::Docker {
-            let docker = c.runtime.start_argv(&Launch {
-                run_id: &run.id,
-                layout,
-                root: "",
-                cosmos_dir: "",
-                image: "",
-                shm_size: "",
-                gpu_devices: &[],
-                command: Vec::new(),
-            });
-            let prefix: Vec<String> = docker.iter().take_while(|a| *a != "run").cloned().collect();
-            let mut argv = prefix;
-            argv.extend(args(&[
-                "image", "inspect", "--format", "{{.Id}}", &cfg.image,
-            ]));
+            let argv = c
+                .runtime
+                .docker(&["image", "inspect", "--format", "{{.Id}}", &cfg.image]);
             let out = self
                 .patiently("check the image", obs, || h.runner.run(&argv))
                 .await?;

@@ -47,6 +47,20 @@ pub struct LaunchDefaults {
     pub checkpoint_dir: String,
 }
 
+impl LaunchDefaults {
+    /// The layout and image of a target.
+    pub fn for_target(target: &cosmos_core::Target) -> Self {
+        let c = &target.config;
+        Self {
+            root: c.root.clone(),
+            cosmos_dir: c.cosmos_dir.clone(),
+            image: c.image.clone(),
+            shm_size: c.shm_size.clone(),
+            checkpoint_dir: "checkpoints".into(),
+        }
+    }
+}
+
 /// The prompt a run will use.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedPrompt {

@@ -307,15 +307,7 @@ impl Services {
         }
         let h = &c.host;
         let cfg = &target.config;
-        let docker = |rest: &[&str]| {
-            let mut argv = if cfg.docker_sudo {
-                args(&["sudo", "-n", "docker"])
-            } else {
-                args(&["docker"])
-            };
-            argv.extend(rest.iter().map(|s| (*s).to_owned()));
-            argv
-        };
+        let docker = |rest: &[&str]| c.runtime.docker(rest);
         if cfg.runtime == RuntimeKind::Docker {
             let out = h
                 .runner

@@ -85,7 +85,18 @@ pub type Sink<'a> = dyn FnMut(Stream, &[u8]) + Send + 'a;
 #[async_trait]
 pub trait CommandRunner: Send + Sync + std::fmt::Debug {
     /// Runs `argv` to completion and collects its output.
-    async fn run(&self, argv: &[String]) -> RemoteResult<Output>;
+    async fn run(&self, argv: &[String]) -> RemoteResult<Output> {
+        let mut out = Output::default();
+        let code = {
+            let mut sink = |s: Stream, b: &[u8]| match s {
+                Stream::Stdout => out.stdout.extend_from_slice(b),
+                Stream::Stderr => out.stderr.extend_from_slice(b),
+            };
+            self.stream(argv, &mut sink).await?
+        };
+        out.code = code;
+        Ok(out)
+    }
     /// Runs `argv`, handing output to `sink` as it arrives; returns the exit code.
     async fn stream(&self, argv: &[String], sink: &mut Sink<'_>) -> RemoteResult<Option<u32>>;
     /// Where this runner executes, for messages (`ssh://user@host:port`, `local`).

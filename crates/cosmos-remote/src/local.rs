@@ -9,26 +9,13 @@ use std::process::Stdio;
 use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 
-use crate::{CommandRunner, FileStore, Output, Progress, RemoteError, RemoteResult, Sink, Stream};
+use crate::{CommandRunner, FileStore, Progress, RemoteError, RemoteResult, Sink, Stream};
 
 #[derive(Debug, Clone, Default)]
 pub struct LocalRunner;
 
 #[async_trait]
 impl CommandRunner for LocalRunner {
-    async fn run(&self, argv: &[String]) -> RemoteResult<Output> {
-        let mut out = Output::default();
-        let code = {
-            let mut sink = |s: Stream, b: &[u8]| match s {
-                Stream::Stdout => out.stdout.extend_from_slice(b),
-                Stream::Stderr => out.stderr.extend_from_slice(b),
-            };
-            self.stream(argv, &mut sink).await?
-        };
-        out.code = code;
-        Ok(out)
-    }
-
     async fn stream(&self, argv: &[String], sink: &mut Sink<'_>) -> RemoteResult<Option<u32>> {
         let (program, rest) = argv
             .split_first()

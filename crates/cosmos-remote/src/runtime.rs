@@ -90,7 +90,8 @@ const DOCKER_SAVE_LOG: &str = r#"out=$1; shift
 "$@" > "$out.tmp" 2>&1 && mv -f "$out.tmp" "$out""#;
 
 impl Runtime {
-    fn docker(&self, rest: &[&str]) -> Vec<String> {
+    /// `docker …` (or `sudo -n docker …`) as this runtime runs it.
+    pub fn docker(&self, rest: &[&str]) -> Vec<String> {
         let mut argv = match self {
             Runtime::Docker { sudo: true, .. } => args(&["sudo", "-n", "docker"]),
             _ => args(&["docker"]),

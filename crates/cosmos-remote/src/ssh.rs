@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 
 use cosmos_core::quote::shell_join;
 
-use crate::{CommandRunner, Output, RemoteError, RemoteResult, Sink, Stream};
+use crate::{CommandRunner, RemoteError, RemoteResult, Sink, Stream};
 use hostkeys::{HostKeyVerdict, KnownHosts};
 
 pub use sftp::SftpFiles;
@@ -356,19 +356,6 @@ pub async fn scan_host_key(spec: &SshSpec) -> RemoteResult<(PublicKey, HostKeyVe
 
 #[async_trait]
 impl CommandRunner for SshConnection {
-    async fn run(&self, argv: &[String]) -> RemoteResult<Output> {
-        let mut out = Output::default();
-        let code = {
-            let mut sink = |s: Stream, b: &[u8]| match s {
-                Stream::Stdout => out.stdout.extend_from_slice(b),
-                Stream::Stderr => out.stderr.extend_from_slice(b),
-            };
-            self.exec(argv, &mut sink).await?
-        };
-        out.code = code;
-        Ok(out)
-    }
-
     async fn stream(&self, argv: &[String], sink: &mut Sink<'_>) -> RemoteResult<Option<u32>> {
         self.exec(argv, sink).await
     }

@@ -155,13 +155,7 @@ impl Args {
                     params: RunParams::default(),
                     name: None,
                 },
-                &cosmos_engine::LaunchDefaults {
-                    root: target.config.root.clone(),
-                    cosmos_dir: target.config.cosmos_dir.clone(),
-                    image: target.config.image.clone(),
-                    shm_size: target.config.shm_size.clone(),
-                    checkpoint_dir: "checkpoints".into(),
-                },
+                &cosmos_engine::LaunchDefaults::for_target(&target),
             )
             .await?;
         let run = services.submit_run(plan, "quickstart rehearsal").await?;

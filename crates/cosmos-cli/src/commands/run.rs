@@ -127,10 +127,7 @@ impl Args {
             Err(e) => return Err(e.into()),
         };
         if let Some(t) = &target {
-            launch.root = t.config.root.clone();
-            launch.cosmos_dir = t.config.cosmos_dir.clone();
-            launch.image = t.config.image.clone();
-            launch.shm_size = t.config.shm_size.clone();
+            launch = cosmos_engine::LaunchDefaults::for_target(t);
         }
         let plan = services.plan_run(&request, &launch).await?;
         for note in &plan.notes {
