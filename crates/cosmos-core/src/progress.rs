@@ -112,6 +112,7 @@ pub enum FailureKind {
     MissingCheckpoint,
     MissingFile,
     SpecRejected,
+    DiskFull,
     Killed,
     Exit,
 }
@@ -170,6 +171,15 @@ pub fn classify_failure(exit: Option<i32>, log: &str) -> Failure {
         return fail(
             FailureKind::GuardrailBlocked,
             format!("the guardrail blocked the prompt ({what}); rephrase the prompt"),
+        );
+    }
+    if let Some(line) = lines.iter().find(|l| l.contains("No space left on device")) {
+        return fail(
+            FailureKind::DiskFull,
+            format!(
+                "the target ran out of disk space ({}): free space under the target's root",
+                line.trim()
+            ),
         );
     }
     let exception = last_exception(&lines);
@@ -275,7 +285,7 @@ mod tests {
 
     #[test]
     fn failures_are_classified() {
-        let cases: [(Option<i32>, &str, FailureKind, &str); 8] = [
+        let cases: [(Option<i32>, &str, FailureKind, &str); 9] = [
             (
                 Some(1),
                 "[11-24 10:00:00|CRITICAL|p.py:1:f] GUARDRAIL BLOCKED: BLOCKLIST: bad word\nTraceback\nTypeError: x",
@@ -305,6 +315,12 @@ mod tests {
                 "ValueError: Must have 'input_video' specified if sigma_max < 80",
                 FailureKind::SpecRejected,
                 "Cosmos rejected the spec: Must have 'input_video' specified if sigma_max < 80",
+            ),
+            (
+                Some(1),
+                "Traceback (most recent call last):\nOSError: [Errno 28] No space left on device: '/r/outputs/o.mp4'",
+                FailureKind::DiskFull,
+                "ran out of disk space",
             ),
             (Some(137), "clip 1", FailureKind::Killed, "exit 137"),
             (None, "", FailureKind::Killed, "disappeared"),

@@ -21,7 +21,7 @@ use cosmos_remote::{RemoteError, RemoteResult, args};
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
 use crate::runs::{extension, spec_for};
-use crate::targets::Connected;
+use crate::targets::{Connected, GPU_QUERY, parse_gpus};
 
 /// What a driver reports as it goes (for live displays).
 #[derive(Debug, Clone)]
@@ -55,6 +55,13 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long an unreachable target is waited for before the driver gives up (the run stays
 /// as it is, to be reconciled later: unreachable is not failed).
 const PATIENCE: Duration = Duration::from_secs(15 * 60);
+/// Room kept free on a target beyond the inputs, for the model's outputs and log.
+const DISK_MARGIN: u64 = 64 << 20;
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
 /// The message of the event `cosmos kill` records before it kills the model.
 pub(crate) const CANCEL_REQUEST: &str = "cancel requested";
 
@@ -353,6 +360,26 @@ impl Services {
             )));
         }
 
+        if !cfg.rehearsal {
+            let smi = args(&GPU_QUERY);
+            let out = self
+                .patiently("count the GPUs", obs, || h.runner.run(&smi))
+                .await?;
+            let found = parse_gpus(&out.stdout_text()).len() as u32;
+            if !out.success() || found == 0 {
+                return Err(Staging::Fail(format!(
+                    "no usable GPU on target {name} (nvidia-smi: {}): install the NVIDIA driver there, or pick another target (`cosmos target check {name}`)",
+                    if out.success() { "no GPUs listed".into() } else { out.last_words() }
+                )));
+            }
+            if found < run.params.gpus {
+                return Err(Staging::Fail(format!(
+                    "the run asks for {} GPUs but target {name} has {found}: run with `--gpus {found}` or on a bigger host",
+                    run.params.gpus
+                )));
+            }
+        }
+
         let files = self.input_files(run).await?;
         let blobs_in: Vec<LocalBlob> = files
             .iter()
@@ -393,6 +420,30 @@ impl Services {
         h.mkdirs(&[&layout.outputs(), &format!("{}/inputs", layout.dir())])
             .await
             .map_err(|e| self.stage_error(e, name))?;
+        // Room for what is not there yet, checked before a byte is sent.
+        let mut missing = 0u64;
+        for b in &blobs_in {
+            let at = blobs::blob_path(&cfg.root, &b.sha256);
+            let have = h.files.size(&at).await.map_err(|e| self.stage_error(e, name))?;
+            if have != Some(b.size) {
+                missing += b.size;
+            }
+        }
+        let free = h
+            .free_bytes(&cfg.root)
+            .await
+            .map_err(|e| self.stage_error(e, name))?;
+        if let Some(free) = free
+            && free < missing + DISK_MARGIN
+        {
+            return Err(Staging::Fail(format!(
+                "not enough disk space on target {name}: {} free under {}, the inputs need {} (plus {} for outputs): free space there, or `cosmos target edit {name} --root …`",
+                mib(free),
+                cfg.root,
+                mib(missing),
+                mib(DISK_MARGIN)
+            )));
+        }
         let (paths, sent) = self
             .patiently("upload inputs", obs, || {
                 blobs::upload_all(h, &cfg.root, &blobs_in, 4, report.clone())
@@ -505,8 +556,21 @@ impl Services {
         let mut parser = ProgressParser::new(cosmos_core::resolution::clip_count(frames) as u32);
         let mut partial: Vec<u8> = Vec::new();
         let mut last: Option<String> = None;
-        let mut events: Vec<Milestone> = Vec::new();
-        loop {
+        // Milestones go to the store as they arrive (for `status --watch` and followers in
+        // other processes), written by a task so the log stream never waits on the database.
+        let (events, mut arrived) = tokio::sync::mpsc::unbounded_channel::<Milestone>();
+        let writer = {
+            let (me, id) = (self.clone(), run.id.clone());
+            tokio::spawn(async move {
+                while let Some(m) = arrived.recv().await {
+                    let _ = me
+                        .store()
+                        .add_run_event(&id, RunStatus::Running, Some(m.fraction), &m.describe())
+                        .await;
+                }
+            })
+        };
+        let ended = loop {
             let mut on_bytes = |bytes: &[u8]| {
                 let _ = log.write_all(bytes);
                 obs(Update::Log(bytes.to_vec()));
@@ -519,7 +583,7 @@ impl Services {
                         if last.as_deref() != Some(key.as_str()) || m.fraction >= 0.99 {
                             last = Some(key);
                             obs(Update::Progress(m.clone()));
-                            events.push(m);
+                            let _ = events.send(m);
                         }
                     }
                 }
@@ -528,15 +592,9 @@ impl Services {
                 .runtime
                 .follow(&c.host, &run.id, layout, &mut offset, &mut on_bytes)
                 .await;
-            for m in events.drain(..) {
-                let _ = self
-                    .store()
-                    .add_run_event(&run.id, RunStatus::Running, Some(m.fraction), &m.describe())
-                    .await;
-            }
             if let Err(e) = followed {
                 if !e.is_transient() {
-                    return Err(e.into());
+                    break Err(e.into());
                 }
                 obs(Update::Note(format!(
                     "lost the log stream ({e}); reconnecting"
@@ -547,17 +605,20 @@ impl Services {
                 .patiently("read the model's state", obs, || {
                     c.runtime.state(&c.host, &run.id, layout)
                 })
-                .await?;
+                .await;
             match state {
-                ModelState::Running => continue,
-                ModelState::Exited(code) => {
-                    return Ok(format!("the model exited with code {code}"));
+                Ok(ModelState::Running) => continue,
+                Ok(ModelState::Exited(code)) => break Ok(format!("the model exited with code {code}")),
+                Ok(ModelState::Vanished | ModelState::Absent) => {
+                    break Ok("the model process is gone".into());
                 }
-                ModelState::Vanished | ModelState::Absent => {
-                    return Ok("the model process is gone".into());
-                }
+                Err(e) => break Err(e),
             }
-        }
+        };
+        // Every milestone is stored before the run moves on.
+        drop(events);
+        let _ = writer.await;
+        ended
     }
 
     /// Reads the exit status, keeps the log on the target, downloads and verifies outputs.

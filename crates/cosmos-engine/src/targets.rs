@@ -178,34 +178,39 @@ impl Services {
         }
     }
 
-    /// The host key a target shows and what the known_hosts files say about it.
-    pub async fn scan_target_key(
-        &self,
-        target: &Target,
-    ) -> EngineResult<(String, String, HostKeyVerdict)> {
+    /// The SSH logins a target's connection goes through, in order: its jump host (when it
+    /// has one), then the target itself. Each host key is pinned on its own.
+    pub fn ssh_hops(&self, target: &Target) -> EngineResult<Vec<SshSpec>> {
         let env = self.exec_env()?;
         let spec = ssh_spec(target, &env.known())?;
-        let (key, verdict) = cosmos_remote::ssh::scan_host_key(&spec).await?;
+        let mut hops: Vec<SshSpec> = spec.jump.iter().map(|j| (**j).clone()).collect();
+        hops.push(spec);
+        Ok(hops)
+    }
+
+    /// The host key one hop shows, with its algorithm, and what the known_hosts files say.
+    pub async fn scan_key(&self, hop: &SshSpec) -> EngineResult<(String, String, HostKeyVerdict)> {
+        let (key, verdict) = cosmos_remote::ssh::scan_host_key(hop).await?;
         let fp = cosmos_remote::ssh::hostkeys::fingerprint(&key);
         let algo = key.algorithm().to_string();
         Ok((fp, algo, verdict))
     }
 
-    /// Pins the key the target shows now.
-    pub async fn trust_target(&self, target: &Target) -> EngineResult<String> {
+    /// Pins the key one hop shows now, in cosmos's own known_hosts.
+    pub async fn trust_key(&self, hop: &SshSpec) -> EngineResult<String> {
         let env = self.exec_env()?;
-        let spec = ssh_spec(target, &env.known())?;
-        let (key, verdict) = cosmos_remote::ssh::scan_host_key(&spec).await?;
+        let (key, verdict) = cosmos_remote::ssh::scan_host_key(hop).await?;
         if let HostKeyVerdict::Changed { file } = &verdict
             && file.as_path() != env.known_hosts.as_path()
         {
             return Err(EngineError::Invalid(format!(
-                "{} pins a different key for this host; fix that file first",
-                file.display()
+                "{} pins a different key for {}; fix that file first",
+                file.display(),
+                hop.address()
             )));
         }
         if verdict != HostKeyVerdict::Trusted {
-            env.known().trust(&spec.host, spec.port, &key)?;
+            env.known().trust(&hop.host, hop.port, &key)?;
         }
         Ok(cosmos_remote::ssh::hostkeys::fingerprint(&key))
     }
@@ -231,6 +236,13 @@ fn item(check: &'static str, ok: bool, detail: String, hint: Option<String>) -> 
     }
 }
 
+/// The nvidia-smi query whose answer [`parse_gpus`] reads.
+pub(crate) const GPU_QUERY: [&str; 3] = [
+    "nvidia-smi",
+    "--query-gpu=index,name,uuid,memory.total,memory.used,utilization.gpu",
+    "--format=csv,noheader,nounits",
+];
+
 /// A GPU as nvidia-smi reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Gpu {
@@ -241,7 +253,7 @@ pub struct Gpu {
     pub utilization_percent: u32,
 }
 
-fn parse_gpus(csv: &str) -> Vec<Gpu> {
+pub(crate) fn parse_gpus(csv: &str) -> Vec<Gpu> {
     csv.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(',').map(str::trim).collect();
@@ -374,11 +386,7 @@ impl Services {
         ));
         let smi = h
             .runner
-            .run(&args(&[
-                "nvidia-smi",
-                "--query-gpu=index,name,uuid,memory.total,memory.used,utilization.gpu",
-                "--format=csv,noheader,nounits",
-            ]))
+            .run(&args(&GPU_QUERY))
             .await;
         match smi {
             Ok(out) if out.success() => {
@@ -416,14 +424,10 @@ impl Services {
             )),
         }
         let _ = h.mkdirs(&[&cfg.root]).await;
-        let df = h.runner.run(&args(&["df", "-Pk", "--", &cfg.root])).await?;
-        let free_kib: Option<u64> = df
-            .stdout_text()
-            .lines()
-            .nth(1)
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|v| v.parse().ok());
-        let free_gib = free_kib.map(|k| k as f64 / 1024.0 / 1024.0);
+        let free_gib = h
+            .free_bytes(&cfg.root)
+            .await?
+            .map(|b| b as f64 / (1u64 << 30) as f64);
         items.push(item(
             "disk",
             free_gib.is_some_and(|g| g >= 1.0),

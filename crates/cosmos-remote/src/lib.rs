@@ -179,6 +179,19 @@ impl Host {
         Ok(sums)
     }
 
+    /// Bytes free to an unprivileged user on the filesystem that holds `path` (`df -Pk`);
+    /// `None` when df's answer cannot be read.
+    pub async fn free_bytes(&self, path: &str) -> RemoteResult<Option<u64>> {
+        let out = self.runner.run(&args(&["df", "-Pk", "--", path])).await?;
+        Ok(out
+            .stdout_text()
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kib| kib * 1024))
+    }
+
     /// Renames a file, replacing the destination.
     pub async fn rename(&self, from: &str, to: &str) -> RemoteResult<()> {
         self.ok("rename a file", &args(&["mv", "-f", "--", from, to]))

@@ -187,7 +187,19 @@ impl Args {
             "run",
             &format!("{} on {}", run.id, target.as_deref().unwrap_or("?")),
         );
-        match crate::live::drive(&services, &run.id, target.as_deref(), false, self.json).await? {
+        let leftovers = finish_orphans(&services, ctx).await?;
+        let ended = crate::live::drive(&services, &run.id, target.as_deref(), false, self.json).await;
+        if let Some(task) = leftovers {
+            if matches!(ended, Ok(crate::live::Ended::Finished(_))) {
+                if !task.is_finished() {
+                    ctx.say("note", "waiting for the runs an earlier cosmos left behind");
+                }
+                let _ = task.await;
+            } else {
+                task.abort();
+            }
+        }
+        match ended? {
             crate::live::Ended::Detached => Ok(ExitCode::SUCCESS),
             crate::live::Ended::Finished(run) => {
                 if self.json {
@@ -204,4 +216,30 @@ impl Args {
             }
         }
     }
+}
+
+/// Drives, beside this run, the runs a crashed cosmos left unfinished (DESIGN.md §3,
+/// invariant 1): they are collected or reattached without the user asking.
+async fn finish_orphans(
+    services: &Services,
+    ctx: &Ctx,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let orphans = services.orphaned_runs().await?;
+    if orphans.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<String> = orphans.iter().map(|r| r.id.to_string()).collect();
+    ctx.say(
+        "note",
+        &format!("also finishing {} left behind by an earlier cosmos", ids.join(", ")),
+    );
+    let services = services.clone();
+    Ok(Some(tokio::spawn(async move {
+        for run in orphans {
+            let quiet: cosmos_engine::Observer = std::sync::Arc::new(|_| {});
+            if let Err(e) = services.drive_run(&run.id, None, quiet).await {
+                tracing::warn!("{}: {e}", run.id);
+            }
+        }
+    })))
 }

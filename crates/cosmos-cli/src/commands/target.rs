@@ -360,44 +360,53 @@ impl Command {
                         t.name
                     );
                 }
-                let (fp, algo, verdict) = services.scan_target_key(&t).await?;
-                match &verdict {
-                    HostKeyVerdict::Trusted => {
-                        ctx.say("note", &format!("{} already trusted ({algo} {fp})", address(&t)));
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    HostKeyVerdict::Changed { file } => ctx.say(
-                        "warning",
-                        &format!(
-                            "THE HOST KEY OF {} DIFFERS FROM THE ONE PINNED IN {}: only continue if you know why it changed",
-                            address(&t),
-                            file.display()
+                let hops = services.ssh_hops(&t)?;
+                let last = hops.len() - 1;
+                for (i, hop) in hops.iter().enumerate() {
+                    let what = if i == last {
+                        hop.address()
+                    } else {
+                        format!("jump host {}", hop.address())
+                    };
+                    let (fp, algo, verdict) = services.scan_key(hop).await?;
+                    match &verdict {
+                        HostKeyVerdict::Trusted => {
+                            ctx.say("note", &format!("{what} already trusted ({algo} {fp})"));
+                            if i == last {
+                                writeln!(out, "{fp}")?;
+                            }
+                            continue;
+                        }
+                        HostKeyVerdict::Changed { file } => ctx.say(
+                            "warning",
+                            &format!(
+                                "THE HOST KEY OF {what} DIFFERS FROM THE ONE PINNED IN {}: only continue if you know why it changed",
+                                file.display()
+                            ),
                         ),
-                    ),
-                    HostKeyVerdict::Unknown => {}
-                }
-                eprintln!("{} presents {algo} key {fp}", address(&t));
-                if !a.yes {
-                    if !std::io::stdin().is_terminal() {
-                        bail!("not pinned: pass --yes to pin without asking");
+                        HostKeyVerdict::Unknown => {}
                     }
-                    eprint!("Pin this key for `{}`? [y/N] ", t.name);
-                    let mut answer = String::new();
-                    std::io::stdin().lock().read_line(&mut answer)?;
-                    if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                        bail!("not pinned");
+                    eprintln!("{what} presents {algo} key {fp}");
+                    if !a.yes {
+                        if !std::io::stdin().is_terminal() {
+                            bail!("not pinned: pass --yes to pin without asking");
+                        }
+                        eprint!("Pin this key for `{}`? [y/N] ", t.name);
+                        let mut answer = String::new();
+                        std::io::stdin().lock().read_line(&mut answer)?;
+                        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                            bail!("not pinned");
+                        }
+                    }
+                    let fp = services.trust_key(hop).await?;
+                    ctx.say(
+                        "note",
+                        &format!("pinned {fp} for {what} in {}", ctx.known_hosts().display()),
+                    );
+                    if i == last {
+                        writeln!(out, "{fp}")?;
                     }
                 }
-                let fp = services.trust_target(&t).await?;
-                ctx.say(
-                    "note",
-                    &format!(
-                        "pinned {fp} for `{}` in {}",
-                        t.name,
-                        ctx.known_hosts().display()
-                    ),
-                );
-                writeln!(out, "{fp}")?;
             }
             Command::Check(a) => {
                 let t = services.find_target(Some(&a.name)).await?;
