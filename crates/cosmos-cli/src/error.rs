@@ -53,6 +53,9 @@ fn engine_hint(e: &EngineError) -> Option<String> {
         EngineError::Spec(cosmos_core::spec::SpecError::Cosmos(c)) if c.message.contains("'input_control'") => Some(
             "without a colour video every control needs its own video: add it to the input set or drop it from `--weights`".into(),
         ),
+        EngineError::Remote(cosmos_remote::RemoteError::Unreachable { .. }) => Some(
+            "check that the host is up and sshd listens on that port (`cosmos target edit NAME --host … --port …`; `cosmos target check NAME`)".into(),
+        ),
         _ => None,
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::support::{Home, Out, s};
-use cosmos_testkit::{SshHost, sim_image};
+use cosmos_testkit::{HostOptions, SshHost, sim_image};
 
 struct Remote {
     home: Home,
@@ -20,17 +20,23 @@ impl Remote {
     fn new(env: &[&str]) -> Self {
         let home = Home::new();
         let host = SshHost::start().expect("sshd fixture");
-        let image = sim_image().expect("sim image");
         let r = Remote { home, host };
-        let url = format!("ssh://{}@127.0.0.1:{}", r.host.user(), r.host.port());
-        let root = r.host.root().display().to_string();
-        let cosmos = r.host.cosmos_dir().display().to_string();
-        let key = r.host.client_key().display().to_string();
+        r.add_target("gpu", &r.host, env);
+        r
+    }
+
+    /// `cosmos target add NAME` for a fixture host, its model recording every start.
+    fn add_target(&self, name: &str, host: &SshHost, env: &[&str]) {
+        let image = sim_image().expect("sim image");
+        let url = format!("ssh://{}@127.0.0.1:{}", host.user(), host.port());
+        let root = host.root().display().to_string();
+        let cosmos = host.cosmos_dir().display().to_string();
+        let key = host.client_key().display().to_string();
         let record = format!("COSMOS_SIM_RECORD={root}/record.jsonl");
         let mut args = vec![
             "target",
             "add",
-            "gpu",
+            name,
             &url,
             "--key",
             &key,
@@ -50,8 +56,7 @@ impl Remote {
             args.push("--env");
             args.push(e);
         }
-        r.run(&args).ok();
-        r
+        self.run(&args).ok();
     }
 
     fn run(&self, args: &[&str]) -> Out {
@@ -251,6 +256,8 @@ fn only_run(r: &Remote) -> Value {
         .unwrap_or(Value::Null)
 }
 
+const SECRET: &str = "hf_never_on_a_command_line_7131";
+
 #[test]
 fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
     let r = Remote::new(&["COSMOS_SIM_LOAD_SECONDS=2"]);
@@ -262,6 +269,7 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
             .home
             .command(&["run", &format!("take {round}"), s(&scene)])
             .env("HOME", &home)
+            .env("COSMOS_SECRETS_HF_TOKEN", SECRET)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -275,6 +283,14 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
                 run["prompt_text"] == format!("take {round}")
             }
         });
+        // While the model runs, no command line on the machine shows the secret.
+        let ps = Command::new("ps")
+            .args(["-e", "-ww", "-o", "args="])
+            .output()
+            .expect("ps");
+        let ps = String::from_utf8_lossy(&ps.stdout);
+        assert!(ps.contains("transfer.py"), "the model is not running:\n{ps}");
+        assert!(!ps.contains(SECRET), "a command line shows the secret");
         child.kill().expect("kill -9");
         let _ = child.wait();
         assert_eq!(
@@ -305,4 +321,370 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
     }
     // One model process per run, ever.
     assert_eq!(r.records().len(), 2, "{:?}", r.records());
+}
+
+/// A scene whose colour video is padded with an MP4 `free` box to `mib` MiB, so transfers
+/// last long enough to be interrupted. The model copies the colour video as its output, so
+/// the download is as large.
+fn large_scene(home: &Home, mib: u64) -> std::path::PathBuf {
+    use std::io::Write as _;
+    let scene = home.standard_scene("large");
+    let color = scene.join("shot_color.mp4");
+    let len = std::fs::metadata(&color).expect("colour video").len();
+    let pad = (mib << 20) - len;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&color)
+        .expect("open colour video");
+    let size = u32::try_from(pad).expect("a free box under 4 GiB");
+    f.write_all(&size.to_be_bytes()).expect("box size");
+    f.write_all(b"free").expect("box type");
+    f.set_len(len + pad).expect("pad");
+    scene
+}
+
+/// Files under `dir` whose name ends with `.part` and that hold at least one byte.
+fn partial_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "part")
+                && entry.metadata().is_ok_and(|m| m.len() > 0)
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+fn run_by_prompt(r: &Remote, text: &str) -> Value {
+    let list = r.run(&["list", "--json"]).ok().json();
+    list.as_array()
+        .and_then(|a| a.iter().find(|run| run["prompt_text"] == text).cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
+    let r = Remote::new(&[]);
+    r.run(&["target", "trust", "gpu", "--yes"]).ok();
+    let scene = large_scene(&r.home, 384);
+    let home = r.home.path().display().to_string();
+    let spawn = |text: &str| {
+        r.home
+            .command(&["run", text, s(&scene)])
+            .env("HOME", &home)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cosmos run")
+    };
+    let inputs_size: u64 = std::fs::read_dir(&scene)
+        .expect("scene")
+        .flatten()
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+
+    // 1. Killed while uploading: `cosmos status` resumes the upload from what arrived.
+    let mut child = spawn("upload");
+    let blobs = r.host.root().join("blobs");
+    wait_for("the upload to begin", Duration::from_secs(60), || {
+        !partial_files(&blobs).is_empty()
+    });
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let run = run_by_prompt(&r, "upload");
+    assert_eq!(run["status"], "staging", "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    r.run(&["status"]).ok();
+    let shown = r.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["run"]["status"], "succeeded", "{shown}");
+    let uploaded: u64 = shown["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .find_map(|m| m.strip_prefix("uploaded "))
+        .and_then(|m| m.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("an upload event");
+    assert!(
+        uploaded < inputs_size,
+        "the resumed upload sent {uploaded} of {inputs_size} bytes: it started over"
+    );
+
+    // 2. Killed while downloading: the next `cosmos run` finishes it beside its own.
+    let mut child = spawn("download");
+    let outputs = r.home.home().join("outputs");
+    wait_for("the download to begin", Duration::from_secs(60), || {
+        !partial_files(&outputs).is_empty()
+    });
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let run = run_by_prompt(&r, "download");
+    assert_eq!(run["status"], "collecting", "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    let small = r.home.standard_scene("small");
+    let out = r.run(&["run", "next", s(&small)]).ok();
+    assert!(out.stderr.contains(&id), "{}", out.stderr);
+    let shown = r.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["run"]["status"], "succeeded", "{shown}");
+    let main = &shown["run"]["outputs"][0];
+    let path = Path::new(main["path"].as_str().expect("path"));
+    assert_eq!(sha256(path), main["sha256"].as_str().expect("sha256"));
+    assert!(partial_files(&outputs).is_empty(), "a .part file was left");
+
+    // One model process per run, one container each, all gone.
+    assert_eq!(r.records().len(), 3, "{:?}", r.records());
+    for run in r.run(&["list", "--json"]).ok().json().as_array().expect("runs") {
+        assert_eq!(containers(run["id"].as_str().unwrap_or("")), "");
+    }
+}
+
+/// A small tmpfs, owned by the remote user, unmounted on drop (needs root, as CI has).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str, owner: &str) -> Self {
+        let dir = tempfile::tempdir().expect("mount point");
+        let id = |flag: &str| {
+            let out = Command::new("id").args([flag, owner]).output().expect("id");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let options = format!("size={size},mode=0755,uid={},gid={}", id("-u"), id("-g"));
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
+    let r = Remote::new(&[]);
+    r.run(&["target", "trust", "gpu", "--yes"]).ok();
+    let scene = r.home.standard_scene("shot");
+    let image = sim_image().expect("sim image");
+    let cosmos = r.host.cosmos_dir().display().to_string();
+    let root = r.host.root().display().to_string();
+    let disk = Tmpfs::mount("8m", r.host.user());
+    let small_root = disk.0.path().display().to_string();
+    let port = r.host.port().to_string();
+
+    // Each: what to change on the target, extra run flags, what the failure must say.
+    let cases: [(&[&str], &[&str], &str); 3] = [
+        (
+            &["--image", "cosmos-sim:absent"],
+            &[],
+            "image cosmos-sim:absent is not on target gpu",
+        ),
+        (
+            &["--cosmos-dir", "/nonexistent/cosmos"],
+            &[],
+            "no checkpoints directory at /nonexistent/cosmos/checkpoints",
+        ),
+        (
+            &["--root", &small_root],
+            &[],
+            "not enough disk space on target gpu",
+        ),
+    ];
+    for (edit, flags, needle) in cases {
+        let mut args = vec!["target", "edit", "gpu"];
+        args.extend_from_slice(edit);
+        r.run(&args).ok();
+        let mut args = vec!["run", "a harbour", s(&scene), "--json"];
+        args.extend_from_slice(flags);
+        let out = r.run(&args);
+        assert_eq!(out.code, 1, "{needle}: {}", out.stderr);
+        let run = out.json();
+        assert_eq!(run["status"], "failed", "{needle}");
+        let reason = run["failure_reason"].as_str().unwrap_or("");
+        assert!(reason.contains(needle), "wanted `{needle}` in: {reason}");
+        assert!(!reason.contains('\n'), "one line: {reason}");
+        r.run(&[
+            "target", "edit", "gpu", "--image", &image, "--cosmos-dir", &cosmos, "--root", &root,
+        ])
+        .ok();
+    }
+    assert!(r.records().is_empty(), "the model ran: {:?}", r.records());
+
+    // Hosts with fewer GPUs than asked for, and with none.
+    for (gpus, name, flags, needles) in [
+        (2, "pair", &["--gpus", "4"][..], ["asks for 4 GPUs but target pair has 2", "--gpus 2"]),
+        (0, "bare", &[][..], ["no usable GPU on target bare", "install the NVIDIA driver"]),
+    ] {
+        let host = SshHost::start_with(HostOptions {
+            gpus,
+            ..Default::default()
+        })
+        .expect("sshd fixture");
+        r.add_target(name, &host, &[]);
+        r.run(&["target", "trust", name, "--yes"]).ok();
+        let mut args = vec!["run", "a harbour", s(&scene), "--target", name, "--json"];
+        args.extend_from_slice(flags);
+        let out = r.run(&args);
+        let reason = out.json()["failure_reason"].as_str().unwrap_or("").to_owned();
+        for needle in needles {
+            assert!(reason.contains(needle), "wanted `{needle}` in: {reason}");
+        }
+        let records = host.root().join("record.jsonl");
+        assert!(!records.exists(), "the model ran on {name}");
+    }
+
+    // Wrong user, nobody listening: refused before anything is stored.
+    let before = r.run(&["list", "--json"]).ok().json();
+    r.run(&["target", "edit", "gpu", "--user", "nobody"]).ok();
+    r.run(&["run", "x", s(&scene)])
+        .fails_with("refused the login as `nobody`");
+    r.run(&["target", "edit", "gpu", "--user", r.host.user(), "--port", "1"])
+        .ok();
+    let out = r.run(&["run", "x", s(&scene)]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot reach"), "{}", out.stderr);
+    assert!(out.stderr.contains("sshd listens"), "{}", out.stderr);
+    r.run(&["target", "edit", "gpu", "--port", &port]).ok();
+    assert_eq!(r.run(&["list", "--json"]).ok().json(), before);
+}
+
+/// An `ssh-agent` on a socket of its own, stopped on drop.
+struct Agent {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("agent dir");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client, installed by .ci/run)");
+        wait_for("ssh-agent's socket", Duration::from_secs(10), || {
+            socket.exists()
+        });
+        Agent {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn add(&self, key: &Path) {
+        let st = Command::new("ssh-add")
+            .arg("-q")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .status()
+            .expect("ssh-add");
+        assert!(st.success(), "ssh-add {}", key.display());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
+    let home = Home::new();
+    let bastion = SshHost::start().expect("bastion sshd");
+    let gpu = SshHost::start().expect("gpu sshd");
+    // The bastion's key is named in ~/.ssh/config; the GPU host's only the agent holds.
+    let ssh_dir = home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).expect(".ssh");
+    std::fs::write(
+        ssh_dir.join("config"),
+        format!(
+            "Host bastion\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n\n\
+             Host gpu-behind\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  ProxyJump bastion\n",
+            bastion.port(),
+            bastion.user(),
+            bastion.client_key().display(),
+            gpu.port(),
+            gpu.user(),
+        ),
+    )
+    .expect("ssh config");
+    let agent = Agent::start();
+    agent.add(&gpu.client_key());
+    let r = Remote { home, host: gpu };
+    let sock = agent.socket.display().to_string();
+    let run = |args: &[&str]| r.run_with(args, &[("SSH_AUTH_SOCK", sock.as_str())]);
+
+    let image = sim_image().expect("sim image");
+    let root = r.host.root().display().to_string();
+    let cosmos = r.host.cosmos_dir().display().to_string();
+    let record = format!("COSMOS_SIM_RECORD={root}/record.jsonl");
+    run(&[
+        "target",
+        "add",
+        "far",
+        "gpu-behind",
+        "--root",
+        &root,
+        "--cosmos-dir",
+        &cosmos,
+        "--image",
+        &image,
+        "--no-gpu-flag",
+        "--env",
+        &record,
+    ])
+    .ok();
+    let shown = run(&["target", "show", "far", "--json"]).ok().json();
+    assert_eq!(shown["jump"], "bastion", "{shown}");
+    assert_eq!(shown["port"], r.host.port(), "{shown}");
+
+    // Both hops' keys are shown and pinned.
+    let trusted = run(&["target", "trust", "far", "--yes"]).ok();
+    assert!(trusted.stderr.contains("jump host"), "{}", trusted.stderr);
+    let pinned = std::fs::read_to_string(r.home.home().join("known_hosts"))
+        .unwrap_or_default();
+    for port in [bastion.port(), r.host.port()] {
+        assert!(
+            pinned.contains(&format!("[127.0.0.1]:{port}")),
+            "{port} not pinned:\n{pinned}"
+        );
+    }
+
+    let scene = r.home.standard_scene("shot");
+    let out = run(&["run", "a harbour at dusk", s(&scene), "--json"]).ok();
+    assert_eq!(out.json()["status"], "succeeded", "{}", out.stderr);
+    assert_eq!(r.records().len(), 1);
+
+    // Without the agent there is no key for the GPU host: a clear authentication failure.
+    let out = r.run_with(
+        &["target", "check", "far", "--json"],
+        &[("SSH_AUTH_SOCK", "/nonexistent/agent.sock")],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let failed = &out.json()["items"][0];
+    assert_eq!(failed["check"], "authenticated", "{failed}");
 }
