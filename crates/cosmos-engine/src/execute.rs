@@ -21,7 +21,7 @@ use cosmos_remote::{RemoteError, RemoteResult, args};
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
 use crate::runs::{extension, spec_for};
-use crate::targets::{Connected, GPU_QUERY, parse_gpus};
+use crate::targets::{Connected, GPU_QUERY, Preflight, parse_gpus};
 
 /// What a driver reports as it goes (for live displays).
 #[derive(Debug, Clone)]
@@ -55,6 +55,8 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long an unreachable target is waited for before the driver gives up (the run stays
 /// as it is, to be reconciled later: unreachable is not failed).
 const PATIENCE: Duration = Duration::from_secs(15 * 60);
+/// How long a target's passed preflight is trusted before it is checked again.
+const PREFLIGHT_FRESH: Duration = Duration::from_secs(60);
 /// Room kept free on a target beyond the inputs, for the model's outputs and log.
 const DISK_MARGIN: u64 = 64 << 20;
 
@@ -97,6 +99,10 @@ pub fn local_log(data_dir: &Path, id: &RunId) -> PathBuf {
 pub fn local_outputs(data_dir: &Path, id: &RunId) -> PathBuf {
     data_dir.join("outputs").join(id.as_str())
 }
+
+/// Lists a run's outputs with their hashes: `sh -c SCRIPT sh OUTPUTS_DIR`.
+const LIST_OUTPUTS: &str =
+    r#"cd -- "$1" && find . -type f ! -name '*.part' -exec sha256sum -- {} +"#;
 
 /// Links blobs into a run's inputs folder: `sh -c SCRIPT sh BLOB LINK BLOB LINK …`.
 const LINK_SCRIPT: &str = r#"while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; done"#;
@@ -184,6 +190,8 @@ impl Services {
             )));
         }
         let layout = RunLayout::new(&target.config.root, id);
+        // How the model ended, when this driver saw it end (saves asking again).
+        let mut seen_end: Option<ModelState> = None;
         loop {
             let run = self.store().run(id).await?;
             let step = |to: RunStatus, message: String| async move {
@@ -220,16 +228,10 @@ impl Services {
                         gpu_devices: &(0..run.params.gpus).collect::<Vec<u32>>(),
                         command: launch,
                     };
+                    // Starting is idempotent (a container of that name, a pid file): a
+                    // driver that died after starting the model starts nothing new.
                     let state = self
-                        .patiently("start the model", obs, || async {
-                            match c.runtime.state(&c.host, id, &layout).await? {
-                                ModelState::Absent => {
-                                    c.runtime.start(&c.host, &l).await?;
-                                    Ok(ModelState::Running)
-                                }
-                                other => Ok(other),
-                            }
-                        })
+                        .patiently("start the model", obs, || c.runtime.start(&c.host, &l))
                         .await;
                     match state {
                         Ok(_) => {
@@ -248,11 +250,14 @@ impl Services {
                     }
                 }
                 RunStatus::Running => {
-                    let ended = self.follow(&c, &run, &layout, obs).await?;
+                    let (ended, state) = self.follow(&c, &run, &layout, obs).await?;
+                    seen_end = Some(state);
                     step(RunStatus::Collecting, ended).await?;
                 }
                 RunStatus::Collecting => {
-                    let (to, message) = self.collect(&c, &run, &layout, obs).await?;
+                    let (to, message) = self
+                        .collect(&c, &run, &layout, seen_end.take(), obs)
+                        .await?;
                     step(to, message).await?;
                     if let Err(e) = c.runtime.remove(&c.host, id).await {
                         tracing::warn!("could not remove the container of {id}: {e}");
@@ -334,50 +339,14 @@ impl Services {
         let cfg = &c.target.config;
         let h = &c.host;
         let name = &c.target.name;
-        if cfg.runtime == RuntimeKind::Docker {
-            let argv = c
-                .runtime
-                .docker(&["image", "inspect", "--format", "{{.Id}}", &cfg.image]);
-            let out = self
-                .patiently("check the image", obs, || h.runner.run(&argv))
-                .await?;
-            if !out.success() {
-                return Err(Staging::Fail(format!(
-                    "image {} is not on target {name} ({}): build or `docker load` it there, or `cosmos target edit {name} --image …`",
-                    cfg.image,
-                    out.last_words()
-                )));
-            }
-        }
-        let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
-        let test = args(&["test", "-d", &ckpt]);
-        let out = self
-            .patiently("check the checkpoints", obs, || h.runner.run(&test))
-            .await?;
-        if !out.success() {
+        let gpus = self.preflight(c, obs).await?;
+        if let Some(found) = gpus
+            && found < run.params.gpus
+        {
             return Err(Staging::Fail(format!(
-                "no checkpoints directory at {ckpt} on target {name}: download the checkpoints into the cosmos-transfer1 checkout, or `cosmos target edit {name} --cosmos-dir …` (`cosmos target check {name}`)"
+                "the run asks for {} GPUs but target {name} has {found}: run with `--gpus {found}` or on a bigger host",
+                run.params.gpus
             )));
-        }
-
-        if !cfg.rehearsal {
-            let smi = args(&GPU_QUERY);
-            let out = self
-                .patiently("count the GPUs", obs, || h.runner.run(&smi))
-                .await?;
-            let found = parse_gpus(&out.stdout_text()).len() as u32;
-            if !out.success() || found == 0 {
-                return Err(Staging::Fail(format!(
-                    "no usable GPU on target {name} (nvidia-smi: {}): install the NVIDIA driver there, or pick another target (`cosmos target check {name}`)",
-                    if out.success() { "no GPUs listed".into() } else { out.last_words() }
-                )));
-            }
-            if found < run.params.gpus {
-                return Err(Staging::Fail(format!(
-                    "the run asks for {} GPUs but target {name} has {found}: run with `--gpus {found}` or on a bigger host",
-                    run.params.gpus
-                )));
-            }
         }
 
         let files = self.input_files(run).await?;
@@ -424,7 +393,11 @@ impl Services {
         let mut missing = 0u64;
         for b in &blobs_in {
             let at = blobs::blob_path(&cfg.root, &b.sha256);
-            let have = h.files.size(&at).await.map_err(|e| self.stage_error(e, name))?;
+            let have = h
+                .files
+                .size(&at)
+                .await
+                .map_err(|e| self.stage_error(e, name))?;
             if have != Some(b.size) {
                 missing += b.size;
             }
@@ -509,6 +482,74 @@ impl Services {
         Ok(())
     }
 
+    /// What can be checked of a target before a byte is sent: the image, the checkpoints
+    /// and the GPUs (their number is returned; a rehearsal has none to count). A target that
+    /// passed lately with the same configuration is not asked again.
+    async fn preflight(&self, c: &Connected, obs: &Observer) -> Result<Option<u32>, Staging> {
+        let cfg = &c.target.config;
+        let h = &c.host;
+        let name = &c.target.name;
+        let env = self.exec_env().map_err(Staging::Error)?;
+        if let Ok(cache) = env.preflights.lock()
+            && let Some(p) = cache.get(name)
+            && &p.config == cfg
+            && p.at.elapsed() < PREFLIGHT_FRESH
+        {
+            return Ok(p.gpus);
+        }
+        if cfg.runtime == RuntimeKind::Docker {
+            let argv = c
+                .runtime
+                .docker(&["image", "inspect", "--format", "{{.Id}}", &cfg.image]);
+            let out = self
+                .patiently("check the image", obs, || h.runner.run(&argv))
+                .await?;
+            if !out.success() {
+                return Err(Staging::Fail(format!(
+                    "image {} is not on target {name} ({}): build or `docker load` it there, or `cosmos target edit {name} --image …`",
+                    cfg.image,
+                    out.last_words()
+                )));
+            }
+        }
+        let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
+        let test = args(&["test", "-d", &ckpt]);
+        let out = self
+            .patiently("check the checkpoints", obs, || h.runner.run(&test))
+            .await?;
+        if !out.success() {
+            return Err(Staging::Fail(format!(
+                "no checkpoints directory at {ckpt} on target {name}: download the checkpoints into the cosmos-transfer1 checkout, or `cosmos target edit {name} --cosmos-dir …` (`cosmos target check {name}`)"
+            )));
+        }
+
+        let mut gpus = None;
+        if !cfg.rehearsal {
+            let smi = args(&GPU_QUERY);
+            let out = self
+                .patiently("count the GPUs", obs, || h.runner.run(&smi))
+                .await?;
+            let found = parse_gpus(&out.stdout_text()).len() as u32;
+            if !out.success() || found == 0 {
+                return Err(Staging::Fail(format!(
+                    "no usable GPU on target {name} (nvidia-smi: {}): install the NVIDIA driver there, or pick another target (`cosmos target check {name}`)",
+                    if out.success() {
+                        "no GPUs listed".into()
+                    } else {
+                        out.last_words()
+                    }
+                )));
+            }
+            gpus = Some(found);
+        }
+        if let Ok(mut cache) = env.preflights.lock() {
+            let at = std::time::Instant::now();
+            let config = cfg.clone();
+            cache.insert(name.clone(), Preflight { at, config, gpus });
+        }
+        Ok(gpus)
+    }
+
     fn stage_error(&self, e: RemoteError, target: &str) -> Staging {
         if e.is_transient() {
             return Staging::Error(e.into());
@@ -522,14 +563,15 @@ impl Services {
         Staging::Fail(format!("staging on {target} failed: {text}"))
     }
 
-    /// Follows the model's log until it ends; returns the collecting message.
+    /// Follows the model's log until it ends; returns the collecting message and how it
+    /// ended.
     async fn follow(
         &self,
         c: &Connected,
         run: &Run,
         layout: &RunLayout,
         obs: &Observer,
-    ) -> EngineResult<String> {
+    ) -> EngineResult<(String, ModelState)> {
         let env = self.exec_env()?;
         let log_path = local_log(&env.data_dir, &run.id);
         if let Some(dir) = log_path.parent() {
@@ -608,9 +650,11 @@ impl Services {
                 .await;
             match state {
                 Ok(ModelState::Running) => continue,
-                Ok(ModelState::Exited(code)) => break Ok(format!("the model exited with code {code}")),
-                Ok(ModelState::Vanished | ModelState::Absent) => {
-                    break Ok("the model process is gone".into());
+                Ok(s @ ModelState::Exited(code)) => {
+                    break Ok((format!("the model exited with code {code}"), s));
+                }
+                Ok(s @ (ModelState::Vanished | ModelState::Absent)) => {
+                    break Ok(("the model process is gone".into(), s));
                 }
                 Err(e) => break Err(e),
             }
@@ -627,14 +671,19 @@ impl Services {
         c: &Connected,
         run: &Run,
         layout: &RunLayout,
+        seen_end: Option<ModelState>,
         obs: &Observer,
     ) -> EngineResult<(RunStatus, String)> {
         let env = self.exec_env()?;
-        let state = self
-            .patiently("read the exit status", obs, || {
-                c.runtime.state(&c.host, &run.id, layout)
-            })
-            .await?;
+        let state = match seen_end {
+            Some(s) => s,
+            None => {
+                self.patiently("read the exit status", obs, || {
+                    c.runtime.state(&c.host, &run.id, layout)
+                })
+                .await?
+            }
+        };
         let exit = match state {
             ModelState::Exited(code) => Some(code),
             ModelState::Running => {
@@ -670,18 +719,26 @@ impl Services {
             let failure = classify_failure(exit, &String::from_utf8_lossy(&tail));
             return Ok((RunStatus::Failed, failure.reason));
         }
-        let find = args(&["find", &layout.outputs(), "-type", "f"]);
+        // Names and hashes in one round trip: `<sha256>  ./<relative path>` per file.
+        let list = args(&["sh", "-c", LIST_OUTPUTS, "sh", &layout.outputs()]);
         let listed = self
-            .patiently("list outputs", obs, || c.host.runner.run(&find))
+            .patiently("list outputs", obs, || c.host.runner.run(&list))
             .await?
             .check("list outputs")?;
-        let prefix = format!("{}/", layout.outputs());
-        let mut remote: Vec<String> = listed
-            .stdout_text()
-            .lines()
-            .filter(|l| l.starts_with(&prefix) && !l.ends_with(".part"))
-            .map(str::to_owned)
-            .collect();
+        let mut remote: Vec<(String, String)> = Vec::new();
+        for line in listed.stdout_text().lines() {
+            match line.split_once("  ./") {
+                Some((sha, rel)) if sha.len() == 64 && !sha.starts_with('\\') => {
+                    remote.push((rel.to_owned(), sha.to_owned()));
+                }
+                _ => {
+                    return Ok((
+                        RunStatus::Failed,
+                        format!("an output's name cannot be transferred safely: {line}"),
+                    ));
+                }
+            }
+        }
         remote.sort();
         if remote.is_empty() {
             return Ok((
@@ -689,19 +746,26 @@ impl Services {
                 "the model exited 0 but wrote no outputs".into(),
             ));
         }
+        let prefix = format!("{}/", layout.outputs());
         let local_dir = local_outputs(&env.data_dir, &run.id);
         let mut outputs = Vec::new();
         let sizes: Vec<u64> = {
             let mut v = Vec::new();
-            for r in &remote {
-                v.push(c.host.files.size(r).await?.unwrap_or(0));
+            for (rel, _) in &remote {
+                v.push(
+                    c.host
+                        .files
+                        .size(&format!("{prefix}{rel}"))
+                        .await?
+                        .unwrap_or(0),
+                );
             }
             v
         };
         let total: u64 = sizes.iter().sum();
         let mut before = 0u64;
-        for (r, size) in remote.iter().zip(&sizes) {
-            let rel = &r[prefix.len()..];
+        for ((rel, sha), size) in remote.iter().zip(&sizes) {
+            let r = format!("{prefix}{rel}");
             let local = local_dir.join(rel);
             if let Some(dir) = local.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -717,7 +781,7 @@ impl Services {
             };
             let (sha256, size_got) = self
                 .patiently("download outputs", obs, || {
-                    blobs::download(&c.host, r, &local, &report)
+                    blobs::download(&c.host, &r, Some(sha), &local, &report)
                 })
                 .await?;
             before += size;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use cosmos_core::{RuntimeKind, Target, TargetKind};
+use cosmos_core::{RuntimeKind, Target, TargetConfig, TargetKind};
 use cosmos_remote::local::{LocalFiles, LocalRunner};
 use cosmos_remote::runtime::Runtime;
 use cosmos_remote::ssh::hostkeys::{HostKeyVerdict, KnownHosts};
@@ -27,6 +27,17 @@ pub struct ExecEnv {
     /// Environment entries only the model sees, through the owner-only env file.
     pub secrets: BTreeMap<String, String>,
     connections: Mutex<HashMap<String, Arc<SshConnection>>>,
+    /// Targets whose image, checkpoints and GPUs were checked lately.
+    pub(crate) preflights: Mutex<HashMap<String, Preflight>>,
+}
+
+/// A target's passed preflight: when, with which configuration, and how many GPUs it showed
+/// (none counted on a rehearsal).
+#[derive(Debug, Clone)]
+pub(crate) struct Preflight {
+    pub at: std::time::Instant,
+    pub config: TargetConfig,
+    pub gpus: Option<u32>,
 }
 
 impl ExecEnv {
@@ -36,6 +47,7 @@ impl ExecEnv {
             known_hosts,
             secrets,
             connections: Mutex::new(HashMap::new()),
+            preflights: Mutex::new(HashMap::new()),
         }
     }
 
@@ -384,10 +396,7 @@ impl Services {
             if listed.success() { format!("{ckpt} ({entries} entries)") } else { format!("{ckpt} is missing") },
             Some("download the checkpoints into the checkout (scripts/download_checkpoints.py in cosmos-transfer1)".into()),
         ));
-        let smi = h
-            .runner
-            .run(&args(&GPU_QUERY))
-            .await;
+        let smi = h.runner.run(&args(&GPU_QUERY)).await;
         match smi {
             Ok(out) if out.success() => {
                 let gpus = parse_gpus(&out.stdout_text());

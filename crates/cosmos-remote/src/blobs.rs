@@ -150,15 +150,20 @@ pub async fn upload_all(
     Ok((paths, total))
 }
 
-/// Downloads `remote` to `local`, verified against the target's own sha256 of it; the file
+/// Downloads `remote` to `local`, verified against the target's own sha256 of it (`expected`,
+/// when the caller already asked the target; otherwise asked here); the file
 /// carries its final name only once verified. Returns the hash and size.
 pub async fn download(
     host: &Host,
     remote: &str,
+    expected: Option<&str>,
     local: &Path,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> RemoteResult<(String, u64)> {
-    let expected = host.sha256(&[remote]).await?.remove(0);
+    let expected = match expected {
+        Some(sha) => sha.to_owned(),
+        None => host.sha256(&[remote]).await?.remove(0),
+    };
     if local.is_file()
         && let Ok((sha, size)) = hash_local(local)
         && sha == expected

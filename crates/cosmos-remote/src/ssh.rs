@@ -222,6 +222,7 @@ impl SshConnection {
 
     async fn exec(&self, argv: &[String], sink: &mut Sink<'_>) -> RemoteResult<Option<u32>> {
         let line = shell_join(argv);
+        let began = std::time::Instant::now();
         let mut channel = self.channel().await?;
         channel
             .exec(true, line.as_bytes())
@@ -246,6 +247,7 @@ impl SshConnection {
             self.live.lock().await.take();
             return Err(self.unreachable("the connection dropped while a command ran"));
         }
+        tracing::debug!(target: "cosmos_remote", "exit {code:?} after {:.1?}: {line}", began.elapsed());
         Ok(code)
     }
 }

@@ -311,7 +311,7 @@ fn blobs_upload_once_verified_and_resume() {
 
         // Downloads verify against the target's hash.
         let back = dir.path().join("back");
-        let (sha, size) = blobs::download(&h, &target, &back, &|_| {})
+        let (sha, size) = blobs::download(&h, &target, None, &back, &|_| {})
             .await
             .expect("download");
         assert_eq!((sha.as_str(), size), (big.sha256.as_str(), big.size));

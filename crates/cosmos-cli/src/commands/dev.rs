@@ -1,5 +1,6 @@
 //! Hidden developer commands.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -13,12 +14,15 @@ use crate::output;
 pub enum Command {
     /// Fill the database with realistic synthetic prompts and runs (for benchmarks)
     Seed(SeedArgs),
+    /// Run a prompt N times in one process (a warm connection) and print each run's wall time
+    Overhead(OverheadArgs),
 }
 
 impl Command {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         match self {
             Command::Seed(a) => a.run(ctx).await,
+            Command::Overhead(a) => a.run(ctx).await,
         }
     }
 }
@@ -54,6 +58,50 @@ impl SeedArgs {
             })
             .await?;
         output::json(&mut std::io::stdout().lock(), &report)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OverheadArgs {
+    /// The prompt to run (id or name)
+    prompt: String,
+    /// How many runs, one after another
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Target (default: the default target)
+    #[arg(long, short = 't')]
+    target: Option<String>,
+}
+
+impl OverheadArgs {
+    /// Each run goes the way `cosmos run` takes it — plan, store, drive to the end — on one
+    /// connection; one JSON line per run: its id, final status and wall milliseconds.
+    async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
+        let services = ctx.services().await?;
+        let prompt = services.resolve_prompt(&self.prompt).await?;
+        let target = services.find_target(self.target.as_deref()).await?;
+        let launch = cosmos_engine::LaunchDefaults::for_target(&target);
+        let quiet: cosmos_engine::Observer = std::sync::Arc::new(|_| {});
+        let mut out = std::io::stdout().lock();
+        for _ in 0..self.runs {
+            let began = std::time::Instant::now();
+            let request = cosmos_engine::RunRequest {
+                subject: cosmos_engine::RunSubject::Prompt(prompt.to_string()),
+                negative: None,
+                params: ctx.settings.config.defaults.clone(),
+                name: None,
+            };
+            let plan = services.plan_run(&request, &launch).await?;
+            let run = services.submit_run(plan, "overhead benchmark").await?;
+            let cosmos_engine::DriveOutcome::Done(run) = services
+                .drive_run(&run.id, Some(&target.name), quiet.clone())
+                .await?;
+            let wall_ms = began.elapsed().as_secs_f64() * 1000.0;
+            let line =
+                serde_json::json!({ "run": run.id, "status": run.status, "wall_ms": wall_ms });
+            writeln!(out, "{line}")?;
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

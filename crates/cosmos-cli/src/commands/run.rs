@@ -188,7 +188,8 @@ impl Args {
             &format!("{} on {}", run.id, target.as_deref().unwrap_or("?")),
         );
         let leftovers = finish_orphans(&services, ctx).await?;
-        let ended = crate::live::drive(&services, &run.id, target.as_deref(), false, self.json).await;
+        let ended =
+            crate::live::drive(&services, &run.id, target.as_deref(), false, self.json).await;
         if let Some(task) = leftovers {
             if matches!(ended, Ok(crate::live::Ended::Finished(_))) {
                 if !task.is_finished() {
@@ -231,7 +232,10 @@ async fn finish_orphans(
     let ids: Vec<String> = orphans.iter().map(|r| r.id.to_string()).collect();
     ctx.say(
         "note",
-        &format!("also finishing {} left behind by an earlier cosmos", ids.join(", ")),
+        &format!(
+            "also finishing {} left behind by an earlier cosmos",
+            ids.join(", ")
+        ),
     );
     let services = services.clone();
     Ok(Some(tokio::spawn(async move {

@@ -289,7 +289,10 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
             .output()
             .expect("ps");
         let ps = String::from_utf8_lossy(&ps.stdout);
-        assert!(ps.contains("transfer.py"), "the model is not running:\n{ps}");
+        assert!(
+            ps.contains("transfer.py"),
+            "the model is not running:\n{ps}"
+        );
         assert!(!ps.contains(SECRET), "a command line shows the secret");
         child.kill().expect("kill -9");
         let _ = child.wait();
@@ -441,7 +444,13 @@ fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
 
     // One model process per run, one container each, all gone.
     assert_eq!(r.records().len(), 3, "{:?}", r.records());
-    for run in r.run(&["list", "--json"]).ok().json().as_array().expect("runs") {
+    for run in r
+        .run(&["list", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .expect("runs")
+    {
         assert_eq!(containers(run["id"].as_str().unwrap_or("")), "");
     }
 }
@@ -521,7 +530,15 @@ fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
         assert!(reason.contains(needle), "wanted `{needle}` in: {reason}");
         assert!(!reason.contains('\n'), "one line: {reason}");
         r.run(&[
-            "target", "edit", "gpu", "--image", &image, "--cosmos-dir", &cosmos, "--root", &root,
+            "target",
+            "edit",
+            "gpu",
+            "--image",
+            &image,
+            "--cosmos-dir",
+            &cosmos,
+            "--root",
+            &root,
         ])
         .ok();
     }
@@ -529,8 +546,18 @@ fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
 
     // Hosts with fewer GPUs than asked for, and with none.
     for (gpus, name, flags, needles) in [
-        (2, "pair", &["--gpus", "4"][..], ["asks for 4 GPUs but target pair has 2", "--gpus 2"]),
-        (0, "bare", &[][..], ["no usable GPU on target bare", "install the NVIDIA driver"]),
+        (
+            2,
+            "pair",
+            &["--gpus", "4"][..],
+            ["asks for 4 GPUs but target pair has 2", "--gpus 2"],
+        ),
+        (
+            0,
+            "bare",
+            &[][..],
+            ["no usable GPU on target bare", "install the NVIDIA driver"],
+        ),
     ] {
         let host = SshHost::start_with(HostOptions {
             gpus,
@@ -542,7 +569,10 @@ fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
         let mut args = vec!["run", "a harbour", s(&scene), "--target", name, "--json"];
         args.extend_from_slice(flags);
         let out = r.run(&args);
-        let reason = out.json()["failure_reason"].as_str().unwrap_or("").to_owned();
+        let reason = out.json()["failure_reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         for needle in needles {
             assert!(reason.contains(needle), "wanted `{needle}` in: {reason}");
         }
@@ -555,8 +585,16 @@ fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
     r.run(&["target", "edit", "gpu", "--user", "nobody"]).ok();
     r.run(&["run", "x", s(&scene)])
         .fails_with("refused the login as `nobody`");
-    r.run(&["target", "edit", "gpu", "--user", r.host.user(), "--port", "1"])
-        .ok();
+    r.run(&[
+        "target",
+        "edit",
+        "gpu",
+        "--user",
+        r.host.user(),
+        "--port",
+        "1",
+    ])
+    .ok();
     let out = r.run(&["run", "x", s(&scene)]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("cannot reach"), "{}", out.stderr);
@@ -665,8 +703,7 @@ fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
     // Both hops' keys are shown and pinned.
     let trusted = run(&["target", "trust", "far", "--yes"]).ok();
     assert!(trusted.stderr.contains("jump host"), "{}", trusted.stderr);
-    let pinned = std::fs::read_to_string(r.home.home().join("known_hosts"))
-        .unwrap_or_default();
+    let pinned = std::fs::read_to_string(r.home.home().join("known_hosts")).unwrap_or_default();
     for port in [bastion.port(), r.host.port()] {
         assert!(
             pinned.contains(&format!("[127.0.0.1]:{port}")),

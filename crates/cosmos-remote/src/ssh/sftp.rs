@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
-use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::task::JoinHandle;
 
 use super::SshConnection;
@@ -279,6 +279,17 @@ impl FileStore for SftpFiles {
         s.close(handle)
             .await
             .map_err(|e| self.fail("close", &temp, e))?;
+        // OpenSSH's atomic, replacing rename, without a command round trip; `mv` otherwise.
+        let mut names = Vec::new();
+        for name in [&temp, remote] {
+            names.extend_from_slice(&(name.len() as u32).to_be_bytes());
+            names.extend_from_slice(name.as_bytes());
+        }
+        if let Ok(Packet::Status(st)) = s.extended("posix-rename@openssh.com", names).await
+            && st.status_code == StatusCode::Ok
+        {
+            return Ok(());
+        }
         crate::Host {
             runner: self.conn.clone(),
             files: Arc::new(self.clone()),
