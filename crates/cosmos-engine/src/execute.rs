@@ -195,11 +195,16 @@ impl Services {
         loop {
             let run = self.store().run(id).await?;
             let step = |to: RunStatus, message: String| async move {
-                self.store()
-                    .transition(id, run.status, to, &message)
-                    .await?;
-                obs(Update::Status(to, message));
-                EngineResult::Ok(())
+                match self.store().transition(id, run.status, to, &message).await {
+                    Ok(()) => {
+                        obs(Update::Status(to, message));
+                        EngineResult::Ok(())
+                    }
+                    // Another process moved it first (`cosmos kill` of a queued or staging
+                    // run): the next turn of the loop reads where it is now.
+                    Err(cosmos_store::StoreError::Conflict { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
             };
             match run.status {
                 RunStatus::Queued => {
@@ -216,6 +221,13 @@ impl Services {
                     Err(Staging::Fail(reason)) => step(RunStatus::Failed, reason).await?,
                     Err(Staging::Error(e)) => return Err(e),
                 },
+                RunStatus::Starting if self.cancel_requested(id).await? => {
+                    step(
+                        RunStatus::Cancelled,
+                        "cancelled by the user before the model started".into(),
+                    )
+                    .await?;
+                }
                 RunStatus::Starting => {
                     let launch = self.launch_command(&c, &run, &layout).await?;
                     let l = Launch {
@@ -240,7 +252,12 @@ impl Services {
                             } else {
                                 "model process started".into()
                             };
-                            step(RunStatus::Running, what).await?
+                            step(RunStatus::Running, what).await?;
+                            // A kill that came while the model was being started found
+                            // nothing to kill: honour it now.
+                            if self.cancel_requested(id).await? {
+                                c.runtime.kill(&c.host, id, &layout).await?;
+                            }
                         }
                         Err(EngineError::Remote(e)) if !e.is_transient() => {
                             step(RunStatus::Failed, format!("the model could not start: {e}"))
@@ -266,6 +283,12 @@ impl Services {
                 _ => return Ok(run),
             }
         }
+    }
+
+    /// Whether `cosmos kill` asked for the run to stop.
+    async fn cancel_requested(&self, id: &RunId) -> EngineResult<bool> {
+        let events = self.store().run_events(id).await?;
+        Ok(events.iter().any(|e| e.message == CANCEL_REQUEST))
     }
 
     /// Retries `f` while the target is unreachable, with backoff, for up to [`PATIENCE`].
@@ -700,12 +723,7 @@ impl Services {
             })
             .await?;
         }
-        let cancelled = self
-            .store()
-            .run_events(&run.id)
-            .await?
-            .iter()
-            .any(|e| e.message == CANCEL_REQUEST);
+        let cancelled = self.cancel_requested(&run.id).await?;
         if exit != Some(0) {
             if cancelled {
                 return Ok((

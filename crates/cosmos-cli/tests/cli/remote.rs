@@ -725,3 +725,41 @@ fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
     let failed = &out.json()["items"][0];
     assert_eq!(failed["check"], "authenticated", "{failed}");
 }
+
+#[test]
+fn a_run_killed_while_staging_ends_cancelled_and_never_starts() {
+    let r = Remote::new(&[]);
+    r.run(&["target", "trust", "gpu", "--yes"]).ok();
+    let scene = large_scene(&r.home, 256);
+    let home = r.home.path().display().to_string();
+    let child = r
+        .home
+        .command(&["run", "stop me", s(&scene), "--json"])
+        .env("HOME", &home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cosmos run");
+    let blobs = r.host.root().join("blobs");
+    wait_for("the upload to begin", Duration::from_secs(60), || {
+        !partial_files(&blobs).is_empty()
+    });
+    let id = run_by_prompt(&r, "stop me")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let killed = r.run(&["kill", &id]).ok();
+    assert!(killed.stdout.contains("cancelled"), "{}", killed.stdout);
+
+    // The driver notices at its next step, says so, and starts nothing.
+    let out = child.wait_with_output().expect("cosmos run ends");
+    assert_eq!(out.status.code(), Some(1));
+    let run: Value = serde_json::from_slice(&out.stdout).expect("run json");
+    assert_eq!(run["status"], "cancelled", "{run}");
+    assert!(
+        r.records().is_empty(),
+        "the model started: {:?}",
+        r.records()
+    );
+    assert_eq!(containers(&id), "");
+}
