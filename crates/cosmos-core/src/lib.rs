@@ -10,6 +10,7 @@ pub mod launch;
 pub mod modality;
 pub mod naming;
 pub mod progress;
+pub mod queue;
 pub mod quote;
 pub mod resolution;
 pub mod run;

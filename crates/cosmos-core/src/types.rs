@@ -92,6 +92,15 @@ pub struct Run {
     pub failure_reason: Option<String>,
     pub rating: Option<u8>,
     pub outputs: Vec<RunOutput>,
+    /// The GPUs of its target the scheduler gave it (empty until placed).
+    #[serde(default)]
+    pub devices: Vec<u32>,
+    /// Automatic retries after infrastructure errors so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The failed run this one retries (`cosmos retry`).
+    #[serde(default)]
+    pub retry_of: Option<RunId>,
 }
 
 /// An append-only record of something that happened to a run.

@@ -302,6 +302,7 @@ impl Services {
                 priority: 0,
                 created_at: cosmos_core::now(),
                 note: note.to_owned(),
+                retry_of: None,
             })
             .await?;
         Ok(run)

@@ -332,6 +332,9 @@ impl Services {
                 rating: (status == RunStatus::Succeeded && rng.random_bool(0.3))
                     .then(|| rng.random_range(1..=5)),
                 outputs,
+                devices: Vec::new(),
+                attempts: 0,
+                retry_of: None,
             });
             if batch.runs.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;

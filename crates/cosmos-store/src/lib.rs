@@ -17,8 +17,8 @@ use cosmos_core::{
 
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    ImportBatch, InputSetSummary, Lease, NewPrompt, NewRun, PromptFilter, PromptName,
-    PromptSummary, PromptUpdate, RunFilter, SearchHit,
+    Claim, ClaimRequest, ImportBatch, InputSetSummary, Lease, NewPrompt, NewRun, PromptFilter,
+    PromptName, PromptSummary, PromptUpdate, RunFilter, SearchHit, Worker,
 };
 pub use sqlite::SqliteStore;
 
@@ -106,6 +106,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<bool>;
     async fn release_lease(&self, id: &RunId, owner: &str) -> StoreResult<()>;
     async fn lease(&self, id: &RunId) -> StoreResult<Option<Lease>>;
+
+    /// Claims the first queued run (priority, then age) that fits a target's free GPU slots,
+    /// and places it there: lease, target and devices, in one transaction.
+    async fn claim_run(&self, req: &ClaimRequest<'_>) -> StoreResult<Option<Claim>>;
+    /// Back to the queue after an infrastructure error: one more attempt, not before
+    /// `not_before`, its slots freed.
+    async fn requeue_run(
+        &self,
+        id: &RunId,
+        from: RunStatus,
+        not_before: chrono::DateTime<chrono::Utc>,
+        message: &str,
+    ) -> StoreResult<()>;
+    /// Pauses or resumes the whole queue (`None`) or one target.
+    async fn set_paused(&self, target: Option<&str>, paused: bool) -> StoreResult<()>;
+    /// What is paused: `None` for the whole queue, else target names.
+    async fn paused(&self) -> StoreResult<Vec<Option<String>>>;
+    /// Remembers that a target holds an input set's blobs.
+    async fn note_inputs_on_target(&self, target: &str, set: &InputSetId) -> StoreResult<()>;
+    /// Records (or renews) a live worker.
+    async fn worker_seen(&self, id: &str, host: &str, pid: u32) -> StoreResult<()>;
+    async fn worker_gone(&self, id: &str) -> StoreResult<()>;
+    /// Workers seen within `ttl_ms`.
+    async fn live_workers(&self, ttl_ms: i64) -> StoreResult<Vec<Worker>>;
 
     /// Stores a target; an existing name is an error unless `replace`.
     async fn put_target(&self, target: &Target, replace: bool) -> StoreResult<()>;

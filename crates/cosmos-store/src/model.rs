@@ -91,6 +91,38 @@ pub struct NewRun {
     pub created_at: DateTime<Utc>,
     /// Why the run was queued the way it was (the first event's message).
     pub note: String,
+    /// The failed run this one retries.
+    pub retry_of: Option<RunId>,
+}
+
+/// What a worker asks the queue for.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    /// The lease owner (`cosmos:<host>:<pid>`).
+    pub owner: &'a str,
+    pub ttl_ms: i64,
+    /// Targets that can take work now (reachable), with their slot counts.
+    pub targets: &'a [(String, u32)],
+    /// Only this run (a `cosmos run` executing its own run in-process).
+    pub only: Option<&'a RunId>,
+}
+
+/// A run claimed and placed: its lease is held, its target and GPUs chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub run: RunId,
+    pub target: String,
+    pub devices: Vec<u32>,
+}
+
+/// A live worker process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Worker {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub seen_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Default)]

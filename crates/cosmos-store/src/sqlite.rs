@@ -6,6 +6,7 @@ mod convert;
 mod execution;
 mod inputs;
 mod prompts;
+mod queue;
 mod runs;
 mod targets;
 
@@ -225,6 +226,48 @@ impl Store for SqliteStore {
         steal_from: Option<&str>,
     ) -> StoreResult<bool> {
         execution::take_lease(&self.pool, id, owner, ttl_ms, steal_from).await
+    }
+
+    async fn claim_run(&self, req: &ClaimRequest<'_>) -> StoreResult<Option<Claim>> {
+        queue::claim(&self.pool, req).await
+    }
+
+    async fn requeue_run(
+        &self,
+        id: &RunId,
+        from: RunStatus,
+        not_before: chrono::DateTime<chrono::Utc>,
+        message: &str,
+    ) -> StoreResult<()> {
+        queue::requeue(&self.pool, id, from, not_before, message).await
+    }
+
+    async fn set_paused(&self, target: Option<&str>, paused: bool) -> StoreResult<()> {
+        queue::set_paused(&self.pool, target.unwrap_or(queue::ALL), paused).await
+    }
+
+    async fn paused(&self) -> StoreResult<Vec<Option<String>>> {
+        Ok(queue::paused(&self.pool)
+            .await?
+            .into_iter()
+            .map(|s| (s != queue::ALL).then_some(s))
+            .collect())
+    }
+
+    async fn note_inputs_on_target(&self, target: &str, set: &InputSetId) -> StoreResult<()> {
+        queue::note_inputs(&self.pool, target, set).await
+    }
+
+    async fn worker_seen(&self, id: &str, host: &str, pid: u32) -> StoreResult<()> {
+        queue::worker_seen(&self.pool, id, host, pid).await
+    }
+
+    async fn worker_gone(&self, id: &str) -> StoreResult<()> {
+        queue::worker_gone(&self.pool, id).await
+    }
+
+    async fn live_workers(&self, ttl_ms: i64) -> StoreResult<Vec<Worker>> {
+        queue::workers(&self.pool, ttl_ms).await
     }
 
     async fn release_lease(&self, id: &RunId, owner: &str) -> StoreResult<()> {

@@ -68,6 +68,7 @@ fn new_run(prompt: &PromptId) -> NewRun {
         priority: 0,
         created_at: cosmos_core::now(),
         note: "queued".into(),
+        retry_of: None,
     }
 }
 

@@ -28,11 +28,15 @@ struct RunRow {
     failure_reason: Option<String>,
     rating: Option<i64>,
     outputs: String,
+    gpu_devices: Option<String>,
+    attempts: i64,
+    parent_run_id: Option<String>,
 }
 
 const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.status, r.name, \
     r.prompt_text, r.negative_prompt, r.input_set_id, r.params, r.target, r.priority, \
-    r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs";
+    r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs, \
+    r.gpu_devices, r.attempts, r.parent_run_id";
 
 impl RunRow {
     fn into_run(self) -> StoreResult<Run> {
@@ -55,6 +59,12 @@ impl RunRow {
             failure_reason: self.failure_reason,
             rating: self.rating.and_then(|r| u8::try_from(r).ok()),
             outputs: json("run outputs", &self.outputs)?,
+            devices: match &self.gpu_devices {
+                Some(d) => json("run devices", d)?,
+                None => Vec::new(),
+            },
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            retry_of: parse_opt("run id", self.parent_run_id.as_deref())?,
         })
     }
 }
@@ -94,8 +104,8 @@ pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> 
     let at = millis(new.created_at);
     sqlx::query(
         "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
-         input_set_id, params, gpus, priority, created_at) \
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+         input_set_id, params, gpus, priority, created_at, parent_run_id) \
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(new.id.as_str())
     .bind(new.prompt_id.as_str())
@@ -108,6 +118,7 @@ pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> 
     .bind(i64::from(new.params.gpus))
     .bind(i64::from(new.priority))
     .bind(at)
+    .bind(new.retry_of.as_ref().map(RunId::as_str))
     .execute(&mut *tx)
     .await
     .during("insert a run")?;

@@ -1,0 +1,238 @@
+//! The queue: claiming and placing runs, automatic retries, pauses, workers, and which
+//! targets hold which inputs. A claim is one `BEGIN IMMEDIATE` transaction, so claimers in
+//! any number of processes are serialised by SQLite's write lock and never share a run or a
+//! GPU.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::SqlitePool;
+
+use cosmos_core::queue::{TargetSlots, place};
+use cosmos_core::{RunId, RunStatus};
+
+use super::convert::{json, millis, parse, time, to_json};
+use crate::error::{Context, StoreError, StoreResult};
+use crate::model::{Claim, ClaimRequest, Worker};
+
+/// How many queued runs one claim looks through for one that fits (the rest wait their turn).
+const LOOKAHEAD: i64 = 64;
+/// The scope of a whole-queue pause.
+pub(crate) const ALL: &str = "*";
+
+pub(crate) async fn claim(pool: &SqlitePool, req: &ClaimRequest<'_>) -> StoreResult<Option<Claim>> {
+    let now = millis(chrono::Utc::now());
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .during("begin a claim")?;
+    let paused: Vec<String> = sqlx::query_scalar("SELECT scope FROM queue_pauses")
+        .fetch_all(&mut *tx)
+        .await
+        .during("read the queue's pauses")?;
+    if paused.iter().any(|p| p == ALL) {
+        return Ok(None);
+    }
+    // Slots held: placed runs not finished, except queued ones whose claim lapsed.
+    let held: Vec<(String, String)> = sqlx::query_as(
+        "SELECT target, gpu_devices FROM runs WHERE gpu_devices IS NOT NULL \
+         AND status IN ('queued', 'staging', 'starting', 'running', 'collecting') \
+         AND NOT (status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?))",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await
+    .during("read the GPU slots in use")?;
+    let mut busy: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+    for (target, devices) in &held {
+        let devices: Vec<u32> = json("run devices", devices)?;
+        busy.entry(target.as_str()).or_default().extend(devices);
+    }
+    let slots: Vec<TargetSlots> = req
+        .targets
+        .iter()
+        .filter(|(name, _)| !paused.contains(name))
+        .map(|(name, gpus)| TargetSlots {
+            name: name.clone(),
+            gpus: *gpus,
+            busy: busy.get(name.as_str()).cloned().unwrap_or_default(),
+        })
+        .collect();
+    if slots.iter().all(|s| s.free() == 0) {
+        return Ok(None);
+    }
+    let candidates: Vec<(String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, gpus, target, input_set_id FROM runs INDEXED BY runs_queue \
+         WHERE status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?1) \
+         AND (not_before IS NULL OR not_before <= ?1) AND (?2 IS NULL OR id = ?2) \
+         ORDER BY priority DESC, created_at LIMIT ?3",
+    )
+    .bind(now)
+    .bind(req.only.map(RunId::as_str))
+    .bind(LOOKAHEAD)
+    .fetch_all(&mut *tx)
+    .await
+    .during("read the queue")?;
+    for (id, gpus, target, input_set) in candidates {
+        let holders: BTreeSet<String> = match &input_set {
+            Some(set) => {
+                sqlx::query_scalar("SELECT target FROM target_inputs WHERE input_set_id = ?")
+                    .bind(set)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .during("read where inputs are")?
+                    .into_iter()
+                    .collect()
+            }
+            None => BTreeSet::new(),
+        };
+        let want = u32::try_from(gpus).unwrap_or(1);
+        let Some((target, devices)) =
+            place(want, target.as_deref(), &slots, |t| holders.contains(t))
+        else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE runs SET lease_owner = ?, lease_expires_at = ?, target = ?, gpu_devices = ? \
+             WHERE id = ?",
+        )
+        .bind(req.owner)
+        .bind(now + req.ttl_ms)
+        .bind(&target)
+        .bind(to_json(&devices))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .during("claim a run")?;
+        tx.commit().await.during("commit a claim")?;
+        return Ok(Some(Claim {
+            run: parse("run id", &id)?,
+            target,
+            devices,
+        }));
+    }
+    Ok(None)
+}
+
+/// Puts a run that met an infrastructure error back in the queue, not before `not_before`.
+pub(crate) async fn requeue(
+    pool: &SqlitePool,
+    id: &RunId,
+    from: RunStatus,
+    not_before: chrono::DateTime<chrono::Utc>,
+    message: &str,
+) -> StoreResult<()> {
+    let now = millis(chrono::Utc::now());
+    let mut tx = pool.begin().await.during("begin a transaction")?;
+    let changed = sqlx::query(
+        "UPDATE runs SET status = 'queued', attempts = attempts + 1, not_before = ?, \
+         lease_owner = NULL, lease_expires_at = NULL, gpu_devices = NULL \
+         WHERE id = ? AND status = ?",
+    )
+    .bind(millis(not_before))
+    .bind(id.as_str())
+    .bind(from.as_str())
+    .execute(&mut *tx)
+    .await
+    .during("requeue a run")?;
+    if changed.rows_affected() == 0 {
+        return Err(StoreError::Conflict {
+            id: id.clone(),
+            expected: from,
+            actual: RunStatus::Queued,
+        });
+    }
+    sqlx::query(
+        "INSERT INTO run_events (run_id, at, stage, progress, message) VALUES (?, ?, 'queued', NULL, ?)",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .bind(message)
+    .execute(&mut *tx)
+    .await
+    .during("record a run event")?;
+    tx.commit().await.during("commit a requeue")
+}
+
+pub(crate) async fn set_paused(pool: &SqlitePool, scope: &str, paused: bool) -> StoreResult<()> {
+    let q = if paused {
+        sqlx::query("INSERT OR IGNORE INTO queue_pauses (scope, since) VALUES (?, ?)")
+            .bind(scope)
+            .bind(millis(chrono::Utc::now()))
+    } else {
+        sqlx::query("DELETE FROM queue_pauses WHERE scope = ?").bind(scope)
+    };
+    q.execute(pool).await.during("pause or resume").map(drop)
+}
+
+pub(crate) async fn paused(pool: &SqlitePool) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar("SELECT scope FROM queue_pauses ORDER BY scope")
+        .fetch_all(pool)
+        .await
+        .during("read the queue's pauses")
+}
+
+pub(crate) async fn note_inputs(
+    pool: &SqlitePool,
+    target: &str,
+    input_set: &cosmos_core::InputSetId,
+) -> StoreResult<()> {
+    sqlx::query("INSERT OR IGNORE INTO target_inputs (target, input_set_id) VALUES (?, ?)")
+        .bind(target)
+        .bind(input_set.as_str())
+        .execute(pool)
+        .await
+        .during("record inputs on a target")
+        .map(drop)
+}
+
+pub(crate) async fn worker_seen(
+    pool: &SqlitePool,
+    id: &str,
+    host: &str,
+    pid: u32,
+) -> StoreResult<()> {
+    let now = millis(chrono::Utc::now());
+    sqlx::query(
+        "INSERT INTO workers (id, host, pid, started_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+         ON CONFLICT (id) DO UPDATE SET seen_at = ?4",
+    )
+    .bind(id)
+    .bind(host)
+    .bind(i64::from(pid))
+    .bind(now)
+    .execute(pool)
+    .await
+    .during("record a worker")
+    .map(drop)
+}
+
+pub(crate) async fn worker_gone(pool: &SqlitePool, id: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM workers WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await
+        .during("remove a worker")
+        .map(drop)
+}
+
+/// Workers seen within `ttl_ms`.
+pub(crate) async fn workers(pool: &SqlitePool, ttl_ms: i64) -> StoreResult<Vec<Worker>> {
+    let since = millis(chrono::Utc::now()) - ttl_ms;
+    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT id, host, pid, started_at, seen_at FROM workers WHERE seen_at >= ? ORDER BY started_at",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+    .during("read the workers")?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, host, pid, started, seen)| Worker {
+            id,
+            host,
+            pid: u32::try_from(pid).unwrap_or(0),
+            started_at: time(started),
+            seen_at: time(seen),
+        })
+        .collect())
+}

@@ -1,0 +1,307 @@
+//! The queue against real database files: claims from several connections at once, slots,
+//! pins, preferences, pauses, retries and workers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use cosmos_core::{
+    InputFile, InputKind, InputSet, InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus,
+    VideoInfo,
+};
+use cosmos_store::{ClaimRequest, NewPrompt, NewRun, PromptName, SqliteStore, Store};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn input_set(tag: &str) -> InputSet {
+    let files = vec![InputFile {
+        kind: InputKind::Color,
+        path: format!("/s/{tag}.mp4"),
+        size: 10,
+        sha256: format!("{tag:0>64}"),
+        video: VideoInfo {
+            frames: 48,
+            fps: 24.0,
+            width: 320,
+            height: 180,
+            duration_seconds: 2.0,
+            codec: "h264".into(),
+        },
+    }];
+    InputSet {
+        id: InputSetId::new(),
+        name: tag.into(),
+        dir: "/s".into(),
+        fingerprint: cosmos_core::inputs::fingerprint(&files),
+        created_at: cosmos_core::now(),
+        files,
+    }
+}
+
+/// A prompt on a fresh input set, and a way to queue runs of it.
+struct Queue {
+    store: SqliteStore,
+    prompt: PromptId,
+    set: InputSetId,
+}
+
+impl Queue {
+    async fn open(path: &Path) -> Result<Self, Box<dyn std::error::Error>> {
+        let store = SqliteStore::open(path).await?;
+        let set = input_set("scene");
+        store.insert_input_set(&set).await?;
+        let prompt = store
+            .create_prompt(&NewPrompt {
+                id: PromptId::new(),
+                name: PromptName::Exact("p".into()),
+                text: "t".into(),
+                negative: None,
+                input_set_id: Some(set.id.clone()),
+                parent_id: None,
+                created_at: cosmos_core::now(),
+            })
+            .await?;
+        Ok(Queue {
+            store,
+            prompt: prompt.id,
+            set: set.id,
+        })
+    }
+
+    async fn add(&self, gpus: u32, priority: i32) -> Result<RunId, Box<dyn std::error::Error>> {
+        let params = RunParams {
+            gpus,
+            ..RunParams::default()
+        };
+        let run = self
+            .store
+            .create_run(&NewRun {
+                id: RunId::new(),
+                prompt_id: self.prompt.clone(),
+                kind: RunKind::Transfer,
+                name: None,
+                prompt_text: "t".into(),
+                negative_prompt: None,
+                input_set_id: Some(self.set.clone()),
+                params,
+                priority,
+                created_at: cosmos_core::now(),
+                note: "queued".into(),
+                retry_of: None,
+            })
+            .await?;
+        Ok(run.id)
+    }
+}
+
+fn targets(list: &[(&str, u32)]) -> Vec<(String, u32)> {
+    list.iter().map(|(n, g)| ((*n).to_owned(), *g)).collect()
+}
+
+fn req<'a>(owner: &'a str, targets: &'a [(String, u32)]) -> ClaimRequest<'a> {
+    ClaimRequest {
+        owner,
+        ttl_ms: 60_000,
+        targets,
+        only: None,
+    }
+}
+
+#[test]
+fn concurrent_claimers_never_share_a_run_or_a_gpu() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("cosmos.db");
+    let rt = runtime();
+    let total = rt.block_on(async {
+        let q = Queue::open(&path).await?;
+        for i in 0..90u32 {
+            q.add([1, 2, 1, 4][i as usize % 4], 0).await?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(90usize)
+    })?;
+    let slots = targets(&[("a", 4), ("b", 2), ("c", 8)]);
+    // Devices held right now, per target: a claim that overlaps one is a double booking.
+    let held: Arc<Mutex<BTreeMap<String, BTreeSet<u32>>>> = Arc::default();
+    let claimed: Arc<Mutex<Vec<RunId>>> = Arc::default();
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            let (path, slots, held, claimed) =
+                (path.clone(), slots.clone(), held.clone(), claimed.clone());
+            std::thread::spawn(move || {
+                runtime().block_on(async move {
+                    let store = SqliteStore::open(&path).await.expect("store");
+                    let owner = format!("worker-{w}");
+                    let mut idle = 0;
+                    while idle < 50 {
+                        let Some(c) = store.claim_run(&req(&owner, &slots)).await.expect("claim")
+                        else {
+                            idle += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                            continue;
+                        };
+                        idle = 0;
+                        {
+                            let mut h = held.lock().expect("held");
+                            let set = h.entry(c.target.clone()).or_default();
+                            for d in &c.devices {
+                                assert!(
+                                    set.insert(*d),
+                                    "device {d} of {} handed out twice",
+                                    c.target
+                                );
+                            }
+                        }
+                        claimed.lock().expect("claimed").push(c.run.clone());
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        {
+                            let mut h = held.lock().expect("held");
+                            let set = h.entry(c.target.clone()).or_default();
+                            for d in &c.devices {
+                                set.remove(d);
+                            }
+                        }
+                        store
+                            .transition(&c.run, RunStatus::Queued, RunStatus::Staging, "go")
+                            .await
+                            .expect("staging");
+                        store
+                            .transition(&c.run, RunStatus::Staging, RunStatus::Failed, "done")
+                            .await
+                            .expect("done");
+                    }
+                })
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| "a worker panicked")?;
+    }
+    let claimed = claimed.lock().map_err(|_| "poisoned")?.clone();
+    let distinct: BTreeSet<&RunId> = claimed.iter().collect();
+    assert_eq!(claimed.len(), total, "every run claimed");
+    assert_eq!(distinct.len(), total, "no run claimed twice");
+    Ok(())
+}
+
+#[test]
+fn placement_follows_slots_pins_inputs_priority_pauses_and_retries() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        let q = Queue::open(&dir.path().join("cosmos.db")).await?;
+        let s = &q.store;
+        let two = targets(&[("a", 2), ("b", 2)]);
+
+        // Priority first, then age; a claimed run holds its devices.
+        let low = q.add(1, 0).await?;
+        let high = q.add(2, 5).await?;
+        let c = s.claim_run(&req("w", &two)).await?.ok_or("a claim")?;
+        assert_eq!(
+            (c.run.clone(), c.target.as_str(), c.devices.clone()),
+            (high.clone(), "a", vec![0, 1])
+        );
+        let run = s.run(&high).await?;
+        assert_eq!(run.devices, vec![0, 1]);
+        assert_eq!(run.target.as_deref(), Some("a"));
+        let c = s.claim_run(&req("w", &two)).await?.ok_or("a claim")?;
+        assert_eq!((c.run, c.target.as_str()), (low.clone(), "b"));
+
+        // Full: a 2-GPU run waits, a 1-GPU run fits the last slot.
+        let big = q.add(2, 0).await?;
+        let small = q.add(1, 0).await?;
+        let c = s.claim_run(&req("w", &two)).await?.ok_or("a claim")?;
+        assert_eq!(
+            (c.run, c.target.as_str(), c.devices),
+            (small.clone(), "b", vec![1])
+        );
+        assert_eq!(s.claim_run(&req("w", &two)).await?, None);
+        // Finishing frees the slots.
+        s.transition(&high, RunStatus::Queued, RunStatus::Cancelled, "x")
+            .await?;
+        let c = s.claim_run(&req("w", &two)).await?.ok_or("a claim")?;
+        assert_eq!(c.run, big);
+        for id in [&low, &small, &big] {
+            s.transition(id, RunStatus::Queued, RunStatus::Cancelled, "x")
+                .await?;
+        }
+
+        // A target holding the inputs is preferred over a roomier one.
+        let wide = targets(&[("a", 2), ("b", 8)]);
+        let r = q.add(1, 0).await?;
+        s.note_inputs_on_target("a", &q.set).await?;
+        let c = s.claim_run(&req("w", &wide)).await?.ok_or("a claim")?;
+        assert_eq!((c.run.clone(), c.target.as_str()), (r.clone(), "a"));
+        s.transition(&r, RunStatus::Queued, RunStatus::Cancelled, "x")
+            .await?;
+
+        // A lapsed claim frees the run and its slots for the next claimer.
+        let r = q.add(2, 0).await?;
+        let lapsed = ClaimRequest {
+            ttl_ms: -1,
+            ..req("dead", &two)
+        };
+        assert_eq!(s.claim_run(&lapsed).await?.ok_or("a claim")?.run, r);
+        let c = s.claim_run(&req("alive", &two)).await?.ok_or("a claim")?;
+        assert_eq!((c.run.clone(), c.devices), (r.clone(), vec![0, 1]));
+        s.transition(&r, RunStatus::Queued, RunStatus::Cancelled, "x")
+            .await?;
+
+        // Pauses: the whole queue, then one target.
+        let r = q.add(1, 0).await?;
+        s.set_paused(None, true).await?;
+        assert_eq!(s.claim_run(&req("w", &two)).await?, None);
+        s.set_paused(None, false).await?;
+        s.set_paused(Some("a"), true).await?;
+        assert_eq!(s.paused().await?, vec![Some("a".to_owned())]);
+        let c = s.claim_run(&req("w", &two)).await?.ok_or("a claim")?;
+        assert_eq!((c.run.clone(), c.target.as_str()), (r.clone(), "b"));
+        s.set_paused(Some("a"), false).await?;
+
+        // A retry waits its turn and frees its slots; `only` claims one run.
+        s.transition(&r, RunStatus::Queued, RunStatus::Staging, "go")
+            .await?;
+        let later = cosmos_core::now() + chrono::Duration::milliseconds(300);
+        s.requeue_run(&r, RunStatus::Staging, later, "retrying")
+            .await?;
+        let run = s.run(&r).await?;
+        assert_eq!(
+            (run.status, run.attempts, run.devices.len()),
+            (RunStatus::Queued, 1, 0)
+        );
+        let other = q.add(1, 0).await?;
+        let only = ClaimRequest {
+            only: Some(&r),
+            ..req("w", &two)
+        };
+        assert_eq!(s.claim_run(&only).await?, None, "not before its time");
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        assert_eq!(s.claim_run(&only).await?.ok_or("a claim")?.run, r);
+        assert_eq!(
+            s.claim_run(&req("w", &two)).await?.ok_or("a claim")?.run,
+            other
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn workers_are_live_while_they_are_seen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        let s = SqliteStore::open(&dir.path().join("cosmos.db")).await?;
+        s.worker_seen("w1", "host", 42).await?;
+        s.worker_seen("w1", "host", 42).await?;
+        assert_eq!(s.live_workers(10_000).await?.len(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert!(s.live_workers(10).await?.is_empty(), "not seen lately");
+        s.worker_gone("w1").await?;
+        assert!(s.live_workers(10_000).await?.is_empty());
+        Ok(())
+    })
+}
