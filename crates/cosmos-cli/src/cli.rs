@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    completions, config, dev, init, inputs, list, logs, prompt, quickstart, run, search, show,
-    target,
+    completions, config, dev, init, inputs, list, logs, prompt, queue, quickstart, run, search,
+    show, target,
 };
 
 const EXAMPLES: &str = "\
@@ -54,6 +54,13 @@ pub enum Command {
     /// Add, inspect, trust and check GPU targets
     #[command(subcommand)]
     Target(target::Command),
+    /// Run queued runs on free GPU slots across the targets, until Ctrl-C or SIGTERM
+    Worker(queue::WorkerArgs),
+    /// Pause or resume placing queued runs (all, or one target)
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// Run a failed or cancelled run again, as a new run linked to it
+    Retry(queue::RetryArgs),
     /// Print a run's model log; -f follows it (and reattaches to the run)
     Logs(logs::LogsArgs),
     /// Cancel a run: kill its model (or drop it from the queue)

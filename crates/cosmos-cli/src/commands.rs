@@ -8,6 +8,7 @@ pub mod inputs;
 pub mod list;
 pub mod logs;
 pub mod prompt;
+pub mod queue;
 pub mod quickstart;
 pub mod run;
 pub mod search;
@@ -37,6 +38,9 @@ pub async fn dispatch(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCo
         Command::Inputs(cmd) => cmd.run(&ctx).await,
         Command::Prompt(cmd) => cmd.run(&ctx).await,
         Command::Run(args) => args.run(&ctx).await,
+        Command::Worker(args) => args.run(&ctx).await,
+        Command::Queue(cmd) => cmd.run(&ctx).await,
+        Command::Retry(args) => args.run(&ctx).await,
         Command::List(args) => args.run(&ctx).await,
         Command::Quickstart(args) => args.run(&ctx).await,
         Command::Target(cmd) => cmd.run(&ctx).await,

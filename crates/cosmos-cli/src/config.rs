@@ -19,7 +19,24 @@ pub struct Config {
     /// Run parameters used when a run does not give them.
     pub defaults: RunParams,
     pub target: TargetDefaults,
+    pub queue: QueueConfig,
     pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub max_retries: u32,
+    pub retry_backoff_seconds: f64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            retry_backoff_seconds: 5.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +179,18 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
         "shm_size",
         "\"16g\"",
         "Shared memory for the container (docker --shm-size).",
+    ),
+    (
+        "queue",
+        "max_retries",
+        "3",
+        "Automatic retries of a run that could not be staged (target unreachable) before it fails.",
+    ),
+    (
+        "queue",
+        "retry_backoff_seconds",
+        "5.0",
+        "Wait before the first automatic retry; each further one waits twice as long.",
     ),
     (
         "secrets",

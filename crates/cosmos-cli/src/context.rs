@@ -51,11 +51,18 @@ impl Ctx {
             Arc::new(store),
             Ffprobe::new(&self.settings.config.media.ffprobe),
         )
-        .with_exec(ExecEnv::new(
-            self.settings.paths.data_dir.clone(),
-            self.known_hosts(),
-            secrets,
-        )))
+        .with_exec(
+            ExecEnv::new(
+                self.settings.paths.data_dir.clone(),
+                self.known_hosts(),
+                secrets,
+            )
+            .with_retry(cosmos_engine::RetryPolicy {
+                max_attempts: self.settings.config.queue.max_retries,
+                backoff_ms: (self.settings.config.queue.retry_backoff_seconds.max(0.0) * 1000.0)
+                    as u64,
+            }),
+        ))
     }
 
     /// cosmos's own known_hosts file, beside the config file.

@@ -11,6 +11,8 @@ use anyhow::Result;
 use cosmos_core::{Run, RunId, RunStatus};
 use cosmos_engine::{DriveOutcome, EngineError, Services, Update};
 
+use crate::context::Ctx;
+
 /// How a foreground drive ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -161,6 +163,72 @@ pub async fn drive(
     }
 }
 
+/// Runs a queued run in this process: waits for free GPU slots, claims it (the placement
+/// picks the target and GPUs), drives it, and again if it comes back to the queue.
+pub async fn run_here(services: &Services, id: &RunId, quiet: bool) -> Result<Ended> {
+    let mut waiting = false;
+    loop {
+        let run = services.store().run(id).await?;
+        if run.status.is_terminal() {
+            return Ok(Ended::Finished(Box::new(run)));
+        }
+        if run.status == RunStatus::Queued {
+            match services.claim_own(id).await? {
+                Some(claim) => {
+                    let devices: Vec<String> = claim.devices.iter().map(u32::to_string).collect();
+                    if !quiet {
+                        eprintln!("[placed] on {} (GPU {})", claim.target, devices.join(","));
+                    }
+                }
+                None => {
+                    if !waiting && !quiet {
+                        eprintln!(
+                            "[queued] waiting for free GPU slots (`cosmos status` shows who holds them; Ctrl-C leaves the run queued)"
+                        );
+                    }
+                    waiting = true;
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    continue;
+                }
+            }
+        }
+        match drive(services, id, None, false, quiet).await? {
+            Ended::Detached => return Ok(Ended::Detached),
+            Ended::Finished(run) if run.status.is_terminal() => return Ok(Ended::Finished(run)),
+            Ended::Finished(_) => {}
+        }
+    }
+}
+
+/// Follows a run another process drives (a worker), from the events it stores: status
+/// changes and progress as they happen, never asking the target. Ctrl-C stops following.
+pub async fn follow_store(services: &Services, id: &RunId, quiet: bool) -> Result<Ended> {
+    let mut seen = 0usize;
+    loop {
+        let events = services.store().run_events(id).await?;
+        for e in events.iter().skip(seen) {
+            if !quiet {
+                match e.progress {
+                    Some(p) => eprintln!("[{}] {} ({:.0}%)", e.stage, e.message, p * 100.0),
+                    None => eprintln!("[{}] {}", e.stage, e.message),
+                }
+            }
+        }
+        seen = events.len();
+        let run = services.store().run(id).await?;
+        if run.status.is_terminal() {
+            return Ok(Ended::Finished(Box::new(run)));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopped following: run {id} goes on; `cosmos logs -f {id}` follows it again");
+                return Ok(Ended::Detached);
+            }
+        }
+    }
+}
+
 /// Prints a finished run's result: the output path on stdout, the reason on stderr.
 pub fn report(run: &Run) -> std::process::ExitCode {
     match run.status {
@@ -181,4 +249,85 @@ pub fn report(run: &Run) -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// Executes a queued run to its end and reports it (`cosmos run`, `cosmos retry`): a live
+/// worker runs it and this process follows its events; without one it runs here, finishing
+/// beside it any runs a crashed cosmos left behind.
+pub async fn execute(
+    ctx: &Ctx,
+    services: &Services,
+    id: &RunId,
+    json: bool,
+) -> Result<std::process::ExitCode> {
+    let ended = if !services
+        .store()
+        .live_workers(cosmos_engine::WORKER_TTL_MS)
+        .await?
+        .is_empty()
+    {
+        ctx.say(
+            "run",
+            &format!("{id} queued; a worker runs it (following its progress)"),
+        );
+        follow_store(services, id, json).await
+    } else {
+        ctx.say("run", &id.to_string());
+        let leftovers = finish_orphans(services, ctx).await?;
+        let ended = run_here(services, id, json).await;
+        if let Some(task) = leftovers {
+            if matches!(ended, Ok(Ended::Finished(_))) {
+                if !task.is_finished() {
+                    ctx.say("note", "waiting for the runs an earlier cosmos left behind");
+                }
+                let _ = task.await;
+            } else {
+                task.abort();
+            }
+        }
+        ended
+    };
+    match ended? {
+        Ended::Detached => Ok(std::process::ExitCode::SUCCESS),
+        Ended::Finished(run) if json => {
+            crate::output::json(&mut std::io::stdout().lock(), &run)?;
+            Ok(std::process::ExitCode::from(
+                if run.status == RunStatus::Succeeded {
+                    0
+                } else {
+                    1
+                },
+            ))
+        }
+        Ended::Finished(run) => Ok(report(&run)),
+    }
+}
+
+/// Drives, beside this run, the runs a crashed cosmos left unfinished (DESIGN.md §3,
+/// invariant 1): they are collected or reattached without the user asking.
+async fn finish_orphans(
+    services: &Services,
+    ctx: &Ctx,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let orphans = services.orphaned_runs().await?;
+    if orphans.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<String> = orphans.iter().map(|r| r.id.to_string()).collect();
+    ctx.say(
+        "note",
+        &format!(
+            "also finishing {} left behind by an earlier cosmos",
+            ids.join(", ")
+        ),
+    );
+    let services = services.clone();
+    Ok(Some(tokio::spawn(async move {
+        for run in orphans {
+            let quiet: cosmos_engine::Observer = std::sync::Arc::new(|_| {});
+            if let Err(e) = services.drive_run(&run.id, None, quiet).await {
+                tracing::warn!("{}: {e}", run.id);
+            }
+        }
+    })))
 }

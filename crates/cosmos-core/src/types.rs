@@ -101,6 +101,9 @@ pub struct Run {
     /// The failed run this one retries (`cosmos retry`).
     #[serde(default)]
     pub retry_of: Option<RunId>,
+    /// The target the user asked for (`--target`); otherwise the scheduler places the run.
+    #[serde(default)]
+    pub target_pin: Option<String>,
 }
 
 /// An append-only record of something that happened to a run.

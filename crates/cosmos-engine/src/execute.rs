@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use cosmos_core::launch::{RunLayout, TransferLaunch, container_name, torchrun_argv};
 use cosmos_core::progress::{Milestone, ProgressParser, classify_failure};
+use cosmos_core::queue::retry_delay_ms;
 use cosmos_core::{InputFile, Run, RunId, RunOutput, RunStatus, RuntimeKind};
 use cosmos_remote::blobs::{self, LocalBlob};
 use cosmos_remote::runtime::{Launch, ModelState};
@@ -50,11 +51,14 @@ pub enum DriveOutcome {
 }
 
 /// How long a lease lasts without a heartbeat, and how often it is renewed.
-const LEASE_TTL_MS: i64 = 30_000;
+pub(crate) const LEASE_TTL_MS: i64 = 30_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long an unreachable target is waited for before the driver gives up (the run stays
 /// as it is, to be reconciled later: unreachable is not failed).
 const PATIENCE: Duration = Duration::from_secs(15 * 60);
+/// How long staging waits for an unreachable target before the run goes back to the queue
+/// (nothing has started yet, so another target may take it).
+const STAGING_PATIENCE: Duration = Duration::from_secs(20);
 /// How long a target's passed preflight is trusted before it is checked again.
 const PREFLIGHT_FRESH: Duration = Duration::from_secs(60);
 /// Room kept free on a target beyond the inputs, for the model's outputs and log.
@@ -74,7 +78,7 @@ fn hostname() -> String {
 }
 
 /// This process's lease owner name: `cosmos:<host>:<pid>`.
-pub(crate) fn owner_id() -> String {
+pub fn owner_id() -> String {
     format!("cosmos:{}:{}", hostname(), std::process::id())
 }
 
@@ -98,6 +102,24 @@ pub fn local_log(data_dir: &Path, id: &RunId) -> PathBuf {
 
 pub fn local_outputs(data_dir: &Path, id: &RunId) -> PathBuf {
     data_dir.join("outputs").join(id.as_str())
+}
+
+/// Aborts a spawned task when dropped.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The GPUs a run uses: those the scheduler gave it, else the first `--gpus` of them.
+fn devices_of(run: &Run) -> Vec<u32> {
+    if run.devices.is_empty() {
+        (0..run.params.gpus).collect()
+    } else {
+        run.devices.clone()
+    }
 }
 
 /// Lists a run's outputs with their hashes: `sh -c SCRIPT sh OUTPUTS_DIR`.
@@ -149,7 +171,9 @@ impl Services {
         obs: Observer,
     ) -> EngineResult<DriveOutcome> {
         let owner = self.acquire(id).await?;
-        let beat = {
+        // Renews the lease while the drive lives, also when the drive is dropped midway (a
+        // worker stopping): the guard ends the heartbeat with it.
+        let _beat = AbortOnDrop({
             let (me, id, owner) = (self.clone(), id.clone(), owner.clone());
             tokio::spawn(async move {
                 loop {
@@ -157,9 +181,8 @@ impl Services {
                     let _ = me.store().take_lease(&id, &owner, LEASE_TTL_MS, None).await;
                 }
             })
-        };
+        });
         let result = self.drive_inner(id, target, &obs).await;
-        beat.abort();
         let _ = self.store().release_lease(id, &owner).await;
         result.map(DriveOutcome::Done)
     }
@@ -219,6 +242,34 @@ impl Services {
                         .await?
                     }
                     Err(Staging::Fail(reason)) => step(RunStatus::Failed, reason).await?,
+                    // Nothing started yet: the run can wait and go where there is room.
+                    Err(Staging::Error(EngineError::Remote(e))) if e.is_transient() => {
+                        let policy = self.exec_env()?.retry;
+                        if run.attempts >= policy.max_attempts {
+                            step(
+                                RunStatus::Failed,
+                                format!(
+                                    "gave up after {} attempts to stage it: {e}",
+                                    run.attempts + 1
+                                ),
+                            )
+                            .await?;
+                            continue;
+                        }
+                        let attempt = run.attempts + 1;
+                        let wait = retry_delay_ms(policy.backoff_ms, attempt);
+                        let message = format!(
+                            "{e}; back in the queue for retry {attempt} of {} in {:.0} s",
+                            policy.max_attempts,
+                            wait as f64 / 1000.0
+                        );
+                        let at = cosmos_core::now() + chrono::Duration::milliseconds(wait as i64);
+                        self.store()
+                            .requeue_run(id, RunStatus::Staging, at, &message)
+                            .await?;
+                        obs(Update::Status(RunStatus::Queued, message));
+                        return Ok(self.store().run(id).await?);
+                    }
                     Err(Staging::Error(e)) => return Err(e),
                 },
                 RunStatus::Starting if self.cancel_requested(id).await? => {
@@ -237,13 +288,13 @@ impl Services {
                         cosmos_dir: &target.config.cosmos_dir,
                         image: &target.config.image,
                         shm_size: &target.config.shm_size,
-                        gpu_devices: &(0..run.params.gpus).collect::<Vec<u32>>(),
+                        gpu_devices: &devices_of(&run),
                         command: launch,
                     };
                     // Starting is idempotent (a container of that name, a pid file): a
                     // driver that died after starting the model starts nothing new.
                     let state = self
-                        .patiently("start the model", obs, || c.runtime.start(&c.host, &l))
+                        .patiently(&c, "start the model", obs, || c.runtime.start(&c.host, &l))
                         .await;
                     match state {
                         Ok(_) => {
@@ -291,18 +342,46 @@ impl Services {
         Ok(events.iter().any(|e| e.message == CANCEL_REQUEST))
     }
 
-    /// Retries `f` while the target is unreachable, with backoff, for up to [`PATIENCE`].
-    async fn patiently<T, F, Fut>(&self, what: &str, obs: &Observer, mut f: F) -> EngineResult<T>
+    /// Retries `f` while the target is unreachable, with backoff, for up to `patience`
+    /// (staging gives up sooner: the run can go elsewhere); keeps the target's health.
+    async fn patiently<T, F, Fut>(
+        &self,
+        c: &Connected,
+        what: &str,
+        obs: &Observer,
+        f: F,
+    ) -> EngineResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = RemoteResult<T>>,
     {
+        self.retrying(PATIENCE, c, what, obs, f).await
+    }
+
+    async fn retrying<T, F, Fut>(
+        &self,
+        patience: Duration,
+        c: &Connected,
+        what: &str,
+        obs: &Observer,
+        mut f: F,
+    ) -> EngineResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = RemoteResult<T>>,
+    {
+        let health = self.exec_env()?;
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(500);
         loop {
-            match f().await {
+            let result = f().await;
+            health.mark_reachable(
+                &c.target.name,
+                !matches!(&result, Err(e) if e.is_transient()),
+            );
+            match result {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() && started.elapsed() < PATIENCE => {
+                Err(e) if e.is_transient() && started.elapsed() < patience => {
                     obs(Update::Note(format!(
                         "{what}: {e}; retrying in {:.0?}",
                         pause
@@ -441,7 +520,7 @@ impl Services {
             )));
         }
         let (paths, sent) = self
-            .patiently("upload inputs", obs, || {
+            .retrying(STAGING_PATIENCE, c, "upload inputs", obs, || {
                 blobs::upload_all(h, &cfg.root, &blobs_in, 4, report.clone())
             })
             .await
@@ -490,6 +569,12 @@ impl Services {
         if cfg.runtime == RuntimeKind::None {
             lines.push_str(&format!("PYTHONPATH={}\n", cfg.cosmos_dir));
         }
+        // `--gpus device=…` renumbers the devices inside the container; without it the model
+        // sees every GPU and is told which are its own.
+        if cfg.runtime == RuntimeKind::None || !cfg.gpu_flag {
+            let devices: Vec<String> = devices_of(run).iter().map(u32::to_string).collect();
+            lines.push_str(&format!("CUDA_VISIBLE_DEVICES={}\n", devices.join(",")));
+        }
         for (k, v) in cfg.env.iter().chain(env.secrets.iter()) {
             if v.contains('\n') {
                 return Err(Staging::Fail(format!(
@@ -525,7 +610,9 @@ impl Services {
                 .runtime
                 .docker(&["image", "inspect", "--format", "{{.Id}}", &cfg.image]);
             let out = self
-                .patiently("check the image", obs, || h.runner.run(&argv))
+                .retrying(STAGING_PATIENCE, c, "check the image", obs, || {
+                    h.runner.run(&argv)
+                })
                 .await?;
             if !out.success() {
                 return Err(Staging::Fail(format!(
@@ -538,7 +625,9 @@ impl Services {
         let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
         let test = args(&["test", "-d", &ckpt]);
         let out = self
-            .patiently("check the checkpoints", obs, || h.runner.run(&test))
+            .retrying(STAGING_PATIENCE, c, "check the checkpoints", obs, || {
+                h.runner.run(&test)
+            })
             .await?;
         if !out.success() {
             return Err(Staging::Fail(format!(
@@ -550,7 +639,9 @@ impl Services {
         if !cfg.rehearsal {
             let smi = args(&GPU_QUERY);
             let out = self
-                .patiently("count the GPUs", obs, || h.runner.run(&smi))
+                .retrying(STAGING_PATIENCE, c, "count the GPUs", obs, || {
+                    h.runner.run(&smi)
+                })
                 .await?;
             let found = parse_gpus(&out.stdout_text()).len() as u32;
             if !out.success() || found == 0 {
@@ -667,7 +758,7 @@ impl Services {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             let state = self
-                .patiently("read the model's state", obs, || {
+                .patiently(c, "read the model's state", obs, || {
                     c.runtime.state(&c.host, &run.id, layout)
                 })
                 .await;
@@ -701,7 +792,7 @@ impl Services {
         let state = match seen_end {
             Some(s) => s,
             None => {
-                self.patiently("read the exit status", obs, || {
+                self.patiently(c, "read the exit status", obs, || {
                     c.runtime.state(&c.host, &run.id, layout)
                 })
                 .await?
@@ -718,7 +809,7 @@ impl Services {
             ModelState::Vanished | ModelState::Absent => None,
         };
         if state != ModelState::Absent {
-            self.patiently("save the model log", obs, || {
+            self.patiently(c, "save the model log", obs, || {
                 c.runtime.save_log(&c.host, &run.id, layout)
             })
             .await?;
@@ -740,7 +831,7 @@ impl Services {
         // Names and hashes in one round trip: `<sha256>  ./<relative path>` per file.
         let list = args(&["sh", "-c", LIST_OUTPUTS, "sh", &layout.outputs()]);
         let listed = self
-            .patiently("list outputs", obs, || c.host.runner.run(&list))
+            .patiently(c, "list outputs", obs, || c.host.runner.run(&list))
             .await?
             .check("list outputs")?;
         let mut remote: Vec<(String, String)> = Vec::new();
@@ -798,7 +889,7 @@ impl Services {
                 })
             };
             let (sha256, size_got) = self
-                .patiently("download outputs", obs, || {
+                .patiently(c, "download outputs", obs, || {
                     blobs::download(&c.host, &r, Some(sha), &local, &report)
                 })
                 .await?;

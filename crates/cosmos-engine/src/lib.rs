@@ -1,7 +1,7 @@
 //! cosmos-engine: the service layer every front end (CLI, HTTP API, dashboard) calls. It owns
 //! the workflows — registering input sets, creating prompts, planning and queueing runs,
-//! resolving id prefixes — over a [`cosmos_store::Store`]. The scheduler, workers and event
-//! bus will live here too.
+//! resolving id prefixes, executing runs on targets, and the workers that drain the queue —
+//! over a [`cosmos_store::Store`].
 //!
 //! Must not depend on cosmos-web or cosmos-cli.
 
@@ -13,6 +13,7 @@ mod resolve;
 mod runs;
 mod seed;
 mod targets;
+mod worker;
 
 use std::sync::Arc;
 
@@ -20,13 +21,14 @@ use cosmos_media::Ffprobe;
 use cosmos_store::Store;
 
 pub use error::{EngineError, EngineResult};
-pub use execute::{DriveOutcome, Observer, Update};
+pub use execute::{DriveOutcome, Observer, Update, owner_id};
 pub use inputs::{AddedInputSet, InspectedInputs};
 pub use prompts::{CreatePromptRequest, EditPromptRequest, InputsRef};
 pub use resolve::Resolved;
 pub use runs::{LaunchDefaults, PlannedPrompt, RunPlan, RunRequest, RunSubject};
 pub use seed::{SeedReport, SeedRequest};
-pub use targets::{CheckItem, Connected, ExecEnv, Gpu, runtime_of, ssh_spec};
+pub use targets::{CheckItem, Connected, ExecEnv, Gpu, RetryPolicy, runtime_of, ssh_spec};
+pub use worker::{WORKER_TTL_MS, WorkerNote, WorkerObserver};
 
 /// Where a run's files go locally.
 pub mod execute_paths {

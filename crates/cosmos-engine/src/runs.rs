@@ -264,7 +264,37 @@ impl Services {
     }
 
     /// Stores what the plan needs (input set, prompt) and the run itself, as `queued`.
-    pub async fn submit_run(&self, mut plan: RunPlan, note: &str) -> EngineResult<Run> {
+    /// A failed or cancelled run again: a new queued run with the same prompt, inputs,
+    /// parameters and target choice, linked to the old one.
+    pub async fn retry_run(&self, id: &RunId) -> EngineResult<Run> {
+        let old = self.store().run(id).await?;
+        Ok(self
+            .store()
+            .create_run(&NewRun {
+                id: RunId::new(),
+                prompt_id: old.prompt_id.clone(),
+                kind: old.kind,
+                name: old.name.clone(),
+                prompt_text: old.prompt_text.clone(),
+                negative_prompt: old.negative_prompt.clone(),
+                input_set_id: old.input_set_id.clone(),
+                params: old.params.clone(),
+                priority: old.priority,
+                created_at: cosmos_core::now(),
+                note: format!("retry of {id}"),
+                retry_of: Some(id.clone()),
+                target_pin: old.target_pin.clone(),
+            })
+            .await?)
+    }
+
+    /// Stores a planned run in the queue; `pin` keeps it on one target.
+    pub async fn submit_run(
+        &self,
+        mut plan: RunPlan,
+        note: &str,
+        pin: Option<&str>,
+    ) -> EngineResult<Run> {
         let pending = plan
             .pending
             .take()
@@ -303,6 +333,7 @@ impl Services {
                 created_at: cosmos_core::now(),
                 note: note.to_owned(),
                 retry_of: None,
+                target_pin: pin.map(str::to_owned),
             })
             .await?;
         Ok(run)

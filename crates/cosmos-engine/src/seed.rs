@@ -335,6 +335,7 @@ impl Services {
                 devices: Vec::new(),
                 attempts: 0,
                 retry_of: None,
+                target_pin: None,
             });
             if batch.runs.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;

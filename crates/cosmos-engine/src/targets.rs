@@ -29,6 +29,28 @@ pub struct ExecEnv {
     connections: Mutex<HashMap<String, Arc<SshConnection>>>,
     /// Targets whose image, checkpoints and GPUs were checked lately.
     pub(crate) preflights: Mutex<HashMap<String, Preflight>>,
+    /// Targets this process could not reach lately, and since when: they get no new work.
+    unreachable: Mutex<HashMap<String, std::time::Instant>>,
+    /// Automatic retries of runs that met an infrastructure error before their model started.
+    pub retry: RetryPolicy,
+}
+
+/// How often, and how patiently, a run that could not be staged is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Automatic retries before the run fails.
+    pub max_attempts: u32,
+    /// The first wait; each further one doubles (at most ten minutes).
+    pub backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff_ms: 5_000,
+        }
+    }
 }
 
 /// A target's passed preflight: when, with which configuration, and how many GPUs it showed
@@ -48,7 +70,34 @@ impl ExecEnv {
             secrets,
             connections: Mutex::new(HashMap::new()),
             preflights: Mutex::new(HashMap::new()),
+            unreachable: Mutex::new(HashMap::new()),
+            retry: RetryPolicy::default(),
         }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Records whether a target answered; the scheduler gives unreachable ones no new work.
+    pub fn mark_reachable(&self, target: &str, reachable: bool) {
+        if let Ok(mut map) = self.unreachable.lock() {
+            if reachable {
+                map.remove(target);
+            } else {
+                map.entry(target.to_owned())
+                    .or_insert_with(std::time::Instant::now);
+            }
+        }
+    }
+
+    /// Targets not reachable lately, with how long ago that was first seen.
+    pub fn unreachable_targets(&self) -> HashMap<String, std::time::Instant> {
+        self.unreachable
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     pub fn known(&self) -> KnownHosts {

@@ -93,6 +93,8 @@ pub struct NewRun {
     pub note: String,
     /// The failed run this one retries.
     pub retry_of: Option<RunId>,
+    /// The target the user chose; `None` lets the scheduler place it.
+    pub target_pin: Option<String>,
 }
 
 /// What a worker asks the queue for.

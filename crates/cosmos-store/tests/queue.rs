@@ -95,6 +95,7 @@ impl Queue {
                 created_at: cosmos_core::now(),
                 note: "queued".into(),
                 retry_of: None,
+                target_pin: None,
             })
             .await?;
         Ok(run.id)

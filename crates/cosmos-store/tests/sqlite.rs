@@ -69,6 +69,7 @@ fn new_run(prompt: &PromptId) -> NewRun {
         created_at: cosmos_core::now(),
         note: "queued".into(),
         retry_of: None,
+        target_pin: None,
     }
 }
 

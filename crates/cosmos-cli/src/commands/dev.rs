@@ -93,7 +93,9 @@ impl OverheadArgs {
                 name: None,
             };
             let plan = services.plan_run(&request, &launch).await?;
-            let run = services.submit_run(plan, "overhead benchmark").await?;
+            let run = services
+                .submit_run(plan, "overhead benchmark", Some(&target.name))
+                .await?;
             let cosmos_engine::DriveOutcome::Done(run) = services
                 .drive_run(&run.id, Some(&target.name), quiet.clone())
                 .await?;

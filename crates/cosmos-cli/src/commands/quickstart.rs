@@ -158,7 +158,9 @@ impl Args {
                 &cosmos_engine::LaunchDefaults::for_target(&target),
             )
             .await?;
-        let run = services.submit_run(plan, "quickstart rehearsal").await?;
+        let run = services
+            .submit_run(plan, "quickstart rehearsal", Some(REHEARSAL))
+            .await?;
         ctx.say(
             "quickstart",
             &format!(
@@ -166,7 +168,7 @@ impl Args {
                 run.id
             ),
         );
-        let run = match live::drive(&services, &run.id, Some(REHEARSAL), false, false).await? {
+        let run = match live::run_here(&services, &run.id, false).await? {
             Ended::Finished(run) => run,
             Ended::Detached => return Ok(ExitCode::SUCCESS),
         };

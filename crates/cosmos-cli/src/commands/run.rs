@@ -172,7 +172,9 @@ impl Args {
             Some(t) => format!("queued for target {}", t.name),
             None => "queued; no target chosen yet".to_owned(),
         };
-        let run = services.submit_run(plan, &note).await?;
+        let run = services
+            .submit_run(plan, &note, self.target.as_deref())
+            .await?;
         if self.no_wait || target.is_none() {
             if self.json {
                 output::json(&mut out, &run)?;
@@ -182,68 +184,6 @@ impl Args {
             return Ok(ExitCode::SUCCESS);
         }
         drop(out);
-        let target = target.map(|t| t.name);
-        ctx.say(
-            "run",
-            &format!("{} on {}", run.id, target.as_deref().unwrap_or("?")),
-        );
-        let leftovers = finish_orphans(&services, ctx).await?;
-        let ended =
-            crate::live::drive(&services, &run.id, target.as_deref(), false, self.json).await;
-        if let Some(task) = leftovers {
-            if matches!(ended, Ok(crate::live::Ended::Finished(_))) {
-                if !task.is_finished() {
-                    ctx.say("note", "waiting for the runs an earlier cosmos left behind");
-                }
-                let _ = task.await;
-            } else {
-                task.abort();
-            }
-        }
-        match ended? {
-            crate::live::Ended::Detached => Ok(ExitCode::SUCCESS),
-            crate::live::Ended::Finished(run) => {
-                if self.json {
-                    let code = if run.status == cosmos_core::RunStatus::Succeeded {
-                        0
-                    } else {
-                        1
-                    };
-                    output::json(&mut std::io::stdout().lock(), &run)?;
-                    Ok(ExitCode::from(code))
-                } else {
-                    Ok(crate::live::report(&run))
-                }
-            }
-        }
+        crate::live::execute(ctx, &services, &run.id, self.json).await
     }
-}
-
-/// Drives, beside this run, the runs a crashed cosmos left unfinished (DESIGN.md §3,
-/// invariant 1): they are collected or reattached without the user asking.
-async fn finish_orphans(
-    services: &Services,
-    ctx: &Ctx,
-) -> Result<Option<tokio::task::JoinHandle<()>>> {
-    let orphans = services.orphaned_runs().await?;
-    if orphans.is_empty() {
-        return Ok(None);
-    }
-    let ids: Vec<String> = orphans.iter().map(|r| r.id.to_string()).collect();
-    ctx.say(
-        "note",
-        &format!(
-            "also finishing {} left behind by an earlier cosmos",
-            ids.join(", ")
-        ),
-    );
-    let services = services.clone();
-    Ok(Some(tokio::spawn(async move {
-        for run in orphans {
-            let quiet: cosmos_engine::Observer = std::sync::Arc::new(|_| {});
-            if let Err(e) = services.drive_run(&run.id, None, quiet).await {
-                tracing::warn!("{}: {e}", run.id);
-            }
-        }
-    })))
 }

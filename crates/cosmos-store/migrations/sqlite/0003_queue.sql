@@ -1,8 +1,11 @@
 -- The queue (DESIGN.md §4). A run is claimed by setting its lease while it is queued; the claim
 -- also places it: `target` and `gpu_devices` (a JSON array of device indices) name the slots
 -- it holds until it finishes. `not_before` delays an automatic retry.
+-- `target_pin` is the target the user asked for (`--target`); a retry is placed afresh
+-- within it.
 ALTER TABLE runs ADD COLUMN gpu_devices TEXT;
 ALTER TABLE runs ADD COLUMN not_before INTEGER;
+ALTER TABLE runs ADD COLUMN target_pin TEXT;
 -- Slots in use: the non-terminal runs that hold devices.
 CREATE INDEX runs_placed ON runs (target) WHERE gpu_devices IS NOT NULL
     AND status IN ('queued', 'staging', 'starting', 'running', 'collecting');

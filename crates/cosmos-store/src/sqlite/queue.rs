@@ -61,7 +61,7 @@ pub(crate) async fn claim(pool: &SqlitePool, req: &ClaimRequest<'_>) -> StoreRes
         return Ok(None);
     }
     let candidates: Vec<(String, i64, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT id, gpus, target, input_set_id FROM runs INDEXED BY runs_queue \
+        "SELECT id, gpus, target_pin, input_set_id FROM runs INDEXED BY runs_queue \
          WHERE status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?1) \
          AND (not_before IS NULL OR not_before <= ?1) AND (?2 IS NULL OR id = ?2) \
          ORDER BY priority DESC, created_at LIMIT ?3",
@@ -125,7 +125,7 @@ pub(crate) async fn requeue(
     let mut tx = pool.begin().await.during("begin a transaction")?;
     let changed = sqlx::query(
         "UPDATE runs SET status = 'queued', attempts = attempts + 1, not_before = ?, \
-         lease_owner = NULL, lease_expires_at = NULL, gpu_devices = NULL \
+         lease_owner = NULL, lease_expires_at = NULL, gpu_devices = NULL, target = target_pin \
          WHERE id = ? AND status = ?",
     )
     .bind(millis(not_before))

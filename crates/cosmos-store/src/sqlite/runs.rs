@@ -31,12 +31,13 @@ struct RunRow {
     gpu_devices: Option<String>,
     attempts: i64,
     parent_run_id: Option<String>,
+    target_pin: Option<String>,
 }
 
 const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.status, r.name, \
     r.prompt_text, r.negative_prompt, r.input_set_id, r.params, r.target, r.priority, \
     r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs, \
-    r.gpu_devices, r.attempts, r.parent_run_id";
+    r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin";
 
 impl RunRow {
     fn into_run(self) -> StoreResult<Run> {
@@ -65,6 +66,7 @@ impl RunRow {
             },
             attempts: u32::try_from(self.attempts).unwrap_or(0),
             retry_of: parse_opt("run id", self.parent_run_id.as_deref())?,
+            target_pin: self.target_pin,
         })
     }
 }
@@ -104,8 +106,8 @@ pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> 
     let at = millis(new.created_at);
     sqlx::query(
         "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
-         input_set_id, params, gpus, priority, created_at, parent_run_id) \
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         input_set_id, params, gpus, priority, created_at, parent_run_id, target_pin, target) \
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(new.id.as_str())
     .bind(new.prompt_id.as_str())
@@ -119,6 +121,8 @@ pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> 
     .bind(i64::from(new.priority))
     .bind(at)
     .bind(new.retry_of.as_ref().map(RunId::as_str))
+    .bind(new.target_pin.as_deref())
+    .bind(new.target_pin.as_deref())
     .execute(&mut *tx)
     .await
     .during("insert a run")?;

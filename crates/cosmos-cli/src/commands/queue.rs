@@ -1,0 +1,149 @@
+//! The queue from the command line: `cosmos worker`, `cosmos queue pause|resume`,
+//! `cosmos retry`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use cosmos_core::RunStatus;
+use cosmos_engine::WorkerNote;
+
+use crate::context::Ctx;
+use crate::output;
+
+/// `cosmos worker`: drains the queue until SIGINT or SIGTERM.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {}
+
+impl WorkerArgs {
+    pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
+        let services = ctx.services().await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!(
+                "worker: stopping; running models keep running and another driver takes them over"
+            );
+            let _ = stop.send(true);
+        });
+        let say = |text: String| {
+            let line = format!("{} {text}", chrono::Local::now().format("%H:%M:%S"));
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        };
+        eprintln!(
+            "worker {} on {}: claiming queued runs (Ctrl-C stops)",
+            cosmos_engine::owner_id(),
+            ctx.settings.paths.data_dir.display()
+        );
+        let on: cosmos_engine::WorkerObserver = Arc::new(move |note| match note {
+            WorkerNote::Claimed {
+                run,
+                target,
+                devices,
+            } => {
+                let devices: Vec<String> = devices.iter().map(u32::to_string).collect();
+                say(format!(
+                    "{run} placed on {target} (GPU {})",
+                    devices.join(",")
+                ));
+            }
+            WorkerNote::Adopted(run) => say(format!("{run} taken over from a driver that is gone")),
+            WorkerNote::Status(run, status, message) => say(format!("{run} [{status}] {message}")),
+            WorkerNote::Finished(run, status) => say(format!("{run} {status}")),
+            WorkerNote::Error(run, message) => say(format!("{run} error: {message}")),
+            WorkerNote::TargetDown(t) => {
+                say(format!("target {t} does not answer: no new work for it"))
+            }
+            WorkerNote::TargetUp(t) => say(format!("target {t} answers again")),
+        });
+        services.work(stopped, on).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueCommand {
+    /// Stop placing queued runs (on every target, or one); running ones go on
+    Pause(PauseArgs),
+    /// Place queued runs again
+    Resume(PauseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PauseArgs {
+    /// Only this target
+    #[arg(long, short = 't')]
+    target: Option<String>,
+}
+
+impl QueueCommand {
+    pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
+        let services = ctx.services().await?;
+        let (args, paused) = match self {
+            QueueCommand::Pause(a) => (a, true),
+            QueueCommand::Resume(a) => (a, false),
+        };
+        if let Some(t) = &args.target {
+            services.find_target(Some(t)).await?;
+        }
+        services
+            .store()
+            .set_paused(args.target.as_deref(), paused)
+            .await?;
+        let scope = match &args.target {
+            Some(t) => format!("target {t}"),
+            None => "the queue".into(),
+        };
+        println!("{scope} {}", if paused { "paused" } else { "resumed" });
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `cosmos retry ID`: a failed or cancelled run again, as a new queued run linked to it.
+#[derive(Debug, clap::Args)]
+pub struct RetryArgs {
+    /// The run to retry (id or unique prefix)
+    run: String,
+    /// Return at once instead of waiting for it (it waits in the queue)
+    #[arg(long)]
+    no_wait: bool,
+    /// Print the new run as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl RetryArgs {
+    pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
+        let services = ctx.services().await?;
+        let id = services.resolve_run(&self.run).await?;
+        let old = services.store().run(&id).await?;
+        if !matches!(old.status, RunStatus::Failed | RunStatus::Cancelled) {
+            bail!(
+                "run {id} is {}: only a failed or cancelled run can be retried",
+                old.status
+            );
+        }
+        let run = services.retry_run(&id).await?;
+        if self.no_wait {
+            if self.json {
+                output::json(&mut std::io::stdout().lock(), &run)?;
+            } else {
+                println!("{}", run.id);
+            }
+        }
+        if self.no_wait {
+            return Ok(ExitCode::SUCCESS);
+        }
+        crate::live::execute(ctx, &services, &run.id, self.json).await
+    }
+}
