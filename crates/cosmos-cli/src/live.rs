@@ -331,3 +331,91 @@ async fn finish_orphans(
         }
     })))
 }
+
+/// Executes several queued runs (a sweep) and reports each as it ends: a live worker runs
+/// them while this process follows the store; without one they run here, side by side on
+/// whatever GPU slots are free. Ctrl-C stops waiting; the runs stay queued or keep running.
+pub async fn execute_many(
+    ctx: &Ctx,
+    services: &Services,
+    ids: &[RunId],
+    json: bool,
+) -> Result<std::process::ExitCode> {
+    let here = services
+        .store()
+        .live_workers(cosmos_engine::WORKER_TTL_MS)
+        .await?
+        .is_empty();
+    ctx.say(
+        "run",
+        &if here {
+            format!("{} runs; running them here as GPU slots free up", ids.len())
+        } else {
+            format!("{} runs queued; a worker runs them (following)", ids.len())
+        },
+    );
+    let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut started: std::collections::HashSet<RunId> = std::collections::HashSet::new();
+    let mut done: std::collections::HashMap<RunId, Run> = std::collections::HashMap::new();
+    let interrupted = loop {
+        for id in ids {
+            if done.contains_key(id) {
+                continue;
+            }
+            let run = services.store().run(id).await?;
+            if run.status.is_terminal() {
+                if !json {
+                    eprintln!("{} {}", run.id, run.status);
+                }
+                done.insert(id.clone(), run);
+                continue;
+            }
+            if here && run.status == RunStatus::Queued && !started.contains(id) {
+                if services.claim_own(id).await?.is_some() {
+                    started.insert(id.clone());
+                    let (services, id) = (services.clone(), id.clone());
+                    tasks.spawn(async move {
+                        let quiet: cosmos_engine::Observer = Arc::new(|_| {});
+                        let _ = services.drive_run(&id, None, quiet).await;
+                    });
+                }
+            } else if here && run.status == RunStatus::Queued {
+                // Back in the queue (a retry): claim it again when it is due.
+                started.remove(id);
+            }
+        }
+        if done.len() == ids.len() {
+            break false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = tokio::signal::ctrl_c() => break true,
+        }
+    };
+    if interrupted {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        for id in ids {
+            let _ = services.release(id).await;
+        }
+        eprintln!(
+            "stopped waiting: started runs keep running, the rest stay queued (`cosmos status`, `cosmos worker`)"
+        );
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let runs: Vec<&Run> = ids.iter().filter_map(|id| done.get(id)).collect();
+    let failed = runs
+        .iter()
+        .filter(|r| r.status != RunStatus::Succeeded)
+        .count();
+    if json {
+        crate::output::json(&mut std::io::stdout().lock(), &runs)?;
+    } else {
+        ctx.say(
+            "run",
+            &format!("{} succeeded, {failed} did not", runs.len() - failed),
+        );
+    }
+    Ok(std::process::ExitCode::from(u8::from(failed > 0)))
+}

@@ -85,8 +85,15 @@ pub struct RunPlan {
     pub container_command: Vec<String>,
     pub notes: Vec<String>,
     pub name: Option<String>,
+    /// Queue order: higher first.
+    pub priority: i32,
+    /// The target the run must use; `None` lets the scheduler place it.
+    pub target_pin: Option<String>,
     #[serde(skip)]
     pending: Option<PendingInputs>,
+    /// The control videos, for planning variants.
+    #[serde(skip)]
+    files: Vec<InputFile>,
 }
 
 impl std::fmt::Debug for PendingInputs {
@@ -259,11 +266,61 @@ impl Services {
             container_command,
             notes,
             name,
+            priority: 0,
+            target_pin: None,
             pending: Some(pending),
+            files,
         })
     }
 
-    /// Stores what the plan needs (input set, prompt) and the run itself, as `queued`.
+    /// The same run with other parameters (a sweep): each variant is validated and gets its
+    /// own id and spec, and is stored with the base plan's prompt and inputs.
+    pub fn plan_variant(
+        &self,
+        base: &RunPlan,
+        params: &RunParams,
+        launch: &LaunchDefaults,
+    ) -> EngineResult<RunPlan> {
+        params
+            .validate()
+            .map_err(cosmos_core::spec::SpecError::from)?;
+        let mut params = params.clone();
+        if params.weights.is_empty() {
+            params.weights = default_weights(&base.files);
+        }
+        let run_id = RunId::new();
+        let layout = RunLayout::new(&launch.root, &run_id);
+        let TransferSpec { json, is_av, notes } = spec_for(
+            &base.prompt.text,
+            base.prompt.negative.as_deref(),
+            &params,
+            &base.files,
+            &layout,
+        )?;
+        let model_command = torchrun_argv(&TransferLaunch {
+            gpus: params.gpus,
+            spec_path: &layout.spec(),
+            output_dir: &layout.outputs(),
+            is_av,
+            checkpoint_dir: &launch.checkpoint_dir,
+        });
+        Ok(RunPlan {
+            run_id,
+            prompt: base.prompt.clone(),
+            input_set_id: base.input_set_id.clone(),
+            params,
+            spec: json,
+            container_command: Vec::new(),
+            model_command,
+            notes,
+            name: base.name.clone(),
+            priority: base.priority,
+            target_pin: base.target_pin.clone(),
+            pending: None,
+            files: base.files.clone(),
+        })
+    }
+
     /// A failed or cancelled run again: a new queued run with the same prompt, inputs,
     /// parameters and target choice, linked to the old one.
     pub async fn retry_run(&self, id: &RunId) -> EngineResult<Run> {
@@ -288,39 +345,57 @@ impl Services {
             .await?)
     }
 
-    /// Stores a planned run in the queue; `pin` keeps it on one target.
+    /// Stores what the plan needs (input set, prompt) and the run itself, as `queued`;
+    /// `pin` keeps it on one target.
     pub async fn submit_run(
         &self,
         mut plan: RunPlan,
         note: &str,
         pin: Option<&str>,
     ) -> EngineResult<Run> {
-        let pending = plan
-            .pending
-            .take()
-            .ok_or_else(|| EngineError::Invalid("this run plan was already submitted".into()))?;
-        let (input_set_id, _) = self.commit_inputs(pending).await?;
-        let prompt_id = match &plan.prompt.id {
-            Some(id) => id.clone(),
-            None => {
-                let p = self
-                    .store()
-                    .create_prompt(&NewPrompt {
-                        id: PromptId::new(),
-                        name: PromptName::Generated(plan.prompt.name.clone()),
-                        text: plan.prompt.text.clone(),
-                        negative: plan.prompt.negative.clone(),
-                        input_set_id: Some(input_set_id.clone()),
-                        parent_id: None,
-                        created_at: cosmos_core::now(),
-                    })
-                    .await?;
-                p.id
-            }
-        };
-        let run = self
-            .store()
-            .create_run(&NewRun {
+        if let Some(pin) = pin {
+            plan.target_pin = Some(pin.to_owned());
+        }
+        let mut runs = self.submit_runs(vec![plan], note).await?;
+        runs.pop()
+            .ok_or_else(|| EngineError::Invalid("no run was stored".into()))
+    }
+
+    /// Stores several planned runs (a sweep, a file of runs): their prompts and inputs
+    /// first, then every run in one transaction. A variant ([`Services::plan_variant`])
+    /// shares the prompt and inputs of the plan before it.
+    pub async fn submit_runs(&self, plans: Vec<RunPlan>, note: &str) -> EngineResult<Vec<Run>> {
+        let mut news = Vec::with_capacity(plans.len());
+        let mut last: Option<(InputSetId, PromptId)> = None;
+        for mut plan in plans {
+            let (input_set_id, prompt_id) = match plan.pending.take() {
+                Some(pending) => {
+                    let (input_set_id, _) = self.commit_inputs(pending).await?;
+                    let prompt_id = match &plan.prompt.id {
+                        Some(id) => id.clone(),
+                        None => {
+                            self.store()
+                                .create_prompt(&NewPrompt {
+                                    id: PromptId::new(),
+                                    name: PromptName::Generated(plan.prompt.name.clone()),
+                                    text: plan.prompt.text.clone(),
+                                    negative: plan.prompt.negative.clone(),
+                                    input_set_id: Some(input_set_id.clone()),
+                                    parent_id: None,
+                                    created_at: cosmos_core::now(),
+                                })
+                                .await?
+                                .id
+                        }
+                    };
+                    (input_set_id, prompt_id)
+                }
+                None => last.clone().ok_or_else(|| {
+                    EngineError::Invalid("a variant must follow the plan it varies".into())
+                })?,
+            };
+            last = Some((input_set_id.clone(), prompt_id.clone()));
+            news.push(NewRun {
                 id: plan.run_id.clone(),
                 prompt_id,
                 kind: RunKind::Transfer,
@@ -329,14 +404,19 @@ impl Services {
                 negative_prompt: plan.prompt.negative.clone(),
                 input_set_id: Some(input_set_id),
                 params: plan.params.clone(),
-                priority: 0,
+                priority: plan.priority,
                 created_at: cosmos_core::now(),
                 note: note.to_owned(),
                 retry_of: None,
-                target_pin: pin.map(str::to_owned),
-            })
-            .await?;
-        Ok(run)
+                target_pin: plan.target_pin.clone(),
+            });
+        }
+        self.store().create_runs(&news).await?;
+        let mut runs = Vec::with_capacity(news.len());
+        for n in &news {
+            runs.push(self.store().run(&n.id).await?);
+        }
+        Ok(runs)
     }
 }
 

@@ -68,6 +68,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stores a new run as `queued`, with its first event.
     async fn create_run(&self, new: &NewRun) -> StoreResult<Run>;
+    /// Creates many queued runs in one transaction (a sweep): all or none.
+    async fn create_runs(&self, runs: &[NewRun]) -> StoreResult<()>;
     async fn run(&self, id: &RunId) -> StoreResult<Run>;
     /// Runs, newest first.
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;

@@ -170,6 +170,10 @@ impl Store for SqliteStore {
         prompts::search(&self.pool, query, limit, marks).await
     }
 
+    async fn create_runs(&self, runs: &[NewRun]) -> StoreResult<()> {
+        runs::create_many(&self.pool, runs).await
+    }
+
     async fn create_run(&self, new: &NewRun) -> StoreResult<Run> {
         runs::create(&self.pool, new).await
     }

@@ -1,15 +1,19 @@
-//! `cosmos run`: plan a run (spec and command), print it with `--dry-run`, or queue it.
+//! `cosmos run`: plan runs (spec and command), print them with `--dry-run`, or queue them —
+//! one run, a sweep (`--seed 1,2,3`, `--seeds 1..8`, weight ranges), or a file of runs — and
+//! see them through.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 
 use cosmos_core::quote::shell_join;
-use cosmos_core::{Level, Weights};
-use cosmos_engine::{InputsRef, RunRequest, RunSubject, Services};
+use cosmos_core::{Level, RunParams, Target};
+use cosmos_engine::{InputsRef, LaunchDefaults, RunPlan, RunRequest, RunSubject, Services};
 
+use super::sweep::{self, FileRun};
 use crate::context::Ctx;
 use crate::output;
 
@@ -18,20 +22,27 @@ use crate::output;
 #[command(after_help = "Examples:
   cosmos run ps_01jd                                  # an existing prompt
   cosmos run \"a foggy harbour at dawn\" renders/shot010  # new text + a folder of control videos
-  cosmos run \"snow at night\" in_01jd --weights edge=0.4,depth=0.6 --seed 7 --dry-run")]
+  cosmos run \"snow at night\" in_01jd --weights edge=0.4,depth=0.6 --seed 7 --dry-run
+  cosmos run ps_01jd --seeds 1..8 --no-wait            # a sweep: 8 runs, queued at once
+  cosmos run ps_01jd --weights vis=0.2:0.6:0.2,edge=0.5 # a grid: vis 0.2, 0.4, 0.6
+  cosmos run --from-file sweep.toml                   # [[run]] tables (or .jsonl lines)")]
 pub struct Args {
     /// A prompt id (any unique prefix) or name, or the text of a new prompt
-    subject: String,
+    #[arg(required_unless_present = "from_file")]
+    subject: Option<String>,
     /// With new text: a folder of control videos, or an input set id
     #[arg(value_name = "INPUTS")]
     inputs: Option<String>,
-    /// Control weights, e.g. vis=0.3,edge=0.4,depth=0.2,seg=0.1 [default: one equal share per
-    /// control video in the input set]
+    /// Control weights, e.g. vis=0.3,edge=0.4,depth=0.2,seg=0.1; START:STOP:STEP sweeps a
+    /// weight [default: one equal share per control video in the input set]
     #[arg(long, value_name = "MODALITY=WEIGHT,…")]
-    weights: Option<Weights>,
-    /// Random seed (clip i uses seed + i)
-    #[arg(long)]
-    seed: Option<u32>,
+    weights: Option<String>,
+    /// Random seed (clip i uses seed + i); a comma list makes one run per seed
+    #[arg(long, value_name = "SEED[,SEED…]")]
+    seed: Option<String>,
+    /// One run per seed from FIRST to LAST
+    #[arg(long, value_name = "FIRST..LAST", conflicts_with = "seed")]
+    seeds: Option<String>,
     /// Diffusion steps
     #[arg(long)]
     steps: Option<u32>,
@@ -59,13 +70,20 @@ pub struct Args {
     /// A name for the run (with new text: also for the new prompt)
     #[arg(long)]
     name: Option<String>,
+    /// Queue order: higher runs first [default: 0]
+    #[arg(long, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Runs from a file: TOML `[[run]]` tables or JSON lines, with the flags' names as keys
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "inputs", "dry_run"])]
+    from_file: Option<PathBuf>,
     /// Print the spec Cosmos-Transfer1 would receive and the container command; store nothing
     #[arg(long)]
     dry_run: bool,
-    /// The target to run on [default: the default target]
+    /// The target to run on [default: wherever GPU slots are free; the default target's
+    /// layout for --dry-run]
     #[arg(long, short = 't')]
     target: Option<String>,
-    /// Queue the run and return at once (no target is contacted)
+    /// Queue the runs and return at once (no target is contacted)
     #[arg(long)]
     no_wait: bool,
     /// Print JSON
@@ -73,7 +91,51 @@ pub struct Args {
     json: bool,
 }
 
-impl Args {
+/// One line of work, from the flags or from a runs file.
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    subject: String,
+    inputs: Option<String>,
+    negative: Option<String>,
+    name: Option<String>,
+    seed: Option<String>,
+    seeds: Option<String>,
+    weights: Option<String>,
+    steps: Option<u32>,
+    guidance: Option<f64>,
+    sigma_max: Option<f64>,
+    fps: Option<u32>,
+    blur_strength: Option<Level>,
+    canny_threshold: Option<Level>,
+    gpus: Option<u32>,
+    priority: Option<i32>,
+    target: Option<String>,
+}
+
+impl From<FileRun> for Entry {
+    fn from(f: FileRun) -> Self {
+        Entry {
+            subject: f.prompt,
+            inputs: f.inputs,
+            negative: f.negative,
+            name: f.name,
+            seed: f.seed.map(|s| s.as_list()),
+            seeds: f.seeds,
+            weights: f.weights,
+            steps: f.steps,
+            guidance: f.guidance,
+            sigma_max: f.sigma_max,
+            fps: f.fps,
+            blur_strength: f.blur_strength,
+            canny_threshold: f.canny_threshold,
+            gpus: f.gpus,
+            priority: f.priority,
+            target: f.target,
+        }
+    }
+}
+
+impl Entry {
     async fn subject(&self, services: &Services) -> Result<RunSubject> {
         let looks_like_id = self.subject.to_ascii_lowercase().starts_with("ps_");
         if looks_like_id {
@@ -98,92 +160,227 @@ impl Args {
         })
     }
 
-    pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
-        let mut params = ctx.settings.config.defaults.clone();
-        if let Some(w) = &self.weights {
-            params.weights = w.clone();
+    /// Every parameter set this entry asks for: seeds × weight grid.
+    fn variants(&self, defaults: &RunParams) -> Result<Vec<RunParams>> {
+        let mut base = defaults.clone();
+        base.steps = self.steps.unwrap_or(base.steps);
+        base.guidance = self.guidance.unwrap_or(base.guidance);
+        base.sigma_max = self.sigma_max.unwrap_or(base.sigma_max);
+        base.fps = self.fps.unwrap_or(base.fps);
+        base.blur_strength = self.blur_strength.unwrap_or(base.blur_strength);
+        base.canny_threshold = self.canny_threshold.unwrap_or(base.canny_threshold);
+        base.gpus = self.gpus.unwrap_or(base.gpus);
+        let mut seeds = sweep::seeds(self.seed.as_deref(), self.seeds.as_deref())?;
+        if seeds.is_empty() {
+            seeds.push(base.seed);
         }
-        params.seed = self.seed.unwrap_or(params.seed);
-        params.steps = self.steps.unwrap_or(params.steps);
-        params.guidance = self.guidance.unwrap_or(params.guidance);
-        params.sigma_max = self.sigma_max.unwrap_or(params.sigma_max);
-        params.fps = self.fps.unwrap_or(params.fps);
-        params.blur_strength = self.blur_strength.unwrap_or(params.blur_strength);
-        params.canny_threshold = self.canny_threshold.unwrap_or(params.canny_threshold);
-        params.gpus = self.gpus.unwrap_or(params.gpus);
+        let grid = match &self.weights {
+            Some(w) => sweep::weight_grid(w)?,
+            None => vec![base.weights.clone()],
+        };
+        if seeds.len() * grid.len() > sweep::MAX_RUNS {
+            bail!(
+                "{} seeds × {} weight settings make more than {} runs",
+                seeds.len(),
+                grid.len(),
+                sweep::MAX_RUNS
+            );
+        }
+        let mut out = Vec::with_capacity(seeds.len() * grid.len());
+        for w in &grid {
+            for s in &seeds {
+                let mut p = base.clone();
+                p.seed = *s;
+                p.weights = w.clone();
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
 
-        let services = ctx.services().await?;
+    /// Plans every run of the entry: the first fully, the rest as its variants.
+    async fn plan(
+        &self,
+        ctx: &Ctx,
+        services: &Services,
+        launch: &LaunchDefaults,
+    ) -> Result<Vec<RunPlan>> {
+        let variants = self.variants(&ctx.settings.config.defaults)?;
         let request = RunRequest {
-            subject: self.subject(&services).await?,
+            subject: self.subject(services).await?,
             negative: self.negative.clone(),
-            params,
+            params: variants[0].clone(),
             name: self.name.clone(),
         };
-        let mut launch = ctx.launch_defaults();
-        let target = match services.find_target(self.target.as_deref()).await {
-            Ok(t) => Some(t),
-            // Validation errors come first; the missing target is reported after planning.
-            Err(cosmos_engine::EngineError::NoDefaultTarget) if self.target.is_none() => None,
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(t) = &target {
-            launch = cosmos_engine::LaunchDefaults::for_target(t);
+        let mut first = services.plan_run(&request, launch).await?;
+        first.priority = self.priority.unwrap_or(0);
+        first.target_pin = self.target.clone();
+        let mut plans = Vec::with_capacity(variants.len());
+        for params in &variants[1..] {
+            plans.push(services.plan_variant(&first, params, launch)?);
         }
-        let plan = services.plan_run(&request, &launch).await?;
-        for note in &plan.notes {
-            ctx.say("note", note);
+        plans.insert(0, first);
+        Ok(plans)
+    }
+}
+
+impl Args {
+    fn entries(&self) -> Result<Vec<Entry>> {
+        if let Some(path) = &self.from_file {
+            let mut entries: Vec<Entry> = sweep::read_file(path)?
+                .into_iter()
+                .map(Entry::from)
+                .collect();
+            // Flags given beside the file apply where an entry says nothing.
+            for e in &mut entries {
+                e.target = e.target.take().or(self.target.clone());
+                e.priority = e.priority.or(self.priority);
+                e.gpus = e.gpus.or(self.gpus);
+            }
+            return Ok(entries);
+        }
+        Ok(vec![Entry {
+            subject: self.subject.clone().unwrap_or_default(),
+            inputs: self.inputs.clone(),
+            negative: self.negative.clone(),
+            name: self.name.clone(),
+            seed: self.seed.clone(),
+            seeds: self.seeds.clone(),
+            weights: self.weights.clone(),
+            steps: self.steps,
+            guidance: self.guidance,
+            sigma_max: self.sigma_max,
+            fps: self.fps,
+            blur_strength: self.blur_strength,
+            canny_threshold: self.canny_threshold,
+            gpus: self.gpus,
+            priority: self.priority,
+            target: self.target.clone(),
+        }])
+    }
+
+    pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
+        let entries = self.entries()?;
+        let services = ctx.services().await?;
+        let mut plans = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
+        let mut launch = ctx.launch_defaults();
+        let mut any_target = true;
+        for (i, entry) in entries.iter().enumerate() {
+            let target = match services.find_target(entry.target.as_deref()).await {
+                Ok(t) => Some(t),
+                // Validation errors come first; the missing target is reported after planning.
+                Err(cosmos_engine::EngineError::NoDefaultTarget) if entry.target.is_none() => None,
+                Err(e) => return Err(e.into()),
+            };
+            launch = match &target {
+                Some(t) => LaunchDefaults::for_target(t),
+                None => ctx.launch_defaults(),
+            };
+            any_target &= target.is_some();
+            if let Some(t) = target
+                && !targets.iter().any(|k| k.name == t.name)
+            {
+                targets.push(t);
+            }
+            let planned = entry.plan(ctx, &services, &launch).await;
+            let planned = match (&self.from_file, planned) {
+                (Some(path), Err(e)) => {
+                    return Err(e.context(format!("{} run {}", path.display(), i + 1)));
+                }
+                (_, r) => r?,
+            };
+            plans.extend(planned);
+        }
+        for note in plans.first().map(|p| p.notes.clone()).unwrap_or_default() {
+            ctx.say("note", &note);
         }
         let mut out = std::io::stdout().lock();
         if self.dry_run {
-            if self.json {
-                let mut value = serde_json::to_value(&plan)?;
-                value["container_command_line"] = json!(shell_join(&plan.container_command));
-                value["dry_run"] = json!(true);
-                output::json(&mut out, &value)?;
-            } else {
-                writeln!(
-                    out,
-                    "# spec.json: what Cosmos-Transfer1 receives (dry run of {}; nothing stored)",
-                    plan.run_id
-                )?;
-                output::json(&mut out, &plan.spec)?;
-                writeln!(
-                    out,
-                    "\n# container command (paths under the target root `{}`; [target] in the config)",
-                    launch.root
-                )?;
-                writeln!(out, "{}", shell_join(&plan.container_command))?;
-            }
-            return Ok(ExitCode::SUCCESS);
+            return dry_run(&mut out, &plans, &launch, self.json);
         }
-        if target.is_none() && !self.no_wait {
+        if !any_target && !self.no_wait {
             return Err(cosmos_engine::EngineError::NoDefaultTarget.into());
         }
         // Refuse an unreachable or untrusted target before anything is stored.
-        if let Some(t) = &target
-            && !self.no_wait
-            && let Some(ssh) = services.connect(t)?.ssh
-        {
-            ssh.connect()
-                .await
-                .map_err(cosmos_engine::EngineError::from)?;
+        if !self.no_wait {
+            for t in &targets {
+                if let Some(ssh) = services.connect(t)?.ssh {
+                    ssh.connect()
+                        .await
+                        .map_err(cosmos_engine::EngineError::from)?;
+                }
+            }
         }
-        let note = match &target {
-            Some(t) => format!("queued for target {}", t.name),
-            None => "queued; no target chosen yet".to_owned(),
+        let mut note = match (&self.from_file, plans.len()) {
+            (Some(path), n) => format!("queued from {} ({n} runs)", path.display()),
+            (None, 1) => "queued".to_owned(),
+            (None, n) => format!("queued in a sweep of {n} runs"),
         };
-        let run = services
-            .submit_run(plan, &note, self.target.as_deref())
-            .await?;
-        if self.no_wait || target.is_none() {
+        if !any_target {
+            note.push_str("; no target chosen yet");
+        }
+        let runs = services.submit_runs(plans, &note).await?;
+        if runs.len() == 1 && !(self.no_wait || !any_target) {
+            drop(out);
+            return crate::live::execute(ctx, &services, &runs[0].id, self.json).await;
+        }
+        if self.no_wait || !any_target {
             if self.json {
-                output::json(&mut out, &run)?;
+                if runs.len() == 1 {
+                    output::json(&mut out, &runs[0])?;
+                } else {
+                    output::json(&mut out, &runs)?;
+                }
             } else {
-                writeln!(out, "{}", run.id)?;
+                for r in &runs {
+                    writeln!(out, "{}", r.id)?;
+                }
             }
             return Ok(ExitCode::SUCCESS);
         }
         drop(out);
-        crate::live::execute(ctx, &services, &run.id, self.json).await
+        let ids: Vec<_> = runs.iter().map(|r| r.id.clone()).collect();
+        crate::live::execute_many(ctx, &services, &ids, self.json).await
     }
+}
+
+fn dry_run(
+    out: &mut dyn Write,
+    plans: &[RunPlan],
+    launch: &LaunchDefaults,
+    json_out: bool,
+) -> Result<ExitCode> {
+    let plan = plans.first().context("nothing to run")?;
+    if json_out {
+        let mut value = serde_json::to_value(plan)?;
+        value["container_command_line"] = json!(shell_join(&plan.container_command));
+        value["dry_run"] = json!(true);
+        value["runs"] = json!(plans.len());
+        output::json(out, &value)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "# spec.json: what Cosmos-Transfer1 receives (dry run of {}; nothing stored)",
+        plan.run_id
+    )?;
+    output::json(out, &plan.spec)?;
+    writeln!(
+        out,
+        "\n# container command (paths under the target root `{}`; [target] in the config)",
+        launch.root
+    )?;
+    writeln!(out, "{}", shell_join(&plan.container_command))?;
+    if plans.len() > 1 {
+        writeln!(out, "\n# and {} more runs like it:", plans.len() - 1)?;
+        for p in &plans[1..] {
+            writeln!(
+                out,
+                "#   seed {}  weights {}",
+                p.params.seed, p.params.weights
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -102,33 +102,40 @@ async fn insert_event(
 }
 
 pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> {
-    let mut tx = pool.begin().await.during("begin a transaction")?;
-    let at = millis(new.created_at);
-    sqlx::query(
-        "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
-         input_set_id, params, gpus, priority, created_at, parent_run_id, target_pin, target) \
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(new.id.as_str())
-    .bind(new.prompt_id.as_str())
-    .bind(new.kind.as_str())
-    .bind(new.name.as_deref())
-    .bind(&new.prompt_text)
-    .bind(new.negative_prompt.as_deref())
-    .bind(new.input_set_id.as_ref().map(InputSetId::as_str))
-    .bind(to_json(&new.params))
-    .bind(i64::from(new.params.gpus))
-    .bind(i64::from(new.priority))
-    .bind(at)
-    .bind(new.retry_of.as_ref().map(RunId::as_str))
-    .bind(new.target_pin.as_deref())
-    .bind(new.target_pin.as_deref())
-    .execute(&mut *tx)
-    .await
-    .during("insert a run")?;
-    insert_event(&mut tx, &new.id, at, RunStatus::Queued, &new.note).await?;
-    tx.commit().await.during("commit a run")?;
+    create_many(pool, std::slice::from_ref(new)).await?;
     get(pool, &new.id).await
+}
+
+/// Inserts runs, each with its first event, in one transaction.
+pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResult<()> {
+    let mut tx = pool.begin().await.during("begin a transaction")?;
+    for new in runs {
+        let at = millis(new.created_at);
+        sqlx::query(
+            "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
+             input_set_id, params, gpus, priority, created_at, parent_run_id, target_pin, target) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(new.id.as_str())
+        .bind(new.prompt_id.as_str())
+        .bind(new.kind.as_str())
+        .bind(new.name.as_deref())
+        .bind(&new.prompt_text)
+        .bind(new.negative_prompt.as_deref())
+        .bind(new.input_set_id.as_ref().map(InputSetId::as_str))
+        .bind(to_json(&new.params))
+        .bind(i64::from(new.params.gpus))
+        .bind(i64::from(new.priority))
+        .bind(at)
+        .bind(new.retry_of.as_ref().map(RunId::as_str))
+        .bind(new.target_pin.as_deref())
+        .bind(new.target_pin.as_deref())
+        .execute(&mut *tx)
+        .await
+        .during("insert a run")?;
+        insert_event(&mut tx, &new.id, at, RunStatus::Queued, &new.note).await?;
+    }
+    tx.commit().await.during("commit runs")
 }
 
 pub(crate) async fn get(pool: &SqlitePool, id: &RunId) -> StoreResult<Run> {

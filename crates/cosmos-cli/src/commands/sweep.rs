@@ -1,0 +1,280 @@
+//! Sweeps: `--seed 1,2,3`, `--seeds 1..8`, `--weights vis=0.2:0.6:0.2,edge=0.5` (a grid from
+//! ranges) and `--from-file` (TOML `[[run]]` tables or JSON lines), expanded into one run per
+//! combination.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use cosmos_core::{Level, Weights};
+
+/// At most this many runs from one command (a typo in a range should not flood the queue).
+pub const MAX_RUNS: usize = 10_000;
+
+/// Seeds from `--seed` (one or a comma list) and `--seeds A..B` (inclusive).
+pub fn seeds(list: Option<&str>, range: Option<&str>) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    if let Some(list) = list {
+        for part in list.split(',') {
+            let part = part.trim();
+            out.push(part.parse::<u32>().with_context(|| {
+                format!("`{part}` in --seed is not a seed: give whole numbers, e.g. --seed 1,2,3")
+            })?);
+        }
+    }
+    if let Some(range) = range {
+        let Some((a, b)) = range.split_once("..") else {
+            bail!("--seeds takes a range FIRST..LAST, e.g. --seeds 1..8 (got `{range}`)");
+        };
+        let parse = |v: &str| {
+            v.trim().parse::<u32>().with_context(|| {
+                format!("`{v}` in --seeds {range} is not a seed: use whole numbers, e.g. 1..8")
+            })
+        };
+        let (a, b) = (parse(a)?, parse(b.trim_start_matches('='))?);
+        if b < a {
+            bail!("--seeds {range} is empty: the last seed comes first");
+        }
+        if (b - a) as usize >= MAX_RUNS {
+            bail!("--seeds {range} makes more than {MAX_RUNS} runs");
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
+}
+
+/// The weights of every grid point: `key=v` keeps a value, `key=start:stop:step` takes each
+/// value from start to stop (inclusive).
+pub fn weight_grid(text: &str) -> Result<Vec<Weights>> {
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((key, value)) = part.split_once('=') else {
+            // Let the weights parser say what is wrong.
+            return Ok(vec![text.parse::<Weights>()?]);
+        };
+        let values = match value.split(':').collect::<Vec<_>>().as_slice() {
+            [_] => vec![value.to_owned()],
+            [start, stop, step] => range_values(key, start, stop, step)?,
+            _ => bail!("`{part}`: a weight is a number or start:stop:step, e.g. vis=0.2:0.6:0.2"),
+        };
+        axes.push((key.trim().to_owned(), values));
+    }
+    let mut points: Vec<Vec<String>> = vec![Vec::new()];
+    for (key, values) in &axes {
+        let mut next = Vec::with_capacity(points.len() * values.len());
+        for p in &points {
+            for v in values {
+                let mut q = p.clone();
+                q.push(format!("{key}={v}"));
+                next.push(q);
+            }
+        }
+        if next.len() > MAX_RUNS {
+            bail!("--weights {text} makes more than {MAX_RUNS} runs");
+        }
+        points = next;
+    }
+    points
+        .into_iter()
+        .map(|p| Ok(p.join(",").parse::<Weights>()?))
+        .collect()
+}
+
+fn range_values(key: &str, start: &str, stop: &str, step: &str) -> Result<Vec<String>> {
+    let num = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .with_context(|| format!("`{v}` in {key}={start}:{stop}:{step} is not a number"))
+    };
+    let (a, b, d) = (num(start)?, num(stop)?, num(step)?);
+    if d <= 0.0 {
+        bail!("{key}={start}:{stop}:{step}: the step must be above 0");
+    }
+    if b < a {
+        bail!("{key}={start}:{stop}:{step} is empty: the stop is below the start");
+    }
+    let n = ((b - a) / d + 1e-9).floor() as usize + 1;
+    if n > MAX_RUNS {
+        bail!("{key}={start}:{stop}:{step} makes more than {MAX_RUNS} values");
+    }
+    Ok((0..n)
+        .map(|i| {
+            let v = a + d * i as f64;
+            // Decimal steps accumulate binary noise: print what the user meant.
+            let text = format!("{v:.6}");
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        })
+        .collect())
+}
+
+/// One entry of a runs file: what `cosmos run`'s arguments say, as fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRun {
+    /// A prompt id or name, or the text of a new prompt.
+    pub prompt: String,
+    /// With new text: a folder of control videos or an input set id.
+    pub inputs: Option<String>,
+    pub negative: Option<String>,
+    pub name: Option<String>,
+    /// One seed, or a list.
+    pub seed: Option<SeedField>,
+    /// `FIRST..LAST`.
+    pub seeds: Option<String>,
+    /// As `--weights`, ranges included.
+    pub weights: Option<String>,
+    pub steps: Option<u32>,
+    pub guidance: Option<f64>,
+    pub sigma_max: Option<f64>,
+    pub fps: Option<u32>,
+    pub blur_strength: Option<Level>,
+    pub canny_threshold: Option<Level>,
+    pub gpus: Option<u32>,
+    pub priority: Option<i32>,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SeedField {
+    One(u32),
+    Many(Vec<u32>),
+    Text(String),
+}
+
+impl SeedField {
+    pub fn as_list(&self) -> String {
+        match self {
+            SeedField::One(s) => s.to_string(),
+            SeedField::Many(v) => v.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+            SeedField::Text(t) => t.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlFile {
+    run: Vec<FileRun>,
+}
+
+/// Reads a runs file: `.toml` (`[[run]]` tables) or `.jsonl` (one object per line).
+pub fn read_file(path: &Path) -> Result<Vec<FileRun>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the runs file {}", path.display()))?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let runs = match ext {
+        "toml" => {
+            toml::from_str::<TomlFile>(&text)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{} is not a valid runs file: {}",
+                        path.display(),
+                        e.message()
+                    )
+                })?
+                .run
+        }
+        "jsonl" | "ndjson" => {
+            let mut runs = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                runs.push(
+                    serde_json::from_str::<FileRun>(line)
+                        .map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), i + 1))?,
+                );
+            }
+            runs
+        }
+        _ => bail!(
+            "{}: a runs file is .toml ([[run]] tables) or .jsonl (one JSON object per line)",
+            path.display()
+        ),
+    };
+    if runs.is_empty() {
+        bail!("{} holds no runs", path.display());
+    }
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_come_from_lists_and_ranges() {
+        assert_eq!(seeds(Some("7"), None).ok(), Some(vec![7]));
+        assert_eq!(seeds(Some("1, 2,3"), None).ok(), Some(vec![1, 2, 3]));
+        assert_eq!(seeds(None, Some("3..6")).ok(), Some(vec![3, 4, 5, 6]));
+        assert_eq!(seeds(None, Some("3..=4")).ok(), Some(vec![3, 4]));
+        for (list, range, needle) in [
+            (Some("1,x"), None, "`x` in --seed"),
+            (None, Some("5"), "FIRST..LAST"),
+            (None, Some("6..2"), "is empty"),
+            (None, Some("0..99999"), "more than"),
+        ] {
+            let e = seeds(list, range).expect_err("must fail").to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn weight_ranges_make_a_grid() {
+        let grid = weight_grid("vis=0.2:0.6:0.2,edge=0.5").expect("grid");
+        let shown: Vec<String> = grid.iter().map(Weights::to_string).collect();
+        assert_eq!(
+            shown,
+            ["vis=0.2,edge=0.5", "vis=0.4,edge=0.5", "vis=0.6,edge=0.5"]
+        );
+        let grid = weight_grid("vis=0:1:0.5,depth=0.1:0.2:0.1").expect("grid");
+        assert_eq!(grid.len(), 6);
+        for (text, needle) in [
+            ("vis=0.6:0.2:0.2", "stop is below"),
+            ("vis=0.2:0.6:0", "step must be above 0"),
+            ("vis=a:1:0.1", "not a number"),
+            ("vis=0.1:0.2", "start:stop:step"),
+        ] {
+            let e = weight_grid(text).expect_err(text).to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn runs_files_are_toml_or_json_lines() {
+        let dir = tempfile::tempdir().expect("dir");
+        let toml_path = dir.path().join("s.toml");
+        std::fs::write(
+            &toml_path,
+            "[[run]]\nprompt = \"harbour\"\nseed = [1, 2]\n\n[[run]]\nprompt = \"ps_x\"\nweights = \"edge=0.2:0.4:0.2\"\ntarget = \"gpu\"\n",
+        )
+        .expect("write");
+        let runs = read_file(&toml_path).expect("toml");
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            runs[0].seed.as_ref().map(SeedField::as_list).as_deref(),
+            Some("1,2")
+        );
+        assert_eq!(runs[1].target.as_deref(), Some("gpu"));
+
+        let jsonl = dir.path().join("s.jsonl");
+        std::fs::write(
+            &jsonl,
+            "{\"prompt\": \"a\", \"seed\": 3}\n\n{\"prompt\": \"b\", \"gpus\": 2}\n",
+        )
+        .expect("write");
+        assert_eq!(read_file(&jsonl).expect("jsonl").len(), 2);
+
+        std::fs::write(&jsonl, "{\"prompt\": \"a\", \"sead\": 3}\n").expect("write");
+        let e = read_file(&jsonl).expect_err("typo").to_string();
+        assert!(e.contains("line 1") && e.contains("sead"), "{e}");
+        let e = read_file(&dir.path().join("s.csv"))
+            .expect_err("csv")
+            .to_string();
+        assert!(e.contains("cannot read") || e.contains(".toml"), "{e}");
+    }
+}
