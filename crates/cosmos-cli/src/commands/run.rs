@@ -321,7 +321,7 @@ impl Args {
             note.push_str("; no target chosen yet");
         }
         let runs = services.submit_runs(plans, &note).await?;
-        if runs.len() == 1 && !(self.no_wait || !any_target) {
+        if runs.len() == 1 && !self.no_wait && any_target {
             drop(out);
             return crate::live::execute(ctx, &services, &runs[0].id, self.json).await;
         }
