@@ -6,6 +6,7 @@ mod cli {
     pub mod inputs;
     pub mod misc;
     pub mod prompts;
+    pub mod queue;
     pub mod remote;
     pub mod runs;
     pub mod support;

@@ -104,6 +104,9 @@ pub struct Run {
     /// The target the user asked for (`--target`); otherwise the scheduler places the run.
     #[serde(default)]
     pub target_pin: Option<String>,
+    /// The model's exit status, once read.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
 }
 
 /// An append-only record of something that happened to a run.

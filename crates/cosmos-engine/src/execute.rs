@@ -327,9 +327,6 @@ impl Services {
                         .collect(&c, &run, &layout, seen_end.take(), obs)
                         .await?;
                     step(to, message).await?;
-                    if let Err(e) = c.runtime.remove(&c.host, id).await {
-                        tracing::warn!("could not remove the container of {id}: {e}");
-                    }
                 }
                 _ => return Ok(run),
             }
@@ -377,7 +374,7 @@ impl Services {
             let result = f().await;
             health.mark_reachable(
                 &c.target.name,
-                !matches!(&result, Err(e) if e.is_transient()),
+                !matches!(&result, Err(RemoteError::Unreachable { .. })),
             );
             match result {
                 Ok(v) => return Ok(v),
@@ -752,6 +749,7 @@ impl Services {
                 if !e.is_transient() {
                     break Err(e.into());
                 }
+                self.exec_env()?.mark_reachable(&c.target.name, false);
                 obs(Update::Note(format!(
                     "lost the log stream ({e}); reconnecting"
                 )));
@@ -799,20 +797,42 @@ impl Services {
             }
         };
         let exit = match state {
-            ModelState::Exited(code) => Some(code),
+            ModelState::Exited(code) => {
+                self.store().set_exit_code(&run.id, code).await?;
+                Some(code)
+            }
             ModelState::Running => {
                 return Err(EngineError::Invalid(format!(
                     "run {} is collecting but its model still runs",
                     run.id
                 )));
             }
-            ModelState::Vanished | ModelState::Absent => None,
+            ModelState::Vanished => None,
+            // Gone after its status was kept (an earlier driver removed it), or never seen.
+            ModelState::Absent => run.exit_code,
         };
-        if state != ModelState::Absent {
-            self.patiently(c, "save the model log", obs, || {
-                c.runtime.save_log(&c.host, &run.id, layout)
-            })
-            .await?;
+        // The log is kept on the target; a target that cannot take it (a full disk) does not
+        // stop the run from ending: the local copy has the same lines.
+        let mut remote_log = state != ModelState::Absent;
+        if remote_log {
+            if let Err(e) = self
+                .patiently(c, "save the model log", obs, || {
+                    c.runtime.save_log(&c.host, &run.id, layout)
+                })
+                .await
+            {
+                obs(Update::Note(format!(
+                    "the model log stays only in the local copy: {e}"
+                )));
+                remote_log = false;
+            }
+            // Its status read and its log kept, the container has served: it goes before the
+            // run ends, so no stopped container outlives a finished run.
+            if let Err(e) = c.runtime.remove(&c.host, &run.id).await {
+                tracing::warn!("could not remove the container of {}: {e}", run.id);
+            }
+        } else if run.exit_code.is_some() {
+            remote_log = c.host.files.size(&layout.log()).await?.is_some();
         }
         let cancelled = self.cancel_requested(&run.id).await?;
         if exit != Some(0) {
@@ -822,9 +842,19 @@ impl Services {
                     "cancelled by the user; the model was killed".into(),
                 ));
             }
-            let size = c.host.files.size(&layout.log()).await?.unwrap_or(0);
-            let from = size.saturating_sub(64 * 1024);
-            let tail = c.host.files.read_at(&layout.log(), from, 64 * 1024).await?;
+            const TAIL: u64 = 64 * 1024;
+            let tail = if remote_log {
+                let size = c.host.files.size(&layout.log()).await?.unwrap_or(0);
+                let from = size.saturating_sub(TAIL);
+                c.host
+                    .files
+                    .read_at(&layout.log(), from, TAIL as usize)
+                    .await?
+            } else {
+                let bytes = std::fs::read(local_log(&env.data_dir, &run.id)).unwrap_or_default();
+                let from = bytes.len().saturating_sub(TAIL as usize);
+                bytes[from..].to_vec()
+            };
             let failure = classify_failure(exit, &String::from_utf8_lossy(&tail));
             return Ok((RunStatus::Failed, failure.reason));
         }

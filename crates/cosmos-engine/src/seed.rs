@@ -336,6 +336,7 @@ impl Services {
                 attempts: 0,
                 retry_of: None,
                 target_pin: None,
+                exit_code: None,
             });
             if batch.runs.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;

@@ -37,6 +37,8 @@ pub enum WorkerNote {
     Adopted(RunId),
     Status(RunId, RunStatus, String),
     Finished(RunId, RunStatus),
+    /// Something worth telling about a run (a retry, a lost connection).
+    Note(RunId, String),
     Error(RunId, String),
     TargetDown(String),
     TargetUp(String),
@@ -193,10 +195,10 @@ impl Services {
     ) {
         let services = self.clone();
         let run = id.clone();
-        let obs: Observer = Arc::new(move |u| {
-            if let Update::Status(s, m) = u {
-                on(WorkerNote::Status(run.clone(), s, m));
-            }
+        let obs: Observer = Arc::new(move |u| match u {
+            Update::Status(s, m) => on(WorkerNote::Status(run.clone(), s, m)),
+            Update::Note(m) => on(WorkerNote::Note(run.clone(), m)),
+            _ => {}
         });
         tasks.spawn(async move {
             let result = services.drive_run(&id, None, obs).await;

@@ -3,6 +3,7 @@
 //! target and only then renamed; an interrupted upload resumes from the size already there.
 //! Downloads are verified the same way, in the other direction.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,7 +58,22 @@ pub struct Sent {
     pub skipped: bool,
 }
 
-/// Uploads one blob unless the target already holds it; returns its remote path.
+/// One lock per (target, blob) in this process: concurrent runs needing the same input
+/// upload it once.
+fn blob_lock(key: String) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<
+        std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let mut map = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    map.entry(key).or_default().clone()
+}
+
+/// Uploads one blob unless the target already holds it; returns its remote path. Other
+/// processes may upload the same blob at the same time: they write the same bytes, and a
+/// part renamed away by one of them means the blob is there.
 pub async fn upload(
     host: &Host,
     root: &str,
@@ -65,8 +81,12 @@ pub async fn upload(
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> RemoteResult<(String, Sent)> {
     let target = blob_path(root, &blob.sha256);
+    let lock = blob_lock(format!("{}|{target}", host.runner.describe()));
+    let _held = lock.lock().await;
+    let present =
+        || async { Ok::<_, RemoteError>(host.files.size(&target).await? == Some(blob.size)) };
     // A blob only ever carries its final name after it was verified (below).
-    if host.files.size(&target).await? == Some(blob.size) {
+    if present().await? {
         progress(blob.size);
         return Ok((
             target,
@@ -81,17 +101,43 @@ pub async fn upload(
     let part = format!("{target}.part");
     let mut sent = 0;
     for attempt in 0..2 {
-        // Resume from what an interrupted upload left, unless it cannot be a prefix.
+        // Resume from what an interrupted upload left; a part longer than the blob cannot
+        // be a prefix of it and goes. A second attempt rewrites every byte.
         let have = match host.files.size(&part).await? {
             Some(n) if n <= blob.size && attempt == 0 => n,
+            Some(n) if n > blob.size => {
+                host.ok(
+                    "remove a bad part",
+                    &crate::args(&["rm", "-f", "--", &part]),
+                )
+                .await?;
+                0
+            }
             _ => 0,
         };
         let report = |done: u64| progress(done);
-        host.files.put(&blob.path, &part, have, &report).await?;
+        let finished = async {
+            host.files.put(&blob.path, &part, have, &report).await?;
+            let sums = host.sha256(&[&part]).await?;
+            if sums[0] == blob.sha256 {
+                host.rename(&part, &target).await?;
+            }
+            Ok::<_, RemoteError>(sums.into_iter().next().unwrap_or_default())
+        }
+        .await;
         sent += blob.size - have;
-        let sums = host.sha256(&[&part]).await?;
-        if sums[0] == blob.sha256 {
-            host.rename(&part, &target).await?;
+        let sum = match finished {
+            Ok(sum) => sum,
+            // Another driver finished it first (and renamed the part away).
+            Err(_) if present().await? => blob.sha256.clone(),
+            Err(e @ RemoteError::Command { .. }) => {
+                return Err(RemoteError::Contended(format!(
+                    "{target} is being uploaded by another driver too ({e})"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        if sum == blob.sha256 {
             return Ok((
                 target,
                 Sent {
@@ -105,7 +151,7 @@ pub async fn upload(
             return Err(RemoteError::Corrupt {
                 path: part,
                 expected: blob.sha256.clone(),
-                actual: sums[0].clone(),
+                actual: sum,
             });
         }
     }

@@ -9,6 +9,9 @@ pub enum RemoteError {
     /// The TCP connection could not be made or was lost: worth retrying.
     #[error("cannot reach {target}: {message}")]
     Unreachable { target: String, message: String },
+    /// Another driver is doing the same thing on the target right now: worth retrying.
+    #[error("{0}")]
+    Contended(String),
     #[error(
         "the host key of {target} is not trusted yet ({fingerprint}); check it and run `cosmos target trust {name}`"
     )]
@@ -55,7 +58,10 @@ pub enum RemoteError {
 impl RemoteError {
     /// True for errors a retry may cure (a dropped or refused connection).
     pub fn is_transient(&self) -> bool {
-        matches!(self, RemoteError::Unreachable { .. })
+        matches!(
+            self,
+            RemoteError::Unreachable { .. } | RemoteError::Contended(_)
+        )
     }
 
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {

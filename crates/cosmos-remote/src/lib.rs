@@ -112,7 +112,8 @@ pub trait FileStore: Send + Sync + std::fmt::Debug {
     /// The size of a regular file, or `None` when nothing is there.
     async fn size(&self, path: &str) -> RemoteResult<Option<u64>>;
     /// Copies the local file to `remote`, starting at `offset` (bytes before it are kept,
-    /// which is how an interrupted upload resumes). The file is created when missing.
+    /// which is how an interrupted upload resumes). The file is created when missing and
+    /// never shortened: other bytes are only overwritten.
     async fn put(
         &self,
         local: &Path,

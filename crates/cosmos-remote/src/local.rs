@@ -64,18 +64,29 @@ fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> RemoteError {
     move |e| RemoteError::io(what, e)
 }
 
-/// Copies `from` into `to` starting at `offset` in both, reporting progress.
-fn copy_from(from: &Path, to: &Path, offset: u64, progress: &Progress<'_>) -> RemoteResult<()> {
+/// Copies `from` into `to` starting at `offset` in both, reporting progress. With `cut`,
+/// whatever `to` holds past `offset` is dropped first; without, bytes are only overwritten
+/// (uploads of one blob by several drivers write the same bytes and must not undo each
+/// other).
+fn copy_from(
+    from: &Path,
+    to: &Path,
+    offset: u64,
+    cut: bool,
+    progress: &Progress<'_>,
+) -> RemoteResult<()> {
     let mut src = std::fs::File::open(from).map_err(io("open", from))?;
     let mut dst = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
-        .truncate(offset == 0)
+        .truncate(cut && offset == 0)
         .open(to)
         .map_err(io("create", to))?;
     src.seek(SeekFrom::Start(offset))
         .map_err(io("seek", from))?;
-    dst.set_len(offset).map_err(io("truncate", to))?;
+    if cut {
+        dst.set_len(offset).map_err(io("truncate", to))?;
+    }
     dst.seek(SeekFrom::Start(offset)).map_err(io("seek", to))?;
     let mut buf = vec![0u8; 1024 * 1024];
     let mut done = offset;
@@ -109,7 +120,7 @@ impl FileStore for LocalFiles {
         offset: u64,
         progress: &Progress<'_>,
     ) -> RemoteResult<()> {
-        copy_from(local, Path::new(remote), offset, progress)
+        copy_from(local, Path::new(remote), offset, false, progress)
     }
 
     async fn get(
@@ -119,7 +130,7 @@ impl FileStore for LocalFiles {
         offset: u64,
         progress: &Progress<'_>,
     ) -> RemoteResult<()> {
-        copy_from(Path::new(remote), local, offset, progress)
+        copy_from(Path::new(remote), local, offset, true, progress)
     }
 
     async fn read_at(&self, remote: &str, offset: u64, max: usize) -> RemoteResult<Vec<u8>> {

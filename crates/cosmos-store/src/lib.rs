@@ -95,6 +95,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         progress: Option<f64>,
         message: &str,
     ) -> StoreResult<()>;
+    /// Records the model's exit status.
+    async fn set_exit_code(&self, id: &RunId, code: i32) -> StoreResult<()>;
     /// Records a run's verified outputs.
     async fn set_run_outputs(&self, id: &RunId, outputs: &[RunOutput]) -> StoreResult<()>;
     /// Takes or renews the lease on a run for `owner` (free, expired, ours, or held by

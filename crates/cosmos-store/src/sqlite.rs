@@ -232,6 +232,10 @@ impl Store for SqliteStore {
         execution::take_lease(&self.pool, id, owner, ttl_ms, steal_from).await
     }
 
+    async fn set_exit_code(&self, id: &RunId, code: i32) -> StoreResult<()> {
+        execution::set_exit_code(&self.pool, id, code).await
+    }
+
     async fn claim_run(&self, req: &ClaimRequest<'_>) -> StoreResult<Option<Claim>> {
         queue::claim(&self.pool, req).await
     }

@@ -389,10 +389,19 @@ Subsystem sftp internal-sftp\n",
     }
 
     /// Stops sshd, keeping its port, keys and files (a host going away mid-run).
+    /// Stops sshd and every session it serves, as a host going away does: open
+    /// connections drop too (each session is its own process group, so the listener's
+    /// group alone would leave them up).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let sessions = descendants(child.id());
             // sshd leads its own process group (`process_group(0)` at spawn).
             let _ = kill_process_group(Pid::from_child(&child), Signal::TERM);
+            for pid in sessions {
+                if let Some(pid) = Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                }
+            }
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -424,4 +433,37 @@ impl Drop for SshHost {
         self.stop();
         crate::containers::remove(&self.container_label(), self.dir.path());
     }
+}
+
+/// Every process below `root`, from the parent links in /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // /proc/PID/stat: `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        parents.push((pid, ppid));
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid) in &parents {
+            if *ppid == p && !found.contains(pid) {
+                found.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    found
 }

@@ -60,6 +60,7 @@ impl WorkerArgs {
             WorkerNote::Adopted(run) => say(format!("{run} taken over from a driver that is gone")),
             WorkerNote::Status(run, status, message) => say(format!("{run} [{status}] {message}")),
             WorkerNote::Finished(run, status) => say(format!("{run} {status}")),
+            WorkerNote::Note(run, message) => say(format!("{run} note: {message}")),
             WorkerNote::Error(run, message) => say(format!("{run} error: {message}")),
             WorkerNote::TargetDown(t) => {
                 say(format!("target {t} does not answer: no new work for it"))

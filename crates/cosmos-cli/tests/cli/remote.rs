@@ -25,38 +25,8 @@ impl Remote {
         r
     }
 
-    /// `cosmos target add NAME` for a fixture host, its model recording every start.
     fn add_target(&self, name: &str, host: &SshHost, env: &[&str]) {
-        let image = sim_image().expect("sim image");
-        let url = format!("ssh://{}@127.0.0.1:{}", host.user(), host.port());
-        let root = host.root().display().to_string();
-        let cosmos = host.cosmos_dir().display().to_string();
-        let key = host.client_key().display().to_string();
-        let record = format!("COSMOS_SIM_RECORD={root}/record.jsonl");
-        let mut args = vec![
-            "target",
-            "add",
-            name,
-            &url,
-            "--key",
-            &key,
-            "--root",
-            &root,
-            "--cosmos-dir",
-            &cosmos,
-            "--image",
-            &image,
-            "--no-gpu-flag",
-            "--gpus",
-            "8",
-            "--env",
-            &record,
-        ];
-        for e in env {
-            args.push("--env");
-            args.push(e);
-        }
-        self.run(&args).ok();
+        add_fixture_target(&self.home, name, host, env, &[]);
     }
 
     fn run(&self, args: &[&str]) -> Out {
@@ -78,6 +48,50 @@ impl Remote {
             .map(|l| serde_json::from_str(l).expect("record line"))
             .collect()
     }
+}
+
+/// `cosmos target add NAME` for a fixture host (8 GPU slots unless `extra` says otherwise),
+/// its model recording every start in `record.jsonl` under the host's root.
+pub(super) fn add_fixture_target(
+    home: &Home,
+    name: &str,
+    host: &SshHost,
+    env: &[&str],
+    extra: &[&str],
+) {
+    let image = sim_image().expect("sim image");
+    let url = format!("ssh://{}@127.0.0.1:{}", host.user(), host.port());
+    let root = host.root().display().to_string();
+    let cosmos = host.cosmos_dir().display().to_string();
+    let key = host.client_key().display().to_string();
+    let record = format!("COSMOS_SIM_RECORD={root}/record.jsonl");
+    let mut args = vec![
+        "target",
+        "add",
+        name,
+        &url,
+        "--key",
+        &key,
+        "--root",
+        &root,
+        "--cosmos-dir",
+        &cosmos,
+        "--image",
+        &image,
+        "--no-gpu-flag",
+        "--env",
+        &record,
+    ];
+    if !extra.contains(&"--gpus") {
+        args.extend(["--gpus", "8"]);
+    }
+    args.extend_from_slice(extra);
+    for e in env {
+        args.push("--env");
+        args.push(e);
+    }
+    let home_dir = home.path().display().to_string();
+    home.run_with(&args, &[("HOME", home_dir.as_str())]).ok();
 }
 
 fn containers(run_id: &str) -> String {
@@ -240,7 +254,7 @@ fn failures_are_classified_with_cosmos_s_reason() {
     assert!(reason.contains("GUARDRAIL BLOCKED"), "{reason}");
 }
 
-fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+pub(super) fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < deadline, "timed out waiting for {what}");
@@ -329,7 +343,7 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
 /// A scene whose colour video is padded with an MP4 `free` box to `mib` MiB, so transfers
 /// last long enough to be interrupted. The model copies the colour video as its output, so
 /// the download is as large.
-fn large_scene(home: &Home, mib: u64) -> std::path::PathBuf {
+pub(super) fn large_scene(home: &Home, mib: u64) -> std::path::PathBuf {
     use std::io::Write as _;
     let scene = home.standard_scene("large");
     let color = scene.join("shot_color.mp4");
@@ -347,7 +361,7 @@ fn large_scene(home: &Home, mib: u64) -> std::path::PathBuf {
 }
 
 /// Files under `dir` whose name ends with `.part` and that hold at least one byte.
-fn partial_files(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(super) fn partial_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -456,10 +470,10 @@ fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
 }
 
 /// A small tmpfs, owned by the remote user, unmounted on drop (needs root, as CI has).
-struct Tmpfs(tempfile::TempDir);
+pub(super) struct Tmpfs(pub tempfile::TempDir);
 
 impl Tmpfs {
-    fn mount(size: &str, owner: &str) -> Self {
+    pub(super) fn mount(size: &str, owner: &str) -> Self {
         let dir = tempfile::tempdir().expect("mount point");
         let id = |flag: &str| {
             let out = Command::new("id").args([flag, owner]).output().expect("id");

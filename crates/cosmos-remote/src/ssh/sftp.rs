@@ -78,10 +78,9 @@ impl FileStore for SftpFiles {
             .map_err(|e| RemoteError::io(format!("stat {}", local.display()), e))?
             .len();
         let s = self.session().await?;
-        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-        if offset == 0 {
-            flags |= OpenFlags::TRUNCATE;
-        }
+        // Never truncated: several drivers may upload one blob at once, all writing the
+        // same bytes at the same offsets.
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE;
         let handle = s
             .open(remote, flags, FileAttributes::default())
             .await

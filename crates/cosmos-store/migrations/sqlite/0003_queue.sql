@@ -6,6 +6,8 @@
 ALTER TABLE runs ADD COLUMN gpu_devices TEXT;
 ALTER TABLE runs ADD COLUMN not_before INTEGER;
 ALTER TABLE runs ADD COLUMN target_pin TEXT;
+-- The model's exit status, kept once read so the container can go before the run ends.
+ALTER TABLE runs ADD COLUMN exit_code INTEGER;
 -- Slots in use: the non-terminal runs that hold devices.
 CREATE INDEX runs_placed ON runs (target) WHERE gpu_devices IS NOT NULL
     AND status IN ('queued', 'staging', 'starting', 'running', 'collecting');

@@ -40,6 +40,16 @@ pub(crate) async fn add_event(
     .map(drop)
 }
 
+pub(crate) async fn set_exit_code(pool: &SqlitePool, id: &RunId, code: i32) -> StoreResult<()> {
+    sqlx::query("UPDATE runs SET exit_code = ? WHERE id = ?")
+        .bind(code)
+        .bind(id.as_str())
+        .execute(pool)
+        .await
+        .during("record a run's exit status")
+        .map(drop)
+}
+
 pub(crate) async fn set_outputs(
     pool: &SqlitePool,
     id: &RunId,

@@ -32,12 +32,13 @@ struct RunRow {
     attempts: i64,
     parent_run_id: Option<String>,
     target_pin: Option<String>,
+    exit_code: Option<i64>,
 }
 
 const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.status, r.name, \
     r.prompt_text, r.negative_prompt, r.input_set_id, r.params, r.target, r.priority, \
     r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs, \
-    r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin";
+    r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin, r.exit_code";
 
 impl RunRow {
     fn into_run(self) -> StoreResult<Run> {
@@ -67,6 +68,7 @@ impl RunRow {
             attempts: u32::try_from(self.attempts).unwrap_or(0),
             retry_of: parse_opt("run id", self.parent_run_id.as_deref())?,
             target_pin: self.target_pin,
+            exit_code: self.exit_code.and_then(|c| i32::try_from(c).ok()),
         })
     }
 }

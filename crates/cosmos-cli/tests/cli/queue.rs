@@ -1,0 +1,417 @@
+//! The queue and its workers against real infrastructure: several sshd targets, the real
+//! Docker engine and the sim image. Exactly-once execution, GPU slots side by side, and the
+//! failures a fleet meets: a worker killed mid-run, a target's sshd gone and back, a container
+//! killed from outside, a full disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::remote::{Tmpfs, add_fixture_target, large_scene, partial_files, wait_for};
+use super::support::{Home, Out, s};
+use cosmos_testkit::SshHost;
+
+/// A home with targets on fresh sshd fixtures.
+struct Fleet {
+    home: Home,
+    hosts: Vec<SshHost>,
+}
+
+impl Fleet {
+    /// `slots[i]` GPU slots on target `t<i>`; `env` goes to every model.
+    fn new(slots: &[u32], env: &[&str]) -> Self {
+        let home = Home::new();
+        let hosts: Vec<SshHost> = slots
+            .iter()
+            .map(|_| SshHost::start().expect("sshd fixture"))
+            .collect();
+        let fleet = Fleet { home, hosts };
+        for (i, (host, n)) in fleet.hosts.iter().zip(slots).enumerate() {
+            let name = format!("t{i}");
+            add_fixture_target(&fleet.home, &name, host, env, &["--gpus", &n.to_string()]);
+            fleet.run(&["target", "trust", &name, "--yes"]).ok();
+        }
+        fleet
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        let home = self.home.path().display().to_string();
+        self.home.run_with(args, &[("HOME", home.as_str())])
+    }
+
+    fn worker(&self) -> Worker {
+        let home = self.home.path().display().to_string();
+        let mut child = self
+            .home
+            .command(&["worker"])
+            .env("HOME", &home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cosmos worker");
+        // Read what it says as it says it, so a full pipe never stalls it.
+        let mut err = child.stderr.take().expect("stderr");
+        let log = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        Worker { child, log }
+    }
+
+    /// Every model start on every target, as cosmos-sim recorded it.
+    fn records(&self) -> Vec<(usize, Value)> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, h)| {
+                std::fs::read_to_string(h.root().join("record.jsonl"))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| (i, serde_json::from_str(l).expect("record line")))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn runs(&self) -> Vec<Value> {
+        let list = self
+            .run(&["list", "--json", "--limit", "10000"])
+            .ok()
+            .json();
+        list.as_array().cloned().unwrap_or_default()
+    }
+
+    fn status_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for r in self.runs() {
+            *counts
+                .entry(r["status"].as_str().unwrap_or("?").to_owned())
+                .or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn run_json(&self, id: &str) -> Value {
+        self.run(&["show", id, "--json"]).ok().json()["run"].clone()
+    }
+}
+
+/// A `cosmos worker` process and what it prints.
+struct Worker {
+    child: Child,
+    log: std::thread::JoinHandle<String>,
+}
+
+/// Stops a worker the way an operator does (SIGTERM) and returns what it printed.
+fn stop(mut worker: Worker) -> String {
+    let pid = rustix::process::Pid::from_child(&worker.child);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = worker.child.try_wait() {
+            assert!(status.success(), "the worker exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    worker.log.join().unwrap_or_default()
+}
+
+fn kill9(mut worker: Worker) {
+    worker.child.kill().expect("kill -9");
+    let _ = worker.child.wait();
+}
+
+/// Containers (running or not) of this fleet's runs; other tests' containers are theirs.
+fn leftover_containers(fleet: &Fleet) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "--all", "--filter", "label=cosmos.run"])
+        .args(["--format", "{{.Label \"cosmos.run\"}}"])
+        .output()
+        .expect("docker ps");
+    let ours: BTreeSet<String> = fleet
+        .runs()
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|id| ours.contains(*id))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn sha256_file(path: &Path) -> String {
+    cosmos_core::sha256::hex_digest(&std::fs::read(path).expect("output file"))
+}
+
+fn run_id_in(record: &Value) -> String {
+    let argv = record["argv"].to_string();
+    let at = argv.find("rs_").expect("a run id in the model's arguments");
+    argv[at..at + 29].to_owned()
+}
+
+#[test]
+fn three_workers_run_three_hundred_runs_exactly_once_on_three_targets() {
+    let fleet = Fleet::new(&[4, 4, 4], &["COSMOS_SIM_CLIP_SECONDS=0.05"]);
+    let short = fleet.home.standard_scene("short");
+    let long = fleet.home.scene(
+        "long",
+        &[
+            ("shot_color.mp4", 64, 36, 250, 24),
+            ("shot_depth.mp4", 64, 36, 250, 24),
+        ],
+    );
+    // Two prompts on scenes of 1 and 3 clips: runs of different lengths, queued in sweeps.
+    let a = fleet
+        .run(&[
+            "run",
+            "a harbour",
+            s(&short),
+            "--seeds",
+            "1..200",
+            "--no-wait",
+        ])
+        .ok();
+    let b = fleet
+        .run(&[
+            "run",
+            "a market",
+            s(&long),
+            "--seeds",
+            "1..100",
+            "--no-wait",
+        ])
+        .ok();
+    assert_eq!(a.stdout.lines().count() + b.stdout.lines().count(), 300);
+
+    let started = Instant::now();
+    let workers: Vec<Worker> = (0..3).map(|_| fleet.worker()).collect();
+    wait_for("300 runs to finish", Duration::from_secs(600), || {
+        let c = fleet.status_counts();
+        c.get("succeeded").copied().unwrap_or(0) + c.get("failed").copied().unwrap_or(0) == 300
+    });
+    let took = started.elapsed();
+    let logs: Vec<String> = workers.into_iter().map(stop).collect();
+    eprintln!("300 runs on 3 targets with 3 workers in {took:.1?}");
+
+    let runs = fleet.runs();
+    let failed: Vec<&Value> = runs.iter().filter(|r| r["status"] != "succeeded").collect();
+    assert!(
+        failed.is_empty(),
+        "failed runs: {failed:?}\nworkers:\n{}",
+        logs.join("\n")
+    );
+
+    // Exactly once: one model start per run, over all targets.
+    let records = fleet.records();
+    let mut per_run: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, r) in &records {
+        *per_run.entry(run_id_in(r)).or_insert(0) += 1;
+    }
+    assert_eq!(records.len(), 300, "model starts");
+    assert_eq!(per_run.len(), 300, "distinct runs started");
+
+    // Every output verified: the stored hash is the file's.
+    for r in &runs {
+        let outputs = r["outputs"].as_array().expect("outputs");
+        assert!(!outputs.is_empty(), "{r}");
+        for o in outputs {
+            let path = PathBuf::from(o["path"].as_str().expect("path"));
+            assert_eq!(
+                sha256_file(&path),
+                o["sha256"].as_str().expect("sha"),
+                "{path:?}"
+            );
+        }
+    }
+
+    // Side by side: every target ran work, and runs that overlapped on a target held
+    // different GPUs.
+    let mut spans: BTreeMap<usize, Vec<(String, String, BTreeSet<String>)>> = BTreeMap::new();
+    for (host, r) in &records {
+        let devices: BTreeSet<String> = r["cuda_visible_devices"]
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        spans.entry(*host).or_default().push((
+            r["started_at"].as_str().unwrap_or("").to_owned(),
+            r["finished_at"].as_str().unwrap_or("").to_owned(),
+            devices,
+        ));
+    }
+    assert_eq!(spans.len(), 3, "every target got work");
+    let mut overlaps = 0;
+    for list in spans.values() {
+        for (i, a) in list.iter().enumerate() {
+            for b in &list[i + 1..] {
+                if a.0 < b.1 && b.0 < a.1 {
+                    overlaps += 1;
+                    assert!(
+                        a.2.is_disjoint(&b.2),
+                        "overlapping runs shared GPUs: {a:?} {b:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        overlaps > 0,
+        "no two runs ever ran side by side on a target"
+    );
+    assert_eq!(
+        leftover_containers(&fleet),
+        Vec::<String>::new(),
+        "containers left behind"
+    );
+}
+
+#[test]
+fn a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
+    let fleet = Fleet::new(&[2], &["COSMOS_SIM_LOAD_SECONDS=2"]);
+    let scene = large_scene(&fleet.home, 256);
+    let blobs = fleet.hosts[0].root().join("blobs");
+    let outputs = fleet.home.home().join("outputs");
+    type Reached<'a> = Box<dyn Fn() -> bool + 'a>;
+    let stages: [(&str, Reached); 3] = [
+        ("staging", Box::new(|| !partial_files(&blobs).is_empty())),
+        (
+            "running",
+            Box::new(|| fleet.runs().iter().any(|r| r["status"] == "running")),
+        ),
+        (
+            "collecting",
+            Box::new(|| !partial_files(&outputs).is_empty()),
+        ),
+    ];
+    for (i, (stage, reached)) in stages.iter().enumerate() {
+        let text = format!("take {i}");
+        let id = fleet
+            .run(&["run", &text, s(&scene), "--no-wait"])
+            .ok()
+            .stdout
+            .trim()
+            .to_owned();
+        let doomed = fleet.worker();
+        wait_for(stage, Duration::from_secs(120), reached);
+        kill9(doomed);
+        let run = fleet.run_json(&id);
+        assert_eq!(run["status"], *stage, "{run}");
+
+        let rescuer = fleet.worker();
+        wait_for("the run to finish", Duration::from_secs(120), || {
+            fleet.run_json(&id)["status"] == "succeeded"
+        });
+        let log = stop(rescuer);
+        assert!(log.contains("taken over"), "{log}");
+    }
+    let records = fleet.records();
+    assert_eq!(records.len(), 3, "one model start per run: {records:?}");
+    assert_eq!(leftover_containers(&fleet), Vec::<String>::new());
+}
+
+#[test]
+fn a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
+    let mut fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=3"]);
+    let scene = fleet.home.standard_scene("shot");
+    let id = fleet
+        .run(&["run", "through the storm", s(&scene), "--no-wait"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let worker = fleet.worker();
+    wait_for("the model to run", Duration::from_secs(60), || {
+        fleet.run_json(&id)["status"] == "running"
+    });
+    fleet.hosts[0].stop();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        fleet.run_json(&id)["status"],
+        "running",
+        "unreachable is not failed"
+    );
+    fleet.hosts[0].restart().expect("sshd back");
+    wait_for("the run to finish", Duration::from_secs(120), || {
+        fleet.run_json(&id)["status"] == "succeeded"
+    });
+    let log = stop(worker);
+    assert!(
+        log.contains("does not answer"),
+        "the worker never lost the target:\n{log}"
+    );
+    assert_eq!(fleet.records().len(), 1);
+}
+
+#[test]
+fn a_container_killed_from_outside_fails_the_run_as_killed() {
+    let fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=30"]);
+    let scene = fleet.home.standard_scene("shot");
+    let id = fleet
+        .run(&["run", "a long take", s(&scene), "--no-wait"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let worker = fleet.worker();
+    wait_for("the model to run", Duration::from_secs(60), || {
+        fleet.run_json(&id)["status"] == "running"
+    });
+    let st = Command::new("docker")
+        .args(["kill", &format!("cosmos-{id}")])
+        .stdout(Stdio::null())
+        .status()
+        .expect("docker kill");
+    assert!(st.success());
+    wait_for("the run to end", Duration::from_secs(60), || {
+        fleet.run_json(&id)["status"] == "failed"
+    });
+    stop(worker);
+    let run = fleet.run_json(&id);
+    let reason = run["failure_reason"].as_str().unwrap_or("");
+    assert!(reason.starts_with("killed"), "{reason}");
+}
+
+#[test]
+fn a_target_root_that_fills_up_fails_the_run_clearly_and_loses_nothing() {
+    let fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=2"]);
+    let disk = Tmpfs::mount("96m", fleet.hosts[0].user());
+    let root = disk.0.path().display().to_string();
+    fleet.run(&["target", "edit", "t0", "--root", &root]).ok();
+    let scene = large_scene(&fleet.home, 20);
+    let id = fleet
+        .run(&["run", "a full disk", s(&scene), "--no-wait"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let worker = fleet.worker();
+    wait_for("the model to run", Duration::from_secs(60), || {
+        fleet.run_json(&id)["status"] == "running"
+    });
+    // Something else on the host takes every free byte.
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "status=none"])
+        .arg(format!("of={root}/filler"))
+        .status();
+    wait_for("the run to end", Duration::from_secs(60), || {
+        fleet.run_json(&id)["status"] == "failed"
+    });
+    stop(worker);
+    let run = fleet.run_json(&id);
+    let reason = run["failure_reason"].as_str().unwrap_or("");
+    assert!(reason.contains("ran out of disk space"), "{reason}");
+    assert!(reason.contains("free space under"), "{reason}");
+    // Nothing local is half-written, and the database still answers.
+    assert!(partial_files(&fleet.home.home()).is_empty());
+    assert!(!fleet.home.home().join("outputs").join(&id).exists());
+    fleet.run(&["list"]).ok();
+}
