@@ -6,7 +6,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
     completions, config, dev, init, inputs, list, logs, prompt, queue, quickstart, run, search,
-    show, target,
+    show, status, target,
 };
 
 const EXAMPLES: &str = "\
@@ -65,8 +65,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Cancel a run: kill its model (or drop it from the queue)
     Kill(logs::KillArgs),
-    /// Reconcile runs a crash left behind and show what is queued or running
-    Status(logs::StatusArgs),
+    /// Show the queue (with estimates), running runs, targets and workers; --watch refreshes
+    Status(status::StatusArgs),
     /// List recent runs
     List(list::Args),
     /// Show a run, prompt or input set by id (any unique prefix)

@@ -13,6 +13,7 @@ pub mod quickstart;
 pub mod run;
 pub mod search;
 pub mod show;
+pub mod status;
 pub mod sweep;
 pub mod target;
 

@@ -165,7 +165,12 @@ pub async fn drive(
 
 /// Runs a queued run in this process: waits for free GPU slots, claims it (the placement
 /// picks the target and GPUs), drives it, and again if it comes back to the queue.
-pub async fn run_here(services: &Services, id: &RunId, quiet: bool) -> Result<Ended> {
+pub async fn run_here(
+    services: &Services,
+    id: &RunId,
+    quiet: bool,
+    echo_log: bool,
+) -> Result<Ended> {
     let mut waiting = false;
     loop {
         let run = services.store().run(id).await?;
@@ -192,7 +197,7 @@ pub async fn run_here(services: &Services, id: &RunId, quiet: bool) -> Result<En
                 }
             }
         }
-        match drive(services, id, None, false, quiet).await? {
+        match drive(services, id, None, echo_log, quiet).await? {
             Ended::Detached => return Ok(Ended::Detached),
             Ended::Finished(run) if run.status.is_terminal() => return Ok(Ended::Finished(run)),
             Ended::Finished(_) => {}
@@ -274,7 +279,7 @@ pub async fn execute(
     } else {
         ctx.say("run", &id.to_string());
         let leftovers = finish_orphans(services, ctx).await?;
-        let ended = run_here(services, id, json).await;
+        let ended = run_here(services, id, json, false).await;
         if let Some(task) = leftovers {
             if matches!(ended, Ok(Ended::Finished(_))) {
                 if !task.is_finished() {

@@ -12,6 +12,7 @@ mod prompts;
 mod resolve;
 mod runs;
 mod seed;
+mod status;
 mod targets;
 mod worker;
 
@@ -27,6 +28,7 @@ pub use prompts::{CreatePromptRequest, EditPromptRequest, InputsRef};
 pub use resolve::Resolved;
 pub use runs::{LaunchDefaults, PlannedPrompt, RunPlan, RunRequest, RunSubject};
 pub use seed::{SeedReport, SeedRequest};
+pub use status::{QueuedView, RunningView, StatusView, TargetView};
 pub use targets::{CheckItem, Connected, ExecEnv, Gpu, RetryPolicy, runtime_of, ssh_spec};
 pub use worker::{WORKER_TTL_MS, WorkerNote, WorkerObserver};
 

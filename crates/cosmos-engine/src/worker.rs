@@ -22,6 +22,8 @@ pub const WORKER_TTL_MS: i64 = 10_000;
 const WORKER_BEAT: Duration = Duration::from_secs(2);
 /// How often an idle worker looks at the queue again.
 const POLL: Duration = Duration::from_millis(200);
+/// How often a worker records what it sees of its targets.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// How often a target that stopped answering is tried again.
 const REPROBE: Duration = Duration::from_secs(5);
 
@@ -75,12 +77,15 @@ impl Services {
         let mut tasks: JoinSet<(RunId, EngineResult<DriveOutcome>)> = JoinSet::new();
         let mut driving: HashSet<RunId> = HashSet::new();
         let mut probed = Instant::now();
+        let mut reported: Option<Instant> = None;
         let mut down: HashSet<String> = HashSet::new();
         while !*stop.borrow() {
             // Targets: down ones are tried again now and then.
             let unreachable = env.unreachable_targets();
+            let mut changed = false;
             for name in unreachable.keys() {
                 if down.insert(name.clone()) {
+                    changed = true;
                     on(WorkerNote::TargetDown(name.clone()));
                 }
             }
@@ -96,7 +101,16 @@ impl Services {
             for name in down.clone() {
                 if !unreachable.contains_key(&name) {
                     down.remove(&name);
+                    changed = true;
                     on(WorkerNote::TargetUp(name));
+                }
+            }
+            // What the worker sees of its targets, for `cosmos status` in other processes.
+            if changed || reported.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
+                reported = Some(Instant::now());
+                for t in self.store().list_targets().await? {
+                    let up = !unreachable.contains_key(&t.name);
+                    self.store().set_target_health(&t.name, up).await?;
                 }
             }
 

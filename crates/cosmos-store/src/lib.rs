@@ -18,7 +18,7 @@ use cosmos_core::{
 pub use error::{StoreError, StoreResult};
 pub use model::{
     Claim, ClaimRequest, ImportBatch, InputSetSummary, Lease, NewPrompt, NewRun, PromptFilter,
-    PromptName, PromptSummary, PromptUpdate, RunFilter, SearchHit, Worker,
+    PromptName, PromptSummary, PromptUpdate, RunFilter, SearchHit, TargetHealth, Worker,
 };
 pub use sqlite::SqliteStore;
 
@@ -134,6 +134,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn worker_gone(&self, id: &str) -> StoreResult<()>;
     /// Workers seen within `ttl_ms`.
     async fn live_workers(&self, ttl_ms: i64) -> StoreResult<Vec<Worker>>;
+
+    /// How many runs are queued.
+    async fn queue_length(&self) -> StoreResult<u64>;
+    /// Queued runs in the order they will be claimed (priority, then age).
+    async fn queued_runs(&self, limit: u32) -> StoreResult<Vec<Run>>;
+    /// How long the latest succeeded runs took, start to finish, in milliseconds.
+    async fn recent_durations_ms(&self, limit: u32) -> StoreResult<Vec<i64>>;
+    /// Records whether a target answered (a change of state keeps its `since`).
+    async fn set_target_health(&self, target: &str, reachable: bool) -> StoreResult<()>;
+    /// What the workers last saw of each target.
+    async fn target_health(&self) -> StoreResult<Vec<TargetHealth>>;
 
     /// Stores a target; an existing name is an error unless `replace`.
     async fn put_target(&self, target: &Target, replace: bool) -> StoreResult<()>;

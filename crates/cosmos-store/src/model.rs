@@ -117,6 +117,16 @@ pub struct Claim {
     pub devices: Vec<u32>,
 }
 
+/// Whether a target answered when a worker last tried.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TargetHealth {
+    pub target: String,
+    pub reachable: bool,
+    /// Since when it has been so.
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub checked_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// A live worker process.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Worker {

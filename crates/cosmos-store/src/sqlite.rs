@@ -236,6 +236,26 @@ impl Store for SqliteStore {
         execution::set_exit_code(&self.pool, id, code).await
     }
 
+    async fn queue_length(&self) -> StoreResult<u64> {
+        queue::length(&self.pool).await
+    }
+
+    async fn queued_runs(&self, limit: u32) -> StoreResult<Vec<Run>> {
+        runs::queued(&self.pool, limit).await
+    }
+
+    async fn recent_durations_ms(&self, limit: u32) -> StoreResult<Vec<i64>> {
+        queue::recent_durations(&self.pool, limit).await
+    }
+
+    async fn set_target_health(&self, target: &str, reachable: bool) -> StoreResult<()> {
+        queue::set_health(&self.pool, target, reachable).await
+    }
+
+    async fn target_health(&self) -> StoreResult<Vec<TargetHealth>> {
+        queue::health(&self.pool).await
+    }
+
     async fn claim_run(&self, req: &ClaimRequest<'_>) -> StoreResult<Option<Claim>> {
         queue::claim(&self.pool, req).await
     }

@@ -76,6 +76,15 @@ impl Queue {
     }
 
     async fn add(&self, gpus: u32, priority: i32) -> Result<RunId, Box<dyn std::error::Error>> {
+        self.add_on(gpus, priority, None).await
+    }
+
+    async fn add_on(
+        &self,
+        gpus: u32,
+        priority: i32,
+        pin: Option<&str>,
+    ) -> Result<RunId, Box<dyn std::error::Error>> {
         let params = RunParams {
             gpus,
             ..RunParams::default()
@@ -95,7 +104,7 @@ impl Queue {
                 created_at: cosmos_core::now(),
                 note: "queued".into(),
                 retry_of: None,
-                target_pin: None,
+                target_pin: pin.map(str::to_owned),
             })
             .await?;
         Ok(run.id)
@@ -303,6 +312,44 @@ fn workers_are_live_while_they_are_seen() -> TestResult {
         assert!(s.live_workers(10).await?.is_empty(), "not seen lately");
         s.worker_gone("w1").await?;
         assert!(s.live_workers(10_000).await?.is_empty());
+        Ok(())
+    })
+}
+
+#[test]
+fn runs_that_cannot_start_never_hold_up_the_queue() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        let q = Queue::open(&dir.path().join("cosmos.db")).await?;
+        let s = &q.store;
+        let slots = targets(&[("busy", 2), ("idle", 1)]);
+        // More than a claim looks at: pinned to a paused target, or too big for any.
+        for i in 0..150 {
+            if i % 2 == 0 {
+                q.add_on(1, 9, Some("busy")).await?;
+            } else {
+                q.add(8, 9).await?;
+            }
+        }
+        s.set_paused(Some("busy"), true).await?;
+        let pinned = q.add_on(1, 0, Some("idle")).await?;
+        let free = q.add(1, 0).await?;
+        let c = s.claim_run(&req("w", &slots)).await?.ok_or("a claim")?;
+        assert_eq!((c.run, c.target.as_str()), (pinned, "idle"));
+        assert_eq!(
+            s.claim_run(&req("w", &slots)).await?,
+            None,
+            "idle is full now"
+        );
+        s.set_paused(Some("busy"), false).await?;
+        let c = s.claim_run(&req("w", &slots)).await?.ok_or("a claim")?;
+        assert_eq!(c.target, "busy");
+        assert_ne!(c.run, free, "the pinned high-priority runs go first");
+        assert_eq!(
+            s.queue_length().await?,
+            152,
+            "claimed runs stay queued until staged"
+        );
         Ok(())
     })
 }

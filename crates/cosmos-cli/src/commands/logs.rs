@@ -12,7 +12,6 @@ use cosmos_engine::{EngineError, Services};
 
 use crate::context::Ctx;
 use crate::live::{self, Ended};
-use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -28,12 +27,6 @@ pub struct LogsArgs {
 pub struct KillArgs {
     /// A run id (any unique prefix)
     run: String,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct StatusArgs {
-    #[arg(long)]
-    json: bool,
 }
 
 fn print_from(path: &std::path::Path, offset: u64) -> u64 {
@@ -60,7 +53,24 @@ impl LogsArgs {
         if run.status.is_terminal() {
             return Ok(live::report(&run));
         }
-        match live::drive(&services, &id, None, true, false).await {
+        let worker = !services
+            .store()
+            .live_workers(cosmos_engine::WORKER_TTL_MS)
+            .await?
+            .is_empty();
+        // A queued run is a worker's to place; without one, it runs here.
+        let attempt = if run.status == cosmos_core::RunStatus::Queued && worker {
+            Err(EngineError::Busy {
+                run: id.to_string(),
+                owner: "a worker".into(),
+            }
+            .into())
+        } else if run.status == cosmos_core::RunStatus::Queued {
+            live::run_here(&services, &id, false, true).await
+        } else {
+            live::drive(&services, &id, None, true, false).await
+        };
+        match attempt {
             Ok(Ended::Finished(run)) => Ok(live::report(&run)),
             Ok(Ended::Detached) => Ok(ExitCode::SUCCESS),
             Err(e)
@@ -123,44 +133,4 @@ pub async fn reconcile(services: &Services, ctx: &Ctx) -> Result<()> {
         }
     }
     Ok(())
-}
-
-impl StatusArgs {
-    pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
-        let services = ctx.services().await?;
-        reconcile(&services, ctx).await?;
-        let runs = services
-            .store()
-            .list_runs(&cosmos_store::RunFilter {
-                statuses: vec![
-                    cosmos_core::RunStatus::Queued,
-                    cosmos_core::RunStatus::Staging,
-                    cosmos_core::RunStatus::Starting,
-                    cosmos_core::RunStatus::Running,
-                    cosmos_core::RunStatus::Collecting,
-                ],
-                limit: 200,
-                ..Default::default()
-            })
-            .await?;
-        let mut out = std::io::stdout().lock();
-        if self.json {
-            output::json(&mut out, &runs)?;
-        } else if runs.is_empty() {
-            writeln!(out, "no queued or running runs")?;
-        } else {
-            for r in &runs {
-                let last = services.store().run_events(&r.id).await?.pop();
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}",
-                    r.id,
-                    r.status,
-                    r.target.as_deref().unwrap_or("-"),
-                    last.map(|e| e.message).unwrap_or_default()
-                )?;
-            }
-        }
-        Ok(ExitCode::SUCCESS)
-    }
 }

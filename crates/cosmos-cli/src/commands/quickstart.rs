@@ -168,7 +168,7 @@ impl Args {
                 run.id
             ),
         );
-        let run = match live::run_here(&services, &run.id, false).await? {
+        let run = match live::run_here(&services, &run.id, false, false).await? {
             Ended::Finished(run) => run,
             Ended::Detached => return Ok(ExitCode::SUCCESS),
         };

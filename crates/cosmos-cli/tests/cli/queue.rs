@@ -378,6 +378,18 @@ fn a_container_killed_from_outside_fails_the_run_as_killed() {
     let run = fleet.run_json(&id);
     let reason = run["failure_reason"].as_str().unwrap_or("");
     assert!(reason.starts_with("killed"), "{reason}");
+
+    // `cosmos retry` queues it again as a new run linked to this one.
+    let again = fleet
+        .run(&["retry", &id, "--no-wait", "--json"])
+        .ok()
+        .json();
+    assert_eq!(again["status"], "queued");
+    assert_eq!(again["retry_of"], id.as_str());
+    assert_ne!(again["id"], id.as_str());
+    fleet
+        .run(&["retry", again["id"].as_str().unwrap_or("")])
+        .fails_with("only a failed or cancelled run can be retried");
 }
 
 #[test]
@@ -414,4 +426,110 @@ fn a_target_root_that_fills_up_fails_the_run_clearly_and_loses_nothing() {
     assert!(partial_files(&fleet.home.home()).is_empty());
     assert!(!fleet.home.home().join("outputs").join(&id).exists());
     fleet.run(&["list"]).ok();
+}
+
+#[test]
+fn status_shows_the_queue_with_estimates_running_runs_targets_and_workers() {
+    let fleet = Fleet::new(&[2], &["COSMOS_SIM_LOAD_SECONDS=1.5"]);
+    let scene = fleet.home.standard_scene("shot");
+    // One finished run gives the estimates something to go on.
+    fleet.run(&["run", "a first harbour", s(&scene)]).ok();
+
+    fleet.run(&["queue", "pause"]).ok();
+    fleet
+        .run(&[
+            "run",
+            "a harbour",
+            s(&scene),
+            "--seeds",
+            "1..4",
+            "--no-wait",
+        ])
+        .ok();
+    fleet
+        .run(&[
+            "run",
+            "an urgent harbour",
+            s(&scene),
+            "--priority",
+            "5",
+            "--no-wait",
+        ])
+        .ok();
+    let v = fleet.run(&["status", "--json"]).ok().json();
+    assert_eq!(v["paused"], true, "{v}");
+    assert_eq!(v["queued_total"], 5);
+    let queue = v["queue"].as_array().expect("queue");
+    assert_eq!(
+        queue[0]["run"]["prompt_text"], "an urgent harbour",
+        "priority first"
+    );
+    assert!(
+        v["typical_run_seconds"].as_f64().unwrap_or(0.0) >= 1.5,
+        "{v}"
+    );
+    assert_eq!(v["targets"][0]["free"], 2);
+    let text = fleet.run(&["status"]).ok().stdout;
+    assert!(
+        text.contains("PAUSED") && text.contains("queue 5 queued"),
+        "{text}"
+    );
+
+    // Running: estimates appear, runs go two at a time onto the target's two slots.
+    fleet.run(&["queue", "resume"]).ok();
+    let v = fleet.run(&["status", "--json"]).ok().json();
+    let starts: Vec<String> = v["queue"]
+        .as_array()
+        .expect("queue")
+        .iter()
+        .map(|q| q["estimated_start"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(starts.iter().all(|s| !s.is_empty()), "{v}");
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+    assert!(
+        starts[2] > starts[0],
+        "two slots: the third waits: {starts:?}"
+    );
+
+    let worker = fleet.worker();
+    let mut seen = Value::Null;
+    wait_for("two runs side by side", Duration::from_secs(60), || {
+        seen = fleet.run(&["status", "--json"]).ok().json();
+        seen["running"].as_array().map(Vec::len) == Some(2)
+    });
+    let running = &seen["running"][0];
+    assert_eq!(running["run"]["target"], "t0", "{seen}");
+    assert_eq!(running["run"]["devices"].as_array().map(Vec::len), Some(1));
+    assert_eq!(seen["targets"][0]["used"], 2, "{seen}");
+    assert_eq!(seen["workers"].as_array().map(Vec::len), Some(1));
+
+    // --watch refreshes, one JSON object per line.
+    let home = fleet.home.path().display().to_string();
+    let mut watch = fleet
+        .home
+        .command(&["status", "--watch", "--json", "--interval", "0.2"])
+        .env("HOME", &home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("status --watch");
+    let lines = {
+        use std::io::BufRead;
+        let out = watch.stdout.take().expect("stdout");
+        std::io::BufReader::new(out)
+            .lines()
+            .take(3)
+            .map(|l| serde_json::from_str::<Value>(&l.expect("a line")).expect("json"))
+            .count()
+    };
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(lines, 3);
+
+    wait_for("the queue to drain", Duration::from_secs(120), || {
+        fleet.status_counts().get("succeeded").copied() == Some(6)
+    });
+    let v = fleet.run(&["status", "--json"]).ok().json();
+    assert_eq!(v["targets"][0]["reachable"], true, "{v}");
+    stop(worker);
 }

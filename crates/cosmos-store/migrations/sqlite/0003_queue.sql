@@ -33,3 +33,12 @@ CREATE TABLE target_inputs (
     input_set_id TEXT NOT NULL REFERENCES input_sets (id) ON DELETE CASCADE,
     PRIMARY KEY (target, input_set_id)
 );
+
+-- What the workers last saw of each target (for `cosmos status`).
+CREATE TABLE target_health (
+    target     TEXT PRIMARY KEY,
+    reachable  INTEGER NOT NULL CHECK (reachable IN (0, 1)),
+    since      INTEGER NOT NULL,
+    checked_at INTEGER NOT NULL
+);
+CREATE INDEX runs_finished ON runs (finished_at) WHERE status = 'succeeded';

@@ -12,7 +12,7 @@ use cosmos_core::{RunId, RunStatus};
 
 use super::convert::{json, millis, parse, time, to_json};
 use crate::error::{Context, StoreError, StoreResult};
-use crate::model::{Claim, ClaimRequest, Worker};
+use crate::model::{Claim, ClaimRequest, TargetHealth, Worker};
 
 /// How many queued runs one claim looks through for one that fits (the rest wait their turn).
 const LOOKAHEAD: i64 = 64;
@@ -60,15 +60,26 @@ pub(crate) async fn claim(pool: &SqlitePool, req: &ClaimRequest<'_>) -> StoreRes
     if slots.iter().all(|s| s.free() == 0) {
         return Ok(None);
     }
+    // Only runs that could fit now are looked at, so runs pinned to a paused, unreachable
+    // or full target, or wanting more GPUs than any target has free, never hold up the rest.
+    let open: Vec<&str> = slots
+        .iter()
+        .filter(|s| s.free() > 0)
+        .map(|s| s.name.as_str())
+        .collect();
+    let most_free = slots.iter().map(TargetSlots::free).max().unwrap_or(0);
     let candidates: Vec<(String, i64, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT id, gpus, target_pin, input_set_id FROM runs INDEXED BY runs_queue \
          WHERE status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?1) \
          AND (not_before IS NULL OR not_before <= ?1) AND (?2 IS NULL OR id = ?2) \
+         AND gpus <= ?4 AND (target_pin IS NULL OR target_pin IN (SELECT value FROM json_each(?5))) \
          ORDER BY priority DESC, created_at LIMIT ?3",
     )
     .bind(now)
     .bind(req.only.map(RunId::as_str))
     .bind(LOOKAHEAD)
+    .bind(i64::from(most_free))
+    .bind(to_json(&open))
     .fetch_all(&mut *tx)
     .await
     .during("read the queue")?;
@@ -235,4 +246,64 @@ pub(crate) async fn workers(pool: &SqlitePool, ttl_ms: i64) -> StoreResult<Vec<W
             seen_at: time(seen),
         })
         .collect())
+}
+
+pub(crate) async fn recent_durations(pool: &SqlitePool, limit: u32) -> StoreResult<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT finished_at - started_at FROM runs INDEXED BY runs_finished \
+         WHERE status = 'succeeded' AND started_at IS NOT NULL AND finished_at IS NOT NULL \
+         ORDER BY finished_at DESC LIMIT ?",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .during("read recent run durations")
+}
+
+pub(crate) async fn set_health(
+    pool: &SqlitePool,
+    target: &str,
+    reachable: bool,
+) -> StoreResult<()> {
+    let now = millis(chrono::Utc::now());
+    sqlx::query(
+        "INSERT INTO target_health (target, reachable, since, checked_at) VALUES (?1, ?2, ?3, ?3) \
+         ON CONFLICT (target) DO UPDATE SET checked_at = ?3, \
+         since = CASE WHEN reachable = ?2 THEN since ELSE ?3 END, reachable = ?2",
+    )
+    .bind(target)
+    .bind(reachable)
+    .bind(now)
+    .execute(pool)
+    .await
+    .during("record a target's health")
+    .map(drop)
+}
+
+pub(crate) async fn health(pool: &SqlitePool) -> StoreResult<Vec<TargetHealth>> {
+    let rows: Vec<(String, bool, i64, i64)> = sqlx::query_as(
+        "SELECT target, reachable, since, checked_at FROM target_health ORDER BY target",
+    )
+    .fetch_all(pool)
+    .await
+    .during("read target health")?;
+    Ok(rows
+        .into_iter()
+        .map(|(target, reachable, since, checked)| TargetHealth {
+            target,
+            reachable,
+            since: time(since),
+            checked_at: time(checked),
+        })
+        .collect())
+}
+
+pub(crate) async fn length(pool: &SqlitePool) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM runs INDEXED BY runs_queue WHERE status = 'queued'",
+    )
+    .fetch_one(pool)
+    .await
+    .during("count the queue")?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }

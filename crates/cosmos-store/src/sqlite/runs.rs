@@ -183,6 +183,19 @@ pub(crate) async fn list(pool: &SqlitePool, filter: &RunFilter) -> StoreResult<V
     rows.into_iter().map(RunRow::into_run).collect()
 }
 
+/// Queued runs in claim order.
+pub(crate) async fn queued(pool: &SqlitePool, limit: u32) -> StoreResult<Vec<Run>> {
+    let rows: Vec<RunRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM runs r INDEXED BY runs_queue JOIN prompts p ON p.id = r.prompt_id \
+         WHERE r.status = 'queued' ORDER BY r.priority DESC, r.created_at LIMIT ?"
+    ))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .during("read the queue")?;
+    rows.into_iter().map(RunRow::into_run).collect()
+}
+
 pub(crate) async fn count_for_prompt(pool: &SqlitePool, prompt: &PromptId) -> StoreResult<u64> {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE prompt_id = ?")
         .bind(prompt.as_str())
