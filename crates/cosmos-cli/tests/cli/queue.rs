@@ -516,11 +516,13 @@ fn status_shows_the_queue_with_estimates_running_runs_targets_and_workers() {
     let lines = {
         use std::io::BufRead;
         let out = watch.stdout.take().expect("stdout");
-        std::io::BufReader::new(out)
-            .lines()
-            .take(3)
-            .map(|l| serde_json::from_str::<Value>(&l.expect("a line")).expect("json"))
-            .count()
+        let mut n = 0;
+        for line in std::io::BufReader::new(out).lines().take(3) {
+            let v: Value = serde_json::from_str(&line.expect("a line")).expect("json");
+            assert!(v["targets"].is_array(), "{v}");
+            n += 1;
+        }
+        n
     };
     let _ = watch.kill();
     let _ = watch.wait();
