@@ -34,7 +34,7 @@ pub(crate) async fn claim(pool: &SqlitePool, req: &ClaimRequest<'_>) -> StoreRes
     }
     // Slots held: placed runs not finished, except queued ones whose claim lapsed.
     let held: Vec<(String, String)> = sqlx::query_as(
-        "SELECT target, gpu_devices FROM runs WHERE gpu_devices IS NOT NULL \
+        "SELECT target, gpu_devices FROM runs INDEXED BY runs_placed WHERE gpu_devices IS NOT NULL \
          AND status IN ('queued', 'staging', 'starting', 'running', 'collecting') \
          AND NOT (status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?))",
     )
