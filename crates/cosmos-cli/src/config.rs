@@ -28,6 +28,7 @@ pub struct Config {
 pub struct QueueConfig {
     pub max_retries: u32,
     pub retry_backoff_seconds: f64,
+    pub staging_patience_seconds: f64,
 }
 
 impl Default for QueueConfig {
@@ -35,6 +36,7 @@ impl Default for QueueConfig {
         Self {
             max_retries: 3,
             retry_backoff_seconds: 5.0,
+            staging_patience_seconds: 20.0,
         }
     }
 }
@@ -191,6 +193,12 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
         "retry_backoff_seconds",
         "5.0",
         "Wait before the first automatic retry; each further one waits twice as long.",
+    ),
+    (
+        "queue",
+        "staging_patience_seconds",
+        "20.0",
+        "How long staging waits for a target that does not answer before the run goes back\n# to the queue (nothing has started yet, so another target may take it).",
     ),
     (
         "secrets",

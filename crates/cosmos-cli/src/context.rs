@@ -59,8 +59,8 @@ impl Ctx {
             )
             .with_retry(cosmos_engine::RetryPolicy {
                 max_attempts: self.settings.config.queue.max_retries,
-                backoff_ms: (self.settings.config.queue.retry_backoff_seconds.max(0.0) * 1000.0)
-                    as u64,
+                backoff_ms: millis(self.settings.config.queue.retry_backoff_seconds),
+                staging_patience_ms: millis(self.settings.config.queue.staging_patience_seconds),
             }),
         ))
     }
@@ -91,4 +91,9 @@ impl Ctx {
         let label = self.err_style.paint(code, &format!("{label}:"));
         let _ = writeln!(std::io::stderr(), "{label} {message}");
     }
+}
+
+/// Seconds from the configuration as milliseconds (negative and NaN count as zero).
+fn millis(seconds: f64) -> u64 {
+    (seconds.max(0.0) * 1000.0) as u64
 }

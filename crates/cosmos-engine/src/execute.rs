@@ -56,9 +56,6 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long an unreachable target is waited for before the driver gives up (the run stays
 /// as it is, to be reconciled later: unreachable is not failed).
 const PATIENCE: Duration = Duration::from_secs(15 * 60);
-/// How long staging waits for an unreachable target before the run goes back to the queue
-/// (nothing has started yet, so another target may take it).
-const STAGING_PATIENCE: Duration = Duration::from_secs(20);
 /// How long a target's passed preflight is trusted before it is checked again.
 const PREFLIGHT_FRESH: Duration = Duration::from_secs(60);
 /// Room kept free on a target beyond the inputs, for the model's outputs and log.
@@ -333,6 +330,14 @@ impl Services {
         }
     }
 
+    /// How long staging waits for an unreachable target before the run goes back to the
+    /// queue (nothing has started yet, so another target may take it).
+    fn staging_patience(&self) -> EngineResult<Duration> {
+        Ok(Duration::from_millis(
+            self.exec_env()?.retry.staging_patience_ms,
+        ))
+    }
+
     /// Whether `cosmos kill` asked for the run to stop.
     async fn cancel_requested(&self, id: &RunId) -> EngineResult<bool> {
         let events = self.store().run_events(id).await?;
@@ -517,7 +522,7 @@ impl Services {
             )));
         }
         let (paths, sent) = self
-            .retrying(STAGING_PATIENCE, c, "upload inputs", obs, || {
+            .retrying(self.staging_patience()?, c, "upload inputs", obs, || {
                 blobs::upload_all(h, &cfg.root, &blobs_in, 4, report.clone())
             })
             .await
@@ -607,7 +612,7 @@ impl Services {
                 .runtime
                 .docker(&["image", "inspect", "--format", "{{.Id}}", &cfg.image]);
             let out = self
-                .retrying(STAGING_PATIENCE, c, "check the image", obs, || {
+                .retrying(self.staging_patience()?, c, "check the image", obs, || {
                     h.runner.run(&argv)
                 })
                 .await?;
@@ -622,9 +627,13 @@ impl Services {
         let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
         let test = args(&["test", "-d", &ckpt]);
         let out = self
-            .retrying(STAGING_PATIENCE, c, "check the checkpoints", obs, || {
-                h.runner.run(&test)
-            })
+            .retrying(
+                self.staging_patience()?,
+                c,
+                "check the checkpoints",
+                obs,
+                || h.runner.run(&test),
+            )
             .await?;
         if !out.success() {
             return Err(Staging::Fail(format!(
@@ -636,7 +645,7 @@ impl Services {
         if !cfg.rehearsal {
             let smi = args(&GPU_QUERY);
             let out = self
-                .retrying(STAGING_PATIENCE, c, "count the GPUs", obs, || {
+                .retrying(self.staging_patience()?, c, "count the GPUs", obs, || {
                     h.runner.run(&smi)
                 })
                 .await?;

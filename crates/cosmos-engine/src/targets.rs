@@ -42,6 +42,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// The first wait; each further one doubles (at most ten minutes).
     pub backoff_ms: u64,
+    /// How long staging waits for a target that does not answer before giving the run back.
+    pub staging_patience_ms: u64,
 }
 
 impl Default for RetryPolicy {
@@ -49,6 +51,7 @@ impl Default for RetryPolicy {
         Self {
             max_attempts: 3,
             backoff_ms: 5_000,
+            staging_patience_ms: 20_000,
         }
     }
 }

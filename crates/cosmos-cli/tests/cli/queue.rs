@@ -43,11 +43,16 @@ impl Fleet {
     }
 
     fn worker(&self) -> Worker {
+        self.worker_with(&[])
+    }
+
+    fn worker_with(&self, env: &[(&str, &str)]) -> Worker {
         let home = self.home.path().display().to_string();
         let mut child = self
             .home
             .command(&["worker"])
             .env("HOME", &home)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -533,5 +538,82 @@ fn status_shows_the_queue_with_estimates_running_runs_targets_and_workers() {
     });
     let v = fleet.run(&["status", "--json"]).ok().json();
     assert_eq!(v["targets"][0]["reachable"], true, "{v}");
+
+    // With a worker alive, `cosmos run` queues and follows; the worker runs it.
+    let out = fleet.run(&["run", "a followed harbour", s(&scene)]).ok();
+    assert!(out.stderr.contains("a worker runs it"), "{}", out.stderr);
+    assert!(out.stdout.trim().ends_with("output.mp4"), "{}", out.stdout);
+    let log = stop(worker);
+    assert!(
+        log.contains("a followed harbour") || log.contains("succeeded"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_run_that_cannot_be_staged_goes_back_to_the_queue_and_runs_elsewhere() {
+    let mut fleet = Fleet::new(&[8, 1], &[]);
+    let scene = fleet.home.standard_scene("shot");
+    fleet.hosts[0].stop();
+    let id = fleet
+        .run(&["run", "a detour", s(&scene), "--no-wait"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let worker = fleet.worker_with(&[
+        ("COSMOS_QUEUE_STAGING_PATIENCE_SECONDS", "0.5"),
+        ("COSMOS_QUEUE_RETRY_BACKOFF_SECONDS", "0.2"),
+    ]);
+    wait_for("the run to finish", Duration::from_secs(90), || {
+        fleet.run_json(&id)["status"] == "succeeded"
+    });
+    let log = stop(worker);
+    let shown = fleet.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["run"]["target"], "t1", "{shown}\n{log}");
+    assert_eq!(shown["run"]["attempts"], 1);
+    let events = shown["events"].to_string();
+    assert!(
+        events.contains("back in the queue for retry 1 of 3"),
+        "{events}"
+    );
+    assert!(log.contains("target t0 does not answer"), "{log}");
+    let records = fleet.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].0, 1, "it ran on t1");
+}
+
+#[test]
+fn killing_a_run_a_worker_drives_ends_it_cancelled() {
+    let fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=30"]);
+    let scene = fleet.home.standard_scene("shot");
+    let id = fleet
+        .run(&["run", "stop this take", s(&scene), "--no-wait"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let worker = fleet.worker();
+    wait_for("the model to run", Duration::from_secs(60), || {
+        fleet.run_json(&id)["status"] == "running"
+    });
+    let out = fleet.run(&["kill", &id]).ok();
+    assert!(out.stdout.contains("cancel requested"), "{}", out.stdout);
+    wait_for("the run to end", Duration::from_secs(60), || {
+        fleet.run_json(&id)["status"] == "cancelled"
+    });
     stop(worker);
+    assert_eq!(leftover_containers(&fleet), Vec::<String>::new());
+    // A queued run simply leaves the queue.
+    fleet.run(&["queue", "pause"]).ok();
+    let queued = fleet
+        .run(&["run", "never mind", s(&scene), "--no-wait"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    fleet.run(&["kill", &queued]).ok();
+    assert_eq!(fleet.run_json(&queued)["status"], "cancelled");
+    let events = fleet.run(&["show", &queued, "--json"]).ok().json()["events"].to_string();
+    assert!(!events.contains("started"), "{events}");
 }
