@@ -277,3 +277,93 @@ fn queued_runs_are_listed_shown_and_filtered() -> TestResult {
     h.run(&["show", "rs_%"]).fails_with("is not an id prefix");
     Ok(())
 }
+
+#[test]
+fn sweeps_make_one_run_per_combination_in_one_go() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("shot");
+    let dry = h
+        .run(&[
+            "run",
+            "a harbour",
+            s(&scene),
+            "--seeds",
+            "1..3",
+            "--dry-run",
+        ])
+        .ok()
+        .stdout;
+    assert!(dry.contains("# and 2 more runs like it"), "{dry}");
+    assert!(dry.contains("seed 3"), "{dry}");
+
+    let runs = h
+        .run(&[
+            "run",
+            "a harbour",
+            s(&scene),
+            "--seed",
+            "7,9",
+            "--weights",
+            "depth=0.2:0.6:0.2,seg=0.5",
+            "--priority",
+            "3",
+            "--no-wait",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let runs = runs.as_array().ok_or("an array of runs")?;
+    assert_eq!(runs.len(), 6);
+    let combos: std::collections::BTreeSet<String> = runs
+        .iter()
+        .map(|r| format!("{} {}", r["params"]["seed"], r["params"]["weights"]))
+        .collect();
+    assert_eq!(combos.len(), 6, "{combos:?}");
+    assert!(combos.contains("9 \"seg=0.5,depth=0.6\""), "{combos:?}");
+    assert!(runs.iter().all(|r| r["prompt_id"] == runs[0]["prompt_id"]));
+    assert!(runs.iter().all(|r| r["priority"] == 3));
+
+    // A file of runs: all or nothing, errors naming the entry.
+    let file = h.path().join("sweep.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[run]]\nprompt = \"a market\"\ninputs = \"{}\"\nseeds = \"1..2\"\n\n[[run]]\nprompt = \"a harbour\"\ninputs = \"{}\"\nweights = \"depth=0.5\"\ngpus = 2\n",
+            scene.display(),
+            scene.display()
+        ),
+    )?;
+    let made = h
+        .run(&["run", "--from-file", s(&file), "--no-wait", "--json"])
+        .ok()
+        .json();
+    let made = made.as_array().ok_or("runs")?;
+    assert_eq!(made.len(), 3);
+    assert_eq!(made[2]["params"]["gpus"], 2);
+
+    let before = h.run(&["list", "--json"]).ok().json();
+    std::fs::write(
+        &file,
+        format!(
+            "[[run]]\nprompt = \"fine\"\ninputs = \"{}\"\n\n[[run]]\nprompt = \"broken\"\ninputs = \"{}\"\nweights = \"smell=0.5\"\n",
+            scene.display(),
+            scene.display()
+        ),
+    )?;
+    let out = h.run(&["run", "--from-file", s(&file), "--no-wait"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("sweep.toml run 2"), "{}", out.stderr);
+    assert_eq!(
+        h.run(&["list", "--json"]).ok().json(),
+        before,
+        "nothing stored"
+    );
+
+    h.run(&["run", "x", s(&scene), "--seed", "1,x"])
+        .fails_with("`x` in --seed");
+    h.run(&["run", "x", s(&scene), "--seeds", "9..2"])
+        .fails_with("is empty");
+    h.run(&["run", "x", s(&scene), "--weights", "vis=0.5:0.1:0.1"])
+        .fails_with("stop is below the start");
+    Ok(())
+}
