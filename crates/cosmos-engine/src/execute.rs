@@ -530,6 +530,13 @@ impl Services {
                 EngineError::Remote(r) => self.stage_error(r, name),
                 other => Staging::Error(other),
             })?;
+        // Placement prefers this target for later runs on these inputs.
+        if let Some(set) = &run.input_set_id {
+            self.store()
+                .note_inputs_on_target(name, set)
+                .await
+                .map_err(|e| Staging::Error(e.into()))?;
+        }
         let _ = self
             .store()
             .add_run_event(

@@ -617,3 +617,28 @@ fn killing_a_run_a_worker_drives_ends_it_cancelled() {
     let events = fleet.run(&["show", &queued, "--json"]).ok().json()["events"].to_string();
     assert!(!events.contains("started"), "{events}");
 }
+
+#[test]
+fn runs_go_where_their_inputs_already_are() {
+    let fleet = Fleet::new(&[4, 4], &[]);
+    let scene = fleet.home.standard_scene("shot");
+    // t0 would win a tie (by name); t1 holds the inputs after this run.
+    fleet
+        .run(&["run", "a first take", s(&scene), "--target", "t1"])
+        .ok();
+    let id = fleet
+        .run(&["run", "a second take", s(&scene), "--no-wait"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let worker = fleet.worker();
+    wait_for("the run to finish", Duration::from_secs(60), || {
+        fleet.run_json(&id)["status"] == "succeeded"
+    });
+    stop(worker);
+    let run = fleet.run_json(&id);
+    assert_eq!(run["target"], "t1", "{run}");
+    let events = fleet.run(&["show", &id, "--json"]).ok().json()["events"].to_string();
+    assert!(events.contains("nothing uploaded"), "{events}");
+}
