@@ -1,6 +1,7 @@
 //! `cosmos status [--watch] [--json]`: the queue with estimated start and finish, running
 //! runs with stage, progress, target and GPUs, the targets' slots and health, the workers.
-//! It reads the store only; without a live worker it first reconciles runs a crash left.
+//! It reads the store only; without a live worker (and without --watch) it first reconciles
+//! runs a crash left.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -41,7 +42,9 @@ impl StatusArgs {
             .store()
             .live_workers(cosmos_engine::WORKER_TTL_MS)
             .await?;
-        if workers.is_empty() {
+        // Without a worker, runs a crash left are reattached or collected here first (a
+        // watching screen shows, it does not drive).
+        if workers.is_empty() && !self.watch {
             reconcile(&services, ctx).await?;
         }
         let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());

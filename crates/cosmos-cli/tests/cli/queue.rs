@@ -282,12 +282,34 @@ fn three_workers_run_three_hundred_runs_exactly_once_on_three_targets() {
 #[test]
 fn a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
     let fleet = Fleet::new(&[2], &["COSMOS_SIM_LOAD_SECONDS=2"]);
+    // Docker through a `sudo` that takes a second over `docker run`, so the start of a
+    // container is a window a kill can land in.
+    let bin = fleet.hosts[0]
+        .root()
+        .parent()
+        .expect("the fixture folder")
+        .join("bin");
+    let sudo = bin.join("sudo");
+    std::fs::write(
+        &sudo,
+        "#!/bin/sh\n[ \"$1\" = -n ] && shift\n[ \"$2\" = run ] && sleep 1\nexec \"$@\"\n",
+    )
+    .expect("sudo wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    fleet.run(&["target", "edit", "t0", "--docker-sudo"]).ok();
     let scene = large_scene(&fleet.home, 256);
     let blobs = fleet.hosts[0].root().join("blobs");
     let outputs = fleet.home.home().join("outputs");
     type Reached<'a> = Box<dyn Fn() -> bool + 'a>;
-    let stages: [(&str, Reached); 3] = [
+    let stages: [(&str, Reached); 4] = [
         ("staging", Box::new(|| !partial_files(&blobs).is_empty())),
+        (
+            "starting",
+            Box::new(|| fleet.runs().iter().any(|r| r["status"] == "starting")),
+        ),
         (
             "running",
             Box::new(|| fleet.runs().iter().any(|r| r["status"] == "running")),
@@ -319,7 +341,7 @@ fn a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
         assert!(log.contains("taken over"), "{log}");
     }
     let records = fleet.records();
-    assert_eq!(records.len(), 3, "one model start per run: {records:?}");
+    assert_eq!(records.len(), 4, "one model start per run: {records:?}");
     assert_eq!(leftover_containers(&fleet), Vec::<String>::new());
 }
 
