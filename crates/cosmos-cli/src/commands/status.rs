@@ -82,10 +82,18 @@ fn clock(at: Option<DateTime<Utc>>) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+fn seconds(s: f64) -> String {
+    match s {
+        s if s < 10.0 => format!("{s:.1} s"),
+        s if s < 120.0 => format!("{s:.0} s"),
+        s => format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64),
+    }
+}
+
 fn render(out: &mut dyn Write, v: &StatusView, style: Style) -> std::io::Result<()> {
     let typical = v
         .typical_run_seconds
-        .map(|s| format!(" · a run takes ~{s:.0} s"))
+        .map(|s| format!(" · a run takes ~{}", seconds(s)))
         .unwrap_or_else(|| " · no finished runs yet to estimate from".into());
     writeln!(
         out,
