@@ -302,6 +302,33 @@ impl Args {
         if !any_target && !self.no_wait {
             return Err(cosmos_engine::EngineError::NoDefaultTarget.into());
         }
+        // A run no target has the GPU slots for would wait for ever.
+        let all = services.store().list_targets().await?;
+        if !all.is_empty() {
+            for p in &plans {
+                let want = p.params.gpus;
+                let fits = |t: &&Target| t.config.gpus >= want;
+                let ok = match &p.target_pin {
+                    Some(pin) => all.iter().filter(|t| &t.name == pin).any(|t| fits(&t)),
+                    None => all.iter().any(|t| fits(&t)),
+                };
+                if !ok {
+                    let most = all.iter().map(|t| t.config.gpus).max().unwrap_or(0);
+                    let place = match &p.target_pin {
+                        Some(pin) => format!(
+                            "target {pin} has {} GPU slots",
+                            all.iter()
+                                .find(|t| &t.name == pin)
+                                .map_or(0, |t| t.config.gpus)
+                        ),
+                        None => format!("no target has that many GPU slots (the most is {most})"),
+                    };
+                    bail!(
+                        "the run asks for {want} GPUs but {place}: use a smaller --gpus, or `cosmos target edit NAME --gpus N`"
+                    );
+                }
+            }
+        }
         // Refuse an unreachable or untrusted target before anything is stored.
         if !self.no_wait {
             for t in &targets {

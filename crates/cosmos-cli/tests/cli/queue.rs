@@ -638,6 +638,14 @@ fn killing_a_run_a_worker_drives_ends_it_cancelled() {
     assert_eq!(fleet.run_json(&queued)["status"], "cancelled");
     let events = fleet.run(&["show", &queued, "--json"]).ok().json()["events"].to_string();
     assert!(!events.contains("started"), "{events}");
+
+    // A run no target has the slots for is refused rather than left waiting for ever.
+    fleet
+        .run(&["run", "too big", s(&scene), "--gpus", "2", "--no-wait"])
+        .fails_with("asks for 2 GPUs but no target has that many GPU slots");
+    fleet
+        .run(&["run", "too big", s(&scene), "--gpus", "2", "--target", "t0"])
+        .fails_with("asks for 2 GPUs but target t0 has 1 GPU slots");
 }
 
 #[test]
