@@ -209,7 +209,21 @@ pub async fn run_here(
 /// changes and progress as they happen, never asking the target. Ctrl-C stops following.
 pub async fn follow_store(services: &Services, id: &RunId, quiet: bool) -> Result<Ended> {
     let mut seen = 0usize;
+    let mut turn = 0u32;
     loop {
+        turn += 1;
+        // Every few seconds: if the workers are all gone, this process takes the run on.
+        if turn.is_multiple_of(12) && services.live_workers().await?.is_empty() {
+            let run = services.store().run(id).await?;
+            let orphaned = run.status == RunStatus::Queued
+                || services.orphaned_runs().await?.iter().any(|r| &r.id == id);
+            if orphaned {
+                if !quiet {
+                    eprintln!("[note] no worker is left; running {id} here");
+                }
+                return run_here(services, id, quiet, false).await;
+            }
+        }
         let events = services.store().run_events(id).await?;
         for e in events.iter().skip(seen) {
             if !quiet {
@@ -265,12 +279,7 @@ pub async fn execute(
     id: &RunId,
     json: bool,
 ) -> Result<std::process::ExitCode> {
-    let ended = if !services
-        .store()
-        .live_workers(cosmos_engine::WORKER_TTL_MS)
-        .await?
-        .is_empty()
-    {
+    let ended = if !services.live_workers().await?.is_empty() {
         ctx.say(
             "run",
             &format!("{id} queued; a worker runs it (following its progress)"),
@@ -346,11 +355,7 @@ pub async fn execute_many(
     ids: &[RunId],
     json: bool,
 ) -> Result<std::process::ExitCode> {
-    let here = services
-        .store()
-        .live_workers(cosmos_engine::WORKER_TTL_MS)
-        .await?
-        .is_empty();
+    let here = services.live_workers().await?.is_empty();
     ctx.say(
         "run",
         &if here {

@@ -80,7 +80,7 @@ pub fn owner_id() -> String {
 }
 
 /// True when `owner` names a process on this machine that no longer exists.
-fn owner_is_dead(owner: &str) -> bool {
+pub(crate) fn owner_is_dead(owner: &str) -> bool {
     let mut parts = owner.rsplitn(2, ':');
     let (Some(pid), Some(rest)) = (parts.next(), parts.next()) else {
         return false;

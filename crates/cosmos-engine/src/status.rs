@@ -14,7 +14,6 @@ use cosmos_store::{TargetHealth, Worker};
 
 use crate::Services;
 use crate::error::EngineResult;
-use crate::worker::WORKER_TTL_MS;
 
 /// A queued run and when it should start and end.
 #[derive(Debug, Clone, Serialize)]
@@ -206,7 +205,7 @@ impl Services {
             queued_total,
             running,
             targets,
-            workers: store.live_workers(WORKER_TTL_MS).await?,
+            workers: self.live_workers().await?,
             typical_run_seconds: typical,
         })
     }

@@ -15,7 +15,9 @@ use cosmos_store::ClaimRequest;
 
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
-use crate::execute::{AbortOnDrop, DriveOutcome, LEASE_TTL_MS, Observer, Update, owner_id};
+use crate::execute::{
+    AbortOnDrop, DriveOutcome, LEASE_TTL_MS, Observer, Update, owner_id, owner_is_dead,
+};
 
 /// A worker not seen for this long is taken for dead.
 pub const WORKER_TTL_MS: i64 = 10_000;
@@ -171,6 +173,18 @@ impl Services {
         }
         self.store().worker_gone(&me).await?;
         Ok(())
+    }
+
+    /// Workers alive: seen lately, and, for those on this machine, their process still there
+    /// (a worker killed here is known dead at once, not after its silence).
+    pub async fn live_workers(&self) -> EngineResult<Vec<cosmos_store::Worker>> {
+        Ok(self
+            .store()
+            .live_workers(WORKER_TTL_MS)
+            .await?
+            .into_iter()
+            .filter(|w| !owner_is_dead(&w.id))
+            .collect())
     }
 
     /// Targets that can take work (all but those that stopped answering), with their slots.

@@ -53,11 +53,7 @@ impl LogsArgs {
         if run.status.is_terminal() {
             return Ok(live::report(&run));
         }
-        let worker = !services
-            .store()
-            .live_workers(cosmos_engine::WORKER_TTL_MS)
-            .await?
-            .is_empty();
+        let worker = !services.live_workers().await?.is_empty();
         // A queued run is a worker's to place; without one, it runs here.
         let attempt = if run.status == cosmos_core::RunStatus::Queued && worker {
             Err(EngineError::Busy {

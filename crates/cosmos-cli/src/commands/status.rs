@@ -38,10 +38,7 @@ impl StatusArgs {
             anyhow::bail!("--interval takes a number of seconds above 0, e.g. --interval 2");
         }
         let services = ctx.services().await?;
-        let workers = services
-            .store()
-            .live_workers(cosmos_engine::WORKER_TTL_MS)
-            .await?;
+        let workers = services.live_workers().await?;
         // Without a worker, runs a crash left are reattached or collected here first (a
         // watching screen shows, it does not drive).
         if workers.is_empty() && !self.watch {

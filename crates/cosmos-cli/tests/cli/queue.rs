@@ -672,3 +672,39 @@ fn runs_go_where_their_inputs_already_are() {
     let events = fleet.run(&["show", &id, "--json"]).ok().json()["events"].to_string();
     assert!(events.contains("nothing uploaded"), "{events}");
 }
+
+#[test]
+fn cosmos_run_takes_over_when_the_worker_it_follows_dies() {
+    let fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=3"]);
+    let scene = fleet.home.standard_scene("shot");
+    let worker = fleet.worker();
+    wait_for("the worker to register", Duration::from_secs(10), || {
+        fleet.run(&["status", "--json"]).ok().json()["workers"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty())
+    });
+    let home = fleet.home.path().display().to_string();
+    let follower = fleet
+        .home
+        .command(&["run", "a lonely harbour", s(&scene)])
+        .env("HOME", &home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cosmos run");
+    wait_for("the model to run", Duration::from_secs(60), || {
+        fleet.runs().iter().any(|r| r["status"] == "running")
+    });
+    kill9(worker);
+    let out = follower.wait_with_output().expect("cosmos run ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("a worker runs it"), "{stderr}");
+    assert!(stderr.contains("no worker is left"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .ends_with("output.mp4")
+    );
+    assert_eq!(fleet.records().len(), 1, "the model ran once");
+}
