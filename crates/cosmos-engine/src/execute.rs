@@ -110,6 +110,21 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The spec a stored run gives Cosmos, its inputs in `layout`.
+fn spec_of(
+    run: &Run,
+    files: &[InputFile],
+    layout: &RunLayout,
+) -> Result<cosmos_core::spec::TransferSpec, cosmos_core::spec::SpecError> {
+    spec_for(
+        &run.prompt_text,
+        run.negative_prompt.as_deref(),
+        &run.params,
+        files,
+        layout,
+    )
+}
+
 /// The GPUs a run uses: those the scheduler gave it, else the first `--gpus` of them.
 fn devices_of(run: &Run) -> Vec<u32> {
     if run.devices.is_empty() {
@@ -241,31 +256,15 @@ impl Services {
                     Err(Staging::Fail(reason)) => step(RunStatus::Failed, reason).await?,
                     // Nothing started yet: the run can wait and go where there is room.
                     Err(Staging::Error(EngineError::Remote(e))) if e.is_transient() => {
-                        let policy = self.exec_env()?.retry;
-                        if run.attempts >= policy.max_attempts {
-                            step(
-                                RunStatus::Failed,
-                                format!(
-                                    "gave up after {} attempts to stage it: {e}",
-                                    run.attempts + 1
-                                ),
-                            )
-                            .await?;
-                            continue;
+                        match self.requeue(&run, &e, obs).await? {
+                            Some(queued) => return Ok(queued),
+                            None => {
+                                let tries = run.attempts + 1;
+                                let why =
+                                    format!("gave up after {tries} attempts to stage it: {e}");
+                                step(RunStatus::Failed, why).await?;
+                            }
                         }
-                        let attempt = run.attempts + 1;
-                        let wait = retry_delay_ms(policy.backoff_ms, attempt);
-                        let message = format!(
-                            "{e}; back in the queue for retry {attempt} of {} in {:.0} s",
-                            policy.max_attempts,
-                            wait as f64 / 1000.0
-                        );
-                        let at = cosmos_core::now() + chrono::Duration::milliseconds(wait as i64);
-                        self.store()
-                            .requeue_run(id, RunStatus::Staging, at, &message)
-                            .await?;
-                        obs(Update::Status(RunStatus::Queued, message));
-                        return Ok(self.store().run(id).await?);
                     }
                     Err(Staging::Error(e)) => return Err(e),
                 },
@@ -328,6 +327,33 @@ impl Services {
                 _ => return Ok(run),
             }
         }
+    }
+
+    /// Gives a run that could not be staged back to the queue, after a doubling wait, while
+    /// it has retries left (`None` once they are spent).
+    async fn requeue(
+        &self,
+        run: &Run,
+        e: &RemoteError,
+        obs: &Observer,
+    ) -> EngineResult<Option<Run>> {
+        let policy = self.exec_env()?.retry;
+        if run.attempts >= policy.max_attempts {
+            return Ok(None);
+        }
+        let attempt = run.attempts + 1;
+        let wait = retry_delay_ms(policy.backoff_ms, attempt);
+        let message = format!(
+            "{e}; back in the queue for retry {attempt} of {} in {:.1} s",
+            policy.max_attempts,
+            wait as f64 / 1000.0
+        );
+        let at = cosmos_core::now() + chrono::Duration::milliseconds(wait as i64);
+        self.store()
+            .requeue_run(&run.id, RunStatus::Staging, at, &message)
+            .await?;
+        obs(Update::Status(RunStatus::Queued, message));
+        Ok(Some(self.store().run(&run.id).await?))
     }
 
     /// How long staging waits for an unreachable target before the run goes back to the
@@ -411,13 +437,7 @@ impl Services {
         layout: &RunLayout,
     ) -> EngineResult<Vec<String>> {
         let files = self.input_files(run).await?;
-        let spec = spec_for(
-            &run.prompt_text,
-            run.negative_prompt.as_deref(),
-            &run.params,
-            &files,
-            layout,
-        )?;
+        let spec = spec_of(run, &files, layout)?;
         let mut argv = torchrun_argv(&TransferLaunch {
             gpus: run.params.gpus,
             spec_path: &layout.spec(),
@@ -559,14 +579,8 @@ impl Services {
             .await
             .map_err(|e| self.stage_error(e, name))?;
 
-        let spec = spec_for(
-            &run.prompt_text,
-            run.negative_prompt.as_deref(),
-            &run.params,
-            &files,
-            layout,
-        )
-        .map_err(|e| Staging::Fail(format!("the spec is invalid: {e}")))?;
+        let spec = spec_of(run, &files, layout)
+            .map_err(|e| Staging::Fail(format!("the spec is invalid: {e}")))?;
         let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
         text.push('\n');
         h.files

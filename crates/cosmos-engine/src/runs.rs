@@ -221,7 +221,49 @@ impl Services {
             }
         };
 
-        let mut params = req.params.clone();
+        let input_set_id = match &pending {
+            PendingInputs::Stored(id) => Some(id.clone()),
+            PendingInputs::New(_) => None,
+        };
+        let mut plan = self.plan_with(prompt, files, req.params.clone(), launch)?;
+        plan.input_set_id = input_set_id;
+        plan.name = name;
+        plan.pending = Some(pending);
+        Ok(plan)
+    }
+
+    /// The same run with other parameters (a sweep): each variant is validated and gets its
+    /// own id and spec, and is stored with the base plan's prompt and inputs.
+    pub fn plan_variant(
+        &self,
+        base: &RunPlan,
+        params: &RunParams,
+        launch: &LaunchDefaults,
+    ) -> EngineResult<RunPlan> {
+        params
+            .validate()
+            .map_err(cosmos_core::spec::SpecError::from)?;
+        let mut plan = self.plan_with(
+            base.prompt.clone(),
+            base.files.clone(),
+            params.clone(),
+            launch,
+        )?;
+        plan.input_set_id = base.input_set_id.clone();
+        plan.name = base.name.clone();
+        plan.priority = base.priority;
+        plan.target_pin = base.target_pin.clone();
+        Ok(plan)
+    }
+
+    /// A new run id with its spec and commands, for a prompt on these control videos.
+    fn plan_with(
+        &self,
+        prompt: PlannedPrompt,
+        files: Vec<InputFile>,
+        mut params: RunParams,
+        launch: &LaunchDefaults,
+    ) -> EngineResult<RunPlan> {
         if params.weights.is_empty() {
             params.weights = default_weights(&files);
         }
@@ -252,72 +294,20 @@ impl Services {
             env_file: Some(&layout.env_file()),
             command: model_command.clone(),
         });
-        let input_set_id = match &pending {
-            PendingInputs::Stored(id) => Some(id.clone()),
-            PendingInputs::New(_) => None,
-        };
         Ok(RunPlan {
             run_id,
             prompt,
-            input_set_id,
+            input_set_id: None,
             params,
             spec: json,
             model_command,
             container_command,
             notes,
-            name,
+            name: None,
             priority: 0,
             target_pin: None,
-            pending: Some(pending),
-            files,
-        })
-    }
-
-    /// The same run with other parameters (a sweep): each variant is validated and gets its
-    /// own id and spec, and is stored with the base plan's prompt and inputs.
-    pub fn plan_variant(
-        &self,
-        base: &RunPlan,
-        params: &RunParams,
-        launch: &LaunchDefaults,
-    ) -> EngineResult<RunPlan> {
-        params
-            .validate()
-            .map_err(cosmos_core::spec::SpecError::from)?;
-        let mut params = params.clone();
-        if params.weights.is_empty() {
-            params.weights = default_weights(&base.files);
-        }
-        let run_id = RunId::new();
-        let layout = RunLayout::new(&launch.root, &run_id);
-        let TransferSpec { json, is_av, notes } = spec_for(
-            &base.prompt.text,
-            base.prompt.negative.as_deref(),
-            &params,
-            &base.files,
-            &layout,
-        )?;
-        let model_command = torchrun_argv(&TransferLaunch {
-            gpus: params.gpus,
-            spec_path: &layout.spec(),
-            output_dir: &layout.outputs(),
-            is_av,
-            checkpoint_dir: &launch.checkpoint_dir,
-        });
-        Ok(RunPlan {
-            run_id,
-            prompt: base.prompt.clone(),
-            input_set_id: base.input_set_id.clone(),
-            params,
-            spec: json,
-            container_command: Vec::new(),
-            model_command,
-            notes,
-            name: base.name.clone(),
-            priority: base.priority,
-            target_pin: base.target_pin.clone(),
             pending: None,
-            files: base.files.clone(),
+            files,
         })
     }
 

@@ -81,6 +81,7 @@ impl Services {
         let mut probed = Instant::now();
         let mut reported: Option<Instant> = None;
         let mut down: HashSet<String> = HashSet::new();
+        let mut turn = 0u64;
         while !*stop.borrow() {
             // Targets: down ones are tried again now and then.
             let unreachable = env.unreachable_targets();
@@ -116,8 +117,14 @@ impl Services {
                 }
             }
 
-            // Runs a dead driver left mid-way.
-            for run in self.orphaned_runs().await? {
+            // Runs a dead driver left mid-way (a lease lasts 30 s: looking every 2 s is plenty).
+            turn += 1;
+            let orphans = if turn % 10 == 1 {
+                self.orphaned_runs().await?
+            } else {
+                Vec::new()
+            };
+            for run in orphans {
                 if run.target.as_ref().is_some_and(|t| down.contains(t)) {
                     continue;
                 }
@@ -127,17 +134,19 @@ impl Services {
                 }
             }
 
-            // New work, as long as there are free slots on targets that answer.
+            // New work, as long as there are free slots on targets that answer (an empty
+            // queue is seen without taking the write lock).
             let targets = self.open_slots().await?;
-            while let Some(claim) = self
-                .store()
-                .claim_run(&ClaimRequest {
-                    owner: &me,
-                    ttl_ms: LEASE_TTL_MS,
-                    targets: &targets,
-                    only: None,
-                })
-                .await?
+            while self.store().queue_length().await? > 0
+                && let Some(claim) = self
+                    .store()
+                    .claim_run(&ClaimRequest {
+                        owner: &me,
+                        ttl_ms: LEASE_TTL_MS,
+                        targets: &targets,
+                        only: None,
+                    })
+                    .await?
             {
                 on(WorkerNote::Claimed {
                     run: claim.run.clone(),

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cosmos_core::{
-    InputFile, InputKind, InputSet, InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus,
-    VideoInfo,
-};
+use cosmos_core::{PromptId, RunId, RunKind, RunParams, RunStatus};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use cosmos_store::{ClaimRequest, NewPrompt, NewRun, PromptName, SqliteStore, Store};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -26,28 +26,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 async fn fill(path: &Path, queued: usize) -> SqliteStore {
     let store = SqliteStore::open(path).await.expect("store");
-    let files = vec![InputFile {
-        kind: InputKind::Color,
-        path: "/s/color.mp4".into(),
-        size: 10,
-        sha256: "ab".repeat(32),
-        video: VideoInfo {
-            frames: 121,
-            fps: 24.0,
-            width: 1280,
-            height: 704,
-            duration_seconds: 5.0,
-            codec: "h264".into(),
-        },
-    }];
-    let set = InputSet {
-        id: InputSetId::new(),
-        name: "scene".into(),
-        dir: "/s".into(),
-        fingerprint: cosmos_core::inputs::fingerprint(&files),
-        created_at: cosmos_core::now(),
-        files,
-    };
+    let set = common::input_set("scene");
     store.insert_input_set(&set).await.expect("input set");
     let prompt = store
         .create_prompt(&NewPrompt {

@@ -1,14 +1,14 @@
 //! The queue against real database files: claims from several connections at once, slots,
 //! pins, preferences, pauses, retries and workers.
 
+mod common;
+
+use common::input_set;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use cosmos_core::{
-    InputFile, InputKind, InputSet, InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus,
-    VideoInfo,
-};
+use cosmos_core::{InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus};
 use cosmos_store::{ClaimRequest, NewPrompt, NewRun, PromptName, SqliteStore, Store};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -18,31 +18,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn input_set(tag: &str) -> InputSet {
-    let files = vec![InputFile {
-        kind: InputKind::Color,
-        path: format!("/s/{tag}.mp4"),
-        size: 10,
-        sha256: format!("{tag:0>64}"),
-        video: VideoInfo {
-            frames: 48,
-            fps: 24.0,
-            width: 320,
-            height: 180,
-            duration_seconds: 2.0,
-            codec: "h264".into(),
-        },
-    }];
-    InputSet {
-        id: InputSetId::new(),
-        name: tag.into(),
-        dir: "/s".into(),
-        fingerprint: cosmos_core::inputs::fingerprint(&files),
-        created_at: cosmos_core::now(),
-        files,
-    }
 }
 
 /// A prompt on a fresh input set, and a way to queue runs of it.

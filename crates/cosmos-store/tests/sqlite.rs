@@ -1,11 +1,10 @@
 //! The SQLite store against real database files.
 
+mod common;
+
 use chrono::Utc;
 
-use cosmos_core::{
-    IdKind, InputFile, InputKind, InputSet, InputSetId, PromptId, RunId, RunKind, RunParams,
-    RunStatus, VideoInfo,
-};
+use cosmos_core::{IdKind, InputSet, PromptId, RunId, RunKind, RunParams, RunStatus};
 use cosmos_store::{
     NewPrompt, NewRun, PromptName, PromptUpdate, RunFilter, SqliteStore, Store, StoreError,
 };
@@ -16,31 +15,6 @@ async fn store() -> Result<(tempfile::TempDir, SqliteStore), Box<dyn std::error:
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(&dir.path().join("nested/cosmos.db")).await?;
     Ok((dir, store))
-}
-
-fn input_set() -> InputSet {
-    let files = vec![InputFile {
-        kind: InputKind::Color,
-        path: "/s/color.mp4".into(),
-        size: 10,
-        sha256: "ab".repeat(32),
-        video: VideoInfo {
-            frames: 48,
-            fps: 24.0,
-            width: 320,
-            height: 180,
-            duration_seconds: 2.0,
-            codec: "h264".into(),
-        },
-    }];
-    InputSet {
-        id: InputSetId::new(),
-        name: "scene".into(),
-        dir: "/s".into(),
-        fingerprint: cosmos_core::inputs::fingerprint(&files),
-        created_at: cosmos_core::now(),
-        files,
-    }
 }
 
 fn new_prompt(text: &str, name: PromptName, set: Option<&InputSet>) -> NewPrompt {
@@ -86,7 +60,7 @@ async fn hit_names(store: &SqliteStore, query: &str) -> Result<Vec<String>, Stor
 async fn reopening_keeps_data_and_schema() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("c.db");
-    let set = input_set();
+    let set = common::input_set("scene");
     {
         let s = SqliteStore::open(&path).await?;
         s.insert_input_set(&set).await?;
@@ -231,7 +205,7 @@ async fn id_prefixes_use_ranges_not_patterns() -> TestResult {
 #[tokio::test]
 async fn deletes_refuse_dependents_unless_forced() -> TestResult {
     let (_d, s) = store().await?;
-    let set = input_set();
+    let set = common::input_set("scene");
     s.insert_input_set(&set).await?;
     let p = s
         .create_prompt(&new_prompt("x", PromptName::Exact("p".into()), Some(&set)))

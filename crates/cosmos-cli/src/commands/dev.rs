@@ -75,8 +75,8 @@ pub struct OverheadArgs {
 }
 
 impl OverheadArgs {
-    /// Each run goes the way `cosmos run` takes it — plan, store, drive to the end — on one
-    /// connection; one JSON line per run: its id, final status and wall milliseconds.
+    /// Each run goes the way `cosmos run` takes it — plan, store, claim, drive to the end —
+    /// on one connection; one JSON line per run: its id, final status and wall milliseconds.
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let prompt = services.resolve_prompt(&self.prompt).await?;
@@ -96,9 +96,13 @@ impl OverheadArgs {
             let run = services
                 .submit_run(plan, "overhead benchmark", Some(&target.name))
                 .await?;
-            let cosmos_engine::DriveOutcome::Done(run) = services
-                .drive_run(&run.id, Some(&target.name), quiet.clone())
-                .await?;
+            // As `cosmos run` does it: a claim places the run, then this process drives it.
+            services
+                .claim_own(&run.id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no free GPU slot on {}", target.name))?;
+            let cosmos_engine::DriveOutcome::Done(run) =
+                services.drive_run(&run.id, None, quiet.clone()).await?;
             let wall_ms = began.elapsed().as_secs_f64() * 1000.0;
             let line =
                 serde_json::json!({ "run": run.id, "status": run.status, "wall_ms": wall_ms });

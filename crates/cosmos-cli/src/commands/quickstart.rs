@@ -113,37 +113,19 @@ impl Args {
             "quickstart",
             "making a demo scene with ffmpeg (colour, depth, edges; 2 s at 24 fps)",
         );
-        let src = "testsrc2=size=320x176:rate=24";
-        ffmpeg(
-            &["-f", "lavfi", "-i", src, "-frames:v", "49"],
-            &scene.join("color.mp4"),
-        )?;
-        ffmpeg(
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                src,
-                "-frames:v",
-                "49",
-                "-vf",
-                "format=gray,boxblur=4",
-            ],
-            &scene.join("depth.mp4"),
-        )?;
-        ffmpeg(
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                src,
-                "-frames:v",
-                "49",
-                "-vf",
-                "edgedetect",
-            ],
-            &scene.join("edge.mp4"),
-        )?;
+        // The same 49 frames of a test pattern: as is, as a blurred grey "depth", as edges.
+        for (file, filter) in [
+            ("color.mp4", None),
+            ("depth.mp4", Some("format=gray,boxblur=4")),
+            ("edge.mp4", Some("edgedetect")),
+        ] {
+            let mut args = vec!["-f", "lavfi", "-i", "testsrc2=size=320x176:rate=24"];
+            args.extend(["-frames:v", "49"]);
+            if let Some(f) = filter {
+                args.extend(["-vf", f]);
+            }
+            ffmpeg(&args, &scene.join(file))?;
+        }
         let plan = services
             .plan_run(
                 &RunRequest {

@@ -104,6 +104,24 @@ impl Fleet {
     fn run_json(&self, id: &str) -> Value {
         self.run(&["show", id, "--json"]).ok().json()["run"].clone()
     }
+
+    /// `cosmos run TEXT SCENE --no-wait`: the new run's id.
+    fn queue(&self, text: &str, scene: &Path) -> String {
+        self.run(&["run", text, s(scene), "--no-wait"])
+            .ok()
+            .stdout
+            .trim()
+            .to_owned()
+    }
+
+    /// Waits until run `id` is `status`.
+    fn wait_until(&self, id: &str, status: &str, seconds: u64) {
+        wait_for(
+            &format!("{id} to be {status}"),
+            Duration::from_secs(seconds),
+            || self.run_json(id)["status"] == status,
+        );
+    }
 }
 
 /// A `cosmos worker` process and what it prints.
@@ -321,12 +339,7 @@ fn a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
     ];
     for (i, (stage, reached)) in stages.iter().enumerate() {
         let text = format!("take {i}");
-        let id = fleet
-            .run(&["run", &text, s(&scene), "--no-wait"])
-            .ok()
-            .stdout
-            .trim()
-            .to_owned();
+        let id = fleet.queue(&text, &scene);
         let doomed = fleet.worker();
         wait_for(stage, Duration::from_secs(120), reached);
         kill9(doomed);
@@ -334,9 +347,7 @@ fn a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
         assert_eq!(run["status"], *stage, "{run}");
 
         let rescuer = fleet.worker();
-        wait_for("the run to finish", Duration::from_secs(120), || {
-            fleet.run_json(&id)["status"] == "succeeded"
-        });
+        fleet.wait_until(&id, "succeeded", 120);
         let log = stop(rescuer);
         assert!(log.contains("taken over"), "{log}");
     }
@@ -349,16 +360,9 @@ fn a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
 fn a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
     let mut fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=3"]);
     let scene = fleet.home.standard_scene("shot");
-    let id = fleet
-        .run(&["run", "through the storm", s(&scene), "--no-wait"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = fleet.queue("through the storm", &scene);
     let worker = fleet.worker();
-    wait_for("the model to run", Duration::from_secs(60), || {
-        fleet.run_json(&id)["status"] == "running"
-    });
+    fleet.wait_until(&id, "running", 60);
     fleet.hosts[0].stop();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -367,9 +371,7 @@ fn a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
         "unreachable is not failed"
     );
     fleet.hosts[0].restart().expect("sshd back");
-    wait_for("the run to finish", Duration::from_secs(120), || {
-        fleet.run_json(&id)["status"] == "succeeded"
-    });
+    fleet.wait_until(&id, "succeeded", 120);
     let log = stop(worker);
     assert!(
         log.contains("does not answer"),
@@ -382,25 +384,16 @@ fn a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
 fn a_container_killed_from_outside_fails_the_run_as_killed() {
     let fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=30"]);
     let scene = fleet.home.standard_scene("shot");
-    let id = fleet
-        .run(&["run", "a long take", s(&scene), "--no-wait"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = fleet.queue("a long take", &scene);
     let worker = fleet.worker();
-    wait_for("the model to run", Duration::from_secs(60), || {
-        fleet.run_json(&id)["status"] == "running"
-    });
+    fleet.wait_until(&id, "running", 60);
     let st = Command::new("docker")
         .args(["kill", &format!("cosmos-{id}")])
         .stdout(Stdio::null())
         .status()
         .expect("docker kill");
     assert!(st.success());
-    wait_for("the run to end", Duration::from_secs(60), || {
-        fleet.run_json(&id)["status"] == "failed"
-    });
+    fleet.wait_until(&id, "failed", 60);
     stop(worker);
     let run = fleet.run_json(&id);
     let reason = run["failure_reason"].as_str().unwrap_or("");
@@ -426,24 +419,15 @@ fn a_target_root_that_fills_up_fails_the_run_clearly_and_loses_nothing() {
     let root = disk.0.path().display().to_string();
     fleet.run(&["target", "edit", "t0", "--root", &root]).ok();
     let scene = large_scene(&fleet.home, 20);
-    let id = fleet
-        .run(&["run", "a full disk", s(&scene), "--no-wait"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = fleet.queue("a full disk", &scene);
     let worker = fleet.worker();
-    wait_for("the model to run", Duration::from_secs(60), || {
-        fleet.run_json(&id)["status"] == "running"
-    });
+    fleet.wait_until(&id, "running", 60);
     // Something else on the host takes every free byte.
     let _ = Command::new("dd")
         .args(["if=/dev/zero", "bs=1M", "status=none"])
         .arg(format!("of={root}/filler"))
         .status();
-    wait_for("the run to end", Duration::from_secs(60), || {
-        fleet.run_json(&id)["status"] == "failed"
-    });
+    fleet.wait_until(&id, "failed", 60);
     stop(worker);
     let run = fleet.run_json(&id);
     let reason = run["failure_reason"].as_str().unwrap_or("");
@@ -577,19 +561,12 @@ fn a_run_that_cannot_be_staged_goes_back_to_the_queue_and_runs_elsewhere() {
     let mut fleet = Fleet::new(&[8, 1], &[]);
     let scene = fleet.home.standard_scene("shot");
     fleet.hosts[0].stop();
-    let id = fleet
-        .run(&["run", "a detour", s(&scene), "--no-wait"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = fleet.queue("a detour", &scene);
     let worker = fleet.worker_with(&[
         ("COSMOS_QUEUE_STAGING_PATIENCE_SECONDS", "0.5"),
         ("COSMOS_QUEUE_RETRY_BACKOFF_SECONDS", "0.2"),
     ]);
-    wait_for("the run to finish", Duration::from_secs(90), || {
-        fleet.run_json(&id)["status"] == "succeeded"
-    });
+    fleet.wait_until(&id, "succeeded", 90);
     let log = stop(worker);
     let shown = fleet.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(shown["run"]["target"], "t1", "{shown}\n{log}");
@@ -609,31 +586,17 @@ fn a_run_that_cannot_be_staged_goes_back_to_the_queue_and_runs_elsewhere() {
 fn killing_a_run_a_worker_drives_ends_it_cancelled() {
     let fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=30"]);
     let scene = fleet.home.standard_scene("shot");
-    let id = fleet
-        .run(&["run", "stop this take", s(&scene), "--no-wait"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = fleet.queue("stop this take", &scene);
     let worker = fleet.worker();
-    wait_for("the model to run", Duration::from_secs(60), || {
-        fleet.run_json(&id)["status"] == "running"
-    });
+    fleet.wait_until(&id, "running", 60);
     let out = fleet.run(&["kill", &id]).ok();
     assert!(out.stdout.contains("cancel requested"), "{}", out.stdout);
-    wait_for("the run to end", Duration::from_secs(60), || {
-        fleet.run_json(&id)["status"] == "cancelled"
-    });
+    fleet.wait_until(&id, "cancelled", 60);
     stop(worker);
     assert_eq!(leftover_containers(&fleet), Vec::<String>::new());
     // A queued run simply leaves the queue.
     fleet.run(&["queue", "pause"]).ok();
-    let queued = fleet
-        .run(&["run", "never mind", s(&scene), "--no-wait"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let queued = fleet.queue("never mind", &scene);
     fleet.run(&["kill", &queued]).ok();
     assert_eq!(fleet.run_json(&queued)["status"], "cancelled");
     let events = fleet.run(&["show", &queued, "--json"]).ok().json()["events"].to_string();
@@ -656,16 +619,9 @@ fn runs_go_where_their_inputs_already_are() {
     fleet
         .run(&["run", "a first take", s(&scene), "--target", "t1"])
         .ok();
-    let id = fleet
-        .run(&["run", "a second take", s(&scene), "--no-wait"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let id = fleet.queue("a second take", &scene);
     let worker = fleet.worker();
-    wait_for("the run to finish", Duration::from_secs(60), || {
-        fleet.run_json(&id)["status"] == "succeeded"
-    });
+    fleet.wait_until(&id, "succeeded", 60);
     stop(worker);
     let run = fleet.run_json(&id);
     assert_eq!(run["target"], "t1", "{run}");

@@ -407,17 +407,22 @@ fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
         .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
         .sum();
 
+    // Starts `cosmos run TEXT`, kills it -9 once a partial file shows up under `dir`, and
+    // returns the run's id after checking it was left in `status`.
+    let kill_mid_transfer = |text: &str, dir: &Path, status: &str| {
+        let mut child = spawn(text);
+        wait_for(text, Duration::from_secs(60), || {
+            !partial_files(dir).is_empty()
+        });
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        let run = run_by_prompt(&r, text);
+        assert_eq!(run["status"], status, "{run}");
+        run["id"].as_str().expect("id").to_owned()
+    };
+
     // 1. Killed while uploading: `cosmos status` resumes the upload from what arrived.
-    let mut child = spawn("upload");
-    let blobs = r.host.root().join("blobs");
-    wait_for("the upload to begin", Duration::from_secs(60), || {
-        !partial_files(&blobs).is_empty()
-    });
-    child.kill().expect("kill -9");
-    let _ = child.wait();
-    let run = run_by_prompt(&r, "upload");
-    assert_eq!(run["status"], "staging", "{run}");
-    let id = run["id"].as_str().expect("id").to_owned();
+    let id = kill_mid_transfer("upload", &r.host.root().join("blobs"), "staging");
     r.run(&["status"]).ok();
     let shown = r.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(shown["run"]["status"], "succeeded", "{shown}");
@@ -436,16 +441,8 @@ fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
     );
 
     // 2. Killed while downloading: the next `cosmos run` finishes it beside its own.
-    let mut child = spawn("download");
     let outputs = r.home.home().join("outputs");
-    wait_for("the download to begin", Duration::from_secs(60), || {
-        !partial_files(&outputs).is_empty()
-    });
-    child.kill().expect("kill -9");
-    let _ = child.wait();
-    let run = run_by_prompt(&r, "download");
-    assert_eq!(run["status"], "collecting", "{run}");
-    let id = run["id"].as_str().expect("id").to_owned();
+    let id = kill_mid_transfer("download", &outputs, "collecting");
     let small = r.home.standard_scene("small");
     let out = r.run(&["run", "next", s(&small)]).ok();
     assert!(out.stderr.contains(&id), "{}", out.stderr);
