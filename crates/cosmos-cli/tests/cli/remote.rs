@@ -379,6 +379,16 @@ pub(super) fn partial_files(dir: &Path) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// The messages of a run's events, from `cosmos show ID --json`.
+fn event_messages(shown: &Value) -> Vec<String> {
+    shown["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect()
+}
+
 fn run_by_prompt(r: &Remote, text: &str) -> Value {
     let list = r.run(&["list", "--json"]).ok().json();
     list.as_array()
@@ -439,6 +449,16 @@ fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
         uploaded < inputs_size,
         "the resumed upload sent {uploaded} of {inputs_size} bytes: it started over"
     );
+    // The upload's progress is in the store as it goes, before the upload's end.
+    let messages = event_messages(&shown);
+    let first_step = messages
+        .iter()
+        .position(|m| m.starts_with("uploading inputs: ") && m.ends_with("% of 384.0 MiB"));
+    let end = messages.iter().position(|m| m.starts_with("uploaded "));
+    assert!(
+        first_step.is_some() && first_step < end,
+        "no upload progress before the upload's end: {messages:?}"
+    );
 
     // 2. Killed while downloading: the next `cosmos run` finishes it beside its own.
     let outputs = r.home.home().join("outputs");
@@ -452,6 +472,13 @@ fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
     let path = Path::new(main["path"].as_str().expect("path"));
     assert_eq!(sha256(path), main["sha256"].as_str().expect("sha256"));
     assert!(partial_files(&outputs).is_empty(), "a .part file was left");
+    let messages = event_messages(&shown);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("downloading outputs: ") && m.contains("% of ")),
+        "no download progress: {messages:?}"
+    );
 
     // One model process per run, one container each, all gone.
     assert_eq!(r.records().len(), 3, "{:?}", r.records());

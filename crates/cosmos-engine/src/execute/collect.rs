@@ -1,0 +1,209 @@
+//! Collecting a run whose model ended: its exit status, its log kept on the target, the
+//! container removed, the failure classified or the outputs downloaded and verified.
+
+use cosmos_core::launch::RunLayout;
+use cosmos_core::progress::classify_failure;
+use cosmos_core::{Run, RunOutput, RunStatus};
+use cosmos_remote::runtime::ModelState;
+use cosmos_remote::{args, blobs};
+
+use super::transfer_events::TransferEvents;
+use super::{Observer, Update, local_log, local_outputs};
+use crate::Services;
+use crate::error::{EngineError, EngineResult};
+use crate::targets::Connected;
+
+/// Lists a run's outputs with their hashes: `sh -c SCRIPT sh OUTPUTS_DIR`.
+const LIST_OUTPUTS: &str =
+    r#"cd -- "$1" && find . -type f ! -name '*.part' -exec sha256sum -- {} +"#;
+
+impl Services {
+    /// Reads the exit status, keeps the log on the target, downloads and verifies outputs.
+    pub(super) async fn collect(
+        &self,
+        c: &Connected,
+        run: &Run,
+        layout: &RunLayout,
+        seen_end: Option<ModelState>,
+        obs: &Observer,
+    ) -> EngineResult<(RunStatus, String)> {
+        let env = self.exec_env()?;
+        let state = match seen_end {
+            Some(s) => s,
+            None => {
+                self.patiently(c, "read the exit status", obs, || {
+                    c.runtime.state(&c.host, &run.id, layout)
+                })
+                .await?
+            }
+        };
+        let exit = match state {
+            ModelState::Exited(code) => {
+                self.store().set_exit_code(&run.id, code).await?;
+                Some(code)
+            }
+            ModelState::Running => {
+                return Err(EngineError::Invalid(format!(
+                    "run {} is collecting but its model still runs",
+                    run.id
+                )));
+            }
+            ModelState::Vanished => None,
+            // Gone after its status was kept (an earlier driver removed it), or never seen.
+            ModelState::Absent => run.exit_code,
+        };
+        // The log is kept on the target; a target that cannot take it (a full disk) does not
+        // stop the run from ending: the local copy has the same lines.
+        let mut remote_log = state != ModelState::Absent;
+        if remote_log {
+            if let Err(e) = self
+                .patiently(c, "save the model log", obs, || {
+                    c.runtime.save_log(&c.host, &run.id, layout)
+                })
+                .await
+            {
+                obs(Update::Note(format!(
+                    "the model log stays only in the local copy: {e}"
+                )));
+                remote_log = false;
+            }
+            // Its status read and its log kept, the container has served: it goes before the
+            // run ends, so no stopped container outlives a finished run.
+            if let Err(e) = c.runtime.remove(&c.host, &run.id).await {
+                tracing::warn!("could not remove the container of {}: {e}", run.id);
+            }
+        } else if run.exit_code.is_some() {
+            remote_log = c.host.files.size(&layout.log()).await?.is_some();
+        }
+        let cancelled = self.cancel_requested(&run.id).await?;
+        if exit != Some(0) {
+            if cancelled {
+                return Ok((
+                    RunStatus::Cancelled,
+                    "cancelled by the user; the model was killed".into(),
+                ));
+            }
+            const TAIL: u64 = 64 * 1024;
+            let tail = if remote_log {
+                let size = c.host.files.size(&layout.log()).await?.unwrap_or(0);
+                let from = size.saturating_sub(TAIL);
+                c.host
+                    .files
+                    .read_at(&layout.log(), from, TAIL as usize)
+                    .await?
+            } else {
+                let bytes = std::fs::read(local_log(&env.data_dir, &run.id)).unwrap_or_default();
+                let from = bytes.len().saturating_sub(TAIL as usize);
+                bytes[from..].to_vec()
+            };
+            let failure = classify_failure(exit, &String::from_utf8_lossy(&tail));
+            return Ok((RunStatus::Failed, failure.reason));
+        }
+        // Names and hashes in one round trip: `<sha256>  ./<relative path>` per file.
+        let list = args(&["sh", "-c", LIST_OUTPUTS, "sh", &layout.outputs()]);
+        let listed = self
+            .patiently(c, "list outputs", obs, || c.host.runner.run(&list))
+            .await?
+            .check("list outputs")?;
+        let mut remote: Vec<(String, String)> = Vec::new();
+        for line in listed.stdout_text().lines() {
+            match line.split_once("  ./") {
+                Some((sha, rel)) if sha.len() == 64 && !sha.starts_with('\\') => {
+                    remote.push((rel.to_owned(), sha.to_owned()));
+                }
+                _ => {
+                    return Ok((
+                        RunStatus::Failed,
+                        format!("an output's name cannot be transferred safely: {line}"),
+                    ));
+                }
+            }
+        }
+        remote.sort();
+        if remote.is_empty() {
+            return Ok((
+                RunStatus::Failed,
+                "the model exited 0 but wrote no outputs".into(),
+            ));
+        }
+        let prefix = format!("{}/", layout.outputs());
+        let local_dir = local_outputs(&env.data_dir, &run.id);
+        let mut outputs = Vec::new();
+        let sizes: Vec<u64> = {
+            let mut v = Vec::new();
+            for (rel, _) in &remote {
+                v.push(
+                    c.host
+                        .files
+                        .size(&format!("{prefix}{rel}"))
+                        .await?
+                        .unwrap_or(0),
+                );
+            }
+            v
+        };
+        let total: u64 = sizes.iter().sum();
+        // Files already here are verified and not fetched again; the events count them done.
+        let steps = TransferEvents::new(
+            self,
+            &run.id,
+            RunStatus::Collecting,
+            "downloading outputs",
+            total,
+            total,
+        );
+        let mut before = 0u64;
+        for ((rel, sha), size) in remote.iter().zip(&sizes) {
+            let r = format!("{prefix}{rel}");
+            let local = local_dir.join(rel);
+            if let Some(dir) = local.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    EngineError::Invalid(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let report = |done: u64| {
+                (steps.report)(before + done);
+                obs(Update::Transfer {
+                    what: "download",
+                    done: before + done,
+                    total,
+                })
+            };
+            let fetched = self
+                .patiently(c, "download outputs", obs, || {
+                    blobs::download(&c.host, &r, Some(sha), &local, &report)
+                })
+                .await;
+            let (sha256, size_got) = match fetched {
+                Ok(got) => got,
+                Err(e) => {
+                    steps.finish().await;
+                    return Err(e);
+                }
+            };
+            before += size;
+            outputs.push(RunOutput {
+                path: local.display().to_string(),
+                size: size_got,
+                sha256,
+            });
+        }
+        steps.finish().await;
+        // The main video first: `<name>.mp4` / `video_<N>/output.mp4` before intermediates.
+        outputs.sort_by_key(|o| {
+            (
+                o.path.contains("_input_control_"),
+                !o.path.ends_with(".mp4"),
+                o.path.clone(),
+            )
+        });
+        self.store().set_run_outputs(&run.id, &outputs).await?;
+        Ok((
+            RunStatus::Succeeded,
+            format!(
+                "{} output files downloaded and verified (sha256)",
+                outputs.len()
+            ),
+        ))
+    }
+}

@@ -1,0 +1,120 @@
+//! Following a started model: its log streamed into the local run log (resumed after a
+//! reconnect without duplicate lines) and parsed into progress events.
+
+use std::io::Write;
+use std::time::Duration;
+
+use cosmos_core::launch::RunLayout;
+use cosmos_core::progress::{Milestone, ProgressParser};
+use cosmos_core::{Run, RunStatus};
+use cosmos_remote::runtime::ModelState;
+
+use super::{Observer, Update, local_log};
+use crate::Services;
+use crate::error::{EngineError, EngineResult};
+use crate::targets::Connected;
+
+impl Services {
+    /// Follows the model's log until it ends; returns the collecting message and how it
+    /// ended.
+    pub(super) async fn follow(
+        &self,
+        c: &Connected,
+        run: &Run,
+        layout: &RunLayout,
+        obs: &Observer,
+    ) -> EngineResult<(String, ModelState)> {
+        let env = self.exec_env()?;
+        let log_path = local_log(&env.data_dir, &run.id);
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                EngineError::Invalid(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| {
+                EngineError::Invalid(format!("cannot open {}: {e}", log_path.display()))
+            })?;
+        // What is in the local log is what was received: resume after it.
+        let mut offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let frames = self
+            .input_files(run)
+            .await?
+            .iter()
+            .map(|f| f.video.frames)
+            .min()
+            .unwrap_or(121);
+        let mut parser = ProgressParser::new(cosmos_core::resolution::clip_count(frames) as u32);
+        let mut partial: Vec<u8> = Vec::new();
+        let mut last: Option<String> = None;
+        // Milestones go to the store as they arrive (for `status --watch` and followers in
+        // other processes), written by a task so the log stream never waits on the database.
+        let (events, mut arrived) = tokio::sync::mpsc::unbounded_channel::<Milestone>();
+        let writer = {
+            let (me, id) = (self.clone(), run.id.clone());
+            tokio::spawn(async move {
+                while let Some(m) = arrived.recv().await {
+                    let _ = me
+                        .store()
+                        .add_run_event(&id, RunStatus::Running, Some(m.fraction), &m.describe())
+                        .await;
+                }
+            })
+        };
+        let ended = loop {
+            let mut on_bytes = |bytes: &[u8]| {
+                let _ = log.write_all(bytes);
+                obs(Update::Log(bytes.to_vec()));
+                partial.extend_from_slice(bytes);
+                while let Some(end) = partial.iter().position(|b| *b == b'\n' || *b == b'\r') {
+                    let line: Vec<u8> = partial.drain(..=end).collect();
+                    let text = String::from_utf8_lossy(&line);
+                    if let Some(m) = parser.feed(text.trim_end()) {
+                        let key = m.describe();
+                        if last.as_deref() != Some(key.as_str()) || m.fraction >= 0.99 {
+                            last = Some(key);
+                            obs(Update::Progress(m.clone()));
+                            let _ = events.send(m);
+                        }
+                    }
+                }
+            };
+            let followed = c
+                .runtime
+                .follow(&c.host, &run.id, layout, &mut offset, &mut on_bytes)
+                .await;
+            if let Err(e) = followed {
+                if !e.is_transient() {
+                    break Err(e.into());
+                }
+                self.exec_env()?.mark_reachable(&c.target.name, false);
+                obs(Update::Note(format!(
+                    "lost the log stream ({e}); reconnecting"
+                )));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let state = self
+                .patiently(c, "read the model's state", obs, || {
+                    c.runtime.state(&c.host, &run.id, layout)
+                })
+                .await;
+            match state {
+                Ok(ModelState::Running) => continue,
+                Ok(s @ ModelState::Exited(code)) => {
+                    break Ok((format!("the model exited with code {code}"), s));
+                }
+                Ok(s @ (ModelState::Vanished | ModelState::Absent)) => {
+                    break Ok(("the model process is gone".into(), s));
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        // Every milestone is stored before the run moves on.
+        drop(events);
+        let _ = writer.await;
+        ended
+    }
+}

@@ -1,0 +1,310 @@
+//! Staging a run: the target's preflight, the inputs uploaded once and linked, spec.json and
+//! the owner-only env file written.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cosmos_core::launch::RunLayout;
+use cosmos_core::{Run, RunStatus, RuntimeKind};
+use cosmos_remote::blobs::{self, LocalBlob};
+use cosmos_remote::{RemoteError, args};
+
+use super::transfer_events::TransferEvents;
+use super::{Observer, Update, devices_of, spec_of};
+use crate::Services;
+use crate::error::EngineError;
+use crate::runs::extension;
+use crate::targets::{Connected, GPU_QUERY, Preflight, parse_gpus};
+
+/// How long a target's passed preflight is trusted before it is checked again.
+const PREFLIGHT_FRESH: Duration = Duration::from_secs(60);
+/// Room kept free on a target beyond the inputs, for the model's outputs and log.
+const DISK_MARGIN: u64 = 64 << 20;
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// Links blobs into a run's inputs folder: `sh -c SCRIPT sh BLOB LINK BLOB LINK …`.
+const LINK_SCRIPT: &str = r#"while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; done"#;
+
+impl Services {
+    /// Uploads the inputs (once), links them, writes spec.json and the env file; checks what
+    /// can be checked before any GPU time is spent.
+    pub(super) async fn stage(
+        &self,
+        c: &Connected,
+        run: &Run,
+        layout: &RunLayout,
+        obs: &Observer,
+    ) -> Result<(), Staging> {
+        let cfg = &c.target.config;
+        let h = &c.host;
+        let name = &c.target.name;
+        let gpus = self.preflight(c, obs).await?;
+        if let Some(found) = gpus
+            && found < run.params.gpus
+        {
+            return Err(Staging::Fail(format!(
+                "the run asks for {} GPUs but target {name} has {found}: run with `--gpus {found}` or on a bigger host",
+                run.params.gpus
+            )));
+        }
+
+        let files = self.input_files(run).await?;
+        let blobs_in: Vec<LocalBlob> = files
+            .iter()
+            .map(|f| LocalBlob {
+                path: PathBuf::from(&f.path),
+                sha256: f.sha256.clone(),
+                size: f.size,
+            })
+            .collect();
+        for b in &blobs_in {
+            match std::fs::metadata(&b.path) {
+                Ok(m) if m.len() == b.size => {}
+                Ok(_) => {
+                    return Err(Staging::Fail(format!(
+                        "{} changed since it was registered: register the folder again (`cosmos inputs add`)",
+                        b.path.display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(Staging::Fail(format!(
+                        "cannot read input {}: {e}",
+                        b.path.display()
+                    )));
+                }
+            }
+        }
+        h.mkdirs(&[&layout.outputs(), &format!("{}/inputs", layout.dir())])
+            .await
+            .map_err(|e| self.stage_error(e, name))?;
+        // Room for what is not there yet, checked before a byte is sent.
+        let mut missing = 0u64;
+        for b in &blobs_in {
+            let at = blobs::blob_path(&cfg.root, &b.sha256);
+            let have = h
+                .files
+                .size(&at)
+                .await
+                .map_err(|e| self.stage_error(e, name))?;
+            if have != Some(b.size) {
+                missing += b.size;
+            }
+        }
+        let free = h
+            .free_bytes(&cfg.root)
+            .await
+            .map_err(|e| self.stage_error(e, name))?;
+        if let Some(free) = free
+            && free < missing + DISK_MARGIN
+        {
+            return Err(Staging::Fail(format!(
+                "not enough disk space on target {name}: {} free under {}, the inputs need {} (plus {} for outputs): free space there, or `cosmos target edit {name} --root …`",
+                mib(free),
+                cfg.root,
+                mib(missing),
+                mib(DISK_MARGIN)
+            )));
+        }
+        let total: u64 = blobs_in.iter().map(|b| b.size).sum();
+        let steps = TransferEvents::new(
+            self,
+            &run.id,
+            RunStatus::Staging,
+            "uploading inputs",
+            missing,
+            total,
+        );
+        let report: Arc<dyn Fn(u64) + Send + Sync> = {
+            let (obs, step) = (obs.clone(), steps.report.clone());
+            Arc::new(move |done| {
+                step(done);
+                obs(Update::Transfer {
+                    what: "upload",
+                    done,
+                    total,
+                })
+            })
+        };
+        let uploaded = self
+            .retrying(self.staging_patience()?, c, "upload inputs", obs, || {
+                blobs::upload_all(h, &cfg.root, &blobs_in, 4, report.clone())
+            })
+            .await;
+        steps.finish().await;
+        let (paths, sent) = uploaded.map_err(|e| match e {
+            EngineError::Remote(r) => self.stage_error(r, name),
+            other => Staging::Error(other),
+        })?;
+        // Placement prefers this target for later runs on these inputs.
+        if let Some(set) = &run.input_set_id {
+            self.store()
+                .note_inputs_on_target(name, set)
+                .await
+                .map_err(|e| Staging::Error(e.into()))?;
+        }
+        let _ = self
+            .store()
+            .add_run_event(
+                &run.id,
+                RunStatus::Staging,
+                None,
+                &if sent.bytes == 0 {
+                    "inputs already on the target: nothing uploaded".to_owned()
+                } else {
+                    format!("uploaded {} bytes, verified by sha256", sent.bytes)
+                },
+            )
+            .await;
+        let mut link = args(&["sh", "-c", LINK_SCRIPT, "sh"]);
+        for (f, blob) in files.iter().zip(&paths) {
+            link.push(blob.clone());
+            link.push(layout.input(f.kind, extension(&f.path)));
+        }
+        h.ok("link inputs", &link)
+            .await
+            .map_err(|e| self.stage_error(e, name))?;
+
+        let spec = spec_of(run, &files, layout)
+            .map_err(|e| Staging::Fail(format!("the spec is invalid: {e}")))?;
+        let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
+        text.push('\n');
+        h.files
+            .write(&layout.spec(), text.as_bytes(), 0o644)
+            .await
+            .map_err(|e| self.stage_error(e, name))?;
+        let env = self.exec_env().map_err(Staging::Error)?;
+        let mut lines = String::new();
+        if cfg.runtime == RuntimeKind::None {
+            lines.push_str(&format!("PYTHONPATH={}\n", cfg.cosmos_dir));
+        }
+        // `--gpus device=…` renumbers the devices inside the container; without it the model
+        // sees every GPU and is told which are its own.
+        if cfg.runtime == RuntimeKind::None || !cfg.gpu_flag {
+            let devices: Vec<String> = devices_of(run).iter().map(u32::to_string).collect();
+            lines.push_str(&format!("CUDA_VISIBLE_DEVICES={}\n", devices.join(",")));
+        }
+        for (k, v) in cfg.env.iter().chain(env.secrets.iter()) {
+            if v.contains('\n') {
+                return Err(Staging::Fail(format!(
+                    "the value of {k} spans lines; env files take one line per variable"
+                )));
+            }
+            lines.push_str(&format!("{k}={v}\n"));
+        }
+        h.files
+            .write(&layout.env_file(), lines.as_bytes(), 0o600)
+            .await
+            .map_err(|e| self.stage_error(e, name))?;
+        Ok(())
+    }
+
+    /// What can be checked of a target before a byte is sent: the image, the checkpoints
+    /// and the GPUs (their number is returned; a rehearsal has none to count). A target that
+    /// passed lately with the same configuration is not asked again.
+    async fn preflight(&self, c: &Connected, obs: &Observer) -> Result<Option<u32>, Staging> {
+        let cfg = &c.target.config;
+        let h = &c.host;
+        let name = &c.target.name;
+        let env = self.exec_env().map_err(Staging::Error)?;
+        if let Ok(cache) = env.preflights.lock()
+            && let Some(p) = cache.get(name)
+            && &p.config == cfg
+            && p.at.elapsed() < PREFLIGHT_FRESH
+        {
+            return Ok(p.gpus);
+        }
+        if cfg.runtime == RuntimeKind::Docker {
+            let argv = c
+                .runtime
+                .docker(&["image", "inspect", "--format", "{{.Id}}", &cfg.image]);
+            let out = self
+                .retrying(self.staging_patience()?, c, "check the image", obs, || {
+                    h.runner.run(&argv)
+                })
+                .await?;
+            if !out.success() {
+                return Err(Staging::Fail(format!(
+                    "image {} is not on target {name} ({}): build or `docker load` it there, or `cosmos target edit {name} --image …`",
+                    cfg.image,
+                    out.last_words()
+                )));
+            }
+        }
+        let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
+        let test = args(&["test", "-d", &ckpt]);
+        let out = self
+            .retrying(
+                self.staging_patience()?,
+                c,
+                "check the checkpoints",
+                obs,
+                || h.runner.run(&test),
+            )
+            .await?;
+        if !out.success() {
+            return Err(Staging::Fail(format!(
+                "no checkpoints directory at {ckpt} on target {name}: download the checkpoints into the cosmos-transfer1 checkout, or `cosmos target edit {name} --cosmos-dir …` (`cosmos target check {name}`)"
+            )));
+        }
+
+        let mut gpus = None;
+        if !cfg.rehearsal {
+            let smi = args(&GPU_QUERY);
+            let out = self
+                .retrying(self.staging_patience()?, c, "count the GPUs", obs, || {
+                    h.runner.run(&smi)
+                })
+                .await?;
+            let found = parse_gpus(&out.stdout_text()).len() as u32;
+            if !out.success() || found == 0 {
+                return Err(Staging::Fail(format!(
+                    "no usable GPU on target {name} (nvidia-smi: {}): install the NVIDIA driver there, or pick another target (`cosmos target check {name}`)",
+                    if out.success() {
+                        "no GPUs listed".into()
+                    } else {
+                        out.last_words()
+                    }
+                )));
+            }
+            gpus = Some(found);
+        }
+        if let Ok(mut cache) = env.preflights.lock() {
+            let at = std::time::Instant::now();
+            let config = cfg.clone();
+            cache.insert(name.clone(), Preflight { at, config, gpus });
+        }
+        Ok(gpus)
+    }
+
+    fn stage_error(&self, e: RemoteError, target: &str) -> Staging {
+        if e.is_transient() {
+            return Staging::Error(e.into());
+        }
+        let text = e.to_string();
+        if text.contains("No space left") || text.contains("Failure") && text.contains("write") {
+            return Staging::Fail(format!(
+                "the target {target} ran out of disk space while staging ({text}): free space under its root"
+            ));
+        }
+        Staging::Fail(format!("staging on {target} failed: {text}"))
+    }
+}
+
+/// Why staging stopped: a reason the run fails with, or an error that leaves it as it is.
+pub(super) enum Staging {
+    Fail(String),
+    Error(EngineError),
+}
+
+impl From<EngineError> for Staging {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Remote(r) if !r.is_transient() => Staging::Fail(r.to_string()),
+            other => Staging::Error(other),
+        }
+    }
+}
