@@ -185,7 +185,7 @@ impl Services {
                     Err(Staging::Fail(reason)) => step(RunStatus::Failed, reason).await?,
                     // Nothing started yet: the run can wait and go where there is room.
                     Err(Staging::Error(EngineError::Remote(e))) if e.is_transient() => {
-                        match self.requeue(&run, &e, obs).await? {
+                        match self.requeue(&run, &e.to_string(), true, obs).await? {
                             Some(queued) => return Ok(queued),
                             None => {
                                 let tries = run.attempts + 1;
@@ -193,6 +193,14 @@ impl Services {
                                     format!("gave up after {tries} attempts to stage it: {e}");
                                 step(RunStatus::Failed, why).await?;
                             }
+                        }
+                    }
+                    // Placed on a GPU the host lacks: this process now knows how many it
+                    // has and places the run again at once.
+                    Err(Staging::Misplaced(why)) => {
+                        match self.requeue(&run, &why, false, obs).await? {
+                            Some(queued) => return Ok(queued),
+                            None => step(RunStatus::Failed, why).await?,
                         }
                     }
                     Err(Staging::Error(e)) => return Err(e),
@@ -258,12 +266,13 @@ impl Services {
         }
     }
 
-    /// Gives a run that could not be staged back to the queue, after a doubling wait, while
-    /// it has retries left (`None` once they are spent).
+    /// Gives a run that could not be staged back to the queue (after a doubling wait when
+    /// `backoff`), while it has retries left (`None` once they are spent).
     async fn requeue(
         &self,
         run: &Run,
-        e: &RemoteError,
+        why: &str,
+        backoff: bool,
         obs: &Observer,
     ) -> EngineResult<Option<Run>> {
         let policy = self.exec_env()?.retry;
@@ -271,9 +280,13 @@ impl Services {
             return Ok(None);
         }
         let attempt = run.attempts + 1;
-        let wait = retry_delay_ms(policy.backoff_ms, attempt);
+        let wait = if backoff {
+            retry_delay_ms(policy.backoff_ms, attempt)
+        } else {
+            0
+        };
         let message = format!(
-            "{e}; back in the queue for retry {attempt} of {} in {:.1} s",
+            "{why}; back in the queue for retry {attempt} of {} in {:.1} s",
             policy.max_attempts,
             wait as f64 / 1000.0
         );

@@ -78,6 +78,16 @@ impl ExecEnv {
         }
     }
 
+    /// How many GPUs a target showed at its last preflight in this process, while its
+    /// configuration is unchanged.
+    pub(crate) fn gpus_seen(&self, name: &str, config: &TargetConfig) -> Option<u32> {
+        let cache = self.preflights.lock().ok()?;
+        cache
+            .get(name)
+            .filter(|p| &p.config == config)
+            .and_then(|p| p.gpus)
+    }
+
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -452,24 +462,32 @@ impl Services {
         match smi {
             Ok(out) if out.success() => {
                 let gpus = parse_gpus(&out.stdout_text());
-                let detail = match gpus.first() {
-                    Some(g) => format!(
-                        "{} × {} ({} MiB; {}% busy, {} MiB used on GPU {})",
-                        gpus.len(),
-                        g.name,
-                        g.memory_total_mib,
-                        g.utilization_percent,
-                        g.memory_used_mib,
-                        g.index
+                let found = gpus.len() as u32;
+                let (ok, detail, fix) = match gpus.first() {
+                    Some(g) => {
+                        let detail = format!(
+                            "{found} × {} ({} MiB; {}% busy, {} MiB used on GPU {}); {} slots configured",
+                            g.name,
+                            g.memory_total_mib,
+                            g.utilization_percent,
+                            g.memory_used_mib,
+                            g.index,
+                            cfg.gpus
+                        );
+                        // More slots than GPUs would place runs on devices that do not exist.
+                        let fix = format!(
+                            "the target has {found} GPUs but {} slots: `cosmos target edit {name} --gpus {found}`",
+                            cfg.gpus
+                        );
+                        (cfg.gpus <= found, detail, fix)
+                    }
+                    None => (
+                        false,
+                        "no GPUs listed".into(),
+                        "install the NVIDIA driver on the host".into(),
                     ),
-                    None => "no GPUs listed".into(),
                 };
-                items.push(item(
-                    "gpus",
-                    !gpus.is_empty(),
-                    detail,
-                    Some("install the NVIDIA driver on the host".into()),
-                ));
+                items.push(item("gpus", ok, detail, Some(fix)));
             }
             Ok(out) => items.push(item(
                 "gpus",

@@ -196,16 +196,20 @@ impl Services {
             .collect())
     }
 
-    /// Targets that can take work (all but those that stopped answering), with their slots.
+    /// Targets that can take work (all but those that stopped answering), with their slots:
+    /// as many as configured, but no more than the GPUs the target showed when last checked.
     pub async fn open_slots(&self) -> EngineResult<Vec<(String, u32)>> {
-        let down = self.exec_env()?.unreachable_targets();
-        Ok(self
-            .store()
-            .list_targets()
-            .await?
+        let env = self.exec_env()?;
+        let down = env.unreachable_targets();
+        let targets = self.store().list_targets().await?;
+        Ok(targets
             .into_iter()
             .filter(|t| !down.contains_key(&t.name))
-            .map(|t| (t.name, t.config.gpus))
+            .map(|t| {
+                let found = env.gpus_seen(&t.name, &t.config);
+                let slots = found.map_or(t.config.gpus, |n| t.config.gpus.min(n));
+                (t.name, slots)
+            })
             .collect())
     }
 

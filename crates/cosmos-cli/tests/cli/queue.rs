@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::remote::{Tmpfs, add_fixture_target, large_scene, partial_files, wait_for};
 use super::support::{Home, Out, s};
-use cosmos_testkit::SshHost;
+use cosmos_testkit::{HostOptions, SshHost};
 
 /// A home with targets on fresh sshd fixtures.
 struct Fleet {
@@ -663,4 +663,80 @@ fn cosmos_run_takes_over_when_the_worker_it_follows_dies() {
             .ends_with("output.mp4")
     );
     assert_eq!(fleet.records().len(), 1, "the model ran once");
+}
+
+#[test]
+fn a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has() {
+    // 8 slots configured (the default), 2 GPUs on the host.
+    let home = Home::new();
+    let host = SshHost::start_with(HostOptions {
+        gpus: 2,
+        ..HostOptions::default()
+    })
+    .expect("sshd fixture");
+    add_fixture_target(&home, "gpu", &host, &["COSMOS_SIM_CLIP_SECONDS=1"], &[]);
+    let fleet = Fleet {
+        home,
+        hosts: vec![host],
+    };
+    fleet.run(&["target", "trust", "gpu", "--yes"]).ok();
+
+    // The preflight says so, with the fix.
+    let check = fleet.run(&["target", "check", "gpu", "--json"]).json();
+    let gpus = check["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["check"] == "gpus"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(gpus["ok"], false, "{check}");
+    assert!(
+        gpus["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("`cosmos target edit gpu --gpus 2`")),
+        "{gpus}"
+    );
+
+    // A worker places the first three at once; the one on GPU 2 goes back to the queue and
+    // waits for a GPU the host has.
+    let scene = fleet.home.standard_scene("shot");
+    let ids: Vec<String> = fleet
+        .run(&[
+            "run",
+            "three takes",
+            s(&scene),
+            "--seeds",
+            "1..3",
+            "--no-wait",
+        ])
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let worker = fleet.worker();
+    for id in &ids {
+        fleet.wait_until(id, "succeeded", 90);
+    }
+    let log = stop(worker);
+    let mut requeued = 0;
+    for id in &ids {
+        let shown = fleet.run(&["show", id, "--json"]).ok().json();
+        let devices = shown["run"]["devices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !devices.is_empty() && devices.iter().all(|d| d.as_u64().is_some_and(|d| d < 2)),
+            "{id} ran on GPUs {devices:?}\n{log}"
+        );
+        if shown["events"]
+            .to_string()
+            .contains("placed on GPU 2 but target gpu has 2 GPUs")
+        {
+            requeued += 1;
+        }
+    }
+    assert_eq!(requeued, 1, "one run was first placed on GPU 2\n{log}");
+    assert_eq!(fleet.records().len(), 3, "one model start per run");
 }

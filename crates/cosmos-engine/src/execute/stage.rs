@@ -43,13 +43,20 @@ impl Services {
         let h = &c.host;
         let name = &c.target.name;
         let gpus = self.preflight(c, obs).await?;
-        if let Some(found) = gpus
-            && found < run.params.gpus
-        {
-            return Err(Staging::Fail(format!(
-                "the run asks for {} GPUs but target {name} has {found}: run with `--gpus {found}` or on a bigger host",
-                run.params.gpus
-            )));
+        if let Some(found) = gpus {
+            if found < run.params.gpus {
+                return Err(Staging::Fail(format!(
+                    "the run asks for {} GPUs but target {name} has {found}: run with `--gpus {found}` or on a bigger host",
+                    run.params.gpus
+                )));
+            }
+            // Placed on slots the host does not have (more slots configured than GPUs):
+            // from now on this process gives the target only as many slots as it has GPUs.
+            if let Some(d) = devices_of(run).into_iter().find(|d| *d >= found) {
+                return Err(Staging::Misplaced(format!(
+                    "placed on GPU {d} but target {name} has {found} GPUs: set its slots with `cosmos target edit {name} --gpus {found}`"
+                )));
+            }
         }
 
         let files = self.input_files(run).await?;
@@ -297,6 +304,8 @@ impl Services {
 /// Why staging stopped: a reason the run fails with, or an error that leaves it as it is.
 pub(super) enum Staging {
     Fail(String),
+    /// Placed on GPUs the target does not have: to be placed again.
+    Misplaced(String),
     Error(EngineError),
 }
 
