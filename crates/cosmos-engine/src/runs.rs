@@ -189,7 +189,13 @@ impl Services {
             RunSubject::Text { text, inputs } => {
                 let text = validate_text("prompt text", text)?;
                 let inputs = inputs.as_ref().ok_or_else(|| {
-                    EngineError::Invalid("a run needs control videos: give an input folder or input set id after the text".into())
+                    // One word is more likely a prompt's name mistyped than new text.
+                    let lookup = if text.split_whitespace().count() == 1 {
+                        format!("no prompt has the name or id `{text}` (`cosmos prompt list` shows them); as new text, ")
+                    } else {
+                        String::new()
+                    };
+                    EngineError::Invalid(format!("{lookup}a run needs control videos: give an input folder or input set id after the text"))
                 })?;
                 let pending = self.pending_inputs(inputs).await?;
                 let (files, existing) = match &pending {
