@@ -4,6 +4,7 @@
 mod cli {
     pub mod config;
     pub mod inputs;
+    pub mod local;
     pub mod misc;
     pub mod prompts;
     pub mod queue;

@@ -39,8 +39,10 @@ pub struct Settings {
     /// Host name, address, or a Host alias from ~/.ssh/config
     #[arg(long)]
     host: Option<String>,
+    /// Login user (default: from ~/.ssh/config, else yours)
     #[arg(long)]
     user: Option<String>,
+    /// SSH port (default: from ~/.ssh/config, else 22)
     #[arg(long)]
     port: Option<u16>,
     /// Private key file (an encrypted key needs ssh-agent)
@@ -55,8 +57,10 @@ pub struct Settings {
     /// The cosmos-transfer1 checkout on the target
     #[arg(long, value_name = "DIR")]
     cosmos_dir: Option<String>,
+    /// The Cosmos-Transfer1 Docker image on the target
     #[arg(long)]
     image: Option<String>,
+    /// Shared memory for the container (`docker run --shm-size`)
     #[arg(long)]
     shm_size: Option<String>,
     /// docker, or none (a plain process)
@@ -81,6 +85,7 @@ pub struct Settings {
 
 #[derive(Debug, clap::Args)]
 pub struct AddArgs {
+    /// The target's name, used by `--target` and every `cosmos target` command
     name: String,
     /// `ssh://user@host:port`, or a Host alias from ~/.ssh/config
     destination: Option<String>,
@@ -93,19 +98,23 @@ pub struct AddArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
+    /// Print JSON
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
+    /// The target's name
     name: String,
+    /// Print JSON
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct EditArgs {
+    /// The target's name
     name: String,
     #[command(flatten)]
     settings: Settings,
@@ -113,6 +122,7 @@ pub struct EditArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct TrustArgs {
+    /// The target's name
     name: String,
     /// Pin without asking (for scripts)
     #[arg(long, short = 'y')]

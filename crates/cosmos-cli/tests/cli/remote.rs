@@ -94,7 +94,7 @@ pub(super) fn add_fixture_target(
     home.run_with(&args, &[("HOME", home_dir.as_str())]).ok();
 }
 
-fn containers(run_id: &str) -> String {
+pub(super) fn containers(run_id: &str) -> String {
     let out = Command::new("docker")
         .args(["ps", "--all", "--quiet", "--filter"])
         .arg(format!("label=cosmos.run={run_id}"))
@@ -103,7 +103,7 @@ fn containers(run_id: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn sha256(path: &Path) -> String {
+pub(super) fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum")
         .arg(path)
         .output()
