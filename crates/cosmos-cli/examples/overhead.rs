@@ -60,7 +60,7 @@ fn main() {
         video(&scene.join(format!("shot_{kind}.mp4")), kind);
     }
     let root = host.root().display().to_string();
-    let record = host.root().join("record.jsonl");
+    let record = host.record_file();
     cli(&[
         "target",
         "add",
@@ -77,6 +77,8 @@ fn main() {
         "--no-gpu-flag",
         "--env",
         &format!("COSMOS_SIM_RECORD={}", record.display()),
+        "--mount",
+        &host.records_mount(),
         "--env",
         "COSMOS_SIM_LOAD_SECONDS=0",
         "--env",

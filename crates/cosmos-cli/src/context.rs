@@ -82,6 +82,7 @@ impl Ctx {
             image: t.image.clone(),
             shm_size: t.shm_size.clone(),
             checkpoint_dir: "checkpoints".into(),
+            mounts: Vec::new(),
         }
     }
 

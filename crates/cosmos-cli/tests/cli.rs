@@ -11,4 +11,5 @@ mod cli {
     pub mod remote;
     pub mod runs;
     pub mod support;
+    pub mod targets;
 }

@@ -94,11 +94,20 @@ pub struct ContainerLaunch<'a> {
     pub shm_size: &'a str,
     /// The cosmos-transfer1 checkout on the host, mounted at `/workspace`.
     pub cosmos_dir: &'a str,
-    /// The target's root directory, mounted at the same path so spec paths hold on both sides.
+    /// The target's root directory. Only its blob store (read-only) and this run's folder
+    /// are mounted, at the same paths so spec paths hold on both sides: the model can
+    /// neither change a verified blob nor touch another run.
     pub root: &'a str,
+    /// The target's extra mounts, `HOST:CONTAINER[:ro]` (see [`crate::target::parse_mount`]).
+    pub mounts: &'a [String],
     /// An owner-only file of environment variables (secrets never go on the command line).
     pub env_file: Option<&'a str>,
     pub command: Vec<String>,
+}
+
+/// The content-addressed blob store under a target's root (DESIGN.md §3).
+pub fn blobs_dir(root: &str) -> String {
+    format!("{}/blobs", root.trim_end_matches('/'))
 }
 
 /// The container's name for a run.
@@ -134,7 +143,15 @@ pub fn docker_run_argv(c: &ContainerLaunch<'_>) -> Vec<String> {
         "--volume".into(),
         format!("{}:{CONTAINER_WORKSPACE}", c.cosmos_dir),
         "--volume".into(),
-        format!("{0}:{0}", c.root),
+        format!("{0}:{0}:ro", blobs_dir(c.root)),
+        "--volume".into(),
+        format!("{0}:{0}", RunLayout::new(c.root, c.run_id).dir()),
+    ]);
+    for m in c.mounts {
+        argv.push("--volume".into());
+        argv.push(m.clone());
+    }
+    argv.extend([
         "--workdir".into(),
         CONTAINER_WORKSPACE.into(),
         "--env".into(),
@@ -198,7 +215,8 @@ mod tests {
             gpu_devices: Some(&[0, 1]),
             shm_size: "16g",
             cosmos_dir: "/opt/cosmos transfer1",
-            root: "/srv/cosmos",
+            root: "/srv/cosmos/",
+            mounts: &["/data/hf:/root/.cache/huggingface:ro".into()],
             env_file: Some("/srv/cosmos/runs/x/env"),
             command: vec!["torchrun".into()],
         };
@@ -207,6 +225,22 @@ mod tests {
         assert!(line.contains("--gpus '\"device=0,1\"'"), "{line}");
         assert!(
             line.contains("--volume '/opt/cosmos transfer1:/workspace'"),
+            "{line}"
+        );
+        // The blobs read-only, this run's folder, the extra mounts; not the whole root.
+        let volumes: Vec<&str> = line
+            .split(" --volume ")
+            .skip(1)
+            .map(|v| v.split(' ').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            volumes,
+            [
+                "'/opt/cosmos",
+                "/srv/cosmos/blobs:/srv/cosmos/blobs:ro",
+                "/srv/cosmos/runs/rs_01jd3k4w5x6y7z8a9b0c1d2e3f:/srv/cosmos/runs/rs_01jd3k4w5x6y7z8a9b0c1d2e3f",
+                "/data/hf:/root/.cache/huggingface:ro",
+            ],
             "{line}"
         );
         assert!(

@@ -62,6 +62,10 @@ pub struct TargetConfig {
     /// A rehearsal target runs cosmos-sim: its outputs are not Cosmos output.
     #[serde(default)]
     pub rehearsal: bool,
+    /// Extra folders mounted into the model's container, `HOST:CONTAINER[:ro]` (a
+    /// pre-filled Hugging Face cache, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
     /// The image digest `cosmos target check` last saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
@@ -103,9 +107,86 @@ pub fn validate_target_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Checks an extra container mount, `HOST:CONTAINER[:ro|:rw]`, and returns it with the
+/// paths' trailing slashes dropped.
+pub fn parse_mount(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, container, mode) = match parts.as_slice() {
+        [h, c] => (*h, *c, None),
+        [h, c, m @ ("ro" | "rw")] => (*h, *c, Some(*m)),
+        [_, _, m] => {
+            return Err(format!(
+                "mount `{text}`: unknown mode `{m}`: use `ro` (read-only) or `rw`"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "mount `{text}`: use HOST_DIR:CONTAINER_DIR or HOST_DIR:CONTAINER_DIR:ro (no `:` inside a path)"
+            ));
+        }
+    };
+    for (which, path) in [("host", host), ("container", container)] {
+        if !path.starts_with('/') {
+            return Err(format!(
+                "mount `{text}`: the {which} path `{path}` must be absolute"
+            ));
+        }
+        if path.contains(',') || path.chars().any(char::is_control) {
+            return Err(format!(
+                "mount `{text}`: the {which} path has a `,` or a control character, which docker cannot take"
+            ));
+        }
+    }
+    let trim = |p: &'_ str| -> String {
+        let t = p.trim_end_matches('/');
+        if t.is_empty() { "/".into() } else { t.into() }
+    };
+    let (host, container) = (trim(host), trim(container));
+    if container == crate::launch::CONTAINER_WORKSPACE || container == "/" {
+        return Err(format!(
+            "mount `{text}`: {container} is where cosmos mounts the checkout or the system: mount somewhere else"
+        ));
+    }
+    Ok(match mode {
+        Some(m) => format!("{host}:{container}:{m}"),
+        None => format!("{host}:{container}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounts_are_absolute_pairs_with_an_optional_mode() {
+        let good = [
+            (
+                "/data/hf:/root/.cache/huggingface",
+                "/data/hf:/root/.cache/huggingface",
+            ),
+            ("/data/hf/:/hf/:ro", "/data/hf:/hf:ro"),
+            ("/scratch:/scratch:rw", "/scratch:/scratch:rw"),
+        ];
+        for (text, want) in good {
+            assert_eq!(parse_mount(text).as_deref(), Ok(want), "{text}");
+        }
+        let bad = [
+            ("/data", "use HOST_DIR:CONTAINER_DIR"),
+            ("data:/hf", "the host path `data` must be absolute"),
+            ("/data:hf", "the container path `hf` must be absolute"),
+            ("/data:/hf:rx", "unknown mode `rx`"),
+            ("/a:/b:ro:x", "no `:` inside a path"),
+            ("/a,b:/hf", "has a `,`"),
+            (
+                "/data:/workspace",
+                "/workspace is where cosmos mounts the checkout",
+            ),
+        ];
+        for (text, want) in bad {
+            let err = parse_mount(text).expect_err(text);
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn env_names_and_target_names() {

@@ -222,6 +222,7 @@ impl Services {
                         image: &target.config.image,
                         shm_size: &target.config.shm_size,
                         gpu_devices: &devices_of(&run),
+                        mounts: &target.config.mounts,
                         command: launch,
                     };
                     // Starting is idempotent (a container of that name, a pid file): a

@@ -45,6 +45,7 @@ pub struct LaunchDefaults {
     pub image: String,
     pub shm_size: String,
     pub checkpoint_dir: String,
+    pub mounts: Vec<String>,
 }
 
 impl LaunchDefaults {
@@ -57,6 +58,7 @@ impl LaunchDefaults {
             image: c.image.clone(),
             shm_size: c.shm_size.clone(),
             checkpoint_dir: "checkpoints".into(),
+            mounts: c.mounts.clone(),
         }
     }
 }
@@ -297,6 +299,7 @@ impl Services {
             shm_size: &launch.shm_size,
             cosmos_dir: &launch.cosmos_dir,
             root: &launch.root,
+            mounts: &launch.mounts,
             env_file: Some(&layout.env_file()),
             command: model_command.clone(),
         });

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use cosmos_core::{RuntimeKind, Target, TargetConfig, TargetKind};
+use cosmos_core::{RunId, RunStatus, RuntimeKind, Target, TargetConfig, TargetKind};
 use cosmos_remote::local::{LocalFiles, LocalRunner};
 use cosmos_remote::runtime::Runtime;
 use cosmos_remote::ssh::hostkeys::{HostKeyVerdict, KnownHosts};
@@ -190,6 +190,37 @@ impl Services {
         self.exec
             .as_deref()
             .ok_or_else(|| EngineError::Invalid("executing runs is not set up here".into()))
+    }
+
+    /// Removes a target. Runs still needing it make this an error unless `force`; forced,
+    /// the queued runs pinned to it are cancelled (they could never run), and runs started
+    /// on it are left for the day a target of that name returns. Returns the runs cancelled.
+    pub async fn remove_target(&self, name: &str, force: bool) -> EngineResult<Vec<RunId>> {
+        self.find_target(Some(name)).await?;
+        let needing = self.store().runs_needing_target(name).await?;
+        if needing > 0 && !force {
+            return Err(EngineError::Invalid(format!(
+                "target `{name}` still has {needing} unfinished run(s) started on it or waiting for it: let them finish, `cosmos kill` them, or remove it anyway with --force"
+            )));
+        }
+        let mut cancelled = Vec::new();
+        if needing > 0 {
+            for run in self.store().queued_runs(u32::MAX).await? {
+                if run.target_pin.as_deref() == Some(name) {
+                    self.store()
+                        .transition(
+                            &run.id,
+                            RunStatus::Queued,
+                            RunStatus::Cancelled,
+                            &format!("cancelled: its target `{name}` was removed"),
+                        )
+                        .await?;
+                    cancelled.push(run.id);
+                }
+            }
+        }
+        self.store().delete_target(name).await?;
+        Ok(cancelled)
     }
 
     /// A stored target by name, or the default one.

@@ -44,6 +44,8 @@ pub struct Launch<'a> {
     pub image: &'a str,
     pub shm_size: &'a str,
     pub gpu_devices: &'a [u32],
+    /// Extra container mounts, `HOST:CONTAINER[:ro]`.
+    pub mounts: &'a [String],
     /// `torchrun … transfer.py …`.
     pub command: Vec<String>,
 }
@@ -116,6 +118,7 @@ impl Runtime {
                     shm_size: l.shm_size,
                     cosmos_dir: l.cosmos_dir,
                     root: l.root,
+                    mounts: l.mounts,
                     env_file: Some(&env_file),
                     command: l.command.clone(),
                 });

@@ -152,6 +152,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_targets(&self) -> StoreResult<Vec<Target>>;
     /// True when a target was removed.
     async fn delete_target(&self, name: &str) -> StoreResult<bool>;
+    /// Runs that still need a target: those started on it and not finished, and queued
+    /// runs pinned to it.
+    async fn runs_needing_target(&self, name: &str) -> StoreResult<u64>;
 
     /// Loads many records at once, in one transaction.
     async fn import(&self, batch: &ImportBatch) -> StoreResult<()>;

@@ -322,6 +322,10 @@ impl Store for SqliteStore {
         targets::delete(&self.pool, name).await
     }
 
+    async fn runs_needing_target(&self, name: &str) -> StoreResult<u64> {
+        targets::runs_needing(&self.pool, name).await
+    }
+
     async fn import(&self, batch: &ImportBatch) -> StoreResult<()> {
         bulk::import(&self.pool, batch).await
     }

@@ -176,6 +176,7 @@ impl SshHost {
         fs::copy(&sim, d.join("bin/cosmos-sim")).map_err(io)?;
         symlink("cosmos-sim", d.join("bin/nvidia-smi")).map_err(io)?;
         fs::create_dir_all(d.join("root")).map_err(io)?;
+        fs::create_dir_all(d.join("records")).map_err(io)?;
         run_quiet(
             Command::new(&sim).arg("checkout").arg(d.join("cosmos")),
             "cosmos-sim checkout",
@@ -189,6 +190,7 @@ impl SshHost {
                 .map_err(io)?;
             chown_tree(&d.join("root"), uid, gid).map_err(io)?;
             chown_tree(&d.join("cosmos"), uid, gid).map_err(io)?;
+            chown_tree(&d.join("records"), uid, gid).map_err(io)?;
         }
         // sshd running as root wants its privilege-separation directory.
         let _ = fs::create_dir_all("/run/sshd");
@@ -343,6 +345,18 @@ Subsystem sftp internal-sftp\n",
     /// The target root: where run directories and blobs go on this host.
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
+    }
+
+    /// Where a model on this host can record its starts (`COSMOS_SIM_RECORD`): outside the
+    /// target root, which containers do not see whole; mount it with [`Self::records_mount`].
+    pub fn record_file(&self) -> PathBuf {
+        self.dir.path().join("records/record.jsonl")
+    }
+
+    /// The `--mount` that lets containers write [`Self::record_file`].
+    pub fn records_mount(&self) -> String {
+        let d = self.dir.path().join("records");
+        format!("{0}:{0}", d.display())
     }
 
     /// The host's cosmos-transfer1 checkout (placeholder checkpoints included).

@@ -99,6 +99,7 @@ impl Args {
                 env: BTreeMap::from([("COSMOS_SIM_GPUS".into(), "1".into())]),
                 torchrun: Some(torchrun.display().to_string()),
                 rehearsal: true,
+                mounts: Vec::new(),
                 image_digest: None,
             },
             is_default: services

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use serde_json::json;
 
-use cosmos_core::target::{valid_env_name, validate_target_name};
+use cosmos_core::target::{parse_mount, valid_env_name, validate_target_name};
 use cosmos_core::{RuntimeKind, Target, TargetConfig, TargetKind};
 use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
 use cosmos_remote::sshconfig;
@@ -27,7 +27,7 @@ pub enum Command {
     /// Change a target's settings
     Edit(EditArgs),
     /// Remove a target
-    Rm(ShowArgs),
+    Rm(RmArgs),
     /// Show the host key fingerprint and pin it
     Trust(TrustArgs),
     /// Preflight: reachable, trusted, logged in, docker, image, checkout, checkpoints, GPUs, disk
@@ -75,9 +75,17 @@ pub struct Settings {
     /// GPU slots on the target
     #[arg(long)]
     gpus: Option<u32>,
-    /// Extra environment for the model, KEY=VALUE (repeatable); kept in an owner-only file
+    /// Extra environment for the model, KEY=VALUE (repeatable), written to the run's
+    /// owner-only env file; not for secrets (stored with the target: use [secrets] in cosmos.toml)
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Mount a host folder into the model's container, HOST_DIR:CONTAINER_DIR[:ro]
+    /// (repeatable; on `edit` the given mounts replace the target's)
+    #[arg(long = "mount", value_name = "HOST:CONTAINER[:ro]")]
+    mounts: Vec<String>,
+    /// Remove every extra mount (`edit`)
+    #[arg(long, conflicts_with = "mounts")]
+    clear_mounts: bool,
     /// Make it the default target
     #[arg(long)]
     default: bool,
@@ -110,6 +118,15 @@ pub struct ShowArgs {
     /// Print JSON
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// The target's name
+    name: String,
+    /// Remove it even while runs on it are unfinished (they cannot be collected then)
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,6 +165,23 @@ fn parse_url(text: &str) -> Result<(Option<String>, String, Option<u16>)> {
         bail!("`{text}` names no host: use ssh://user@host:port");
     }
     Ok((user, host, port))
+}
+
+/// Whether an environment variable's name says it holds a secret.
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "API_KEY",
+        "ACCESS_KEY",
+        "PRIVATE_KEY",
+        "CREDENTIAL",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
 }
 
 impl Settings {
@@ -221,7 +255,22 @@ impl Settings {
             if v.contains('\n') {
                 bail!("--env {k}: the value must be one line");
             }
+            if looks_secret(k) {
+                bail!(
+                    "--env {k} looks like a secret, and target settings are stored in the database, where secrets never go: put a Hugging Face token in cosmos.toml as `[secrets] hf_token` (or COSMOS_SECRETS_HF_TOKEN); it reaches the model as HF_TOKEN through the owner-only env file"
+                );
+            }
             c.env.insert(k.to_owned(), v.to_owned());
+        }
+        if self.clear_mounts {
+            c.mounts.clear();
+        }
+        if !self.mounts.is_empty() {
+            c.mounts = self
+                .mounts
+                .iter()
+                .map(|m| parse_mount(m).map_err(|e| anyhow::anyhow!("--mount: {e}")))
+                .collect::<Result<_>>()?;
         }
         for p in [&c.root, &c.cosmos_dir] {
             if !p.starts_with('/') {
@@ -263,6 +312,7 @@ impl Command {
                     env: BTreeMap::new(),
                     torchrun: None,
                     rehearsal: false,
+                    mounts: Vec::new(),
                     image_digest: None,
                 };
                 let mut settings_host = a.settings.host.clone();
@@ -354,10 +404,12 @@ impl Command {
                 writeln!(out, "{}", t.name)?;
             }
             Command::Rm(a) => {
-                if !store.delete_target(&a.name).await? {
-                    bail!(
-                        "no target named `{}` (`cosmos target list` shows them)",
-                        a.name
+                // Without its target, a started run could never be collected or its
+                // container stopped, and a pinned run would wait for ever.
+                for id in services.remove_target(&a.name, a.force).await? {
+                    ctx.say(
+                        "note",
+                        &format!("cancelled {id}: it could only run on {}", a.name),
                     );
                 }
                 writeln!(out, "{}", a.name)?;

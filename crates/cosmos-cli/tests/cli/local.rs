@@ -2,10 +2,11 @@
 //! model in the real Docker engine (the sim image) or as a plain process.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::remote::{containers, sha256};
+use super::remote::{containers, sha256, wait_for};
 use super::support::{Home, s};
 use cosmos_testkit::{sim_binary, sim_image};
 
@@ -39,20 +40,28 @@ impl Local {
         self.dir.path().join("root")
     }
 
-    /// `cosmos …` with the sim's `nvidia-smi` and `torchrun` first on PATH.
-    fn run(&self, args: &[&str]) -> super::support::Out {
-        let path = format!(
+    /// PATH with the sim's `nvidia-smi` and `torchrun` first.
+    fn path(&self) -> String {
+        format!(
             "{}:{}",
             self.dir.path().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
-        );
-        self.home.run_with(args, &[("PATH", &path)])
+        )
+    }
+
+    /// `cosmos …` with that PATH.
+    fn run(&self, args: &[&str]) -> super::support::Out {
+        self.home.run_with(args, &[("PATH", &self.path())])
     }
 
     fn add(&self, name: &str, runtime: &[&str]) {
         let root = self.root().display().to_string();
         let cosmos = self.dir.path().join("cosmos").display().to_string();
-        let record = format!("COSMOS_SIM_RECORD={root}/record.jsonl");
+        // Outside the root, whose blobs and run folders are all a container sees of it.
+        let records = self.dir.path().join("records");
+        std::fs::create_dir_all(&records).expect("records");
+        let record = format!("COSMOS_SIM_RECORD={}/record.jsonl", records.display());
+        let mount = format!("{0}:{0}", records.display());
         let mut args = vec![
             "target",
             "add",
@@ -66,13 +75,15 @@ impl Local {
             "2",
             "--env",
             &record,
+            "--mount",
+            &mount,
         ];
         args.extend_from_slice(runtime);
         self.run(&args).ok();
     }
 
     fn records(&self) -> usize {
-        std::fs::read_to_string(self.root().join("record.jsonl"))
+        std::fs::read_to_string(self.dir.path().join("records/record.jsonl"))
             .unwrap_or_default()
             .lines()
             .count()
@@ -128,6 +139,79 @@ fn a_local_target_runs_the_model_in_docker_on_this_machine() {
     assert!(l.root().join(format!("runs/{id}/run.log")).is_file());
     assert_eq!(containers(id), "");
     assert_eq!(l.records(), 1);
+
+    // What the container sees of the root: the blob store read-only and its own run folder,
+    // nothing else of it; the extra mount as asked.
+    l.run(&[
+        "target",
+        "edit",
+        "here",
+        "--env",
+        "COSMOS_SIM_LOAD_SECONDS=3",
+    ])
+    .ok();
+    let child = l
+        .home
+        .command(&["run", "a slower take", s(&scene), "--target", "here"])
+        .env("PATH", l.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cosmos run");
+    let mut container = String::new();
+    wait_for("the model to run", Duration::from_secs(60), || {
+        let list = l.run(&["list", "--json"]).ok().json();
+        let slower = list
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["prompt_text"] == "a slower take"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if slower["status"] == "running" {
+            container = format!("cosmos-{}", slower["id"].as_str().unwrap_or(""));
+        }
+        !container.is_empty()
+    });
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{json .Mounts}}", &container])
+        .output()
+        .expect("docker inspect");
+    let mounts: Value = serde_json::from_slice(&out.stdout).expect("mounts json");
+    let mut seen: Vec<(String, bool)> = mounts
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .map(|m| {
+            (
+                m["Destination"].as_str().unwrap_or("").to_owned(),
+                m["RW"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect();
+    seen.sort();
+    let root = l.root().display().to_string();
+    let records = l.dir.path().join("records").display().to_string();
+    let run_dir = seen
+        .iter()
+        .find(|(d, _)| d.starts_with(&format!("{root}/runs/rs_")))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        seen,
+        {
+            let mut want = vec![
+                ("/workspace".to_owned(), true),
+                (format!("{root}/blobs"), false),
+                (run_dir.0.clone(), true),
+                (records, true),
+            ];
+            want.sort();
+            want
+        },
+        "{mounts}"
+    );
+    let done = child.wait_with_output().expect("cosmos run");
+    assert!(done.status.success());
+    assert_eq!(l.records(), 2);
 }
 
 #[test]

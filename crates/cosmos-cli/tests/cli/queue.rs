@@ -74,7 +74,7 @@ impl Fleet {
             .iter()
             .enumerate()
             .flat_map(|(i, h)| {
-                std::fs::read_to_string(h.root().join("record.jsonl"))
+                std::fs::read_to_string(h.record_file())
                     .unwrap_or_default()
                     .lines()
                     .map(|l| (i, serde_json::from_str(l).expect("record line")))

@@ -41,7 +41,7 @@ impl Remote {
     }
 
     fn records(&self) -> Vec<Value> {
-        let path = self.host.root().join("record.jsonl");
+        let path = self.host.record_file();
         std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
@@ -51,7 +51,7 @@ impl Remote {
 }
 
 /// `cosmos target add NAME` for a fixture host (8 GPU slots unless `extra` says otherwise),
-/// its model recording every start in `record.jsonl` under the host's root.
+/// its model recording every start in the host's record file.
 pub(super) fn add_fixture_target(
     home: &Home,
     name: &str,
@@ -64,7 +64,8 @@ pub(super) fn add_fixture_target(
     let root = host.root().display().to_string();
     let cosmos = host.cosmos_dir().display().to_string();
     let key = host.client_key().display().to_string();
-    let record = format!("COSMOS_SIM_RECORD={root}/record.jsonl");
+    let record = format!("COSMOS_SIM_RECORD={}", host.record_file().display());
+    let mount = host.records_mount();
     let mut args = vec![
         "target",
         "add",
@@ -81,6 +82,8 @@ pub(super) fn add_fixture_target(
         "--no-gpu-flag",
         "--env",
         &record,
+        "--mount",
+        &mount,
     ];
     if !extra.contains(&"--gpus") {
         args.extend(["--gpus", "8"]);
@@ -614,7 +617,7 @@ fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
         for needle in needles {
             assert!(reason.contains(needle), "wanted `{needle}` in: {reason}");
         }
-        let records = host.root().join("record.jsonl");
+        let records = host.record_file();
         assert!(!records.exists(), "the model ran on {name}");
     }
 
@@ -717,7 +720,8 @@ fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
     let image = sim_image().expect("sim image");
     let root = r.host.root().display().to_string();
     let cosmos = r.host.cosmos_dir().display().to_string();
-    let record = format!("COSMOS_SIM_RECORD={root}/record.jsonl");
+    let record = format!("COSMOS_SIM_RECORD={}", r.host.record_file().display());
+    let mount = r.host.records_mount();
     run(&[
         "target",
         "add",
@@ -732,6 +736,8 @@ fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
         "--no-gpu-flag",
         "--env",
         &record,
+        "--mount",
+        &mount,
     ])
     .ok();
     let shown = run(&["target", "show", "far", "--json"]).ok().json();

@@ -81,6 +81,7 @@ fn launch_with(
         shm_size: "1g",
         cosmos_dir: &cosmos_dir,
         root: &root,
+        mounts: &[host.records_mount()],
         env_file: Some(&env_file),
         command,
     });
@@ -106,7 +107,7 @@ fn a_run_in_the_image_over_ssh_writes_verified_outputs() -> TestResult {
     let host = SshHost::start()?;
     let scene = Scene::new();
     let video = scene.video("in.mp4", "320x180", 130);
-    let record = host.root().join("record.jsonl");
+    let record = host.record_file();
     let record_s = record.display().to_string();
     let run = launch(
         &host,

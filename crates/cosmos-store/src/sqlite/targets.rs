@@ -77,6 +77,24 @@ pub(crate) async fn list(pool: &SqlitePool) -> StoreResult<Vec<Target>> {
     rows.into_iter().map(TargetRow::into_target).collect()
 }
 
+pub(crate) async fn runs_needing(pool: &SqlitePool, name: &str) -> StoreResult<u64> {
+    let (started,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM runs WHERE target = ? \
+         AND status IN ('staging', 'starting', 'running', 'collecting')",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+    .during("count a target's unfinished runs")?;
+    let (pinned,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM runs WHERE status = 'queued' AND target_pin = ?")
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .during("count the runs pinned to a target")?;
+    Ok((started + pinned).max(0) as u64)
+}
+
 pub(crate) async fn delete(pool: &SqlitePool, name: &str) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM targets WHERE name = ?")
         .bind(name)
