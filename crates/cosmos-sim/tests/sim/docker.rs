@@ -44,7 +44,8 @@ fn launch(
 }
 
 /// As `launch`, with the spec made from the input's path on the host and extra
-/// `transfer.py` arguments.
+/// `transfer.py` arguments (`{run}` in them stands for the run folder: the container sees
+/// only that of the target root, and the blob store).
 fn launch_with(
     host: &SshHost,
     video: &Path,
@@ -70,7 +71,7 @@ fn launch_with(
         is_av: false,
         checkpoint_dir: "checkpoints",
     });
-    command.extend(extra.iter().map(|a| (*a).to_owned()));
+    command.extend(extra.iter().map(|a| a.replace("{run}", layout.dir())));
     let image = sim_image()?;
     let cosmos_dir = host.cosmos_dir().display().to_string();
     let env_file = layout.env_file();
@@ -185,14 +186,18 @@ fn batches_and_spec_errors_behave_the_same_inside_the_image() -> TestResult {
     let host = SshHost::start()?;
     let scene = Scene::new();
     let video = scene.video("in.mp4", "160x90", 20);
-    let batch = host.root().join("batch.jsonl");
-    let batch_s = batch.display().to_string();
     let run = launch_with(
         &host,
         &video,
         &[],
-        &["--batch_input_path", &batch_s],
+        &["--batch_input_path", "{run}/batch.jsonl"],
         |input| {
+            // `<run>/inputs/color.mp4` → `<run>/batch.jsonl`.
+            let run_dir = Path::new(input)
+                .parent()
+                .and_then(Path::parent)
+                .expect("the run folder");
+            let batch = run_dir.join("batch.jsonl");
             let lines = [
                 json!({"visual_input": input, "prompt": "one"}),
                 json!({"visual_input": input, "prompt": "two"}),
