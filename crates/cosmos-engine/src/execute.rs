@@ -155,7 +155,7 @@ impl Services {
         }
         let layout = RunLayout::new(&target.config.root, id);
         // How the model ended, when this driver saw it end (saves asking again).
-        let mut seen_end: Option<ModelState> = None;
+        let mut seen_end: Option<(ModelState, bool)> = None;
         loop {
             let run = self.store().run(id).await?;
             let step = |to: RunStatus, message: String| async move {

@@ -180,10 +180,15 @@ impl Host {
         Ok(sums)
     }
 
-    /// Bytes free to an unprivileged user on the filesystem that holds `path` (`df -Pk`);
-    /// `None` when df's answer cannot be read.
+    /// Bytes free to an unprivileged user on the filesystem that holds `path`, or would
+    /// hold it once made (`df -Pk` of its nearest existing folder); `None` when df's answer
+    /// cannot be read.
     pub async fn free_bytes(&self, path: &str) -> RemoteResult<Option<u64>> {
-        let out = self.runner.run(&args(&["df", "-Pk", "--", path])).await?;
+        const DF: &str = r#"p=$1; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname -- "$p"); done; exec df -Pk -- "$p""#;
+        let out = self
+            .runner
+            .run(&args(&["sh", "-c", DF, "sh", path]))
+            .await?;
         Ok(out
             .stdout_text()
             .lines()

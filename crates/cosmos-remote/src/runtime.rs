@@ -88,8 +88,27 @@ kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
 const DOCKER_LOGS: &str = r#"exec "$@" 2>&1"#;
 
 /// Saves the container's whole log as run.log, atomically.
+/// The state of a run's container and, once it has exited, its log saved to the run folder,
+/// in one round trip: `sh -c SCRIPT sh LOG NAME DOCKER…`. Prints the state, then `saved`.
+const DOCKER_END: &str = r#"out=$1; name=$2; shift 2
+s=$("$@" inspect --format '{{.State.Status}} {{.State.ExitCode}}' "$name") || exit 3
+echo "$s"
+case $s in exited*|dead*) "$@" logs "$name" > "$out.tmp" 2>&1 && mv -f "$out.tmp" "$out" && echo saved ;; esac
+exit 0"#;
+
 const DOCKER_SAVE_LOG: &str = r#"out=$1; shift
 "$@" > "$out.tmp" 2>&1 && mv -f "$out.tmp" "$out""#;
+
+/// `docker inspect`'s `{{.State.Status}} {{.State.ExitCode}}` as a model state.
+fn docker_state(text: &str) -> ModelState {
+    let mut words = text.split_whitespace();
+    let status = words.next().unwrap_or("");
+    let code: i32 = words.next().and_then(|c| c.parse().ok()).unwrap_or(-1);
+    match status {
+        "exited" | "dead" => ModelState::Exited(code),
+        _ => ModelState::Running,
+    }
+}
 
 impl Runtime {
     /// `docker …` (or `sudo -n docker …`) as this runtime runs it.
@@ -187,14 +206,7 @@ impl Runtime {
                         message: words,
                     });
                 }
-                let text = out.stdout_text();
-                let mut words = text.split_whitespace();
-                let status = words.next().unwrap_or("");
-                let code: i32 = words.next().and_then(|c| c.parse().ok()).unwrap_or(-1);
-                Ok(match status {
-                    "exited" | "dead" => ModelState::Exited(code),
-                    _ => ModelState::Running,
-                })
+                Ok(docker_state(&out.stdout_text()))
             }
             Runtime::Process => {
                 let out = host
@@ -214,6 +226,40 @@ impl Runtime {
                     _ => ModelState::Absent,
                 })
             }
+        }
+    }
+
+    /// As [`Self::state`], and when the model has ended, its log kept in the run folder in
+    /// the same round trip (`true` when it was; a plain process writes it there itself).
+    pub async fn state_keeping_log(
+        &self,
+        host: &Host,
+        run_id: &RunId,
+        layout: &RunLayout,
+    ) -> RemoteResult<(ModelState, bool)> {
+        match self {
+            Runtime::Docker { .. } => {
+                let mut argv = args(&["sh", "-c", DOCKER_END, "sh", &layout.log()]);
+                argv.push(container_name(run_id));
+                argv.extend(self.docker(&[]));
+                let out = host.runner.run(&argv).await?;
+                if !out.success() {
+                    let words = out.last_words();
+                    if words.contains("No such object") || words.contains("No such container") {
+                        return Ok((ModelState::Absent, false));
+                    }
+                    return Err(RemoteError::Command {
+                        what: "docker inspect".into(),
+                        code: out.code,
+                        message: words,
+                    });
+                }
+                let text = out.stdout_text();
+                let mut lines = text.lines();
+                let state = docker_state(lines.next().unwrap_or(""));
+                Ok((state, lines.any(|l| l == "saved")))
+            }
+            Runtime::Process => Ok((self.state(host, run_id, layout).await?, true)),
         }
     }
 

@@ -340,3 +340,25 @@ fn secret_files_are_owner_only() {
         assert_eq!(out.stdout_text().trim(), "600");
     });
 }
+
+/// Free space is read for a root that does not exist yet (a fresh target), from the
+/// filesystem that will hold it, and creates nothing.
+#[test]
+fn free_space_is_known_before_the_root_exists() {
+    let host = SshHost::start().expect("sshd fixture");
+    let (_, h) = connect(&host);
+    let fresh = host.root().join("not/made/yet");
+    let fresh_s = fresh.display().to_string();
+    runtime().block_on(async {
+        let free = h.free_bytes(&fresh_s).await.expect("df");
+        let existing = h
+            .free_bytes(&host.root().display().to_string())
+            .await
+            .expect("df");
+        assert!(free.is_some_and(|f| f > 0), "{free:?}");
+        // Same filesystem: the same answer, give or take what others wrote meanwhile.
+        let (a, b) = (free.unwrap_or(0), existing.unwrap_or(0));
+        assert!(a.abs_diff(b) < 64 << 20, "{a} vs {b}");
+    });
+    assert!(!fresh.exists(), "reading free space made the folder");
+}

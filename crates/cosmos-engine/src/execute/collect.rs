@@ -24,15 +24,14 @@ impl Services {
         c: &Connected,
         run: &Run,
         layout: &RunLayout,
-        seen_end: Option<ModelState>,
+        seen_end: Option<(ModelState, bool)>,
         obs: &Observer,
     ) -> EngineResult<(RunStatus, String)> {
-        let env = self.exec_env()?;
-        let state = match seen_end {
-            Some(s) => s,
+        let (state, log_kept) = match seen_end {
+            Some(end) => end,
             None => {
                 self.patiently(c, "read the exit status", obs, || {
-                    c.runtime.state(&c.host, &run.id, layout)
+                    c.runtime.state_keeping_log(&c.host, &run.id, layout)
                 })
                 .await?
             }
@@ -55,7 +54,8 @@ impl Services {
         // The log is kept on the target; a target that cannot take it (a full disk) does not
         // stop the run from ending: the local copy has the same lines.
         let mut remote_log = state != ModelState::Absent;
-        if remote_log {
+        let container = remote_log;
+        if remote_log && !log_kept {
             if let Err(e) = self
                 .patiently(c, "save the model log", obs, || {
                     c.runtime.save_log(&c.host, &run.id, layout)
@@ -67,14 +67,36 @@ impl Services {
                 )));
                 remote_log = false;
             }
-            // Its status read and its log kept, the container has served: it goes before the
-            // run ends, so no stopped container outlives a finished run.
-            if let Err(e) = c.runtime.remove(&c.host, &run.id).await {
-                tracing::warn!("could not remove the container of {}: {e}", run.id);
-            }
         } else if run.exit_code.is_some() {
             remote_log = c.host.files.size(&layout.log()).await?.is_some();
         }
+        // Its status read and its log kept, the container has served. It is removed while
+        // the outputs come down (one round trip less), and before the run ends, so no
+        // stopped container outlives a finished run.
+        let removal = async {
+            if container && let Err(e) = c.runtime.remove(&c.host, &run.id).await {
+                tracing::warn!("could not remove the container of {}: {e}", run.id);
+            }
+        };
+        let (_, ended) = tokio::join!(
+            removal,
+            self.conclude(c, run, layout, exit, remote_log, obs)
+        );
+        ended
+    }
+
+    /// What a collected run ends as: cancelled, failed with its classified reason, or
+    /// succeeded with its outputs downloaded and verified.
+    async fn conclude(
+        &self,
+        c: &Connected,
+        run: &Run,
+        layout: &RunLayout,
+        exit: Option<i32>,
+        remote_log: bool,
+        obs: &Observer,
+    ) -> EngineResult<(RunStatus, String)> {
+        let env = self.exec_env()?;
         let cancelled = self.cancel_requested(&run.id).await?;
         if exit != Some(0) {
             if cancelled {

@@ -15,15 +15,15 @@ use crate::error::{EngineError, EngineResult};
 use crate::targets::Connected;
 
 impl Services {
-    /// Follows the model's log until it ends; returns the collecting message and how it
-    /// ended.
+    /// Follows the model's log until it ends; returns the collecting message, how the model
+    /// ended and whether its log is already kept on the target.
     pub(super) async fn follow(
         &self,
         c: &Connected,
         run: &Run,
         layout: &RunLayout,
         obs: &Observer,
-    ) -> EngineResult<(String, ModelState)> {
+    ) -> EngineResult<(String, (ModelState, bool))> {
         let env = self.exec_env()?;
         let log_path = local_log(&env.data_dir, &run.id);
         if let Some(dir) = log_path.parent() {
@@ -96,18 +96,19 @@ impl Services {
                 )));
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            // The state, and the log kept on the target once the model has ended.
             let state = self
                 .patiently(c, "read the model's state", obs, || {
-                    c.runtime.state(&c.host, &run.id, layout)
+                    c.runtime.state_keeping_log(&c.host, &run.id, layout)
                 })
                 .await;
             match state {
-                Ok(ModelState::Running) => continue,
-                Ok(s @ ModelState::Exited(code)) => {
-                    break Ok((format!("the model exited with code {code}"), s));
+                Ok((ModelState::Running, _)) => continue,
+                Ok(end @ (ModelState::Exited(code), _)) => {
+                    break Ok((format!("the model exited with code {code}"), end));
                 }
-                Ok(s @ (ModelState::Vanished | ModelState::Absent)) => {
-                    break Ok(("the model process is gone".into(), s));
+                Ok(end @ (ModelState::Vanished | ModelState::Absent, _)) => {
+                    break Ok(("the model process is gone".into(), end));
                 }
                 Err(e) => break Err(e),
             }

@@ -26,8 +26,10 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
-/// Links blobs into a run's inputs folder: `sh -c SCRIPT sh BLOB LINK BLOB LINK …`.
-const LINK_SCRIPT: &str = r#"while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; done"#;
+/// Makes a run's folders and links blobs into its inputs folder:
+/// `sh -c SCRIPT sh OUTPUTS INPUTS BLOB LINK BLOB LINK …`.
+const LINK_SCRIPT: &str = r#"mkdir -p -- "$1" "$2" || exit 1; shift 2
+while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; done"#;
 
 impl Services {
     /// Uploads the inputs (once), links them, writes spec.json and the env file; checks what
@@ -85,9 +87,6 @@ impl Services {
                 }
             }
         }
-        h.mkdirs(&[&layout.outputs(), &format!("{}/inputs", layout.dir())])
-            .await
-            .map_err(|e| self.stage_error(e, name))?;
         // Room for what is not there yet, checked before a byte is sent.
         let mut missing = 0u64;
         for b in &blobs_in {
@@ -166,7 +165,15 @@ impl Services {
                 },
             )
             .await;
-        let mut link = args(&["sh", "-c", LINK_SCRIPT, "sh"]);
+        let inputs_dir = format!("{}/inputs", layout.dir());
+        let mut link = args(&[
+            "sh",
+            "-c",
+            LINK_SCRIPT,
+            "sh",
+            &layout.outputs(),
+            &inputs_dir,
+        ]);
         for (f, blob) in files.iter().zip(&paths) {
             link.push(blob.clone());
             link.push(layout.input(f.kind, extension(&f.path)));
