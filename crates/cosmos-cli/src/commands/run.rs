@@ -315,12 +315,16 @@ impl Args {
                 if !ok {
                     let most = all.iter().map(|t| t.config.gpus).max().unwrap_or(0);
                     let place = match &p.target_pin {
-                        Some(pin) => format!(
-                            "target {pin} has {} GPU slots",
-                            all.iter()
+                        Some(pin) => {
+                            let n = all
+                                .iter()
                                 .find(|t| &t.name == pin)
-                                .map_or(0, |t| t.config.gpus)
-                        ),
+                                .map_or(0, |t| t.config.gpus);
+                            format!(
+                                "target {pin} has {n} GPU slot{}",
+                                if n == 1 { "" } else { "s" }
+                            )
+                        }
                         None => format!("no target has that many GPU slots (the most is {most})"),
                     };
                     bail!(
