@@ -807,3 +807,101 @@ fn a_run_killed_while_staging_ends_cancelled_and_never_starts() {
     );
     assert_eq!(containers(&id), "");
 }
+
+/// `cosmos run TEXT SCENE` in the background with `stdin`; waits until its run is running
+/// and returns the child and the run's id.
+fn start_running(
+    r: &Remote,
+    text: &str,
+    stdin: std::process::Stdio,
+) -> (std::process::Child, String) {
+    let scene = r.home.standard_scene("shot");
+    let home = r.home.path().display().to_string();
+    let child = r
+        .home
+        .command(&["run", text, s(&scene)])
+        .env("HOME", &home)
+        .stdin(stdin)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cosmos run");
+    let mut id = String::new();
+    wait_for("the model to run", Duration::from_secs(60), || {
+        let run = run_by_prompt(r, text);
+        if run["status"] == "running" {
+            id = run["id"].as_str().unwrap_or("").to_owned();
+        }
+        !id.is_empty()
+    });
+    (child, id)
+}
+
+fn interrupt(child: &std::process::Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+}
+
+#[test]
+fn ctrl_c_without_a_terminal_detaches_and_logs_f_reattaches() {
+    let r = Remote::new(&["COSMOS_SIM_LOAD_SECONDS=2"]);
+    r.run(&["target", "trust", "gpu", "--yes"]).ok();
+    let (child, id) = start_running(&r, "detach from me", std::process::Stdio::null());
+    interrupt(&child);
+    let out = child.wait_with_output().expect("cosmos run ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "detached: run {id} continues on its target; `cosmos logs -f {id}` reattaches"
+        )),
+        "{stderr}"
+    );
+    // The model goes on without it; `cosmos logs -f` follows it to the end and collects.
+    assert_ne!(containers(&id), "", "the container went with the CLI");
+    let logs = r.run(&["logs", "-f", &id]).ok();
+    assert!(logs.stdout.contains("Saved video to"), "{}", logs.stdout);
+    let run = r.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(r.records().len(), 1, "one model start");
+    assert_eq!(containers(&id), "");
+}
+
+#[test]
+fn ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container() {
+    use std::io::Write as _;
+    let r = Remote::new(&["COSMOS_SIM_LOAD_SECONDS=30"]);
+    r.run(&["target", "trust", "gpu", "--yes"]).ok();
+    // A pseudo-terminal as the run's stdin, answered from its other end.
+    let master =
+        rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+            .expect("a pseudo-terminal");
+    rustix::pty::grantpt(&master).expect("grantpt");
+    rustix::pty::unlockpt(&master).expect("unlockpt");
+    let name = rustix::pty::ptsname(&master, Vec::new()).expect("ptsname");
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_string_lossy().as_ref())
+        .expect("the terminal's slave side");
+    let (child, id) = start_running(&r, "cancel me", std::process::Stdio::from(slave));
+    interrupt(&child);
+    let mut answer = std::fs::File::from(master);
+    answer.write_all(b"c\n").expect("answer the prompt");
+    let out = child.wait_with_output().expect("cosmos run ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Detach (the run continues), cancel (kill the model), or resume? [d/c/r]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("cancelling {id}")), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let run = r.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(run["run"]["status"], "cancelled", "{run}");
+    assert_eq!(
+        event_messages(&run).last().map(String::as_str),
+        Some("cancelled by the user; the model was killed"),
+        "{run}"
+    );
+    assert_eq!(containers(&id), "", "the container outlived the cancel");
+}
