@@ -135,8 +135,42 @@ fn a_run_reaches_a_verified_video_through_ssh_and_docker() {
         Some(0)
     );
 
+    // Trusting asks first; no answer but yes pins anything.
+    r.run(&["target", "trust", "gpu"])
+        .fails_with("not pinned: pass --yes to pin without asking");
+    let ask = |answer: &[u8]| {
+        use std::io::Write as _;
+        let (mut keys, terminal) = pseudo_terminal();
+        keys.write_all(answer).expect("type the answer");
+        let home = r.home.path().display().to_string();
+        let out = r
+            .home
+            .command(&["target", "trust", "gpu"])
+            .env("HOME", &home)
+            .stdin(terminal)
+            .output()
+            .expect("cosmos target trust");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = ask(b"n\n");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("Pin this key for `gpu`? [y/N]"), "{stderr}");
+    assert!(
+        stderr.contains("presents ssh-ed25519 key SHA256:"),
+        "{stderr}"
+    );
+    r.run(&["run", "a harbour", s(&scene)])
+        .fails_with("not trusted yet");
+    let (code, stdout, stderr) = ask(b"y\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("SHA256:"), "{stdout}");
     let fp = r.run(&["target", "trust", "gpu", "--yes"]).ok();
     assert!(fp.stdout.starts_with("SHA256:"), "{}", fp.stdout);
+    assert!(fp.stderr.contains("already trusted"), "{}", fp.stderr);
     let check = r.run(&["target", "check", "gpu", "--json"]);
     let report = check.json();
     assert_eq!(report["ok"], true, "{}", check.stdout);
@@ -837,6 +871,22 @@ fn start_running(
     (child, id)
 }
 
+/// A pseudo-terminal: the side a test types into, and the side a command reads as its
+/// terminal.
+fn pseudo_terminal() -> (std::fs::File, std::fs::File) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("a pseudo-terminal");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let name = ptsname(&master, Vec::new()).expect("ptsname");
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_string_lossy().as_ref())
+        .expect("the terminal's slave side");
+    (std::fs::File::from(master), slave)
+}
+
 fn interrupt(child: &std::process::Child) {
     let pid = rustix::process::Pid::from_child(child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
@@ -873,20 +923,9 @@ fn ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container() {
     let r = Remote::new(&["COSMOS_SIM_LOAD_SECONDS=30"]);
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     // A pseudo-terminal as the run's stdin, answered from its other end.
-    let master =
-        rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
-            .expect("a pseudo-terminal");
-    rustix::pty::grantpt(&master).expect("grantpt");
-    rustix::pty::unlockpt(&master).expect("unlockpt");
-    let name = rustix::pty::ptsname(&master, Vec::new()).expect("ptsname");
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.to_string_lossy().as_ref())
-        .expect("the terminal's slave side");
-    let (child, id) = start_running(&r, "cancel me", std::process::Stdio::from(slave));
+    let (mut answer, terminal) = pseudo_terminal();
+    let (child, id) = start_running(&r, "cancel me", std::process::Stdio::from(terminal));
     interrupt(&child);
-    let mut answer = std::fs::File::from(master);
     answer.write_all(b"c\n").expect("answer the prompt");
     let out = child.wait_with_output().expect("cosmos run ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
