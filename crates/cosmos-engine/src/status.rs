@@ -38,7 +38,12 @@ pub struct RunningView {
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetView {
     pub name: String,
+    /// The slots runs can take: as configured, but no more than the GPUs seen.
     pub slots: u32,
+    /// The configured slots.
+    pub configured_slots: u32,
+    /// GPUs the target showed when a worker last checked it.
+    pub gpus_seen: Option<u32>,
     pub used: u32,
     pub free: u32,
     pub paused: bool,
@@ -125,11 +130,15 @@ impl Services {
             .map(|t| {
                 let used = used.get(&t.name).copied().unwrap_or(0);
                 let h = health.get(&t.name);
+                let gpus_seen = h.and_then(|h| h.gpus);
+                let slots = gpus_seen.map_or(t.config.gpus, |g| g.min(t.config.gpus));
                 TargetView {
                     paused: paused.iter().any(|p| p.as_deref() == Some(t.name.as_str())),
-                    slots: t.config.gpus,
+                    slots,
+                    configured_slots: t.config.gpus,
+                    gpus_seen,
                     used,
-                    free: t.config.gpus.saturating_sub(used),
+                    free: slots.saturating_sub(used),
                     reachable: h.map(|h| h.reachable),
                     since: h.map(|h| h.since),
                     name: t.name,

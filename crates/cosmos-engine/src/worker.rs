@@ -113,7 +113,8 @@ impl Services {
                 reported = Some(Instant::now());
                 for t in self.store().list_targets().await? {
                     let up = !unreachable.contains_key(&t.name);
-                    self.store().set_target_health(&t.name, up).await?;
+                    let gpus = env.gpus_seen(&t.name, &t.config);
+                    self.store().set_target_health(&t.name, up, gpus).await?;
                 }
             }
 

@@ -141,8 +141,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn queued_runs(&self, limit: u32) -> StoreResult<Vec<Run>>;
     /// How long the latest succeeded runs took, start to finish, in milliseconds.
     async fn recent_durations_ms(&self, limit: u32) -> StoreResult<Vec<i64>>;
-    /// Records whether a target answered (a change of state keeps its `since`).
-    async fn set_target_health(&self, target: &str, reachable: bool) -> StoreResult<()>;
+    /// Records whether a target answered (a change of state keeps its `since`) and, when
+    /// known, how many GPUs it showed (`None` keeps the last count).
+    async fn set_target_health(
+        &self,
+        target: &str,
+        reachable: bool,
+        gpus: Option<u32>,
+    ) -> StoreResult<()>;
     /// What the workers last saw of each target.
     async fn target_health(&self) -> StoreResult<Vec<TargetHealth>>;
 

@@ -125,6 +125,8 @@ pub struct TargetHealth {
     /// Since when it has been so.
     pub since: chrono::DateTime<chrono::Utc>,
     pub checked_at: chrono::DateTime<chrono::Utc>,
+    /// GPUs the target showed when last checked, if known.
+    pub gpus: Option<u32>,
 }
 
 /// A live worker process.

@@ -248,8 +248,13 @@ impl Store for SqliteStore {
         queue::recent_durations(&self.pool, limit).await
     }
 
-    async fn set_target_health(&self, target: &str, reachable: bool) -> StoreResult<()> {
-        queue::set_health(&self.pool, target, reachable).await
+    async fn set_target_health(
+        &self,
+        target: &str,
+        reachable: bool,
+        gpus: Option<u32>,
+    ) -> StoreResult<()> {
+        queue::set_health(&self.pool, target, reachable, gpus).await
     }
 
     async fn target_health(&self) -> StoreResult<Vec<TargetHealth>> {

@@ -328,3 +328,30 @@ fn runs_that_cannot_start_never_hold_up_the_queue() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn target_health_keeps_its_since_and_its_last_gpu_count() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        let store = SqliteStore::open(&dir.path().join("cosmos.db")).await?;
+        store.set_target_health("gpu", true, None).await?;
+        let first = store.target_health().await?;
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].gpus, None);
+
+        store.set_target_health("gpu", true, Some(2)).await?;
+        // A later report that did not count the GPUs keeps the count.
+        store.set_target_health("gpu", true, None).await?;
+        let h = &store.target_health().await?[0];
+        assert_eq!(h.gpus, Some(2));
+        assert!(h.reachable);
+        assert_eq!(h.since, first[0].since, "still reachable: same since");
+
+        store.set_target_health("gpu", false, None).await?;
+        let h = &store.target_health().await?[0];
+        assert!(!h.reachable);
+        assert!(h.since >= first[0].since);
+        assert_eq!(h.gpus, Some(2));
+        Ok(())
+    })
+}

@@ -158,9 +158,19 @@ fn render(out: &mut dyn Write, v: &StatusView, style: Style) -> std::io::Result<
             (false, Some(true)) => "reachable".into(),
             (false, None) => "not tried yet".into(),
         };
+        let slots = if target.slots < target.configured_slots {
+            format!(
+                "{} (of {}: {} GPUs seen)",
+                target.slots,
+                target.configured_slots,
+                target.gpus_seen.unwrap_or(target.slots)
+            )
+        } else {
+            target.slots.to_string()
+        };
         t.row(vec![
             target.name.clone(),
-            target.slots.to_string(),
+            slots,
             target.used.to_string(),
             target.free.to_string(),
             state,

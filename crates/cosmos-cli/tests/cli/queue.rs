@@ -718,6 +718,16 @@ fn a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has() {
     for id in &ids {
         fleet.wait_until(id, "succeeded", 90);
     }
+    // `cosmos status` shows the slots the target really offers, once the worker says.
+    wait_for("status to show 2 slots", Duration::from_secs(20), || {
+        let status = fleet.run(&["status", "--json"]).ok().json();
+        status["targets"][0]["slots"] == 2
+    });
+    let status = fleet.run(&["status", "--json"]).ok().json();
+    assert_eq!(status["targets"][0]["configured_slots"], 8, "{status}");
+    assert_eq!(status["targets"][0]["gpus_seen"], 2, "{status}");
+    let human = fleet.run(&["status"]).ok().stdout;
+    assert!(human.contains("2 (of 8: 2 GPUs seen)"), "{human}");
     let log = stop(worker);
     let mut requeued = 0;
     for id in &ids {

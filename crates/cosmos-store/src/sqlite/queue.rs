@@ -264,16 +264,20 @@ pub(crate) async fn set_health(
     pool: &SqlitePool,
     target: &str,
     reachable: bool,
+    gpus: Option<u32>,
 ) -> StoreResult<()> {
     let now = millis(chrono::Utc::now());
     sqlx::query(
-        "INSERT INTO target_health (target, reachable, since, checked_at) VALUES (?1, ?2, ?3, ?3) \
+        "INSERT INTO target_health (target, reachable, since, checked_at, gpus) \
+         VALUES (?1, ?2, ?3, ?3, ?4) \
          ON CONFLICT (target) DO UPDATE SET checked_at = ?3, \
-         since = CASE WHEN reachable = ?2 THEN since ELSE ?3 END, reachable = ?2",
+         since = CASE WHEN reachable = ?2 THEN since ELSE ?3 END, reachable = ?2, \
+         gpus = COALESCE(?4, gpus)",
     )
     .bind(target)
     .bind(reachable)
     .bind(now)
+    .bind(gpus.map(i64::from))
     .execute(pool)
     .await
     .during("record a target's health")
@@ -281,19 +285,20 @@ pub(crate) async fn set_health(
 }
 
 pub(crate) async fn health(pool: &SqlitePool) -> StoreResult<Vec<TargetHealth>> {
-    let rows: Vec<(String, bool, i64, i64)> = sqlx::query_as(
-        "SELECT target, reachable, since, checked_at FROM target_health ORDER BY target",
+    let rows: Vec<(String, bool, i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT target, reachable, since, checked_at, gpus FROM target_health ORDER BY target",
     )
     .fetch_all(pool)
     .await
     .during("read target health")?;
     Ok(rows
         .into_iter()
-        .map(|(target, reachable, since, checked)| TargetHealth {
+        .map(|(target, reachable, since, checked, gpus)| TargetHealth {
             target,
             reachable,
             since: time(since),
             checked_at: time(checked),
+            gpus: gpus.and_then(|g| u32::try_from(g).ok()),
         })
         .collect())
 }
