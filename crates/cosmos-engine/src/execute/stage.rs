@@ -10,7 +10,7 @@ use cosmos_core::{Run, RunStatus, RuntimeKind};
 use cosmos_remote::blobs::{self, LocalBlob};
 use cosmos_remote::{RemoteError, args};
 
-use super::transfer_events::TransferEvents;
+use super::transfer_events::{TransferEvents, gib_or_mib};
 use super::{Observer, Update, devices_of, spec_of};
 use crate::Services;
 use crate::error::EngineError;
@@ -21,10 +21,6 @@ use crate::targets::{Connected, GPU_QUERY, Preflight, parse_gpus};
 const PREFLIGHT_FRESH: Duration = Duration::from_secs(60);
 /// Room kept free on a target beyond the inputs, for the model's outputs and log.
 const DISK_MARGIN: u64 = 64 << 20;
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
-}
 
 /// Makes a run's folders and links blobs into its inputs folder:
 /// `sh -c SCRIPT sh OUTPUTS INPUTS BLOB LINK BLOB LINK …`.
@@ -109,10 +105,10 @@ impl Services {
         {
             return Err(Staging::Fail(format!(
                 "not enough disk space on target {name}: {} free under {}, the inputs need {} (plus {} for outputs): free space there, or `cosmos target edit {name} --root …`",
-                mib(free),
+                gib_or_mib(free),
                 cfg.root,
-                mib(missing),
-                mib(DISK_MARGIN)
+                gib_or_mib(missing),
+                gib_or_mib(DISK_MARGIN)
             )));
         }
         let total: u64 = blobs_in.iter().map(|b| b.size).sum();

@@ -76,6 +76,7 @@ impl TransferEvents {
     }
 }
 
+/// A size for people: GiB from 1 GiB up, else MiB, one decimal.
 pub(crate) fn gib_or_mib(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
