@@ -5,6 +5,23 @@ use cosmos_engine::EngineError;
 use cosmos_media::MediaError;
 use cosmos_store::StoreError;
 
+/// The error and its causes on one line, each said once: a cause whose text is already in
+/// what came before (`cannot read x: No such file…` over the io error itself) is left out.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// A fix to suggest for an error, when one is known.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
     for cause in err.chain() {
@@ -86,4 +103,28 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message;
+    use anyhow::Context as _;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let media = cosmos_media::MediaError::Io {
+            path: "/nowhere".into(),
+            source: io,
+        };
+        let err = Err::<(), _>(media)
+            .context("registering the inputs")
+            .expect_err("an error");
+        assert_eq!(
+            message(&err),
+            "registering the inputs: cannot read `/nowhere`: entity not found"
+        );
+        let plain = anyhow::anyhow!("outer").context("top");
+        assert_eq!(message(&plain), "top: outer");
+    }
 }

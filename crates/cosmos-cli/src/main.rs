@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         Err(err) if error::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "error: {err:#}");
+            let _ = writeln!(stderr, "error: {}", error::message(&err));
             if let Some(hint) = error::hint(&err) {
                 let _ = writeln!(stderr, "hint: {hint}");
             }

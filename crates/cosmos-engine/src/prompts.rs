@@ -21,10 +21,12 @@ pub enum InputsRef {
 }
 
 impl InputsRef {
-    /// A folder when `text` names an existing directory, an id otherwise.
+    /// A folder when `text` names an existing directory or looks like a path (has a `/`,
+    /// or starts with `.` or `~`: ids never do), an id otherwise.
     pub fn parse(text: &str) -> Self {
         let path = PathBuf::from(text);
-        if path.is_dir() {
+        let path_like = text.contains('/') || text.starts_with('.') || text.starts_with('~');
+        if path.is_dir() || path_like {
             InputsRef::Dir(path)
         } else {
             InputsRef::Id(text.to_owned())

@@ -160,6 +160,16 @@ fn bad_run_parameters_are_usage_errors() -> TestResult {
     }
     h.run(&["run", "just text"])
         .fails_with("a run needs control videos");
+    // A folder that is not there is said so, once (not taken for an id).
+    let missing = h.run(&["run", "x", "/nonexistent/shot"]).fails_with(
+        "error: cannot read `/nonexistent/shot`: No such file or directory (os error 2)\n",
+    );
+    assert_eq!(
+        missing.stderr.matches("No such file").count(),
+        1,
+        "{}",
+        missing.stderr
+    );
     h.run(&["run", "harbur"])
         .fails_with("no prompt has the name or id `harbur` (`cosmos prompt list` shows them); as new text, a run needs control videos");
     h.run(&["run", "ps_0123", s(&scene)])
