@@ -20,6 +20,7 @@ use cosmos_core::launch::{RunLayout, TransferLaunch, container_name, torchrun_ar
 use cosmos_core::progress::Milestone;
 use cosmos_core::queue::retry_delay_ms;
 use cosmos_core::{InputFile, Run, RunId, RunStatus};
+use cosmos_remote::backoff::jittered;
 use cosmos_remote::runtime::{Launch, ModelState};
 use cosmos_remote::{RemoteError, RemoteResult};
 
@@ -282,7 +283,8 @@ impl Services {
         }
         let attempt = run.attempts + 1;
         let wait = if backoff {
-            retry_delay_ms(policy.backoff_ms, attempt)
+            let base = Duration::from_millis(retry_delay_ms(policy.backoff_ms, attempt));
+            jittered(base).as_millis() as u64
         } else {
             0
         };
@@ -353,11 +355,9 @@ impl Services {
             match result {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() && started.elapsed() < patience => {
-                    obs(Update::Note(format!(
-                        "{what}: {e}; retrying in {:.0?}",
-                        pause
-                    )));
-                    tokio::time::sleep(pause).await;
+                    let wait = jittered(pause);
+                    obs(Update::Note(format!("{what}: {e}; retrying in {wait:.1?}")));
+                    tokio::time::sleep(wait).await;
                     pause = (pause * 2).min(Duration::from_secs(30));
                 }
                 Err(e) => return Err(e.into()),

@@ -9,6 +9,7 @@
 //!
 //! Must not depend on cosmos-store or cosmos-media.
 
+pub mod backoff;
 pub mod blobs;
 mod error;
 pub mod local;

@@ -137,7 +137,7 @@ impl SshConnection {
                 Ok(pair) => break pair,
                 Err(e) if e.is_transient() && attempt < CONNECT_ATTEMPTS => {
                     tracing::debug!(target: "cosmos_remote", "connect attempt {attempt} failed: {e}");
-                    tokio::time::sleep(pause).await;
+                    tokio::time::sleep(crate::backoff::jittered(pause)).await;
                     pause *= 2;
                     attempt += 1;
                 }
