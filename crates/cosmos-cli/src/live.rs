@@ -27,10 +27,18 @@ struct Display {
     /// Echo the model's log to stdout (`cosmos logs -f`).
     echo_log: bool,
     quiet: bool,
+    /// The transfer being shown and when it began, for its rate.
+    transfer: Option<(&'static str, Instant)>,
 }
 
 fn clock(secs: u64) -> String {
     format!("{}:{:02}", secs / 60, secs % 60)
+}
+
+/// A bar `width` cells wide, `fraction` of it filled.
+fn bar(fraction: f64, width: usize) -> String {
+    let filled = ((fraction.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }
 
 impl Display {
@@ -65,11 +73,32 @@ impl Display {
             Update::Note(m) => self.message(&format!("note: {m}")),
             Update::Transfer { what, done, total } => {
                 if self.tty {
-                    let pct = (done * 100).checked_div(total).unwrap_or(100);
+                    let began = match self.transfer {
+                        Some((w, t)) if w == what => t,
+                        _ => {
+                            let now = Instant::now();
+                            self.transfer = Some((what, now));
+                            now
+                        }
+                    };
+                    let fraction = if total == 0 {
+                        1.0
+                    } else {
+                        done as f64 / total as f64
+                    };
+                    let secs = began.elapsed().as_secs_f64();
+                    const MIB: f64 = (1u64 << 20) as f64;
+                    let rate = if secs > 0.2 {
+                        format!("  {:.1} MiB/s", done as f64 / MIB / secs)
+                    } else {
+                        String::new()
+                    };
                     self.status_line(&format!(
-                        "{what} {pct:>3}% ({:.1} / {:.1} MB)  elapsed {}",
-                        done as f64 / 1e6,
-                        total as f64 / 1e6,
+                        "{what} {} {:>3.0}% {:.1} / {:.1} MiB{rate}  elapsed {}",
+                        bar(fraction, 24),
+                        fraction * 100.0,
+                        done as f64 / MIB,
+                        total as f64 / MIB,
                         clock(elapsed)
                     ));
                 }
@@ -123,6 +152,7 @@ pub async fn drive(
         line_open: false,
         echo_log,
         quiet,
+        transfer: None,
     }));
     let obs = {
         let d = display.clone();
@@ -428,4 +458,22 @@ pub async fn execute_many(
         );
     }
     Ok(std::process::ExitCode::from(u8::from(failed > 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn bars_fill_in_proportion_and_never_overflow() {
+        for (fraction, want) in [
+            (0.0, "[----------]"),
+            (0.26, "[###-------]"),
+            (1.0, "[##########]"),
+            (1.7, "[##########]"),
+            (-0.5, "[----------]"),
+        ] {
+            assert_eq!(bar(fraction, 10), want, "{fraction}");
+        }
+    }
 }
