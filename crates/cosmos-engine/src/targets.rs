@@ -494,6 +494,12 @@ impl Services {
             Ok(out) if out.success() => {
                 let gpus = parse_gpus(&out.stdout_text());
                 let found = gpus.len() as u32;
+                // What `cosmos status` shows of the target's slots, before any worker looks.
+                if found > 0 {
+                    self.store()
+                        .set_target_health(name, true, Some(found))
+                        .await?;
+                }
                 let (ok, detail, fix) = match gpus.first() {
                     Some(g) => {
                         let detail = format!(

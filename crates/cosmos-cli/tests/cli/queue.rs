@@ -695,6 +695,8 @@ fn a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has() {
             .is_some_and(|h| h.contains("`cosmos target edit gpu --gpus 2`")),
         "{gpus}"
     );
+    let status = fleet.run(&["status", "--json"]).ok().json();
+    assert_eq!(status["targets"][0]["slots"], 2, "{status}");
 
     // A worker places the first three at once; the one on GPU 2 goes back to the queue and
     // waits for a GPU the host has.
