@@ -335,13 +335,9 @@ pub async fn execute(
         Ended::Detached => Ok(std::process::ExitCode::SUCCESS),
         Ended::Finished(run) if json => {
             crate::output::json(&mut std::io::stdout().lock(), &run)?;
-            Ok(std::process::ExitCode::from(
-                if run.status == RunStatus::Succeeded {
-                    0
-                } else {
-                    1
-                },
-            ))
+            Ok(std::process::ExitCode::from(u8::from(
+                run.status != RunStatus::Succeeded,
+            )))
         }
         Ended::Finished(run) => Ok(report(&run)),
     }

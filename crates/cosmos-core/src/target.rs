@@ -107,6 +107,39 @@ pub fn validate_target_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// An SSH address, `[ssh://][user@]host[:port]` (as a destination or ProxyJump gives it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAddress {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// Parses `[ssh://][user@]host[:port]`.
+pub fn parse_ssh_address(text: &str) -> Result<SshAddress, String> {
+    let rest = text.strip_prefix("ssh://").unwrap_or(text);
+    let (user, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u.to_owned()), h),
+        None => (None, rest),
+    };
+    let hostport = hostport.trim_end_matches('/');
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(p) => (h, Some(p)),
+            Err(_) => return Err(format!("`{p}` in `{text}` is not a port number")),
+        },
+        None => (hostport, None),
+    };
+    if host.is_empty() {
+        return Err(format!("`{text}` names no host: use ssh://user@host:port"));
+    }
+    Ok(SshAddress {
+        user,
+        host: host.to_owned(),
+        port,
+    })
+}
+
 /// Checks an extra container mount, `HOST:CONTAINER[:ro|:rw]`, and returns it with the
 /// paths' trailing slashes dropped.
 pub fn parse_mount(text: &str) -> Result<String, String> {
@@ -156,6 +189,38 @@ pub fn parse_mount(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_addresses_parse_with_optional_scheme_user_and_port() {
+        let ok = [
+            ("gpu", None, "gpu", None),
+            (
+                "ssh://artist@gpu-host:2222/",
+                Some("artist"),
+                "gpu-host",
+                Some(2222),
+            ),
+            ("me@bastion", Some("me"), "bastion", None),
+            ("bastion:2200", None, "bastion", Some(2200)),
+        ];
+        for (text, user, host, port) in ok {
+            let a = parse_ssh_address(text).expect(text);
+            assert_eq!(
+                (a.user.as_deref(), a.host.as_str(), a.port),
+                (user, host, port),
+                "{text}"
+            );
+        }
+        let bad = [
+            ("gpu:ssh", "`ssh` in `gpu:ssh` is not a port number"),
+            ("me@", "names no host"),
+            ("ssh://", "names no host"),
+        ];
+        for (text, want) in bad {
+            let err = parse_ssh_address(text).expect_err(text);
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn mounts_are_absolute_pairs_with_an_optional_mode() {

@@ -66,9 +66,6 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// as it is, to be reconciled later: unreachable is not failed).
 const PATIENCE: Duration = Duration::from_secs(15 * 60);
 
-/// The message of the event `cosmos kill` records before it kills the model.
-pub(crate) const CANCEL_REQUEST: &str = "cancel requested";
-
 /// The local run log and outputs folder of a run.
 pub fn local_log(data_dir: &Path, id: &RunId) -> PathBuf {
     data_dir.join("logs").join(format!("{id}.log"))
@@ -206,7 +203,7 @@ impl Services {
                     }
                     Err(Staging::Error(e)) => return Err(e),
                 },
-                RunStatus::Starting if self.cancel_requested(id).await? => {
+                RunStatus::Starting if self.store().cancel_requested(id).await? => {
                     step(
                         RunStatus::Cancelled,
                         "cancelled by the user before the model started".into(),
@@ -241,7 +238,7 @@ impl Services {
                             step(RunStatus::Running, what).await?;
                             // A kill that came while the model was being started found
                             // nothing to kill: honour it now.
-                            if self.cancel_requested(id).await? {
+                            if self.store().cancel_requested(id).await? {
                                 c.runtime.kill(&c.host, id, &layout).await?;
                             }
                         }
@@ -307,12 +304,6 @@ impl Services {
         Ok(Duration::from_millis(
             self.exec_env()?.retry.staging_patience_ms,
         ))
-    }
-
-    /// Whether `cosmos kill` asked for the run to stop.
-    async fn cancel_requested(&self, id: &RunId) -> EngineResult<bool> {
-        let events = self.store().run_events(id).await?;
-        Ok(events.iter().any(|e| e.message == CANCEL_REQUEST))
     }
 
     /// Retries `f` while the target is unreachable, with backoff, for up to `patience`

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use cosmos_core::target::parse_ssh_address;
 use cosmos_core::{RunId, RunStatus, RuntimeKind, Target, TargetConfig, TargetKind};
 use cosmos_remote::local::{LocalFiles, LocalRunner};
 use cosmos_remote::runtime::Runtime;
@@ -128,26 +129,21 @@ pub struct Connected {
     pub ssh: Option<Arc<SshConnection>>,
 }
 
-/// Parses `[user@]host[:port]` (as ProxyJump takes it), resolving ssh_config aliases.
-fn jump_spec(text: &str, name: &str, known: &KnownHosts) -> SshSpec {
-    let (user, rest) = match text.rsplit_once('@') {
-        Some((u, r)) => (Some(u.to_owned()), r),
-        None => (None, text),
-    };
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().ok()),
-        _ => (rest, None),
-    };
-    let alias = sshconfig::lookup_user(host);
-    SshSpec {
+/// The login of a jump host, `[user@]host[:port]` as ProxyJump takes it, resolving
+/// ssh_config aliases.
+fn jump_spec(text: &str, name: &str, known: &KnownHosts) -> EngineResult<SshSpec> {
+    let a = parse_ssh_address(text)
+        .map_err(|e| EngineError::Invalid(format!("target `{name}`'s jump host: {e}")))?;
+    let alias = sshconfig::lookup_user(&a.host);
+    Ok(SshSpec {
         name: name.to_owned(),
-        host: alias.host_name.clone().unwrap_or_else(|| host.to_owned()),
-        port: port.or(alias.port).unwrap_or(22),
-        user: user.or(alias.user.clone()).unwrap_or_else(default_user),
+        host: alias.host_name.clone().unwrap_or(a.host),
+        port: a.port.or(alias.port).unwrap_or(22),
+        user: a.user.or(alias.user.clone()).unwrap_or_else(default_user),
         identity: alias.identity_file.clone(),
         jump: None,
         known_hosts: known.clone(),
-    }
+    })
 }
 
 pub(crate) fn default_user() -> String {
@@ -170,7 +166,8 @@ pub fn ssh_spec(target: &Target, known: &KnownHosts) -> EngineResult<SshSpec> {
         jump: c
             .jump
             .as_deref()
-            .map(|j| Box::new(jump_spec(j, &target.name, known))),
+            .map(|j| jump_spec(j, &target.name, known).map(Box::new))
+            .transpose()?,
         known_hosts: known.clone(),
     })
 }
@@ -197,30 +194,22 @@ impl Services {
     /// on it are left for the day a target of that name returns. Returns the runs cancelled.
     pub async fn remove_target(&self, name: &str, force: bool) -> EngineResult<Vec<RunId>> {
         self.find_target(Some(name)).await?;
-        let needing = self.store().runs_needing_target(name).await?;
+        let started = self.store().unfinished_runs_on(name).await?;
+        let pinned = self.store().queued_runs_pinned_to(name).await?;
+        let needing = started + pinned.len() as u64;
         if needing > 0 && !force {
             return Err(EngineError::Invalid(format!(
                 "target `{name}` still has {needing} unfinished run(s) started on it or waiting for it: let them finish, `cosmos kill` them, or remove it anyway with --force"
             )));
         }
-        let mut cancelled = Vec::new();
-        if needing > 0 {
-            for run in self.store().queued_runs(u32::MAX).await? {
-                if run.target_pin.as_deref() == Some(name) {
-                    self.store()
-                        .transition(
-                            &run.id,
-                            RunStatus::Queued,
-                            RunStatus::Cancelled,
-                            &format!("cancelled: its target `{name}` was removed"),
-                        )
-                        .await?;
-                    cancelled.push(run.id);
-                }
-            }
+        let message = format!("cancelled: its target `{name}` was removed");
+        for id in &pinned {
+            self.store()
+                .transition(id, RunStatus::Queued, RunStatus::Cancelled, &message)
+                .await?;
         }
         self.store().delete_target(name).await?;
-        Ok(cancelled)
+        Ok(pinned)
     }
 
     /// A stored target by name, or the default one.
@@ -489,8 +478,9 @@ impl Services {
             if listed.success() { format!("{ckpt} ({entries} entries)") } else { format!("{ckpt} is missing") },
             Some("download the checkpoints into the checkout (scripts/download_checkpoints.py in cosmos-transfer1)".into()),
         ));
+        const NO_DRIVER: &str = "install the NVIDIA driver on the host";
         let smi = h.runner.run(&args(&GPU_QUERY)).await;
-        match smi {
+        let (ok, detail, fix) = match smi {
             Ok(out) if out.success() => {
                 let gpus = parse_gpus(&out.stdout_text());
                 let found = gpus.len() as u32;
@@ -500,7 +490,7 @@ impl Services {
                         .set_target_health(name, true, Some(found))
                         .await?;
                 }
-                let (ok, detail, fix) = match gpus.first() {
+                match gpus.first() {
                     Some(g) => {
                         let detail = format!(
                             "{found} × {} ({} MiB; {}% busy, {} MiB used on GPU {}); {} slots configured",
@@ -518,27 +508,13 @@ impl Services {
                         );
                         (cfg.gpus <= found, detail, fix)
                     }
-                    None => (
-                        false,
-                        "no GPUs listed".into(),
-                        "install the NVIDIA driver on the host".into(),
-                    ),
-                };
-                items.push(item("gpus", ok, detail, Some(fix)));
+                    None => (false, "no GPUs listed".into(), NO_DRIVER.into()),
+                }
             }
-            Ok(out) => items.push(item(
-                "gpus",
-                false,
-                out.last_words(),
-                Some("install the NVIDIA driver on the host".into()),
-            )),
-            Err(e) => items.push(item(
-                "gpus",
-                false,
-                e.to_string(),
-                Some("install the NVIDIA driver on the host".into()),
-            )),
-        }
+            Ok(out) => (false, out.last_words(), NO_DRIVER.into()),
+            Err(e) => (false, e.to_string(), NO_DRIVER.into()),
+        };
+        items.push(item("gpus", ok, detail, Some(fix)));
         let _ = h.mkdirs(&[&cfg.root]).await;
         let free_gib = h
             .free_bytes(&cfg.root)

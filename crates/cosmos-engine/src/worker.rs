@@ -158,21 +158,19 @@ impl Services {
                 self.spawn_drive(&mut tasks, claim.run, on.clone());
             }
 
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = stop.changed() => {}
-                Some(done) = tasks.join_next() => {
-                    if let Ok((id, result)) = done {
-                        driving.remove(&id);
-                        report(&on, id, result);
-                    }
-                }
-            }
-            while let Some(done) = tasks.try_join_next() {
-                if let Ok((id, result)) = done {
-                    driving.remove(&id);
-                    report(&on, id, result);
-                }
+            let first = tokio::select! {
+                _ = tokio::time::sleep(POLL) => None,
+                _ = stop.changed() => None,
+                Some(done) = tasks.join_next() => Some(done),
+            };
+            // That drive and any others that ended meanwhile.
+            for (id, result) in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| tasks.try_join_next()))
+                .flatten()
+            {
+                driving.remove(&id);
+                report(&on, id, result);
             }
         }
         // Stopping: the models run on; whoever drives next reattaches.

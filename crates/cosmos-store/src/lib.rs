@@ -87,6 +87,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records the target a run executes on.
     async fn set_run_target(&self, id: &RunId, target: &str) -> StoreResult<()>;
+    /// Records that the user asked a started run to stop (an event its driver looks for).
+    async fn request_cancel(&self, id: &RunId, stage: RunStatus) -> StoreResult<()>;
+    /// Whether [`Store::request_cancel`] was called for the run.
+    async fn cancel_requested(&self, id: &RunId) -> StoreResult<bool>;
     /// Appends an event (progress, or a note) without changing the run's status.
     async fn add_run_event(
         &self,
@@ -158,9 +162,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_targets(&self) -> StoreResult<Vec<Target>>;
     /// True when a target was removed.
     async fn delete_target(&self, name: &str) -> StoreResult<bool>;
-    /// Runs that still need a target: those started on it and not finished, and queued
-    /// runs pinned to it.
-    async fn runs_needing_target(&self, name: &str) -> StoreResult<u64>;
+    /// How many runs started on a target have not finished.
+    async fn unfinished_runs_on(&self, target: &str) -> StoreResult<u64>;
+    /// Queued runs that may only run on a target (`--target`).
+    async fn queued_runs_pinned_to(&self, target: &str) -> StoreResult<Vec<RunId>>;
 
     /// Loads many records at once, in one transaction.
     async fn import(&self, batch: &ImportBatch) -> StoreResult<()>;

@@ -208,6 +208,14 @@ impl Store for SqliteStore {
         execution::set_target(&self.pool, id, target).await
     }
 
+    async fn request_cancel(&self, id: &RunId, stage: RunStatus) -> StoreResult<()> {
+        execution::add_event(&self.pool, id, stage, None, execution::CANCEL_REQUEST).await
+    }
+
+    async fn cancel_requested(&self, id: &RunId) -> StoreResult<bool> {
+        execution::cancel_requested(&self.pool, id).await
+    }
+
     async fn add_run_event(
         &self,
         id: &RunId,
@@ -327,8 +335,12 @@ impl Store for SqliteStore {
         targets::delete(&self.pool, name).await
     }
 
-    async fn runs_needing_target(&self, name: &str) -> StoreResult<u64> {
-        targets::runs_needing(&self.pool, name).await
+    async fn unfinished_runs_on(&self, target: &str) -> StoreResult<u64> {
+        targets::unfinished_runs_on(&self.pool, target).await
+    }
+
+    async fn queued_runs_pinned_to(&self, target: &str) -> StoreResult<Vec<RunId>> {
+        targets::queued_pinned_to(&self.pool, target).await
     }
 
     async fn import(&self, batch: &ImportBatch) -> StoreResult<()> {

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use serde_json::json;
 
-use cosmos_core::target::{parse_mount, valid_env_name, validate_target_name};
+use cosmos_core::target::{parse_mount, parse_ssh_address, valid_env_name, validate_target_name};
 use cosmos_core::{RuntimeKind, Target, TargetConfig, TargetKind};
 use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
 use cosmos_remote::sshconfig;
@@ -146,27 +146,6 @@ pub struct TrustArgs {
     yes: bool,
 }
 
-/// `ssh://user@host:port` → (user, host, port).
-fn parse_url(text: &str) -> Result<(Option<String>, String, Option<u16>)> {
-    let rest = text.strip_prefix("ssh://").unwrap_or(text);
-    let (user, hostport) = match rest.rsplit_once('@') {
-        Some((u, h)) => (Some(u.to_owned()), h),
-        None => (None, rest),
-    };
-    let hostport = hostport.trim_end_matches('/');
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => match p.parse::<u16>() {
-            Ok(p) => (h.to_owned(), Some(p)),
-            Err(_) => bail!("`{p}` in `{text}` is not a port number"),
-        },
-        None => (hostport.to_owned(), None),
-    };
-    if host.is_empty() {
-        bail!("`{text}` names no host: use ssh://user@host:port");
-    }
-    Ok((user, host, port))
-}
-
 /// Whether an environment variable's name says it holds a secret.
 fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -212,6 +191,7 @@ impl Settings {
             c.key = Some(std::fs::canonicalize(path)?.display().to_string());
         }
         if let Some(v) = &self.jump {
+            parse_ssh_address(v).map_err(|e| anyhow::anyhow!("--jump: {e}"))?;
             c.jump = Some(v.clone());
         }
         if let Some(v) = &self.root {
@@ -318,10 +298,10 @@ impl Command {
                 let mut settings_host = a.settings.host.clone();
                 if let Some(dest) = &a.destination {
                     if dest.starts_with("ssh://") || dest.contains('@') {
-                        let (user, host, port) = parse_url(dest)?;
-                        c.user = user;
-                        c.port = port;
-                        settings_host = Some(host);
+                        let a = parse_ssh_address(dest).map_err(anyhow::Error::msg)?;
+                        c.user = a.user;
+                        c.port = a.port;
+                        settings_host = Some(a.host);
                     } else {
                         settings_host = Some(dest.clone());
                     }

@@ -59,42 +59,44 @@ pub(super) fn add_fixture_target(
     env: &[&str],
     extra: &[&str],
 ) {
-    let image = sim_image().expect("sim image");
     let url = format!("ssh://{}@127.0.0.1:{}", host.user(), host.port());
-    let root = host.root().display().to_string();
-    let cosmos = host.cosmos_dir().display().to_string();
-    let key = host.client_key().display().to_string();
-    let record = format!("COSMOS_SIM_RECORD={}", host.record_file().display());
-    let mount = host.records_mount();
-    let mut args = vec![
-        "target",
-        "add",
-        name,
-        &url,
-        "--key",
-        &key,
-        "--root",
-        &root,
-        "--cosmos-dir",
-        &cosmos,
-        "--image",
-        &image,
-        "--no-gpu-flag",
-        "--env",
-        &record,
-        "--mount",
-        &mount,
-    ];
+    let mut args = fixture_target_add(name, &url, host);
+    args.push("--key".into());
+    args.push(host.client_key().display().to_string());
     if !extra.contains(&"--gpus") {
-        args.extend(["--gpus", "8"]);
+        args.extend(["--gpus".into(), "8".into()]);
     }
-    args.extend_from_slice(extra);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     for e in env {
-        args.push("--env");
-        args.push(e);
+        args.extend(["--env".into(), (*e).to_owned()]);
     }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let home_dir = home.path().display().to_string();
     home.run_with(&args, &[("HOME", home_dir.as_str())]).ok();
+}
+
+/// `cosmos target add NAME DESTINATION …` with a fixture host's root, checkout, the sim
+/// image, no GPU flag, and its model recording every start in the host's record file.
+fn fixture_target_add(name: &str, destination: &str, host: &SshHost) -> Vec<String> {
+    let image = sim_image().expect("sim image");
+    let record = format!("COSMOS_SIM_RECORD={}", host.record_file().display());
+    let mut args: Vec<String> = ["target", "add", name, destination]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend([
+        "--root".into(),
+        host.root().display().to_string(),
+        "--cosmos-dir".into(),
+        host.cosmos_dir().display().to_string(),
+        "--image".into(),
+        image,
+        "--no-gpu-flag".into(),
+        "--env".into(),
+        record,
+        "--mount".into(),
+        host.records_mount(),
+    ]);
+    args
 }
 
 pub(super) fn containers(run_id: &str) -> String {
@@ -751,29 +753,9 @@ fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
     let sock = agent.socket.display().to_string();
     let run = |args: &[&str]| r.run_with(args, &[("SSH_AUTH_SOCK", sock.as_str())]);
 
-    let image = sim_image().expect("sim image");
-    let root = r.host.root().display().to_string();
-    let cosmos = r.host.cosmos_dir().display().to_string();
-    let record = format!("COSMOS_SIM_RECORD={}", r.host.record_file().display());
-    let mount = r.host.records_mount();
-    run(&[
-        "target",
-        "add",
-        "far",
-        "gpu-behind",
-        "--root",
-        &root,
-        "--cosmos-dir",
-        &cosmos,
-        "--image",
-        &image,
-        "--no-gpu-flag",
-        "--env",
-        &record,
-        "--mount",
-        &mount,
-    ])
-    .ok();
+    // The alias alone: host, port, user and the jump come from ~/.ssh/config.
+    let add = fixture_target_add("far", "gpu-behind", &r.host);
+    run(&add.iter().map(String::as_str).collect::<Vec<_>>()).ok();
     let shown = run(&["target", "show", "far", "--json"]).ok().json();
     assert_eq!(shown["jump"], "bastion", "{shown}");
     assert_eq!(shown["port"], r.host.port(), "{shown}");

@@ -97,7 +97,7 @@ impl Services {
         obs: &Observer,
     ) -> EngineResult<(RunStatus, String)> {
         let env = self.exec_env()?;
-        let cancelled = self.cancel_requested(&run.id).await?;
+        let cancelled = self.store().cancel_requested(&run.id).await?;
         if exit != Some(0) {
             if cancelled {
                 return Ok((

@@ -6,7 +6,7 @@ use std::path::Path;
 use cosmos_core::launch::RunLayout;
 use cosmos_core::{Run, RunId, RunStatus};
 
-use super::{CANCEL_REQUEST, LEASE_TTL_MS};
+use super::LEASE_TTL_MS;
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
 
@@ -93,9 +93,7 @@ impl Services {
                 Ok(self.store().run(id).await?)
             }
             _ => {
-                self.store()
-                    .add_run_event(id, run.status, None, CANCEL_REQUEST)
-                    .await?;
+                self.store().request_cancel(id, run.status).await?;
                 let target = self.find_target(run.target.as_deref()).await?;
                 let c = self.connect(&target)?;
                 let layout = RunLayout::new(&target.config.root, id);

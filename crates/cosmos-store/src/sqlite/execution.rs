@@ -19,6 +19,18 @@ pub(crate) async fn set_target(pool: &SqlitePool, id: &RunId, target: &str) -> S
         .map(drop)
 }
 
+/// The event that asks a started run's driver to stop the model.
+pub(crate) const CANCEL_REQUEST: &str = "cancel requested";
+
+pub(crate) async fn cancel_requested(pool: &SqlitePool, id: &RunId) -> StoreResult<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM run_events WHERE run_id = ? AND message = ?)")
+        .bind(id.as_str())
+        .bind(CANCEL_REQUEST)
+        .fetch_one(pool)
+        .await
+        .during("look for a cancel request")
+}
+
 pub(crate) async fn add_event(
     pool: &SqlitePool,
     id: &RunId,

@@ -2,9 +2,9 @@
 
 use sqlx::SqlitePool;
 
-use cosmos_core::Target;
+use cosmos_core::{RunId, Target};
 
-use super::convert::{json, millis, to_json};
+use super::convert::{json, millis, parse, to_json};
 use crate::error::{Context, StoreError, StoreResult};
 
 #[derive(sqlx::FromRow)]
@@ -77,22 +77,26 @@ pub(crate) async fn list(pool: &SqlitePool) -> StoreResult<Vec<Target>> {
     rows.into_iter().map(TargetRow::into_target).collect()
 }
 
-pub(crate) async fn runs_needing(pool: &SqlitePool, name: &str) -> StoreResult<u64> {
-    let (started,): (i64,) = sqlx::query_as(
+pub(crate) async fn unfinished_runs_on(pool: &SqlitePool, target: &str) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM runs WHERE target = ? \
          AND status IN ('staging', 'starting', 'running', 'collecting')",
     )
-    .bind(name)
+    .bind(target)
     .fetch_one(pool)
     .await
     .during("count a target's unfinished runs")?;
-    let (pinned,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM runs WHERE status = 'queued' AND target_pin = ?")
-            .bind(name)
-            .fetch_one(pool)
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+pub(crate) async fn queued_pinned_to(pool: &SqlitePool, target: &str) -> StoreResult<Vec<RunId>> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM runs WHERE status = 'queued' AND target_pin = ?")
+            .bind(target)
+            .fetch_all(pool)
             .await
-            .during("count the runs pinned to a target")?;
-    Ok((started + pinned).max(0) as u64)
+            .during("list the runs pinned to a target")?;
+    ids.iter().map(|id| parse("run id", id)).collect()
 }
 
 pub(crate) async fn delete(pool: &SqlitePool, name: &str) -> StoreResult<bool> {
