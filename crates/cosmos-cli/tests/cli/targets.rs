@@ -96,7 +96,7 @@ fn targets_are_added_listed_shown_edited_and_removed() -> TestResult {
 #[test]
 fn bad_target_settings_are_refused_with_the_fix_and_nothing_is_stored() -> TestResult {
     let h = Home::new();
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["gpu"], "give the host"),
         (
             &["gpu", "gpu-host", "--root", "data"],
@@ -125,6 +125,10 @@ fn bad_target_settings_are_refused_with_the_fix_and_nothing_is_stored() -> TestR
         (
             &["gpu", "gpu-host", "--mount", "cache:/hf"],
             "--mount: mount `cache:/hf`: the host path `cache` must be absolute",
+        ),
+        (
+            &["gpu", "gpu-host", "--jump", "bastion:ssh"],
+            "--jump: `ssh` in `bastion:ssh` is not a port number",
         ),
         (
             &["gpu", "gpu-host", "--key", "/nonexistent/key"],
