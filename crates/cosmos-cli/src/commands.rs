@@ -14,7 +14,6 @@ pub mod run;
 pub mod search;
 pub mod show;
 pub mod status;
-pub mod sweep;
 pub mod target;
 
 use std::collections::BTreeMap;

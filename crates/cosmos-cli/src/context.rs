@@ -3,13 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
 use cosmos_engine::{ExecEnv, LaunchDefaults, Services};
 use cosmos_media::Ffprobe;
-use cosmos_store::SqliteStore;
 
 use crate::config::Settings;
 use crate::output::Style;
@@ -40,18 +38,15 @@ impl Ctx {
     /// Opens the database (creating it and bringing its schema up to date).
     pub async fn services(&self) -> Result<Services> {
         let path = self.settings.database();
-        let store = SqliteStore::open(&path)
-            .await
-            .with_context(|| format!("cannot use the database `{}`", path.display()))?;
+        let services =
+            cosmos_engine::open_sqlite(&path, Ffprobe::new(&self.settings.config.media.ffprobe))
+                .await
+                .with_context(|| format!("cannot use the database `{}`", path.display()))?;
         let mut secrets = BTreeMap::new();
         if let Some(token) = &self.settings.config.secrets.hf_token {
             secrets.insert("HF_TOKEN".to_owned(), token.clone());
         }
-        Ok(Services::new(
-            Arc::new(store),
-            Ffprobe::new(&self.settings.config.media.ffprobe),
-        )
-        .with_exec(
+        Ok(services.with_exec(
             ExecEnv::new(
                 self.settings.paths.data_dir.clone(),
                 self.known_hosts(),
@@ -81,7 +76,6 @@ impl Ctx {
             cosmos_dir: t.cosmos_dir.clone(),
             image: t.image.clone(),
             shm_size: t.shm_size.clone(),
-            checkpoint_dir: "checkpoints".into(),
             mounts: Vec::new(),
         }
     }

@@ -3,7 +3,6 @@
 
 use cosmos_engine::EngineError;
 use cosmos_media::MediaError;
-use cosmos_store::StoreError;
 
 /// The error and its causes on one line, each said once: a cause whose text is already in
 /// what came before (`cannot read x: No such file…` over the io error itself) is left out.
@@ -22,14 +21,12 @@ pub fn message(err: &anyhow::Error) -> String {
     out
 }
 
-/// A fix to suggest for an error, when one is known.
+/// A fix to suggest for an error, when one is known: the engine says what went wrong (its
+/// code), the CLI says which command fixes it.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<EngineError>() {
             return engine_hint(e);
-        }
-        if let Some(e) = cause.downcast_ref::<StoreError>() {
-            return store_hint(e);
         }
         if let Some(e) = cause.downcast_ref::<MediaError>() {
             return media_hint(e);
@@ -46,46 +43,104 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
 
 fn engine_hint(e: &EngineError) -> Option<String> {
     use cosmos_core::IdKind;
-    match e {
-        EngineError::Store(s) => store_hint(s),
-        EngineError::Media(m) => media_hint(m),
-        EngineError::NotFound { kinds, .. } => Some(
-            match kinds.as_slice() {
-                [IdKind::Run] => "`cosmos list` shows recent runs",
-                [IdKind::Prompt] => "`cosmos prompt list` shows prompts; `cosmos search WORDS` finds them",
-                [IdKind::InputSet] => "`cosmos inputs list` shows input sets",
-                _ => "`cosmos list`, `cosmos prompt list` and `cosmos inputs list` show ids",
+    let hint = match (e, e.code()) {
+        (EngineError::Media(m), _) => return media_hint(m),
+        (EngineError::NotFound { kinds, .. }, _) => match kinds.as_slice() {
+            [IdKind::Run] => "`cosmos list` shows recent runs".into(),
+            [IdKind::Prompt] => {
+                "`cosmos prompt list` shows prompts; `cosmos search WORDS` finds them".into()
             }
-            .into(),
-        ),
-        EngineError::Ambiguous { .. } => Some("type more characters of the id".into()),
-        EngineError::Id(_) => Some("ids look like `rs_01jd3k…` (runs), `ps_…` (prompts), `in_…` (input sets)".into()),
-        EngineError::InputProblems { .. } => {
-            Some("fix the videos, or pass `--force` to `cosmos inputs add` to register them anyway".into())
+            [IdKind::InputSet] => "`cosmos inputs list` shows input sets".into(),
+            _ => "`cosmos list`, `cosmos prompt list` and `cosmos inputs list` show ids".into(),
+        },
+        (EngineError::NoInputSet(id), _) => {
+            format!("attach control videos with `cosmos prompt edit {id} --inputs DIR`")
         }
-        EngineError::NoInputSet(id) => Some(format!("attach control videos with `cosmos prompt edit {id} --inputs DIR`")),
-        EngineError::Spec(cosmos_core::spec::SpecError::Cosmos(c)) if c.message.contains("sigma_max < 80") => Some(
-            "the input set has no colour video: pass `--sigma-max 80` to start from noise, or add a color.mp4".into(),
-        ),
-        EngineError::Spec(cosmos_core::spec::SpecError::Cosmos(c)) if c.message.contains("'input_control'") => Some(
-            "without a colour video every control needs its own video: add it to the input set or drop it from `--weights`".into(),
-        ),
-        EngineError::Remote(cosmos_remote::RemoteError::Unreachable { .. }) => Some(
-            "check that the host is up and sshd listens on that port (`cosmos target edit NAME --host … --port …`; `cosmos target check NAME`)".into(),
-        ),
-        _ => None,
-    }
+        (EngineError::Spec(cosmos_core::spec::SpecError::Cosmos(c)), _)
+            if c.message.contains("sigma_max < 80") =>
+        {
+            "the input set has no colour video: pass `--sigma-max 80` to start from noise, or add a color.mp4".into()
+        }
+        (EngineError::Spec(cosmos_core::spec::SpecError::Cosmos(c)), _)
+            if c.message.contains("'input_control'") =>
+        {
+            "without a colour video every control needs its own video: add it to the input set or drop it from `--weights`".into()
+        }
+        (EngineError::Invalid(m), _) if m.contains("a run needs control videos") => {
+            "`cosmos prompt list` shows the prompts you can run by name or id".into()
+        }
+        (EngineError::Invalid(m), _) if m.contains("a prompt brings its own input set") => {
+            "change a prompt's videos with `cosmos prompt edit ID --inputs DIR`".into()
+        }
+        (EngineError::Invalid(m), _) if m.contains("needs a host") => {
+            "`cosmos target add NAME ssh://user@host:port`, `--host HOST`, or `--local`".into()
+        }
+        (_, "ambiguous_id") => "type more characters of the id".into(),
+        (_, "bad_id") => {
+            "ids look like `rs_01jd3k…` (runs), `ps_…` (prompts), `in_…` (input sets)".into()
+        }
+        (_, "input_problems") => {
+            "fix the videos, or pass `--force` to `cosmos inputs add` to register them anyway"
+                .into()
+        }
+        (_, "target_unreachable") => "check that the host is up and sshd listens on that port (`cosmos target edit NAME --host … --port …`; `cosmos target check NAME`)".into(),
+        (EngineError::Remote(cosmos_remote_error), "host_key_unknown" | "host_key_changed") => {
+            format!("after checking the key: `cosmos target trust {}`", target_of(cosmos_remote_error))
+        }
+        (_, "no_such_target") => "`cosmos target list` shows them".into(),
+        (_, "no_default_target") => "add one with `cosmos target add NAME --host HOST --default`, rehearse locally with `cosmos quickstart`, or pass `--target`".into(),
+        (_, "does_not_fit") => {
+            "use a smaller --gpus, or `cosmos target edit NAME --gpus N`".into()
+        }
+        (_, "name_taken") => {
+            "choose another `--name`, or leave it out to have one generated".into()
+        }
+        (_, "target_exists") => {
+            "choose another name, or change it with `cosmos target edit NAME`".into()
+        }
+        (_, "in_use") => "pass `--force` to remove it with what depends on it".into(),
+        (_, "bad_search_query") => "search syntax: words, \"exact phrase\", prefix*, AND / OR / NOT, name:word; put words with punctuation in double quotes".into(),
+        (_, "database_unavailable") => {
+            "check the path, or set COSMOS_HOME to a writable folder".into()
+        }
+        (EngineError::Conflict(m), _) if m.contains("unfinished run") => {
+            "let them finish, `cosmos kill` them, or remove the target anyway with --force".into()
+        }
+        _ => return None,
+    };
+    Some(hint)
 }
 
-fn store_hint(e: &StoreError) -> Option<String> {
-    match e {
-        StoreError::NameTaken(_) => Some("choose another `--name`, or leave it out to have one generated".into()),
-        StoreError::BadQuery { .. } => Some(
-            "search syntax: words, \"exact phrase\", prefix*, AND / OR / NOT, name:word; put words with punctuation in double quotes".into(),
-        ),
-        StoreError::Open { .. } => Some("check the path, or set COSMOS_HOME to a writable folder".into()),
-        _ => None,
-    }
+/// The target name a host-key error is about.
+fn target_of(e: &dyn std::error::Error) -> String {
+    let text = e.to_string();
+    text.rsplit("cosmos target trust ")
+        .next()
+        .filter(|_| text.contains("cosmos target trust "))
+        .map(|s| s.trim_end_matches('`').to_owned())
+        .unwrap_or_else(|| "NAME".into())
+}
+
+/// What to do about a run that failed with `code`.
+pub fn failure_hint(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "guardrail_blocked" => "rephrase the prompt, then `cosmos retry` the run",
+        "out_of_memory" => "run with more GPUs (`--gpus`), a shorter input, or on a bigger GPU",
+        "checkpoint_missing" | "checkpoints_missing" => {
+            "download the checkpoints into the cosmos checkout (`cosmos target check NAME` lists what is there)"
+        }
+        "image_missing" => {
+            "build or `docker load` the image on the host, or `cosmos target edit NAME --image …`"
+        }
+        "no_gpu" => {
+            "install the NVIDIA driver on the host, or pick another target (`cosmos target check NAME`)"
+        }
+        "disk_full" => "free space under the target's root, or `cosmos target edit NAME --root …`",
+        "input_changed" => "register the folder again (`cosmos inputs add DIR`)",
+        "gpu_shortage" => "run with fewer `--gpus`, or on a bigger host",
+        "misplaced" => "set the target's slots to its GPUs: `cosmos target edit NAME --gpus N`",
+        _ => return None,
+    })
 }
 
 fn media_hint(e: &MediaError) -> Option<String> {

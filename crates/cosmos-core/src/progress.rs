@@ -117,6 +117,22 @@ pub enum FailureKind {
     Exit,
 }
 
+impl FailureKind {
+    /// The stable code a failed run is stored with.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureKind::GuardrailBlocked => "guardrail_blocked",
+            FailureKind::OutOfMemory => "out_of_memory",
+            FailureKind::MissingCheckpoint => "checkpoint_missing",
+            FailureKind::MissingFile => "file_missing",
+            FailureKind::SpecRejected => "spec_rejected",
+            FailureKind::DiskFull => "disk_full",
+            FailureKind::Killed => "model_killed",
+            FailureKind::Exit => "model_failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
     pub kind: FailureKind,
@@ -187,7 +203,8 @@ pub fn classify_failure(exit: Option<i32>, log: &str) -> Failure {
         if name.ends_with("OutOfMemoryError") || message.contains("CUDA out of memory") {
             return fail(
                 FailureKind::OutOfMemory,
-                "CUDA out of memory: use more GPUs (--gpus), a shorter input, or a GPU with more memory".into(),
+                "CUDA out of memory: use more GPUs, a shorter input, or a GPU with more memory"
+                    .into(),
             );
         }
         if name == "FileNotFoundError" || message.contains("No such file or directory") {
@@ -195,7 +212,7 @@ pub fn classify_failure(exit: Option<i32>, log: &str) -> Failure {
                 return fail(
                     FailureKind::MissingCheckpoint,
                     format!(
-                        "a checkpoint is missing on the target ({message}); download the checkpoints into the cosmos checkout (`cosmos target check` lists what is there)"
+                        "a checkpoint is missing on the target ({message}); download the checkpoints into the cosmos checkout"
                     ),
                 );
             }

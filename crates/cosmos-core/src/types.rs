@@ -107,6 +107,16 @@ pub struct Run {
     /// The model's exit status, once read.
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// Why it failed, as a stable code (`guardrail_blocked`, `out_of_memory`, …) beside
+    /// `failure_reason`, the message.
+    #[serde(default)]
+    pub failure_code: Option<String>,
+    /// The exact command that started the model, once it was started.
+    #[serde(default)]
+    pub launch_command: Option<Vec<String>>,
+    /// The sweep it was submitted in: the id of the sweep's first run.
+    #[serde(default)]
+    pub sweep_id: Option<RunId>,
 }
 
 /// An append-only record of something that happened to a run.

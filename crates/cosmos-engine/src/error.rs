@@ -1,10 +1,27 @@
-//! Engine errors: the store's, media's and the spec builder's, plus the workflows' own.
+//! Engine errors: the store's, media's and the spec builder's, plus the workflows' own. Each
+//! has a [`ErrorKind`] and a stable [`EngineError::code`], so a front end can say it its own
+//! way (a CLI hint, an HTTP status) without reading the message. Messages name what is wrong,
+//! never a front end's syntax.
 
 use std::path::PathBuf;
 
 use cosmos_core::IdKind;
+use serde::Serialize;
 
 pub type EngineResult<T> = Result<T, EngineError>;
+
+/// What sort of failure an error is, for a front end to map (an HTTP layer: 404, 400, 409,
+/// 503, 403, 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    NotFound,
+    InvalidInput,
+    Conflict,
+    Unavailable,
+    Permission,
+    Internal,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -32,16 +49,114 @@ pub enum EngineError {
     NoInputSet(String),
     #[error(transparent)]
     Remote(#[from] cosmos_remote::RemoteError),
-    #[error("no target named `{0}` (`cosmos target list` shows them)")]
+    #[error("no target named `{0}`")]
     NoSuchTarget(String),
-    #[error(
-        "no default target: add one with `cosmos target add NAME --host HOST --default`, rehearse locally with `cosmos quickstart`, or pass `--target`"
-    )]
+    #[error("no default target")]
     NoDefaultTarget,
     #[error("run `{run}` is being driven by another cosmos process ({owner})")]
     Busy { run: String, owner: String },
+    /// A run no target has the GPU slots for would wait for ever.
+    #[error("the run asks for {want} GPUs but {place}")]
+    DoesNotFit { want: u32, place: String },
+    /// The request is wrong: what to change is in the message.
     #[error("{0}")]
     Invalid(String),
+    /// The request clashes with the state things are in.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something on this machine failed (a local file, a broken invariant).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        use cosmos_remote::RemoteError as R;
+        use cosmos_store::StoreError as S;
+        match self {
+            EngineError::Store(e) => match e {
+                S::NotFound { .. } => ErrorKind::NotFound,
+                S::NameTaken(_)
+                | S::InUse { .. }
+                | S::TargetExists(_)
+                | S::Conflict { .. }
+                | S::IllegalTransition { .. }
+                | S::LeaseLost { .. } => ErrorKind::Conflict,
+                S::BadQuery { .. } => ErrorKind::InvalidInput,
+                S::Open { .. } | S::TooNew { .. } => ErrorKind::Unavailable,
+                S::Migrate(_) | S::Corrupt { .. } | S::Database { .. } => ErrorKind::Internal,
+            },
+            EngineError::Remote(e) => match e {
+                R::Unreachable { .. } | R::Contended(_) => ErrorKind::Unavailable,
+                R::UnknownHostKey { .. } | R::HostKeyChanged { .. } | R::Auth(_) => {
+                    ErrorKind::Permission
+                }
+                R::Config(_) => ErrorKind::InvalidInput,
+                R::Command { .. } | R::Corrupt { .. } | R::Protocol(_) | R::Io { .. } => {
+                    ErrorKind::Internal
+                }
+            },
+            EngineError::NotFound { .. } | EngineError::NoSuchTarget(_) => ErrorKind::NotFound,
+            EngineError::NoDefaultTarget => ErrorKind::NotFound,
+            EngineError::Media(_)
+            | EngineError::Spec(_)
+            | EngineError::Id(_)
+            | EngineError::Name(_)
+            | EngineError::Ambiguous { .. }
+            | EngineError::InputProblems { .. }
+            | EngineError::NoInputSet(_)
+            | EngineError::DoesNotFit { .. }
+            | EngineError::Invalid(_) => ErrorKind::InvalidInput,
+            EngineError::Busy { .. } | EngineError::Conflict(_) => ErrorKind::Conflict,
+            EngineError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// A stable, machine-readable name for the error (`no_such_target`, `host_key_unknown`).
+    pub fn code(&self) -> &'static str {
+        use cosmos_remote::RemoteError as R;
+        use cosmos_store::StoreError as S;
+        match self {
+            EngineError::Store(e) => match e {
+                S::NotFound { .. } => "not_found",
+                S::NameTaken(_) => "name_taken",
+                S::InUse { .. } => "in_use",
+                S::TargetExists(_) => "target_exists",
+                S::Conflict { .. } | S::IllegalTransition { .. } => "run_state_conflict",
+                S::LeaseLost { .. } => "lease_lost",
+                S::BadQuery { .. } => "bad_search_query",
+                S::Open { .. } => "database_unavailable",
+                S::TooNew { .. } => "database_too_new",
+                S::Migrate(_) | S::Corrupt { .. } | S::Database { .. } => "database_error",
+            },
+            EngineError::Remote(e) => match e {
+                R::Unreachable { .. } => "target_unreachable",
+                R::Contended(_) => "target_busy",
+                R::UnknownHostKey { .. } => "host_key_unknown",
+                R::HostKeyChanged { .. } => "host_key_changed",
+                R::Auth(_) => "auth_failed",
+                R::Config(_) => "target_config",
+                R::Command { .. } => "remote_command_failed",
+                R::Corrupt { .. } => "checksum_mismatch",
+                R::Protocol(_) | R::Io { .. } => "remote_error",
+            },
+            EngineError::Media(_) => "bad_video",
+            EngineError::Spec(_) => "invalid_spec",
+            EngineError::Id(_) => "bad_id",
+            EngineError::Name(_) => "bad_name",
+            EngineError::NotFound { .. } => "not_found",
+            EngineError::Ambiguous { .. } => "ambiguous_id",
+            EngineError::InputProblems { .. } => "input_problems",
+            EngineError::NoInputSet(_) => "no_input_set",
+            EngineError::NoSuchTarget(_) => "no_such_target",
+            EngineError::NoDefaultTarget => "no_default_target",
+            EngineError::Busy { .. } => "run_busy",
+            EngineError::DoesNotFit { .. } => "does_not_fit",
+            EngineError::Invalid(_) => "invalid_input",
+            EngineError::Conflict(_) => "conflict",
+            EngineError::Internal(_) => "internal",
+        }
+    }
 }
 
 fn kinds_text(kinds: &[IdKind]) -> String {
@@ -50,5 +165,55 @@ fn kinds_text(kinds: &[IdKind]) -> String {
         [one] => (*one).to_owned(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
         [] => "record".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_kind_and_a_code_a_front_end_can_map() {
+        let cases: Vec<(EngineError, ErrorKind, &str)> = vec![
+            (
+                EngineError::NoSuchTarget("gpu".into()),
+                ErrorKind::NotFound,
+                "no_such_target",
+            ),
+            (
+                EngineError::Invalid("x".into()),
+                ErrorKind::InvalidInput,
+                "invalid_input",
+            ),
+            (
+                cosmos_store::StoreError::LeaseLost {
+                    id: cosmos_core::RunId::new(),
+                }
+                .into(),
+                ErrorKind::Conflict,
+                "lease_lost",
+            ),
+            (
+                cosmos_remote::RemoteError::Unreachable {
+                    target: "h".into(),
+                    message: "refused".into(),
+                }
+                .into(),
+                ErrorKind::Unavailable,
+                "target_unreachable",
+            ),
+            (
+                EngineError::Internal("disk".into()),
+                ErrorKind::Internal,
+                "internal",
+            ),
+        ];
+        for (e, kind, code) in cases {
+            assert_eq!((e.kind(), e.code()), (kind, code), "{e}");
+            assert!(
+                !e.to_string().contains("`cosmos "),
+                "front-end syntax in {e}"
+            );
+        }
     }
 }

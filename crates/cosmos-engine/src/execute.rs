@@ -1,28 +1,32 @@
 //! Executing a run on a target (DESIGN.md §3): `queued → staging → starting → running →
 //! collecting → succeeded | failed | cancelled`. Each state is stored before the side effect
 //! it names and every step is idempotent, so a driver that dies (kill -9, lost network) is
-//! replaced by the next one — `cosmos logs -f`, `cosmos status`, the next `cosmos run` — which
-//! picks up where the run is: re-uploads nothing that is there, never starts a second
-//! container, reattaches to the log from where the local copy ends, or collects.
+//! replaced by the next one — a worker, or the next `cosmos run` — which picks up where the
+//! run is: re-uploads nothing that is there, never starts a second container, reattaches to
+//! the log from where the local copy ends, or collects.
+//!
+//! A driver holds the run's lease ([`lease::HeldLease`]); every write it makes carries the
+//! lease's fence, and a renewal that fails stops it at once, so a driver paused past its
+//! lease while another took over writes nothing and starts nothing.
 
 mod collect;
 mod follow;
-mod lease;
+pub(crate) mod lease;
 mod stage;
 mod transfer_events;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use cosmos_core::launch::{RunLayout, TransferLaunch, container_name, torchrun_argv};
-use cosmos_core::progress::Milestone;
+use cosmos_core::launch::RunLayout;
 use cosmos_core::queue::retry_delay_ms;
 use cosmos_core::{InputFile, Run, RunId, RunStatus};
 use cosmos_remote::backoff::jittered;
-use cosmos_remote::runtime::{Launch, ModelState};
+use cosmos_remote::runtime::ModelState;
 use cosmos_remote::{RemoteError, RemoteResult};
+use cosmos_store::{Fence, StatusChange, StoreError};
+use tracing::Instrument;
 
 pub use lease::owner_id;
 pub(crate) use lease::{AbortOnDrop, owner_is_dead};
@@ -30,38 +34,34 @@ use stage::Staging;
 
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
-use crate::runs::spec_for;
+use crate::launch::build_launch;
 use crate::targets::Connected;
 
-/// What a driver reports as it goes (for live displays).
-#[derive(Debug, Clone)]
-pub enum Update {
-    Status(RunStatus, String),
-    /// Bytes moved of a transfer (`upload` or `download`).
-    Transfer {
-        what: &'static str,
-        done: u64,
-        total: u64,
-    },
-    Progress(Milestone),
-    /// Model output, as appended to the local run log.
-    Log(Vec<u8>),
-    /// Something worth telling (a retry, a rehearsal label).
-    Note(String),
+/// How a run ended badly: a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub code: &'static str,
+    pub message: String,
 }
 
-pub type Observer = Arc<dyn Fn(Update) + Send + Sync>;
-
-/// How a drive ended.
-#[derive(Debug, Clone)]
-pub enum DriveOutcome {
-    /// The run reached a terminal state.
-    Done(Run),
+impl Failure {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
 }
 
-/// How long a lease lasts without a heartbeat, and how often it is renewed.
+/// What the driver of one run holds: the run and the lease's fence its writes carry.
+#[derive(Debug, Clone)]
+pub(crate) struct Drive {
+    pub id: RunId,
+    pub fence: Fence,
+}
+
+/// The lease lasts this long without a renewal unless configured otherwise.
 pub(crate) const LEASE_TTL_MS: i64 = 30_000;
-const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long an unreachable target is waited for before the driver gives up (the run stays
 /// as it is, to be reconciled later: unreachable is not failed).
 const PATIENCE: Duration = Duration::from_secs(15 * 60);
@@ -75,21 +75,6 @@ pub fn local_outputs(data_dir: &Path, id: &RunId) -> PathBuf {
     data_dir.join("outputs").join(id.as_str())
 }
 
-/// The spec a stored run gives Cosmos, its inputs in `layout`.
-fn spec_of(
-    run: &Run,
-    files: &[InputFile],
-    layout: &RunLayout,
-) -> Result<cosmos_core::spec::TransferSpec, cosmos_core::spec::SpecError> {
-    spec_for(
-        &run.prompt_text,
-        run.negative_prompt.as_deref(),
-        &run.params,
-        files,
-        layout,
-    )
-}
-
 /// The GPUs a run uses: those the scheduler gave it, else the first `--gpus` of them.
 fn devices_of(run: &Run) -> Vec<u32> {
     if run.devices.is_empty() {
@@ -100,38 +85,99 @@ fn devices_of(run: &Run) -> Vec<u32> {
 }
 
 impl Services {
-    /// Drives a run to a terminal state on its target (`target` names one for a run that has
-    /// none yet; otherwise the default). Another live driver makes this an
-    /// [`EngineError::Busy`].
-    pub async fn drive_run(
-        &self,
-        id: &RunId,
-        target: Option<&str>,
-        obs: Observer,
-    ) -> EngineResult<DriveOutcome> {
-        let owner = self.acquire(id).await?;
-        // Renews the lease while the drive lives, also when the drive is dropped midway (a
-        // worker stopping): the guard ends the heartbeat with it.
-        let _beat = AbortOnDrop({
-            let (me, id, owner) = (self.clone(), id.clone(), owner.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(HEARTBEAT).await;
-                    let _ = me.store().take_lease(&id, &owner, LEASE_TTL_MS, None).await;
+    /// Drives a run to a terminal state on its target (the default target for a run that
+    /// has none yet). Another live driver makes this an [`EngineError::Busy`]; losing the
+    /// lease midway ends it with [`StoreError::LeaseLost`].
+    pub(crate) async fn drive_run(&self, id: &RunId) -> EngineResult<Run> {
+        let span = tracing::info_span!(
+            "drive",
+            run = %id,
+            target = tracing::field::Empty,
+            stage = tracing::field::Empty
+        );
+        async {
+            let mut held = self.acquire(id).await?;
+            let drive = Drive {
+                id: id.clone(),
+                fence: held.fence.clone(),
+            };
+            let result = tokio::select! {
+                r = self.drive_inner(&drive) => r,
+                _ = held.lost.wait_for(|lost| *lost) => {
+                    Err(StoreError::LeaseLost { id: id.clone() }.into())
                 }
-            })
-        });
-        let result = self.drive_inner(id, target, &obs).await;
-        let _ = self.store().release_lease(id, &owner).await;
-        result.map(DriveOutcome::Done)
+            };
+            if let Err(e) = self.store().release_lease(id, &drive.fence).await {
+                tracing::warn!("cannot release the lease: {e}");
+            }
+            result
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn drive_inner(
+    /// Fails with [`StoreError::LeaseLost`] unless the driver still holds its lease: asked
+    /// before each side effect on a target or on local files.
+    pub(crate) async fn check_lease(&self, d: &Drive) -> EngineResult<()> {
+        if self
+            .store()
+            .renew_lease(&d.id, &d.fence, self.lease_ttl_ms())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost { id: d.id.clone() }.into())
+        }
+    }
+
+    /// Records a note on the run (a retry, a lost connection), as its driver.
+    pub(crate) async fn note(
         &self,
-        id: &RunId,
-        target: Option<&str>,
-        obs: &Observer,
-    ) -> EngineResult<Run> {
+        d: &Drive,
+        stage: RunStatus,
+        message: &str,
+    ) -> EngineResult<()> {
+        self.bus
+            .record(
+                self.store()
+                    .add_run_event(&d.id, stage, None, message, Some(&d.fence)),
+            )
+            .await
+    }
+
+    /// Moves the run on, as its driver: another process that moved it first (a user's
+    /// cancel) is not an error; the next turn reads where it is now.
+    async fn step(
+        &self,
+        d: &Drive,
+        from: RunStatus,
+        to: RunStatus,
+        message: &str,
+        code: Option<&str>,
+    ) -> EngineResult<()> {
+        let mut change = StatusChange::new(from, to, message).fenced(Some(&d.fence));
+        change.code = code;
+        match self
+            .bus
+            .record(self.store().change_status(&d.id, &change))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(run = %d.id, status = %to, "{message}");
+                Ok(())
+            }
+            Err(EngineError::Store(StoreError::Conflict { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn fail(&self, d: &Drive, from: RunStatus, f: Failure) -> EngineResult<()> {
+        self.step(d, from, RunStatus::Failed, &f.message, Some(f.code))
+            .await
+    }
+
+    async fn drive_inner(&self, d: &Drive) -> EngineResult<Run> {
+        let id = &d.id;
         let run = self.store().run(id).await?;
         if run.status.is_terminal() {
             return Ok(run);
@@ -139,103 +185,95 @@ impl Services {
         let target = match &run.target {
             Some(t) => self.find_target(Some(t)).await?,
             None => {
-                let t = self.find_target(target).await?;
-                self.store().set_run_target(id, &t.name).await?;
+                let t = self.find_target(None).await?;
+                self.store()
+                    .set_run_target(id, &t.name, Some(&d.fence))
+                    .await?;
                 t
             }
         };
+        tracing::Span::current().record("target", target.name.as_str());
         let c = self.connect(&target)?;
-        if target.config.rehearsal {
-            obs(Update::Note(format!(
-                "rehearsal on `{}`: cosmos-sim stands in for Cosmos; the output is a copy of the input, not Cosmos output",
-                target.name
-            )));
-        }
         let layout = RunLayout::new(&target.config.root, id);
         // How the model ended, when this driver saw it end (saves asking again).
         let mut seen_end: Option<(ModelState, bool)> = None;
         loop {
             let run = self.store().run(id).await?;
-            let step = |to: RunStatus, message: String| async move {
-                match self.store().transition(id, run.status, to, &message).await {
-                    Ok(()) => {
-                        obs(Update::Status(to, message));
-                        EngineResult::Ok(())
-                    }
-                    // Another process moved it first (`cosmos kill` of a queued or staging
-                    // run): the next turn of the loop reads where it is now.
-                    Err(cosmos_store::StoreError::Conflict { .. }) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            };
+            let from = run.status;
+            tracing::Span::current().record("stage", tracing::field::display(from));
+            if matches!(from, RunStatus::Staging | RunStatus::Collecting) {
+                self.check_lease(d).await?;
+            }
             match run.status {
                 RunStatus::Queued => {
-                    step(RunStatus::Staging, format!("staging on {}", target.name)).await?;
-                }
-                RunStatus::Staging => match self.stage(&c, &run, &layout, obs).await {
-                    Ok(()) => {
-                        step(
-                            RunStatus::Starting,
-                            "inputs verified on the target; starting the model".into(),
+                    let message = if target.config.rehearsal {
+                        format!(
+                            "staging on {} (rehearsal: cosmos-sim stands in for Cosmos; the output is a copy of the input)",
+                            target.name
                         )
-                        .await?
+                    } else {
+                        format!("staging on {}", target.name)
+                    };
+                    self.step(d, from, RunStatus::Staging, &message, None)
+                        .await?;
+                }
+                RunStatus::Staging => match self.stage(&c, &run, &layout, d).await {
+                    Ok(()) => {
+                        let message = "inputs verified on the target; starting the model";
+                        self.step(d, from, RunStatus::Starting, message, None)
+                            .await?
                     }
-                    Err(Staging::Fail(reason)) => step(RunStatus::Failed, reason).await?,
+                    Err(Staging::Fail(f)) => self.fail(d, from, f).await?,
                     // Nothing started yet: the run can wait and go where there is room.
                     Err(Staging::Error(EngineError::Remote(e))) if e.is_transient() => {
-                        match self.requeue(&run, &e.to_string(), true, obs).await? {
+                        match self.requeue(d, &run, &e.to_string(), true).await? {
                             Some(queued) => return Ok(queued),
                             None => {
                                 let tries = run.attempts + 1;
                                 let why =
                                     format!("gave up after {tries} attempts to stage it: {e}");
-                                step(RunStatus::Failed, why).await?;
+                                self.fail(d, from, Failure::new("target_unreachable", why))
+                                    .await?;
                             }
                         }
                     }
                     // Placed on a GPU the host lacks: this process now knows how many it
                     // has and places the run again at once.
                     Err(Staging::Misplaced(why)) => {
-                        match self.requeue(&run, &why, false, obs).await? {
+                        match self.requeue(d, &run, &why, false).await? {
                             Some(queued) => return Ok(queued),
-                            None => step(RunStatus::Failed, why).await?,
+                            None => self.fail(d, from, Failure::new("misplaced", why)).await?,
                         }
                     }
                     Err(Staging::Error(e)) => return Err(e),
                 },
                 RunStatus::Starting if self.store().cancel_requested(id).await? => {
-                    step(
-                        RunStatus::Cancelled,
-                        "cancelled by the user before the model started".into(),
-                    )
-                    .await?;
+                    let message = "cancelled by the user before the model started";
+                    self.step(d, from, RunStatus::Cancelled, message, Some("cancelled"))
+                        .await?;
                 }
                 RunStatus::Starting => {
-                    let launch = self.launch_command(&c, &run, &layout).await?;
-                    let l = Launch {
-                        run_id: id,
-                        layout: &layout,
-                        root: &target.config.root,
-                        cosmos_dir: &target.config.cosmos_dir,
-                        image: &target.config.image,
-                        shm_size: &target.config.shm_size,
-                        gpu_devices: &devices_of(&run),
-                        mounts: &target.config.mounts,
-                        command: launch,
-                    };
+                    let files = self.input_files(&run).await?;
+                    let plan = build_launch(&target, &run, &files, &devices_of(&run))?;
+                    // The command is kept before it runs (what `cosmos show` says ran), and
+                    // writing it proves the lease is still ours: a driver that lost it
+                    // starts nothing.
+                    self.store()
+                        .set_launch_command(id, &plan.start_command, Some(&d.fence))
+                        .await?;
                     // Starting is idempotent (a container of that name, a pid file): a
                     // driver that died after starting the model starts nothing new.
+                    let argv = plan.start_command;
                     let state = self
-                        .patiently(&c, "start the model", obs, || c.runtime.start(&c.host, &l))
+                        .patiently(&c, d, from, "start the model", || {
+                            c.runtime.start(&c.host, &argv)
+                        })
                         .await;
                     match state {
-                        Ok(_) => {
-                            let what = if c.runtime.is_docker() {
-                                format!("container {} started", container_name(id))
-                            } else {
-                                "model process started".into()
-                            };
-                            step(RunStatus::Running, what).await?;
+                        Ok(()) => {
+                            let message = c.runtime.started(id);
+                            self.step(d, from, RunStatus::Running, &message, None)
+                                .await?;
                             // A kill that came while the model was being started found
                             // nothing to kill: honour it now.
                             if self.store().cancel_requested(id).await? {
@@ -243,22 +281,23 @@ impl Services {
                             }
                         }
                         Err(EngineError::Remote(e)) if !e.is_transient() => {
-                            step(RunStatus::Failed, format!("the model could not start: {e}"))
+                            let why = format!("the model could not start: {e}");
+                            self.fail(d, from, Failure::new("start_failed", why))
                                 .await?
                         }
                         Err(e) => return Err(e),
                     }
                 }
                 RunStatus::Running => {
-                    let (ended, state) = self.follow(&c, &run, &layout, obs).await?;
+                    let (ended, state) = self.follow(&c, &run, &layout, d).await?;
                     seen_end = Some(state);
-                    step(RunStatus::Collecting, ended).await?;
+                    self.step(d, from, RunStatus::Collecting, &ended, None)
+                        .await?;
                 }
                 RunStatus::Collecting => {
-                    let (to, message) = self
-                        .collect(&c, &run, &layout, seen_end.take(), obs)
-                        .await?;
-                    step(to, message).await?;
+                    let (to, message, code) =
+                        self.collect(&c, &run, &layout, seen_end.take(), d).await?;
+                    self.step(d, from, to, &message, code).await?;
                 }
                 _ => return Ok(run),
             }
@@ -269,10 +308,10 @@ impl Services {
     /// `backoff`), while it has retries left (`None` once they are spent).
     async fn requeue(
         &self,
+        d: &Drive,
         run: &Run,
         why: &str,
         backoff: bool,
-        obs: &Observer,
     ) -> EngineResult<Option<Run>> {
         let policy = self.exec_env()?.retry;
         if run.attempts >= policy.max_attempts {
@@ -291,10 +330,15 @@ impl Services {
             wait as f64 / 1000.0
         );
         let at = cosmos_core::now() + chrono::Duration::milliseconds(wait as i64);
-        self.store()
-            .requeue_run(&run.id, RunStatus::Staging, at, &message)
+        self.bus
+            .record(self.store().requeue_run(
+                &run.id,
+                RunStatus::Staging,
+                at,
+                &message,
+                Some(&d.fence),
+            ))
             .await?;
-        obs(Update::Status(RunStatus::Queued, message));
         Ok(Some(self.store().run(&run.id).await?))
     }
 
@@ -311,23 +355,25 @@ impl Services {
     async fn patiently<T, F, Fut>(
         &self,
         c: &Connected,
+        d: &Drive,
+        stage: RunStatus,
         what: &str,
-        obs: &Observer,
         f: F,
     ) -> EngineResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = RemoteResult<T>>,
     {
-        self.retrying(PATIENCE, c, what, obs, f).await
+        self.retrying(PATIENCE, c, d, stage, what, f).await
     }
 
     async fn retrying<T, F, Fut>(
         &self,
         patience: Duration,
         c: &Connected,
+        d: &Drive,
+        stage: RunStatus,
         what: &str,
-        obs: &Observer,
         mut f: F,
     ) -> EngineResult<T>
     where
@@ -347,7 +393,8 @@ impl Services {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() && started.elapsed() < patience => {
                     let wait = jittered(pause);
-                    obs(Update::Note(format!("{what}: {e}; retrying in {wait:.1?}")));
+                    let note = format!("{what}: {e}; retrying in {wait:.1?}");
+                    self.note(d, stage, &note).await?;
                     tokio::time::sleep(wait).await;
                     pause = (pause * 2).min(Duration::from_secs(30));
                 }
@@ -356,32 +403,11 @@ impl Services {
         }
     }
 
-    async fn input_files(&self, run: &Run) -> EngineResult<Vec<InputFile>> {
+    pub(crate) async fn input_files(&self, run: &Run) -> EngineResult<Vec<InputFile>> {
         let set_id = run
             .input_set_id
             .clone()
             .ok_or_else(|| EngineError::NoInputSet(run.prompt_id.to_string()))?;
         Ok(self.store().input_set(&set_id).await?.files)
-    }
-
-    async fn launch_command(
-        &self,
-        c: &Connected,
-        run: &Run,
-        layout: &RunLayout,
-    ) -> EngineResult<Vec<String>> {
-        let files = self.input_files(run).await?;
-        let spec = spec_of(run, &files, layout)?;
-        let mut argv = torchrun_argv(&TransferLaunch {
-            gpus: run.params.gpus,
-            spec_path: &layout.spec(),
-            output_dir: &layout.outputs(),
-            is_av: spec.is_av,
-            checkpoint_dir: "checkpoints",
-        });
-        if let Some(t) = &c.target.config.torchrun {
-            argv[0] = t.clone();
-        }
-        Ok(argv)
     }
 }

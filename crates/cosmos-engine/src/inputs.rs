@@ -47,7 +47,9 @@ impl Services {
             Ok::<_, cosmos_media::MediaError>((found, files))
         })
         .await
-        .map_err(|e| EngineError::Invalid(format!("probing `{}` stopped: {e}", dir.display())))??;
+        .map_err(|e| {
+            EngineError::Internal(format!("probing `{}` stopped: {e}", dir.display()))
+        })??;
         let report = check_input_files(&files);
         let fingerprint = fingerprint(&files);
         Ok(InspectedInputs {

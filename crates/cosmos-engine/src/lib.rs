@@ -1,18 +1,27 @@
-//! cosmos-engine: the service layer every front end (CLI, HTTP API, dashboard) calls. It owns
-//! the workflows — registering input sets, creating prompts, planning and queueing runs,
-//! resolving id prefixes, executing runs on targets, and the workers that drain the queue —
-//! over a [`cosmos_store::Store`].
+//! cosmos-engine: the one place that decides and executes (DESIGN.md §2). Every front end
+//! (CLI, HTTP API, dashboard) parses a request, calls one workflow here and renders its
+//! result or its events; none touches the store. The engine owns registering input sets,
+//! prompts, planning and submitting runs and sweeps, targets and their checks, the queue
+//! (claims through a [`Scheduler`], workers, reconciliation, retries, cancels), executing
+//! runs under fenced leases, and the [`EventBus`] every state change is published on.
 //!
 //! Must not depend on cosmos-web or cosmos-cli.
 
+mod bus;
+mod control;
 mod error;
 mod execute;
 mod inputs;
+mod launch;
 mod prompts;
+mod reads;
 mod resolve;
 mod runs;
+mod scheduler;
+#[cfg(feature = "dev-seed")]
 mod seed;
 mod status;
+mod submit;
 mod targets;
 mod worker;
 
@@ -21,36 +30,53 @@ use std::sync::Arc;
 use cosmos_media::Ffprobe;
 use cosmos_store::Store;
 
-pub use error::{EngineError, EngineResult};
-pub use execute::{DriveOutcome, Observer, Update, owner_id};
+pub use bus::{CROSS_PROCESS_POLL, EventBus, Follower, Subscription};
+pub use control::{CancelScope, Followed};
+pub use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
+pub use cosmos_store::{PromptFilter, RunFilter};
+pub use error::{EngineError, EngineResult, ErrorKind};
+pub use execute::owner_id;
 pub use inputs::{AddedInputSet, InspectedInputs};
+pub use launch::LaunchPlan;
 pub use prompts::{CreatePromptRequest, EditPromptRequest, InputsRef};
+pub use reads::PromptDetail;
 pub use resolve::Resolved;
 pub use runs::{LaunchDefaults, PlannedPrompt, RunPlan, RunRequest, RunSubject};
+pub use scheduler::{DirectScheduler, Scheduler};
+#[cfg(feature = "dev-seed")]
 pub use seed::{SeedReport, SeedRequest};
 pub use status::{QueuedView, RunningView, StatusView, TargetView};
-pub use targets::{CheckItem, Connected, ExecEnv, Gpu, RetryPolicy, runtime_of, ssh_spec};
-pub use worker::{WORKER_TTL_MS, WorkerNote, WorkerObserver};
+pub use submit::{FileRun, RunEntry, SubmitRequest, Submitted, read_runs_file};
+pub use targets::{
+    AddTargetRequest, CheckItem, Connected, ExecEnv, Gpu, RetryPolicy, TargetSettings, runtime_of,
+    ssh_spec,
+};
+pub use worker::{WORKER_TTL_MS, WorkerEvent};
 
 /// Where a run's files go locally.
 pub mod execute_paths {
     pub use crate::execute::{local_log, local_outputs};
 }
 
-/// The services, sharing one store.
+/// The engine: one store, the event bus, the scheduler, and (for executing runs) the
+/// execution environment. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Services {
     store: Arc<dyn Store>,
     ffprobe: Ffprobe,
     exec: Option<Arc<ExecEnv>>,
+    bus: Arc<EventBus>,
+    scheduler: Arc<dyn Scheduler>,
 }
 
 impl Services {
     pub fn new(store: Arc<dyn Store>, ffprobe: Ffprobe) -> Self {
         Self {
+            bus: Arc::new(EventBus::new(store.clone())),
             store,
             ffprobe,
             exec: None,
+            scheduler: Arc::new(DirectScheduler),
         }
     }
 
@@ -60,7 +86,26 @@ impl Services {
         self
     }
 
-    pub fn store(&self) -> &dyn Store {
+    /// The event bus: subscribe in this process, or follow any process's events by cursor.
+    pub fn events(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
         self.store.as_ref()
     }
+
+    /// How long a driver's lease lasts without a renewal.
+    pub(crate) fn lease_ttl_ms(&self) -> i64 {
+        self.exec
+            .as_ref()
+            .map_or(execute::LEASE_TTL_MS, |e| e.lease_ttl_ms)
+    }
+}
+
+/// Opens (creating if needed) the SQLite database at `path`, brings its schema up to date,
+/// and returns the engine over it.
+pub async fn open_sqlite(path: &std::path::Path, ffprobe: Ffprobe) -> EngineResult<Services> {
+    let store = cosmos_store::SqliteStore::open(path).await?;
+    Ok(Services::new(Arc::new(store), ffprobe))
 }

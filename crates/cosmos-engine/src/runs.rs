@@ -2,18 +2,18 @@
 
 use serde::Serialize;
 
-use cosmos_core::launch::{
-    ContainerLaunch, RunLayout, TransferLaunch, docker_run_argv, torchrun_argv,
-};
+use cosmos_core::launch::RunLayout;
 use cosmos_core::naming::{name_from_text, validate_name};
 use cosmos_core::spec::{TransferSpec, TransferSpecInput, build_transfer_spec};
 use cosmos_core::{
-    Hint, InputFile, InputKind, InputSetId, PromptId, Run, RunId, RunKind, RunParams, Weights,
+    Hint, InputFile, InputKind, InputSetId, PromptId, Run, RunId, RunKind, RunParams, Target,
+    Weights,
 };
 use cosmos_store::{NewPrompt, NewRun, PromptName};
 
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
+use crate::launch::{LaunchPlan, LaunchSubject, build_launch};
 use crate::prompts::{InputsRef, PendingInputs, normalise_negative, validate_text};
 
 /// What the run is about: an existing prompt, or new text (and inputs) to make one from.
@@ -44,21 +44,37 @@ pub struct LaunchDefaults {
     pub cosmos_dir: String,
     pub image: String,
     pub shm_size: String,
-    pub checkpoint_dir: String,
     pub mounts: Vec<String>,
 }
 
 impl LaunchDefaults {
-    /// The layout and image of a target.
-    pub fn for_target(target: &cosmos_core::Target) -> Self {
-        let c = &target.config;
-        Self {
-            root: c.root.clone(),
-            cosmos_dir: c.cosmos_dir.clone(),
-            image: c.image.clone(),
-            shm_size: c.shm_size.clone(),
-            checkpoint_dir: "checkpoints".into(),
-            mounts: c.mounts.clone(),
+    /// A stand-in target with these settings (a Docker host), for planning before any
+    /// target exists.
+    pub fn as_target(&self) -> Target {
+        Target {
+            name: "(the [target] settings)".into(),
+            config: cosmos_core::TargetConfig {
+                kind: cosmos_core::TargetKind::Ssh,
+                host: None,
+                user: None,
+                port: None,
+                key: None,
+                jump: None,
+                root: self.root.clone(),
+                cosmos_dir: self.cosmos_dir.clone(),
+                image: self.image.clone(),
+                shm_size: self.shm_size.clone(),
+                runtime: cosmos_core::RuntimeKind::Docker,
+                docker_sudo: false,
+                gpu_flag: true,
+                gpus: 8,
+                env: Default::default(),
+                torchrun: None,
+                rehearsal: false,
+                mounts: self.mounts.clone(),
+                image_digest: None,
+            },
+            is_default: false,
         }
     }
 }
@@ -160,11 +176,7 @@ pub(crate) fn spec_for(
 impl Services {
     /// Works out the run without writing anything: resolves the prompt and inputs, builds and
     /// validates the spec, and composes the commands.
-    pub async fn plan_run(
-        &self,
-        req: &RunRequest,
-        launch: &LaunchDefaults,
-    ) -> EngineResult<RunPlan> {
+    pub async fn plan_run(&self, req: &RunRequest, target: &Target) -> EngineResult<RunPlan> {
         req.params
             .validate()
             .map_err(cosmos_core::spec::SpecError::from)?;
@@ -193,7 +205,7 @@ impl Services {
                 let inputs = inputs.as_ref().ok_or_else(|| {
                     // One word is more likely a prompt's name mistyped than new text.
                     let lookup = if text.split_whitespace().count() == 1 {
-                        format!("no prompt has the name or id `{text}` (`cosmos prompt list` shows them); as new text, ")
+                        format!("no prompt has the name or id `{text}` ; as new text, ")
                     } else {
                         String::new()
                     };
@@ -233,7 +245,7 @@ impl Services {
             PendingInputs::Stored(id) => Some(id.clone()),
             PendingInputs::New(_) => None,
         };
-        let mut plan = self.plan_with(prompt, files, req.params.clone(), launch)?;
+        let mut plan = self.plan_with(prompt, files, req.params.clone(), target)?;
         plan.input_set_id = input_set_id;
         plan.name = name;
         plan.pending = Some(pending);
@@ -246,7 +258,7 @@ impl Services {
         &self,
         base: &RunPlan,
         params: &RunParams,
-        launch: &LaunchDefaults,
+        target: &Target,
     ) -> EngineResult<RunPlan> {
         params
             .validate()
@@ -255,7 +267,7 @@ impl Services {
             base.prompt.clone(),
             base.files.clone(),
             params.clone(),
-            launch,
+            target,
         )?;
         plan.input_set_id = base.input_set_id.clone();
         plan.name = base.name.clone();
@@ -270,48 +282,33 @@ impl Services {
         prompt: PlannedPrompt,
         files: Vec<InputFile>,
         mut params: RunParams,
-        launch: &LaunchDefaults,
+        target: &Target,
     ) -> EngineResult<RunPlan> {
         if params.weights.is_empty() {
             params.weights = default_weights(&files);
         }
         let run_id = RunId::new();
-        let layout = RunLayout::new(&launch.root, &run_id);
-        let TransferSpec { json, is_av, notes } = spec_for(
-            &prompt.text,
-            prompt.negative.as_deref(),
-            &params,
-            &files,
-            &layout,
-        )?;
-        let model_command = torchrun_argv(&TransferLaunch {
-            gpus: params.gpus,
-            spec_path: &layout.spec(),
-            output_dir: &layout.outputs(),
-            is_av,
-            checkpoint_dir: &launch.checkpoint_dir,
-        });
         let devices: Vec<u32> = (0..params.gpus).collect();
-        let container_command = docker_run_argv(&ContainerLaunch {
+        let subject = LaunchSubject {
             run_id: &run_id,
-            image: &launch.image,
-            gpu_devices: Some(&devices),
-            shm_size: &launch.shm_size,
-            cosmos_dir: &launch.cosmos_dir,
-            root: &launch.root,
-            mounts: &launch.mounts,
-            env_file: Some(&layout.env_file()),
-            command: model_command.clone(),
-        });
+            text: &prompt.text,
+            negative: prompt.negative.as_deref(),
+            params: &params,
+        };
+        let LaunchPlan {
+            spec,
+            model_command,
+            start_command,
+        } = build_launch(target, subject, &files, &devices)?;
         Ok(RunPlan {
             run_id,
             prompt,
             input_set_id: None,
             params,
-            spec: json,
+            spec: spec.json,
             model_command,
-            container_command,
-            notes,
+            container_command: start_command,
+            notes: spec.notes,
             name: None,
             priority: 0,
             target_pin: None,
@@ -340,6 +337,7 @@ impl Services {
                 note: format!("retry of {id}"),
                 retry_of: Some(id.clone()),
                 target_pin: old.target_pin.clone(),
+                sweep_id: None,
             })
             .await?)
     }
@@ -357,7 +355,7 @@ impl Services {
         }
         let mut runs = self.submit_runs(vec![plan], note).await?;
         runs.pop()
-            .ok_or_else(|| EngineError::Invalid("no run was stored".into()))
+            .ok_or_else(|| EngineError::Internal("no run was stored".into()))
     }
 
     /// Stores several planned runs (a sweep, a file of runs): their prompts and inputs
@@ -366,6 +364,7 @@ impl Services {
     pub async fn submit_runs(&self, plans: Vec<RunPlan>, note: &str) -> EngineResult<Vec<Run>> {
         let mut news = Vec::with_capacity(plans.len());
         let mut last: Option<(InputSetId, PromptId)> = None;
+        let sweep_id = (plans.len() > 1).then(|| plans[0].run_id.clone());
         for mut plan in plans {
             let (input_set_id, prompt_id) = match plan.pending.take() {
                 Some(pending) => {
@@ -390,7 +389,7 @@ impl Services {
                     (input_set_id, prompt_id)
                 }
                 None => last.clone().ok_or_else(|| {
-                    EngineError::Invalid("a variant must follow the plan it varies".into())
+                    EngineError::Internal("a variant must follow the plan it varies".into())
                 })?,
             };
             last = Some((input_set_id.clone(), prompt_id.clone()));
@@ -408,6 +407,7 @@ impl Services {
                 note: note.to_owned(),
                 retry_of: None,
                 target_pin: plan.target_pin.clone(),
+                sweep_id: sweep_id.clone(),
             });
         }
         self.store().create_runs(&news).await?;

@@ -337,6 +337,9 @@ impl Services {
                 retry_of: None,
                 target_pin: None,
                 exit_code: None,
+                failure_code: None,
+                launch_command: None,
+                sweep_id: None,
             });
             if batch.runs.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;

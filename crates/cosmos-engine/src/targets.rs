@@ -10,13 +10,17 @@ use serde::Serialize;
 use cosmos_core::target::parse_ssh_address;
 use cosmos_core::{RunId, RunStatus, RuntimeKind, Target, TargetConfig, TargetKind};
 use cosmos_remote::local::{LocalFiles, LocalRunner};
-use cosmos_remote::runtime::Runtime;
+use cosmos_remote::runtime::{Docker, ModelRuntime, Process};
 use cosmos_remote::ssh::hostkeys::{HostKeyVerdict, KnownHosts};
 use cosmos_remote::ssh::{SftpFiles, SshConnection, SshSpec};
 use cosmos_remote::{Host, args, sshconfig};
 
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
+
+mod settings;
+
+pub use settings::{AddTargetRequest, TargetSettings};
 
 /// What executing runs needs beyond the store: where local files go, which host keys are
 /// trusted, the secrets for the env file, and the open connections.
@@ -34,6 +38,8 @@ pub struct ExecEnv {
     unreachable: Mutex<HashMap<String, std::time::Instant>>,
     /// Automatic retries of runs that met an infrastructure error before their model started.
     pub retry: RetryPolicy,
+    /// How long a driver's lease lasts without a renewal (it renews six times as often).
+    pub lease_ttl_ms: i64,
 }
 
 /// How often, and how patiently, a run that could not be staged is tried again.
@@ -76,7 +82,14 @@ impl ExecEnv {
             preflights: Mutex::new(HashMap::new()),
             unreachable: Mutex::new(HashMap::new()),
             retry: RetryPolicy::default(),
+            lease_ttl_ms: crate::execute::LEASE_TTL_MS,
         }
+    }
+
+    /// Leases that last `ms` without a renewal.
+    pub fn with_lease_ttl(mut self, ms: i64) -> Self {
+        self.lease_ttl_ms = ms.max(200);
+        self
     }
 
     /// How many GPUs a target showed at its last preflight in this process, while its
@@ -125,7 +138,7 @@ impl ExecEnv {
 pub struct Connected {
     pub target: Target,
     pub host: Host,
-    pub runtime: Runtime,
+    pub runtime: Arc<dyn ModelRuntime>,
     pub ssh: Option<Arc<SshConnection>>,
 }
 
@@ -172,13 +185,14 @@ pub fn ssh_spec(target: &Target, known: &KnownHosts) -> EngineResult<SshSpec> {
     })
 }
 
-pub fn runtime_of(target: &Target) -> Runtime {
+/// The runtime a target's settings name: the one place a runtime kind is looked at.
+pub fn runtime_of(target: &Target) -> Arc<dyn ModelRuntime> {
     match target.config.runtime {
-        RuntimeKind::Docker => Runtime::Docker {
+        RuntimeKind::Docker => Arc::new(Docker {
             sudo: target.config.docker_sudo,
             gpu_flag: target.config.gpu_flag,
-        },
-        RuntimeKind::None => Runtime::Process,
+        }),
+        RuntimeKind::None => Arc::new(Process),
     }
 }
 
@@ -186,7 +200,7 @@ impl Services {
     pub(crate) fn exec_env(&self) -> EngineResult<&ExecEnv> {
         self.exec
             .as_deref()
-            .ok_or_else(|| EngineError::Invalid("executing runs is not set up here".into()))
+            .ok_or_else(|| EngineError::Internal("executing runs is not set up here".into()))
     }
 
     /// Removes a target. Runs still needing it make this an error unless `force`; forced,
@@ -198,8 +212,8 @@ impl Services {
         let pinned = self.store().queued_runs_pinned_to(name).await?;
         let needing = started + pinned.len() as u64;
         if needing > 0 && !force {
-            return Err(EngineError::Invalid(format!(
-                "target `{name}` still has {needing} unfinished run(s) started on it or waiting for it: let them finish, `cosmos kill` them, or remove it anyway with --force"
+            return Err(EngineError::Conflict(format!(
+                "target `{name}` still has {needing} unfinished run(s) started on it or waiting for it: let them finish or cancel them first"
             )));
         }
         let message = format!("cancelled: its target `{name}` was removed");
@@ -250,7 +264,7 @@ impl Services {
                     let mut conns = env
                         .connections
                         .lock()
-                        .map_err(|_| EngineError::Invalid("connection cache poisoned".into()))?;
+                        .map_err(|_| EngineError::Internal("connection cache poisoned".into()))?;
                     let entry = conns
                         .entry(target.name.clone())
                         .or_insert_with(|| SshConnection::new(spec.clone()));
@@ -413,38 +427,31 @@ impl Services {
         }
         let h = &c.host;
         let cfg = &target.config;
-        let docker = |rest: &[&str]| c.runtime.docker(rest);
-        if cfg.runtime == RuntimeKind::Docker {
-            let out = h
-                .runner
-                .run(&docker(&["version", "--format", "{{.Server.Version}}"]))
-                .await?;
-            let ok = out.success();
+        if let Some(engine) = c.runtime.check_engine(h).await? {
+            let ok = engine.is_ok();
             items.push(item(
                 "docker",
                 ok,
-                if ok { format!("engine {}", out.stdout_text().trim()) } else { out.last_words() },
+                engine.clone().unwrap_or_else(|e| e),
                 Some(if cfg.docker_sudo {
                     "allow passwordless `sudo docker` for this user".into()
                 } else {
                     format!("add the user to the docker group, or `cosmos target edit {name} --docker-sudo`")
                 }),
             ));
-            if ok {
-                let out = h
-                    .runner
-                    .run(&docker(&[
-                        "image", "inspect", "--format", "{{.Id}}", &cfg.image,
-                    ]))
-                    .await?;
-                let digest = out.stdout_text().trim().to_owned();
+            if ok && let Some(image) = c.runtime.check_image(h, &cfg.image).await? {
                 items.push(item(
                     "image",
-                    out.success(),
-                    if out.success() { format!("{} ({digest})", cfg.image) } else { format!("{} is not on the host", cfg.image) },
+                    image.is_ok(),
+                    match &image {
+                        Ok(digest) => format!("{} ({digest})", cfg.image),
+                        Err(_) => format!("{} is not on the host", cfg.image),
+                    },
                     Some(format!("build or `docker load` {} on the host, or `cosmos target edit {name} --image …`", cfg.image)),
                 ));
-                if out.success() && cfg.image_digest.as_deref() != Some(digest.as_str()) {
+                if let Ok(digest) = image
+                    && cfg.image_digest.as_deref() != Some(digest.as_str())
+                {
                     let mut t = target.clone();
                     t.config.image_digest = Some(digest);
                     self.store().put_target(&t, true).await?;

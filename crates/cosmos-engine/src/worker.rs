@@ -1,54 +1,43 @@
 //! Workers (DESIGN.md §4): claim queued runs onto free GPU slots and drive them, many at a
 //! time and across targets; take over runs whose driver died; give targets that stop
 //! answering no new work until they answer again. Any number of workers share one database:
-//! claims and leases keep every run with exactly one driver.
+//! claims and fenced leases keep every run with exactly one driver. A worker wakes at once
+//! on work queued in its own process and within [`CROSS_PROCESS_POLL`] on work queued by
+//! another, by asking the store for its newest event id (not by reading the queue).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use cosmos_core::{RunId, RunStatus};
-use cosmos_store::ClaimRequest;
+use cosmos_core::{Run, RunId};
 
 use crate::Services;
+use crate::bus::CROSS_PROCESS_POLL;
 use crate::error::{EngineError, EngineResult};
-use crate::execute::{
-    AbortOnDrop, DriveOutcome, LEASE_TTL_MS, Observer, Update, owner_id, owner_is_dead,
-};
+use crate::execute::{AbortOnDrop, owner_id, owner_is_dead};
 
 /// A worker not seen for this long is taken for dead.
 pub const WORKER_TTL_MS: i64 = 10_000;
 const WORKER_BEAT: Duration = Duration::from_secs(2);
-/// How often an idle worker looks at the queue again.
-const POLL: Duration = Duration::from_millis(200);
 /// How often a worker records what it sees of its targets.
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// How often a target that stopped answering is tried again.
 const REPROBE: Duration = Duration::from_secs(5);
+/// How often a worker looks for runs whose driver died (a lease lasts longer).
+const ORPHANS_EVERY: Duration = Duration::from_secs(2);
 
-/// What a worker tells its operator.
+/// What a worker tells its operator beyond the runs' own events (which are on the bus).
 #[derive(Debug, Clone)]
-pub enum WorkerNote {
-    Claimed {
-        run: RunId,
-        target: String,
-        devices: Vec<u32>,
-    },
+pub enum WorkerEvent {
     /// Taking over a run whose driver is gone.
     Adopted(RunId),
-    Status(RunId, RunStatus, String),
-    Finished(RunId, RunStatus),
-    /// Something worth telling about a run (a retry, a lost connection).
-    Note(RunId, String),
+    Finished(RunId, cosmos_core::RunStatus),
     Error(RunId, String),
     TargetDown(String),
     TargetUp(String),
 }
-
-pub type WorkerObserver = Arc<dyn Fn(WorkerNote) + Send + Sync>;
 
 impl Services {
     /// Runs a worker until `stop` turns true; then it claims nothing more, stops driving
@@ -56,7 +45,7 @@ impl Services {
     pub async fn work(
         &self,
         mut stop: watch::Receiver<bool>,
-        on: WorkerObserver,
+        report: mpsc::UnboundedSender<WorkerEvent>,
     ) -> EngineResult<()> {
         let env = self.exec_env()?;
         let me = owner_id();
@@ -72,16 +61,22 @@ impl Services {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(WORKER_BEAT).await;
-                    let _ = services.store().worker_seen(&me, &host, pid).await;
+                    if let Err(e) = services.store().worker_seen(&me, &host, pid).await {
+                        tracing::warn!("cannot record this worker as alive: {e}");
+                    }
                 }
             })
         });
-        let mut tasks: JoinSet<(RunId, EngineResult<DriveOutcome>)> = JoinSet::new();
+        let say = |e: WorkerEvent| {
+            let _ = report.send(e);
+        };
+        let mut tasks: JoinSet<(RunId, EngineResult<Run>)> = JoinSet::new();
         let mut driving: HashSet<RunId> = HashSet::new();
         let mut probed = Instant::now();
         let mut reported: Option<Instant> = None;
+        let mut orphans_at: Option<Instant> = None;
         let mut down: HashSet<String> = HashSet::new();
-        let mut turn = 0u64;
+        let mut seen_event = -1i64;
         while !*stop.borrow() {
             // Targets: down ones are tried again now and then.
             let unreachable = env.unreachable_targets();
@@ -89,7 +84,7 @@ impl Services {
             for name in unreachable.keys() {
                 if down.insert(name.clone()) {
                     changed = true;
-                    on(WorkerNote::TargetDown(name.clone()));
+                    say(WorkerEvent::TargetDown(name.clone()));
                 }
             }
             if probed.elapsed() >= REPROBE {
@@ -105,7 +100,7 @@ impl Services {
                 if !unreachable.contains_key(&name) {
                     down.remove(&name);
                     changed = true;
-                    on(WorkerNote::TargetUp(name));
+                    say(WorkerEvent::TargetUp(name));
                 }
             }
             // What the worker sees of its targets, for `cosmos status` in other processes.
@@ -118,48 +113,36 @@ impl Services {
                 }
             }
 
-            // Runs a dead driver left mid-way (a lease lasts 30 s: looking every 2 s is plenty).
-            turn += 1;
-            let orphans = if turn % 10 == 1 {
-                self.orphaned_runs().await?
-            } else {
-                Vec::new()
-            };
-            for run in orphans {
-                if run.target.as_ref().is_some_and(|t| down.contains(t)) {
-                    continue;
-                }
-                if driving.insert(run.id.clone()) {
-                    on(WorkerNote::Adopted(run.id.clone()));
-                    self.spawn_drive(&mut tasks, run.id, on.clone());
+            // Runs a dead driver left mid-way.
+            if orphans_at.is_none_or(|t| t.elapsed() >= ORPHANS_EVERY) {
+                orphans_at = Some(Instant::now());
+                for run in self.orphaned_runs().await? {
+                    if run.target.as_ref().is_some_and(|t| down.contains(t)) {
+                        continue;
+                    }
+                    if driving.insert(run.id.clone()) {
+                        say(WorkerEvent::Adopted(run.id.clone()));
+                        self.spawn_drive(&mut tasks, run.id);
+                    }
                 }
             }
 
             // New work, as long as there are free slots on targets that answer (an empty
             // queue is seen without taking the write lock).
-            let targets = self.open_slots().await?;
-            while self.store().queue_length().await? > 0
-                && let Some(claim) = self
-                    .store()
-                    .claim_run(&ClaimRequest {
-                        owner: &me,
-                        ttl_ms: LEASE_TTL_MS,
-                        targets: &targets,
-                        only: None,
-                    })
-                    .await?
-            {
-                on(WorkerNote::Claimed {
-                    run: claim.run.clone(),
-                    target: claim.target,
-                    devices: claim.devices,
-                });
-                driving.insert(claim.run.clone());
-                self.spawn_drive(&mut tasks, claim.run, on.clone());
+            let head = self.store().last_event_id().await?;
+            if head != seen_event {
+                seen_event = head;
+                while self.store().queue_length().await? > 0
+                    && let Some(claim) = self.claim_one(None).await?
+                {
+                    driving.insert(claim.run.clone());
+                    self.spawn_drive(&mut tasks, claim.run);
+                }
             }
 
             let first = tokio::select! {
-                _ = tokio::time::sleep(POLL) => None,
+                _ = tokio::time::sleep(CROSS_PROCESS_POLL) => None,
+                _ = self.bus.work_arrived() => { seen_event = -1; None }
                 _ = stop.changed() => None,
                 Some(done) = tasks.join_next() => Some(done),
             };
@@ -170,14 +153,25 @@ impl Services {
                 .flatten()
             {
                 driving.remove(&id);
-                report(&on, id, result);
+                // Slots may have freed: look at the queue again.
+                seen_event = -1;
+                match result {
+                    Ok(run) if run.status.is_terminal() => {
+                        say(WorkerEvent::Finished(id, run.status));
+                    }
+                    // Back in the queue (a retry), someone else's, or no longer ours.
+                    Ok(_)
+                    | Err(EngineError::Busy { .. })
+                    | Err(EngineError::Store(cosmos_store::StoreError::LeaseLost { .. })) => {}
+                    Err(e) => say(WorkerEvent::Error(id, e.to_string())),
+                }
             }
         }
         // Stopping: the models run on; whoever drives next reattaches.
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         for id in &driving {
-            let _ = self.store().release_lease(id, &me).await;
+            self.release(id).await?;
         }
         self.store().worker_gone(&me).await?;
         Ok(())
@@ -197,7 +191,7 @@ impl Services {
 
     /// Targets that can take work (all but those that stopped answering), with their slots:
     /// as many as configured, but no more than the GPUs the target showed when last checked.
-    pub async fn open_slots(&self) -> EngineResult<Vec<(String, u32)>> {
+    pub(crate) async fn open_slots(&self) -> EngineResult<Vec<(String, u32)>> {
         let env = self.exec_env()?;
         let down = env.unreachable_targets();
         let targets = self.store().list_targets().await?;
@@ -212,36 +206,10 @@ impl Services {
             .collect())
     }
 
-    /// Claims one particular queued run for this process (`cosmos run` executing its own
-    /// run), placing it on free slots; `None` while none are free.
-    pub async fn claim_own(&self, id: &RunId) -> EngineResult<Option<cosmos_store::Claim>> {
-        let targets = self.open_slots().await?;
-        Ok(self
-            .store()
-            .claim_run(&ClaimRequest {
-                owner: &owner_id(),
-                ttl_ms: LEASE_TTL_MS,
-                targets: &targets,
-                only: Some(id),
-            })
-            .await?)
-    }
-
-    fn spawn_drive(
-        &self,
-        tasks: &mut JoinSet<(RunId, EngineResult<DriveOutcome>)>,
-        id: RunId,
-        on: WorkerObserver,
-    ) {
+    fn spawn_drive(&self, tasks: &mut JoinSet<(RunId, EngineResult<Run>)>, id: RunId) {
         let services = self.clone();
-        let run = id.clone();
-        let obs: Observer = Arc::new(move |u| match u {
-            Update::Status(s, m) => on(WorkerNote::Status(run.clone(), s, m)),
-            Update::Note(m) => on(WorkerNote::Note(run.clone(), m)),
-            _ => {}
-        });
         tasks.spawn(async move {
-            let result = services.drive_run(&id, None, obs).await;
+            let result = services.drive_run(&id).await;
             (id, result)
         });
     }
@@ -258,16 +226,5 @@ impl Services {
             },
             Err(_) => false,
         }
-    }
-}
-
-fn report(on: &WorkerObserver, id: RunId, result: EngineResult<DriveOutcome>) {
-    match result {
-        Ok(DriveOutcome::Done(run)) if run.status.is_terminal() => {
-            on(WorkerNote::Finished(id, run.status));
-        }
-        // Back in the queue (a retry) or left for later: nothing to say.
-        Ok(_) | Err(EngineError::Busy { .. }) => {}
-        Err(e) => on(WorkerNote::Error(id, e.to_string())),
     }
 }

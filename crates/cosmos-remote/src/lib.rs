@@ -1,6 +1,6 @@
 //! cosmos-remote: the places runs execute (DESIGN.md §3). A target is a composition of seams:
 //! a [`CommandRunner`] (exec a command: SSH or local), a [`FileStore`] (put/get/stat/hash files:
-//! SFTP or the local file system) and a [`runtime::Runtime`] (how the model process is wrapped:
+//! SFTP or the local file system) and a [`runtime::ModelRuntime`] (how the model process is wrapped:
 //! Docker, with or without sudo, or a plain detached process).
 //!
 //! Every command is an argument vector; the SSH runner turns it into one command line with

@@ -10,18 +10,72 @@ use cosmos_core::launch::{ContainerLaunch, RunLayout, container_name, docker_run
 
 use crate::{Host, RemoteError, RemoteResult, Stream, args};
 
-/// How a target wraps the model process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Runtime {
-    Docker {
-        /// Prefix docker commands with `sudo -n`.
-        sudo: bool,
-        /// Pass `--gpus` (engines without GPUs reject it).
-        gpu_flag: bool,
-    },
-    /// A plain detached process in its own session, in the cosmos checkout.
-    Process,
+/// How a target wraps the model process (DESIGN.md §3): started detached, its state read
+/// back, its log followed from any offset, killed and removed. The engine knows a runtime
+/// only through this trait.
+#[async_trait::async_trait]
+pub trait ModelRuntime: Send + Sync + std::fmt::Debug {
+    /// The exact command that starts the model (what `--dry-run` shows).
+    fn start_argv(&self, l: &Launch<'_>) -> Vec<String>;
+    /// Environment lines the model needs beyond the target's own (its env file).
+    fn env_lines(&self, cosmos_dir: &str, devices: &[u32]) -> Vec<String>;
+    /// What a run's event says once the model started.
+    fn started(&self, run_id: &RunId) -> String;
+    /// Starts the model detached with `argv` (from [`ModelRuntime::start_argv`]). Starting
+    /// a run that was already started does nothing.
+    async fn start(&self, host: &Host, argv: &[String]) -> RemoteResult<()>;
+    async fn state(
+        &self,
+        host: &Host,
+        run_id: &RunId,
+        layout: &RunLayout,
+    ) -> RemoteResult<ModelState>;
+    /// As [`ModelRuntime::state`], and when the model has ended, its log kept in the run
+    /// folder in the same round trip (`true` when it was).
+    async fn state_keeping_log(
+        &self,
+        host: &Host,
+        run_id: &RunId,
+        layout: &RunLayout,
+    ) -> RemoteResult<(ModelState, bool)>;
+    /// Streams the model's combined output from byte `offset` on, until the model ends;
+    /// `offset` advances with every byte delivered.
+    async fn follow(
+        &self,
+        host: &Host,
+        run_id: &RunId,
+        layout: &RunLayout,
+        offset: &mut u64,
+        on_bytes: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
+    ) -> RemoteResult<()>;
+    /// Keeps the full model log as run.log on the target.
+    async fn save_log(&self, host: &Host, run_id: &RunId, layout: &RunLayout) -> RemoteResult<()>;
+    async fn kill(&self, host: &Host, run_id: &RunId, layout: &RunLayout) -> RemoteResult<()>;
+    /// Removes what is left of a finished model (a stopped container).
+    async fn remove(&self, host: &Host, run_id: &RunId) -> RemoteResult<()>;
+    /// Checks that the runtime works on the host (`docker version`); `None` when there is
+    /// nothing to check. `Ok(detail)` or `Err(what went wrong)`.
+    async fn check_engine(&self, host: &Host) -> RemoteResult<Option<Result<String, String>>>;
+    /// The image's id on the host; `None` when the runtime uses no image.
+    async fn check_image(
+        &self,
+        host: &Host,
+        image: &str,
+    ) -> RemoteResult<Option<Result<String, String>>>;
 }
+
+/// A detached Docker container named after the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Docker {
+    /// Prefix docker commands with `sudo -n`.
+    pub sudo: bool,
+    /// Pass `--gpus` (engines without GPUs reject it).
+    pub gpu_flag: bool,
+}
+
+/// A plain detached process in its own session, in the cosmos checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process;
 
 /// What became of a run's model process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,66 +164,67 @@ fn docker_state(text: &str) -> ModelState {
     }
 }
 
-impl Runtime {
+impl Docker {
     /// `docker …` (or `sudo -n docker …`) as this runtime runs it.
     pub fn docker(&self, rest: &[&str]) -> Vec<String> {
-        let mut argv = match self {
-            Runtime::Docker { sudo: true, .. } => args(&["sudo", "-n", "docker"]),
-            _ => args(&["docker"]),
+        let mut argv = if self.sudo {
+            args(&["sudo", "-n", "docker"])
+        } else {
+            args(&["docker"])
         };
         argv.extend(rest.iter().map(|s| (*s).to_owned()));
         argv
     }
 
-    pub fn is_docker(&self) -> bool {
-        matches!(self, Runtime::Docker { .. })
+    fn inspect_failed(out: &crate::Output) -> RemoteResult<ModelState> {
+        let words = out.last_words();
+        if words.contains("No such object") || words.contains("No such container") {
+            return Ok(ModelState::Absent);
+        }
+        Err(RemoteError::Command {
+            what: "docker inspect".into(),
+            code: out.code,
+            message: words,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelRuntime for Docker {
+    fn start_argv(&self, l: &Launch<'_>) -> Vec<String> {
+        let env_file = l.layout.env_file();
+        let mut argv = docker_run_argv(&ContainerLaunch {
+            run_id: l.run_id,
+            image: l.image,
+            gpu_devices: self.gpu_flag.then_some(l.gpu_devices),
+            shm_size: l.shm_size,
+            cosmos_dir: l.cosmos_dir,
+            root: l.root,
+            mounts: l.mounts,
+            env_file: Some(&env_file),
+            command: l.command.clone(),
+        });
+        argv.splice(0..1, self.docker(&[]));
+        argv
     }
 
-    /// The exact command that starts the model (what `--dry-run` shows).
-    pub fn start_argv(&self, l: &Launch<'_>) -> Vec<String> {
-        match self {
-            Runtime::Docker { gpu_flag, .. } => {
-                let env_file = l.layout.env_file();
-                let mut argv = docker_run_argv(&ContainerLaunch {
-                    run_id: l.run_id,
-                    image: l.image,
-                    gpu_devices: gpu_flag.then_some(l.gpu_devices),
-                    shm_size: l.shm_size,
-                    cosmos_dir: l.cosmos_dir,
-                    root: l.root,
-                    mounts: l.mounts,
-                    env_file: Some(&env_file),
-                    command: l.command.clone(),
-                });
-                let prefix = self.docker(&[]);
-                argv.splice(0..1, prefix);
-                argv
-            }
-            Runtime::Process => {
-                let mut argv = args(&[
-                    "sh",
-                    "-c",
-                    PROCESS_SCRIPT,
-                    PROCESS_SCRIPT,
-                    "start",
-                    l.layout.dir(),
-                    l.cosmos_dir,
-                ]);
-                argv.push(l.layout.env_file());
-                argv.extend(l.command.iter().cloned());
-                argv
-            }
+    fn env_lines(&self, _cosmos_dir: &str, devices: &[u32]) -> Vec<String> {
+        // `--gpus device=…` renumbers the devices inside the container; without it the model
+        // sees every GPU and is told which are its own.
+        if self.gpu_flag {
+            return Vec::new();
         }
+        let devices: Vec<String> = devices.iter().map(u32::to_string).collect();
+        vec![format!("CUDA_VISIBLE_DEVICES={}", devices.join(","))]
     }
 
-    /// Starts the model detached. Starting a run that was already started does nothing.
-    pub async fn start(&self, host: &Host, l: &Launch<'_>) -> RemoteResult<()> {
-        let out = host.runner.run(&self.start_argv(l)).await?;
-        if out.success() {
-            return Ok(());
-        }
-        let words = String::from_utf8_lossy(&out.stderr);
-        if self.is_docker() && words.contains("is already in use") {
+    fn started(&self, run_id: &RunId) -> String {
+        format!("container {} started", container_name(run_id))
+    }
+
+    async fn start(&self, host: &Host, argv: &[String]) -> RemoteResult<()> {
+        let out = host.runner.run(argv).await?;
+        if out.success() || String::from_utf8_lossy(&out.stderr).contains("is already in use") {
             return Ok(());
         }
         Err(RemoteError::Command {
@@ -179,209 +234,275 @@ impl Runtime {
         })
     }
 
-    pub async fn state(
+    async fn state(
         &self,
         host: &Host,
         run_id: &RunId,
-        layout: &RunLayout,
+        _layout: &RunLayout,
     ) -> RemoteResult<ModelState> {
-        match self {
-            Runtime::Docker { .. } => {
-                let name = container_name(run_id);
-                let argv = self.docker(&[
-                    "inspect",
-                    "--format",
-                    "{{.State.Status}} {{.State.ExitCode}}",
-                    &name,
-                ]);
-                let out = host.runner.run(&argv).await?;
-                if !out.success() {
-                    let words = out.last_words();
-                    if words.contains("No such object") || words.contains("No such container") {
-                        return Ok(ModelState::Absent);
-                    }
-                    return Err(RemoteError::Command {
-                        what: "docker inspect".into(),
-                        code: out.code,
-                        message: words,
-                    });
-                }
-                Ok(docker_state(&out.stdout_text()))
-            }
-            Runtime::Process => {
-                let out = host
-                    .ok(
-                        "read the model's state",
-                        &args(&["sh", "-c", PROCESS_STATE, "sh", layout.dir()]),
-                    )
-                    .await?;
-                let text = out.stdout_text();
-                let mut words = text.split_whitespace();
-                Ok(match words.next() {
-                    Some("exited") => {
-                        ModelState::Exited(words.next().and_then(|c| c.parse().ok()).unwrap_or(-1))
-                    }
-                    Some("running") => ModelState::Running,
-                    Some("vanished") => ModelState::Vanished,
-                    _ => ModelState::Absent,
-                })
-            }
+        let name = container_name(run_id);
+        let argv = self.docker(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &name,
+        ]);
+        let out = host.runner.run(&argv).await?;
+        if !out.success() {
+            return Self::inspect_failed(&out);
         }
+        Ok(docker_state(&out.stdout_text()))
     }
 
-    /// As [`Self::state`], and when the model has ended, its log kept in the run folder in
-    /// the same round trip (`true` when it was; a plain process writes it there itself).
-    pub async fn state_keeping_log(
+    async fn state_keeping_log(
         &self,
         host: &Host,
         run_id: &RunId,
         layout: &RunLayout,
     ) -> RemoteResult<(ModelState, bool)> {
-        match self {
-            Runtime::Docker { .. } => {
-                let mut argv = args(&["sh", "-c", DOCKER_END, "sh", &layout.log()]);
-                argv.push(container_name(run_id));
-                argv.extend(self.docker(&[]));
-                let out = host.runner.run(&argv).await?;
-                if !out.success() {
-                    let words = out.last_words();
-                    if words.contains("No such object") || words.contains("No such container") {
-                        return Ok((ModelState::Absent, false));
-                    }
-                    return Err(RemoteError::Command {
-                        what: "docker inspect".into(),
-                        code: out.code,
-                        message: words,
-                    });
-                }
-                let text = out.stdout_text();
-                let mut lines = text.lines();
-                let state = docker_state(lines.next().unwrap_or(""));
-                Ok((state, lines.any(|l| l == "saved")))
-            }
-            Runtime::Process => Ok((self.state(host, run_id, layout).await?, true)),
+        let mut argv = args(&["sh", "-c", DOCKER_END, "sh", &layout.log()]);
+        argv.push(container_name(run_id));
+        argv.extend(self.docker(&[]));
+        let out = host.runner.run(&argv).await?;
+        if !out.success() {
+            return Self::inspect_failed(&out).map(|s| (s, false));
         }
+        let text = out.stdout_text();
+        let mut lines = text.lines();
+        let state = docker_state(lines.next().unwrap_or(""));
+        Ok((state, lines.any(|l| l == "saved")))
     }
 
-    /// Streams the model's combined output from byte `offset` on, until the model ends.
-    /// `offset` advances with every byte delivered, so a follow interrupted by a dropped
-    /// connection resumes where it stopped, without repeating a line.
-    pub async fn follow(
+    async fn follow(
+        &self,
+        host: &Host,
+        run_id: &RunId,
+        _layout: &RunLayout,
+        offset: &mut u64,
+        on_bytes: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
+    ) -> RemoteResult<()> {
+        let mut argv = args(&["sh", "-c", DOCKER_LOGS, "sh"]);
+        argv.extend(self.docker(&["logs", "--follow", &container_name(run_id)]));
+        let mut seen = 0u64;
+        let skip = *offset;
+        let mut sink = |_: Stream, bytes: &[u8]| {
+            let start = seen;
+            seen += bytes.len() as u64;
+            if seen <= skip {
+                return;
+            }
+            let from = skip.saturating_sub(start) as usize;
+            on_bytes(&bytes[from..]);
+            *offset = seen;
+        };
+        host.runner.stream(&argv, &mut sink).await.map(drop)
+    }
+
+    async fn save_log(&self, host: &Host, run_id: &RunId, layout: &RunLayout) -> RemoteResult<()> {
+        let mut argv = args(&["sh", "-c", DOCKER_SAVE_LOG, "sh", &layout.log()]);
+        argv.extend(self.docker(&["logs", &container_name(run_id)]));
+        host.ok("save the model log", &argv).await.map(drop)
+    }
+
+    async fn kill(&self, host: &Host, run_id: &RunId, _layout: &RunLayout) -> RemoteResult<()> {
+        let out = host
+            .runner
+            .run(&self.docker(&["kill", &container_name(run_id)]))
+            .await?;
+        let words = out.last_words();
+        if out.success() || words.contains("is not running") || words.contains("No such container")
+        {
+            return Ok(());
+        }
+        Err(RemoteError::Command {
+            what: "docker kill".into(),
+            code: out.code,
+            message: words,
+        })
+    }
+
+    async fn remove(&self, host: &Host, run_id: &RunId) -> RemoteResult<()> {
+        let out = host
+            .runner
+            .run(&self.docker(&["rm", "--force", &container_name(run_id)]))
+            .await?;
+        if !out.success() && !out.last_words().contains("No such container") {
+            return Err(RemoteError::Command {
+                what: "docker rm".into(),
+                code: out.code,
+                message: out.last_words(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn check_engine(&self, host: &Host) -> RemoteResult<Option<Result<String, String>>> {
+        let out = host
+            .runner
+            .run(&self.docker(&["version", "--format", "{{.Server.Version}}"]))
+            .await?;
+        Ok(Some(if out.success() {
+            Ok(format!("engine {}", out.stdout_text().trim()))
+        } else {
+            Err(out.last_words())
+        }))
+    }
+
+    async fn check_image(
+        &self,
+        host: &Host,
+        image: &str,
+    ) -> RemoteResult<Option<Result<String, String>>> {
+        let out = host
+            .runner
+            .run(&self.docker(&["image", "inspect", "--format", "{{.Id}}", image]))
+            .await?;
+        Ok(Some(if out.success() {
+            Ok(out.stdout_text().trim().to_owned())
+        } else {
+            Err(out.last_words())
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelRuntime for Process {
+    fn start_argv(&self, l: &Launch<'_>) -> Vec<String> {
+        let mut argv = args(&[
+            "sh",
+            "-c",
+            PROCESS_SCRIPT,
+            PROCESS_SCRIPT,
+            "start",
+            l.layout.dir(),
+            l.cosmos_dir,
+        ]);
+        argv.push(l.layout.env_file());
+        argv.extend(l.command.iter().cloned());
+        argv
+    }
+
+    fn env_lines(&self, cosmos_dir: &str, devices: &[u32]) -> Vec<String> {
+        let devices: Vec<String> = devices.iter().map(u32::to_string).collect();
+        vec![
+            format!("PYTHONPATH={cosmos_dir}"),
+            format!("CUDA_VISIBLE_DEVICES={}", devices.join(",")),
+        ]
+    }
+
+    fn started(&self, _run_id: &RunId) -> String {
+        "model process started".into()
+    }
+
+    async fn start(&self, host: &Host, argv: &[String]) -> RemoteResult<()> {
+        let out = host.runner.run(argv).await?;
+        if out.success() {
+            return Ok(());
+        }
+        Err(RemoteError::Command {
+            what: "start the model".into(),
+            code: out.code,
+            message: out.last_words(),
+        })
+    }
+
+    async fn state(
+        &self,
+        host: &Host,
+        _run_id: &RunId,
+        layout: &RunLayout,
+    ) -> RemoteResult<ModelState> {
+        let out = host
+            .ok(
+                "read the model's state",
+                &args(&["sh", "-c", PROCESS_STATE, "sh", layout.dir()]),
+            )
+            .await?;
+        let text = out.stdout_text();
+        let mut words = text.split_whitespace();
+        Ok(match words.next() {
+            Some("exited") => {
+                ModelState::Exited(words.next().and_then(|c| c.parse().ok()).unwrap_or(-1))
+            }
+            Some("running") => ModelState::Running,
+            Some("vanished") => ModelState::Vanished,
+            _ => ModelState::Absent,
+        })
+    }
+
+    async fn state_keeping_log(
+        &self,
+        host: &Host,
+        run_id: &RunId,
+        layout: &RunLayout,
+    ) -> RemoteResult<(ModelState, bool)> {
+        // A plain process writes its log in the run folder itself.
+        Ok((self.state(host, run_id, layout).await?, true))
+    }
+
+    async fn follow(
         &self,
         host: &Host,
         run_id: &RunId,
         layout: &RunLayout,
         offset: &mut u64,
-        on_bytes: &mut (dyn FnMut(&[u8]) + Send),
+        on_bytes: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
     ) -> RemoteResult<()> {
-        match self {
-            Runtime::Docker { .. } => {
-                let mut argv = args(&["sh", "-c", DOCKER_LOGS, "sh"]);
-                argv.extend(self.docker(&["logs", "--follow", &container_name(run_id)]));
-                let mut seen = 0u64;
-                let skip = *offset;
-                let mut sink = |_: Stream, bytes: &[u8]| {
-                    let start = seen;
-                    seen += bytes.len() as u64;
-                    if seen <= skip {
-                        return;
-                    }
-                    let from = skip.saturating_sub(start) as usize;
-                    on_bytes(&bytes[from..]);
-                    *offset = seen;
-                };
-                host.runner.stream(&argv, &mut sink).await.map(drop)
+        let log = layout.log();
+        let mut idle = Duration::from_millis(10);
+        loop {
+            let chunk = host.files.read_at(&log, *offset, 1 << 20).await?;
+            if !chunk.is_empty() {
+                *offset += chunk.len() as u64;
+                on_bytes(&chunk);
+                idle = Duration::from_millis(10);
+                continue;
             }
-            Runtime::Process => {
-                let log = layout.log();
-                let mut idle = Duration::from_millis(10);
-                loop {
-                    let chunk = host.files.read_at(&log, *offset, 1 << 20).await?;
-                    if !chunk.is_empty() {
-                        *offset += chunk.len() as u64;
-                        on_bytes(&chunk);
-                        idle = Duration::from_millis(10);
-                        continue;
-                    }
-                    if self.state(host, run_id, layout).await? != ModelState::Running {
-                        // One last read: output written between the read and the check.
-                        let rest = host.files.read_at(&log, *offset, usize::MAX >> 1).await?;
-                        if !rest.is_empty() {
-                            *offset += rest.len() as u64;
-                            on_bytes(&rest);
-                        }
-                        return Ok(());
-                    }
-                    tokio::time::sleep(idle).await;
-                    idle = (idle * 2).min(Duration::from_millis(200));
+            if self.state(host, run_id, layout).await? != ModelState::Running {
+                // One last read: output written between the read and the check.
+                let rest = host.files.read_at(&log, *offset, usize::MAX >> 1).await?;
+                if !rest.is_empty() {
+                    *offset += rest.len() as u64;
+                    on_bytes(&rest);
                 }
+                return Ok(());
             }
+            tokio::time::sleep(idle).await;
+            idle = (idle * 2).min(Duration::from_millis(200));
         }
     }
 
-    /// Keeps the full model log as run.log on the target (the process runtime writes it as
-    /// it goes).
-    pub async fn save_log(
+    async fn save_log(
         &self,
-        host: &Host,
-        run_id: &RunId,
-        layout: &RunLayout,
+        _host: &Host,
+        _run_id: &RunId,
+        _layout: &RunLayout,
     ) -> RemoteResult<()> {
-        if let Runtime::Docker { .. } = self {
-            let mut argv = args(&["sh", "-c", DOCKER_SAVE_LOG, "sh", &layout.log()]);
-            argv.extend(self.docker(&["logs", &container_name(run_id)]));
-            host.ok("save the model log", &argv).await?;
-        }
         Ok(())
     }
 
-    /// Kills the model (the run's result is then `killed`).
-    pub async fn kill(&self, host: &Host, run_id: &RunId, layout: &RunLayout) -> RemoteResult<()> {
-        match self {
-            Runtime::Docker { .. } => {
-                let out = host
-                    .runner
-                    .run(&self.docker(&["kill", &container_name(run_id)]))
-                    .await?;
-                let words = out.last_words();
-                if out.success()
-                    || words.contains("is not running")
-                    || words.contains("No such container")
-                {
-                    Ok(())
-                } else {
-                    Err(RemoteError::Command {
-                        what: "docker kill".into(),
-                        code: out.code,
-                        message: words,
-                    })
-                }
-            }
-            Runtime::Process => host
-                .ok(
-                    "kill the model",
-                    &args(&["sh", "-c", PROCESS_KILL, "sh", layout.dir()]),
-                )
-                .await
-                .map(drop),
-        }
+    async fn kill(&self, host: &Host, _run_id: &RunId, layout: &RunLayout) -> RemoteResult<()> {
+        host.ok(
+            "kill the model",
+            &args(&["sh", "-c", PROCESS_KILL, "sh", layout.dir()]),
+        )
+        .await
+        .map(drop)
     }
 
-    /// Removes the finished container (nothing to do for a plain process).
-    pub async fn remove(&self, host: &Host, run_id: &RunId) -> RemoteResult<()> {
-        if let Runtime::Docker { .. } = self {
-            let out = host
-                .runner
-                .run(&self.docker(&["rm", "--force", &container_name(run_id)]))
-                .await?;
-            if !out.success() && !out.last_words().contains("No such container") {
-                return Err(RemoteError::Command {
-                    what: "docker rm".into(),
-                    code: out.code,
-                    message: out.last_words(),
-                });
-            }
-        }
+    async fn remove(&self, _host: &Host, _run_id: &RunId) -> RemoteResult<()> {
         Ok(())
+    }
+
+    async fn check_engine(&self, _host: &Host) -> RemoteResult<Option<Result<String, String>>> {
+        Ok(None)
+    }
+
+    async fn check_image(
+        &self,
+        _host: &Host,
+        _image: &str,
+    ) -> RemoteResult<Option<Result<String, String>>> {
+        Ok(None)
     }
 }

@@ -58,6 +58,7 @@ async fn fill(path: &Path, queued: usize) -> SqliteStore {
             note: "queued".into(),
             retry_of: None,
             target_pin: None,
+            sweep_id: None,
         })
         .collect();
     store.create_runs(&runs).await.expect("runs");
@@ -123,6 +124,7 @@ fn measure(queued: usize, claims: usize, workers: usize) -> Vec<u128> {
                                 ttl_ms: 60_000,
                                 targets: &targets,
                                 only: None,
+                                placer: &common::Place,
                             })
                             .await
                             .expect("claim");

@@ -4,6 +4,7 @@
 //!
 //! Must not depend on cosmos-remote, cosmos-media, cosmos-engine or the front ends.
 
+mod clock;
 mod error;
 mod model;
 mod sqlite;
@@ -15,10 +16,12 @@ use cosmos_core::{
     Target,
 };
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    Claim, ClaimRequest, ImportBatch, InputSetSummary, Lease, NewPrompt, NewRun, PromptFilter,
-    PromptName, PromptSummary, PromptUpdate, RunFilter, SearchHit, TargetHealth, Worker,
+    Candidate, Claim, ClaimRequest, Fence, ImportBatch, InputSetSummary, Lease, NewPrompt, NewRun,
+    Placer, PromptFilter, PromptName, PromptSummary, PromptUpdate, RunFilter, SearchHit,
+    StatusChange, TargetHealth, Worker,
 };
 pub use sqlite::SqliteStore;
 
@@ -75,18 +78,41 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;
     async fn count_runs(&self, prompt_id: &PromptId) -> StoreResult<u64>;
     async fn run_events(&self, id: &RunId) -> StoreResult<Vec<RunEvent>>;
-    /// Moves a run from `from` to `to` if, and only if, it is still in `from`, and records
-    /// the event; a run that moved meanwhile gives [`StoreError::Conflict`].
+    /// Up to `limit` events with a sequence number above `after`, of every run or of one,
+    /// in sequence order: how any process follows what happens, by cursor.
+    async fn events_after(
+        &self,
+        after: i64,
+        run: Option<&RunId>,
+        limit: u32,
+    ) -> StoreResult<Vec<RunEvent>>;
+    /// The sequence number of the newest event (0 when there is none): a cheap question
+    /// whose answer changes whenever anything happens to any run.
+    async fn last_event_id(&self) -> StoreResult<i64>;
+    /// Applies a status change if, and only if, the run is still in `change.from` (and, when
+    /// fenced, its lease is still the fence's), and records the event; a run that moved
+    /// meanwhile gives [`StoreError::Conflict`], a lease that changed hands
+    /// [`StoreError::LeaseLost`].
+    async fn change_status(&self, id: &RunId, change: &StatusChange<'_>) -> StoreResult<()>;
+    /// [`Store::change_status`] without a code or a fence (the user's own changes).
     async fn transition(
         &self,
         id: &RunId,
         from: RunStatus,
         to: RunStatus,
         message: &str,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        self.change_status(id, &StatusChange::new(from, to, message))
+            .await
+    }
 
     /// Records the target a run executes on.
-    async fn set_run_target(&self, id: &RunId, target: &str) -> StoreResult<()>;
+    async fn set_run_target(
+        &self,
+        id: &RunId,
+        target: &str,
+        fence: Option<&Fence>,
+    ) -> StoreResult<()>;
     /// Records that the user asked a started run to stop (an event its driver looks for).
     async fn request_cancel(&self, id: &RunId, stage: RunStatus) -> StoreResult<()>;
     /// Whether [`Store::request_cancel`] was called for the run.
@@ -98,21 +124,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         stage: RunStatus,
         progress: Option<f64>,
         message: &str,
+        fence: Option<&Fence>,
     ) -> StoreResult<()>;
     /// Records the model's exit status.
-    async fn set_exit_code(&self, id: &RunId, code: i32) -> StoreResult<()>;
+    async fn set_exit_code(&self, id: &RunId, code: i32, fence: Option<&Fence>) -> StoreResult<()>;
     /// Records a run's verified outputs.
-    async fn set_run_outputs(&self, id: &RunId, outputs: &[RunOutput]) -> StoreResult<()>;
-    /// Takes or renews the lease on a run for `owner` (free, expired, ours, or held by
-    /// `steal_from`, a holder the caller knows to be dead); false when someone else holds it.
+    async fn set_run_outputs(
+        &self,
+        id: &RunId,
+        outputs: &[RunOutput],
+        fence: Option<&Fence>,
+    ) -> StoreResult<()>;
+    /// Records the exact command that started the model.
+    async fn set_launch_command(
+        &self,
+        id: &RunId,
+        argv: &[String],
+        fence: Option<&Fence>,
+    ) -> StoreResult<()>;
+    /// Takes the lease on a run for `owner` (free, expired, already `owner`'s, or held by
+    /// `steal_from`, a holder the caller knows to be dead); `None` when someone else holds
+    /// it. The token changes unless the lease was already `owner`'s and unexpired.
     async fn take_lease(
         &self,
         id: &RunId,
         owner: &str,
         ttl_ms: i64,
         steal_from: Option<&str>,
-    ) -> StoreResult<bool>;
-    async fn release_lease(&self, id: &RunId, owner: &str) -> StoreResult<()>;
+    ) -> StoreResult<Option<Fence>>;
+    /// Extends a lease still held with `fence`; false when it changed hands.
+    async fn renew_lease(&self, id: &RunId, fence: &Fence, ttl_ms: i64) -> StoreResult<bool>;
+    /// Gives a lease up, if `fence` still holds it.
+    async fn release_lease(&self, id: &RunId, fence: &Fence) -> StoreResult<()>;
     async fn lease(&self, id: &RunId) -> StoreResult<Option<Lease>>;
 
     /// Claims the first queued run (priority, then age) that fits a target's free GPU slots,
@@ -126,6 +169,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         from: RunStatus,
         not_before: chrono::DateTime<chrono::Utc>,
         message: &str,
+        fence: Option<&Fence>,
     ) -> StoreResult<()>;
     /// Pauses or resumes the whole queue (`None`) or one target.
     async fn set_paused(&self, target: Option<&str>, paused: bool) -> StoreResult<()>;

@@ -95,6 +95,8 @@ pub struct NewRun {
     pub retry_of: Option<RunId>,
     /// The target the user chose; `None` lets the scheduler place it.
     pub target_pin: Option<String>,
+    /// The sweep it belongs to (the id of the sweep's first run).
+    pub sweep_id: Option<RunId>,
 }
 
 /// What a worker asks the queue for.
@@ -107,6 +109,29 @@ pub struct ClaimRequest<'a> {
     pub targets: &'a [(String, u32)],
     /// Only this run (a `cosmos run` executing its own run in-process).
     pub only: Option<&'a RunId>,
+    /// Chooses the target and GPUs of a run (the scheduler's decision, not the store's).
+    pub placer: &'a dyn Placer,
+}
+
+/// A queued run a claim considers placing.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub run: RunId,
+    pub gpus: u32,
+    pub target_pin: Option<String>,
+    /// Targets that already hold the run's inputs.
+    pub inputs_on: std::collections::BTreeSet<String>,
+}
+
+/// Decides where a queued run goes (the engine's scheduler implements it); the store only
+/// keeps the claim atomic.
+pub trait Placer: Send + Sync + std::fmt::Debug {
+    /// The target and devices for `run` among `slots`, or `None` when it does not fit now.
+    fn place(
+        &self,
+        run: &Candidate,
+        slots: &[cosmos_core::queue::TargetSlots],
+    ) -> Option<(String, Vec<u32>)>;
 }
 
 /// A run claimed and placed: its lease is held, its target and GPUs chosen.
@@ -115,6 +140,8 @@ pub struct Claim {
     pub run: RunId,
     pub target: String,
     pub devices: Vec<u32>,
+    /// The lease the claim took.
+    pub fence: Fence,
 }
 
 /// Whether a target answered when a worker last tried.
@@ -143,6 +170,7 @@ pub struct Worker {
 pub struct RunFilter {
     pub statuses: Vec<RunStatus>,
     pub prompt_id: Option<PromptId>,
+    pub sweep_id: Option<RunId>,
     pub since: Option<DateTime<Utc>>,
     pub limit: u32,
 }
@@ -161,4 +189,48 @@ pub struct ImportBatch {
 pub struct Lease {
     pub owner: String,
     pub expires_at: DateTime<Utc>,
+    pub token: i64,
+}
+
+/// Proof that a driver holds a run's lease: its owner and the token the lease had when it was
+/// taken. The token changes whenever the lease changes hands, so a driver that lost its lease
+/// (paused past its expiry while another took over) cannot write with the old one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub owner: String,
+    pub token: i64,
+}
+
+/// A status change: from one status to another, with its event's message; a failure's
+/// stable code; and, for a driver, the lease it must still hold.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    pub from: RunStatus,
+    pub to: RunStatus,
+    pub message: &'a str,
+    /// Why a run failed or was cancelled, as a stable code.
+    pub code: Option<&'a str>,
+    pub fence: Option<&'a Fence>,
+}
+
+impl<'a> StatusChange<'a> {
+    pub fn new(from: RunStatus, to: RunStatus, message: &'a str) -> Self {
+        Self {
+            from,
+            to,
+            message,
+            code: None,
+            fence: None,
+        }
+    }
+
+    pub fn code(mut self, code: &'a str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    pub fn fenced(mut self, fence: Option<&'a Fence>) -> Self {
+        self.fence = fence;
+        self
+    }
 }

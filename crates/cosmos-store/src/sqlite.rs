@@ -24,6 +24,7 @@ use cosmos_core::{
 };
 
 use crate::Store;
+use crate::clock::{Clock, SystemClock};
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 
@@ -33,6 +34,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl SqliteStore {
@@ -65,7 +67,10 @@ impl SqliteStore {
                 path: shown.clone(),
                 message: e.to_string(),
             })?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            clock: std::sync::Arc::new(SystemClock),
+        };
         store.migrate(&shown).await?;
         Ok(store)
     }
@@ -89,6 +94,16 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Migrate(e.to_string())),
         }
+    }
+
+    /// The same store judging time by `clock` (tests move a [`crate::ManualClock`]).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Closes the pool, checkpointing the WAL.
@@ -194,22 +209,35 @@ impl Store for SqliteStore {
         runs::events(&self.pool, id).await
     }
 
-    async fn transition(
+    async fn events_after(
         &self,
-        id: &RunId,
-        from: RunStatus,
-        to: RunStatus,
-        message: &str,
-    ) -> StoreResult<()> {
-        runs::transition(&self.pool, id, from, to, message).await
+        after: i64,
+        run: Option<&RunId>,
+        limit: u32,
+    ) -> StoreResult<Vec<RunEvent>> {
+        runs::events_after(&self.pool, after, run, limit).await
     }
 
-    async fn set_run_target(&self, id: &RunId, target: &str) -> StoreResult<()> {
-        execution::set_target(&self.pool, id, target).await
+    async fn last_event_id(&self) -> StoreResult<i64> {
+        runs::last_event_id(&self.pool).await
+    }
+
+    async fn change_status(&self, id: &RunId, change: &StatusChange<'_>) -> StoreResult<()> {
+        runs::change_status(&self.pool, self.now(), id, change).await
+    }
+
+    async fn set_run_target(
+        &self,
+        id: &RunId,
+        target: &str,
+        fence: Option<&Fence>,
+    ) -> StoreResult<()> {
+        execution::set_target(&self.pool, id, target, fence).await
     }
 
     async fn request_cancel(&self, id: &RunId, stage: RunStatus) -> StoreResult<()> {
-        execution::add_event(&self.pool, id, stage, None, execution::CANCEL_REQUEST).await
+        let message = execution::CANCEL_REQUEST;
+        execution::add_event(&self.pool, self.now(), id, stage, None, message, None).await
     }
 
     async fn cancel_requested(&self, id: &RunId) -> StoreResult<bool> {
@@ -222,12 +250,27 @@ impl Store for SqliteStore {
         stage: RunStatus,
         progress: Option<f64>,
         message: &str,
+        fence: Option<&Fence>,
     ) -> StoreResult<()> {
-        execution::add_event(&self.pool, id, stage, progress, message).await
+        execution::add_event(&self.pool, self.now(), id, stage, progress, message, fence).await
     }
 
-    async fn set_run_outputs(&self, id: &RunId, outputs: &[RunOutput]) -> StoreResult<()> {
-        execution::set_outputs(&self.pool, id, outputs).await
+    async fn set_run_outputs(
+        &self,
+        id: &RunId,
+        outputs: &[RunOutput],
+        fence: Option<&Fence>,
+    ) -> StoreResult<()> {
+        execution::set_outputs(&self.pool, id, outputs, fence).await
+    }
+
+    async fn set_launch_command(
+        &self,
+        id: &RunId,
+        argv: &[String],
+        fence: Option<&Fence>,
+    ) -> StoreResult<()> {
+        execution::set_launch_command(&self.pool, id, argv, fence).await
     }
 
     async fn take_lease(
@@ -236,12 +279,16 @@ impl Store for SqliteStore {
         owner: &str,
         ttl_ms: i64,
         steal_from: Option<&str>,
-    ) -> StoreResult<bool> {
-        execution::take_lease(&self.pool, id, owner, ttl_ms, steal_from).await
+    ) -> StoreResult<Option<Fence>> {
+        execution::take_lease(&self.pool, self.now(), id, owner, ttl_ms, steal_from).await
     }
 
-    async fn set_exit_code(&self, id: &RunId, code: i32) -> StoreResult<()> {
-        execution::set_exit_code(&self.pool, id, code).await
+    async fn renew_lease(&self, id: &RunId, fence: &Fence, ttl_ms: i64) -> StoreResult<bool> {
+        execution::renew_lease(&self.pool, self.now(), id, fence, ttl_ms).await
+    }
+
+    async fn set_exit_code(&self, id: &RunId, code: i32, fence: Option<&Fence>) -> StoreResult<()> {
+        execution::set_exit_code(&self.pool, id, code, fence).await
     }
 
     async fn queue_length(&self) -> StoreResult<u64> {
@@ -262,7 +309,7 @@ impl Store for SqliteStore {
         reachable: bool,
         gpus: Option<u32>,
     ) -> StoreResult<()> {
-        queue::set_health(&self.pool, target, reachable, gpus).await
+        queue::set_health(&self.pool, self.now(), target, reachable, gpus).await
     }
 
     async fn target_health(&self) -> StoreResult<Vec<TargetHealth>> {
@@ -270,7 +317,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim_run(&self, req: &ClaimRequest<'_>) -> StoreResult<Option<Claim>> {
-        queue::claim(&self.pool, req).await
+        queue::claim(&self.pool, self.now(), req).await
     }
 
     async fn requeue_run(
@@ -279,12 +326,13 @@ impl Store for SqliteStore {
         from: RunStatus,
         not_before: chrono::DateTime<chrono::Utc>,
         message: &str,
+        fence: Option<&Fence>,
     ) -> StoreResult<()> {
-        queue::requeue(&self.pool, id, from, not_before, message).await
+        queue::requeue(&self.pool, self.now(), id, from, not_before, message, fence).await
     }
 
     async fn set_paused(&self, target: Option<&str>, paused: bool) -> StoreResult<()> {
-        queue::set_paused(&self.pool, target.unwrap_or(queue::ALL), paused).await
+        queue::set_paused(&self.pool, self.now(), target.unwrap_or(queue::ALL), paused).await
     }
 
     async fn paused(&self) -> StoreResult<Vec<Option<String>>> {
@@ -300,7 +348,7 @@ impl Store for SqliteStore {
     }
 
     async fn worker_seen(&self, id: &str, host: &str, pid: u32) -> StoreResult<()> {
-        queue::worker_seen(&self.pool, id, host, pid).await
+        queue::worker_seen(&self.pool, self.now(), id, host, pid).await
     }
 
     async fn worker_gone(&self, id: &str) -> StoreResult<()> {
@@ -308,11 +356,11 @@ impl Store for SqliteStore {
     }
 
     async fn live_workers(&self, ttl_ms: i64) -> StoreResult<Vec<Worker>> {
-        queue::workers(&self.pool, ttl_ms).await
+        queue::workers(&self.pool, self.now(), ttl_ms).await
     }
 
-    async fn release_lease(&self, id: &RunId, owner: &str) -> StoreResult<()> {
-        execution::release_lease(&self.pool, id, owner).await
+    async fn release_lease(&self, id: &RunId, fence: &Fence) -> StoreResult<()> {
+        execution::release_lease(&self.pool, id, fence).await
     }
 
     async fn lease(&self, id: &RunId) -> StoreResult<Option<Lease>> {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use cosmos_core::{InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus};
-use cosmos_store::{ClaimRequest, NewPrompt, NewRun, PromptName, SqliteStore, Store};
+use cosmos_store::{ClaimRequest, ManualClock, NewPrompt, NewRun, PromptName, SqliteStore, Store};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -25,11 +25,16 @@ struct Queue {
     store: SqliteStore,
     prompt: PromptId,
     set: InputSetId,
+    /// The store's clock: tests move time on instead of sleeping.
+    clock: ManualClock,
 }
 
 impl Queue {
     async fn open(path: &Path) -> Result<Self, Box<dyn std::error::Error>> {
-        let store = SqliteStore::open(path).await?;
+        let clock = ManualClock::new();
+        let store = SqliteStore::open(path)
+            .await?
+            .with_clock(std::sync::Arc::new(clock.clone()));
         let set = input_set("scene");
         store.insert_input_set(&set).await?;
         let prompt = store
@@ -47,6 +52,7 @@ impl Queue {
             store,
             prompt: prompt.id,
             set: set.id,
+            clock,
         })
     }
 
@@ -80,6 +86,7 @@ impl Queue {
                 note: "queued".into(),
                 retry_of: None,
                 target_pin: pin.map(str::to_owned),
+                sweep_id: None,
             })
             .await?;
         Ok(run.id)
@@ -96,6 +103,7 @@ fn req<'a>(owner: &'a str, targets: &'a [(String, u32)]) -> ClaimRequest<'a> {
         ttl_ms: 60_000,
         targets,
         only: None,
+        placer: &common::Place,
     }
 }
 
@@ -252,7 +260,7 @@ fn placement_follows_slots_pins_inputs_priority_pauses_and_retries() -> TestResu
         s.transition(&r, RunStatus::Queued, RunStatus::Staging, "go")
             .await?;
         let later = cosmos_core::now() + chrono::Duration::milliseconds(300);
-        s.requeue_run(&r, RunStatus::Staging, later, "retrying")
+        s.requeue_run(&r, RunStatus::Staging, later, "retrying", None)
             .await?;
         let run = s.run(&r).await?;
         assert_eq!(
@@ -265,7 +273,7 @@ fn placement_follows_slots_pins_inputs_priority_pauses_and_retries() -> TestResu
             ..req("w", &two)
         };
         assert_eq!(s.claim_run(&only).await?, None, "not before its time");
-        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        q.clock.advance(5_000);
         assert_eq!(s.claim_run(&only).await?.ok_or("a claim")?.run, r);
         assert_eq!(
             s.claim_run(&req("w", &two)).await?.ok_or("a claim")?.run,

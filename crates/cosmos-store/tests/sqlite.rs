@@ -44,6 +44,7 @@ fn new_run(prompt: &PromptId) -> NewRun {
         note: "queued".into(),
         retry_of: None,
         target_pin: None,
+        sweep_id: None,
     }
 }
 
@@ -309,6 +310,7 @@ async fn run_filters_combine() -> TestResult {
         prompt_id,
         since: None,
         limit: 10,
+        ..Default::default()
     };
     assert_eq!(s.list_runs(&list(vec![], None)).await?.len(), 2);
     assert_eq!(

@@ -79,34 +79,37 @@ impl OverheadArgs {
     /// on one connection; one JSON line per run: its id, final status and wall milliseconds.
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let prompt = services.resolve_prompt(&self.prompt).await?;
         let target = services.find_target(self.target.as_deref()).await?;
-        let launch = cosmos_engine::LaunchDefaults::for_target(&target);
-        let quiet: cosmos_engine::Observer = std::sync::Arc::new(|_| {});
         let mut out = std::io::stdout().lock();
         for _ in 0..self.runs {
             let began = std::time::Instant::now();
-            let request = cosmos_engine::RunRequest {
-                subject: cosmos_engine::RunSubject::Prompt(prompt.to_string()),
-                negative: None,
-                params: ctx.settings.config.defaults.clone(),
-                name: None,
-            };
-            let plan = services.plan_run(&request, &launch).await?;
-            let run = services
-                .submit_run(plan, "overhead benchmark", Some(&target.name))
+            let submitted = services
+                .submit(cosmos_engine::SubmitRequest {
+                    entries: vec![cosmos_engine::RunEntry {
+                        subject: self.prompt.clone(),
+                        target: Some(target.name.clone()),
+                        ..Default::default()
+                    }],
+                    source: None,
+                    defaults: ctx.settings.config.defaults.clone(),
+                    launch: ctx.launch_defaults(),
+                    dry_run: false,
+                    no_wait: false,
+                })
                 .await?;
+            let ids: Vec<_> = submitted.runs.iter().map(|r| r.id.clone()).collect();
             // As `cosmos run` does it: a claim places the run, then this process drives it.
-            services
-                .claim_own(&run.id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no free GPU slot on {}", target.name))?;
-            let cosmos_engine::DriveOutcome::Done(run) =
-                services.drive_run(&run.id, None, quiet.clone()).await?;
+            let (_keep, never) = tokio::sync::watch::channel(false);
+            let cosmos_engine::Followed::Finished(runs) = services.see_through(&ids, never).await?
+            else {
+                anyhow::bail!("the run was left running");
+            };
             let wall_ms = began.elapsed().as_secs_f64() * 1000.0;
-            let line =
-                serde_json::json!({ "run": run.id, "status": run.status, "wall_ms": wall_ms });
-            writeln!(out, "{line}")?;
+            for run in runs {
+                let line =
+                    serde_json::json!({ "run": run.id, "status": run.status, "wall_ms": wall_ms });
+                writeln!(out, "{line}")?;
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

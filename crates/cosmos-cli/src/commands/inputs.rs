@@ -101,7 +101,7 @@ pub struct ListArgs {
 impl ListArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let sets = services.store().list_input_sets(self.limit).await?;
+        let sets = services.list_input_sets(self.limit).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(&mut out, &sets)?;
@@ -145,7 +145,7 @@ impl ShowArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let id = services.resolve_input_set(&self.id).await?;
-        let set = services.store().input_set(&id).await?;
+        let set = services.input_set(&id).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(&mut out, &set)?;
@@ -172,7 +172,7 @@ impl RmArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let id = services.resolve_input_set(&self.id).await?;
-        let detached = services.store().delete_input_set(&id, self.force).await?;
+        let detached = services.delete_input_set(&id, self.force).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use chrono::{DateTime, Duration, Local, NaiveDate, TimeZone, Utc};
 
 use cosmos_core::RunStatus;
-use cosmos_store::RunFilter;
+use cosmos_engine::RunFilter;
 
 use crate::context::Ctx;
 use crate::output;
@@ -78,12 +78,12 @@ impl Args {
             Some(p) => Some(services.resolve_prompt(p).await?),
         };
         let runs = services
-            .store()
             .list_runs(&RunFilter {
                 statuses: self.status.clone(),
                 prompt_id,
                 since,
                 limit: self.limit,
+                ..Default::default()
             })
             .await?;
         let mut out = std::io::stdout().lock();

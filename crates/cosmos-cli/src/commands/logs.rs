@@ -1,5 +1,5 @@
-//! `cosmos logs ID [-f]`, `cosmos kill ID` and `cosmos status`: reading a run's model log,
-//! reattaching to it, cancelling it, and reconciling runs a crash left behind.
+//! `cosmos logs ID [-f]` and `cosmos kill ID…`: reading a run's model log, following it to
+//! the end, and cancelling runs.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use cosmos_engine::execute_paths::local_log;
-use cosmos_engine::{EngineError, Services};
+use cosmos_engine::{CancelScope, Services};
 
 use crate::context::Ctx;
 use crate::live::{self, Ended};
@@ -24,18 +24,33 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(false)
+    .args(["runs", "prompt", "sweep", "queued"])))]
 pub struct KillArgs {
-    /// A run id (any unique prefix)
-    run: String,
+    /// Run ids (any unique prefix)
+    runs: Vec<String>,
+    /// Every unfinished run of this prompt (id or name)
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Every unfinished run of the sweep this run belongs to
+    #[arg(long, value_name = "RUN")]
+    sweep: Option<String>,
+    /// Every queued run
+    #[arg(long)]
+    queued: bool,
 }
 
 fn print_from(path: &std::path::Path, offset: u64) -> u64 {
     let Ok(mut f) = std::fs::File::open(path) else {
         return offset;
     };
-    let _ = f.seek(SeekFrom::Start(offset));
+    if f.seek(SeekFrom::Start(offset)).is_err() {
+        return offset;
+    }
     let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
+    if f.read_to_end(&mut buf).is_err() {
+        return offset;
+    }
     let _ = std::io::stdout().lock().write_all(&buf);
     offset + buf.len() as u64
 }
@@ -45,88 +60,60 @@ impl LogsArgs {
         let services = ctx.services().await?;
         let id = services.resolve_run(&self.run).await?;
         let path = local_log(&ctx.settings.paths.data_dir, &id);
-        let printed = print_from(&path, 0);
+        let mut at = print_from(&path, 0);
         if !self.follow {
             return Ok(ExitCode::SUCCESS);
         }
-        let run = services.store().run(&id).await?;
-        if run.status.is_terminal() {
-            return Ok(live::report(&run));
-        }
-        let worker = !services.live_workers().await?.is_empty();
-        // A queued run is a worker's to place; without one, it runs here.
-        let attempt = if run.status == cosmos_core::RunStatus::Queued && worker {
-            Err(EngineError::Busy {
-                run: id.to_string(),
-                owner: "a worker".into(),
+        // The engine sees the run through (here, or by following its worker) while the log
+        // its driver writes is printed as it grows.
+        let ids = [id.clone()];
+        let work = live::see_through(&services, &ids, true);
+        tokio::pin!(work);
+        let ended = loop {
+            tokio::select! {
+                r = &mut work => break r?,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => at = print_from(&path, at),
             }
-            .into())
-        } else if run.status == cosmos_core::RunStatus::Queued {
-            live::run_here(&services, &id, false, true).await
-        } else {
-            live::drive(&services, &id, None, true, false).await
         };
-        match attempt {
-            Ok(Ended::Finished(run)) => Ok(live::report(&run)),
-            Ok(Ended::Detached) => Ok(ExitCode::SUCCESS),
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<EngineError>(),
-                    Some(EngineError::Busy { .. })
-                ) =>
-            {
-                // Another process drives it: tail the log it writes.
-                let mut at = printed;
-                loop {
-                    at = print_from(&path, at);
-                    let run = services.store().run(&id).await?;
-                    if run.status.is_terminal() {
-                        print_from(&path, at);
-                        return Ok(live::report(&run));
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            Err(e) => Err(e),
-        }
+        print_from(&path, at);
+        Ok(match ended {
+            Ended::Finished(runs) => runs.first().map_or(ExitCode::SUCCESS, live::report),
+            Ended::Detached => ExitCode::SUCCESS,
+        })
     }
 }
 
 impl KillArgs {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let id = services.resolve_run(&self.run).await?;
-        let run = services.cancel_run(&id).await?;
-        if run.status.is_terminal() {
-            println!("{} {}", run.id, run.status);
-            return Ok(ExitCode::SUCCESS);
-        }
-        // Collect it here unless another process drives it (that one records the end).
-        match live::drive(&services, &id, None, false, true).await {
-            Ok(Ended::Finished(run)) => println!("{} {}", run.id, run.status),
-            Ok(Ended::Detached) => {}
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<EngineError>(),
-                    Some(EngineError::Busy { .. })
-                ) =>
-            {
+        let scope = self.scope(&services).await?;
+        for run in services.cancel(scope).await? {
+            if run.status.is_terminal() {
+                println!("{} {}", run.id, run.status);
+            } else {
                 println!("{} cancel requested", run.id);
             }
-            Err(e) => return Err(e),
         }
         Ok(ExitCode::SUCCESS)
     }
-}
 
-/// Reconciles runs a crashed process left behind, one by one.
-pub async fn reconcile(services: &Services, ctx: &Ctx) -> Result<()> {
-    for run in services.orphaned_runs().await? {
-        ctx.say("note", &format!("reconciling {} ({})", run.id, run.status));
-        match live::drive(services, &run.id, None, false, true).await {
-            Ok(_) => {}
-            Err(e) => ctx.say("warning", &format!("{}: {e:#}", run.id)),
-        }
+    async fn scope(&self, services: &Services) -> Result<CancelScope> {
+        Ok(if let Some(p) = &self.prompt {
+            let id = match services.prompt_named(p.trim()).await? {
+                Some(prompt) => prompt.id,
+                None => services.resolve_prompt(p).await?,
+            };
+            CancelScope::Prompt(id)
+        } else if let Some(s) = &self.sweep {
+            CancelScope::Sweep(services.resolve_run(s).await?)
+        } else if self.queued {
+            CancelScope::Queued
+        } else {
+            let mut ids = Vec::with_capacity(self.runs.len());
+            for r in &self.runs {
+                ids.push(services.resolve_run(r).await?);
+            }
+            CancelScope::Runs(ids)
+        })
     }
-    Ok(())
 }

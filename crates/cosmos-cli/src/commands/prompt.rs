@@ -7,8 +7,8 @@ use anyhow::Result;
 use chrono::Utc;
 use serde_json::json;
 
+use cosmos_engine::PromptFilter;
 use cosmos_engine::{CreatePromptRequest, EditPromptRequest, InputsRef};
-use cosmos_store::{PromptFilter, RunFilter};
 
 use crate::context::Ctx;
 use crate::output::{self, Table, age, truncate};
@@ -115,7 +115,6 @@ impl ListArgs {
             None => None,
         };
         let prompts = services
-            .store()
             .list_prompts(&PromptFilter {
                 input_set_id,
                 limit: self.limit,
@@ -172,20 +171,12 @@ pub async fn show_prompt(
     id: &cosmos_core::PromptId,
     as_json: bool,
 ) -> Result<ExitCode> {
-    let store = services.store();
-    let prompt = store.prompt(id).await?;
-    let set = match &prompt.input_set_id {
-        Some(set) => Some(store.input_set(set).await?),
-        None => None,
-    };
-    let runs = store
-        .list_runs(&RunFilter {
-            prompt_id: Some(id.clone()),
-            limit: RUNS_SHOWN,
-            ..Default::default()
-        })
-        .await?;
-    let total = store.count_runs(id).await?;
+    let cosmos_engine::PromptDetail {
+        prompt,
+        input_set: set,
+        runs,
+        run_count: total,
+    } = services.prompt_detail(id, RUNS_SHOWN).await?;
     let mut out = std::io::stdout().lock();
     if as_json {
         output::json(
@@ -286,7 +277,7 @@ impl RmArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let id = services.resolve_prompt(&self.id).await?;
-        let runs = services.store().delete_prompt(&id, self.force).await?;
+        let runs = services.delete_prompt(&id, self.force).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(&mut out, &json!({"removed": id, "removed_runs": runs}))?;

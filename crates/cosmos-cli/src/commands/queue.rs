@@ -1,14 +1,11 @@
 //! The queue from the command line: `cosmos worker`, `cosmos queue pause|resume`,
 //! `cosmos retry`.
 
+use anyhow::Result;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{Result, bail};
-
-use cosmos_core::RunStatus;
-use cosmos_engine::WorkerNote;
+use cosmos_engine::WorkerEvent;
 
 use crate::context::Ctx;
 use crate::output;
@@ -36,38 +33,38 @@ impl WorkerArgs {
             );
             let _ = stop.send(true);
         });
-        let say = |text: String| {
+        fn say(text: String) {
             let line = format!("{} {text}", chrono::Local::now().format("%H:%M:%S"));
             let _ = writeln!(std::io::stderr().lock(), "{line}");
-        };
+        }
         eprintln!(
             "worker {} on {}: claiming queued runs (Ctrl-C stops)",
             cosmos_engine::owner_id(),
             ctx.settings.paths.data_dir.display()
         );
-        let on: cosmos_engine::WorkerObserver = Arc::new(move |note| match note {
-            WorkerNote::Claimed {
-                run,
-                target,
-                devices,
-            } => {
-                let devices: Vec<String> = devices.iter().map(u32::to_string).collect();
-                say(format!(
-                    "{run} placed on {target} (GPU {})",
-                    devices.join(",")
-                ));
+        // What happens to runs is on the bus; what only the worker knows comes by channel.
+        let mut events = services.events().subscribe();
+        let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let work = services.work(stopped, report);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                r = &mut work => { r?; break; }
+                e = events.next() => match e? {
+                    Some(e) => say(format!("{} [{}] {}", e.run_id, e.stage, e.message)),
+                    None => {}
+                },
+                Some(note) = reports.recv() => say(match note {
+                    WorkerEvent::Adopted(run) => format!("{run} taken over from a driver that is gone"),
+                    WorkerEvent::Finished(run, status) => format!("{run} {status}"),
+                    WorkerEvent::Error(run, message) => format!("{run} error: {message}"),
+                    WorkerEvent::TargetDown(t) => {
+                        format!("target {t} does not answer: no new work for it")
+                    }
+                    WorkerEvent::TargetUp(t) => format!("target {t} answers again"),
+                }),
             }
-            WorkerNote::Adopted(run) => say(format!("{run} taken over from a driver that is gone")),
-            WorkerNote::Status(run, status, message) => say(format!("{run} [{status}] {message}")),
-            WorkerNote::Finished(run, status) => say(format!("{run} {status}")),
-            WorkerNote::Note(run, message) => say(format!("{run} note: {message}")),
-            WorkerNote::Error(run, message) => say(format!("{run} error: {message}")),
-            WorkerNote::TargetDown(t) => {
-                say(format!("target {t} does not answer: no new work for it"))
-            }
-            WorkerNote::TargetUp(t) => say(format!("target {t} answers again")),
-        });
-        services.work(stopped, on).await?;
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -94,13 +91,7 @@ impl QueueCommand {
             QueueCommand::Pause(a) => (a, true),
             QueueCommand::Resume(a) => (a, false),
         };
-        if let Some(t) = &args.target {
-            services.find_target(Some(t)).await?;
-        }
-        services
-            .store()
-            .set_paused(args.target.as_deref(), paused)
-            .await?;
+        services.set_paused(args.target.as_deref(), paused).await?;
         let scope = match &args.target {
             Some(t) => format!("target {t}"),
             None => "the queue".into(),
@@ -127,14 +118,7 @@ impl RetryArgs {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let id = services.resolve_run(&self.run).await?;
-        let old = services.store().run(&id).await?;
-        if !matches!(old.status, RunStatus::Failed | RunStatus::Cancelled) {
-            bail!(
-                "run {id} is {}: only a failed or cancelled run can be retried",
-                old.status
-            );
-        }
-        let run = services.retry_run(&id).await?;
+        let run = services.retry(&id).await?;
         if self.no_wait {
             if self.json {
                 output::json(&mut std::io::stdout().lock(), &run)?;
@@ -145,6 +129,6 @@ impl RetryArgs {
         if self.no_wait {
             return Ok(ExitCode::SUCCESS);
         }
-        crate::live::execute(ctx, &services, &run.id, self.json).await
+        crate::live::execute(ctx, &services, std::slice::from_ref(&run.id), self.json).await
     }
 }

@@ -103,13 +103,12 @@ impl Args {
                 image_digest: None,
             },
             is_default: services
-                .store()
                 .list_targets()
                 .await?
                 .iter()
                 .all(|t| t.name == REHEARSAL || !t.is_default),
         };
-        services.store().put_target(&target, true).await?;
+        services.put_target(&target).await?;
         ctx.say(
             "quickstart",
             "making a demo scene with ffmpeg (colour, depth, edges; 2 s at 24 fps)",
@@ -138,7 +137,7 @@ impl Args {
                     params: RunParams::default(),
                     name: None,
                 },
-                &cosmos_engine::LaunchDefaults::for_target(&target),
+                &target,
             )
             .await?;
         let run = services
@@ -151,8 +150,11 @@ impl Args {
                 run.id
             ),
         );
-        let run = match live::run_here(&services, &run.id, false, false).await? {
-            Ended::Finished(run) => run,
+        let run = match live::see_through(&services, std::slice::from_ref(&run.id), false).await? {
+            Ended::Finished(mut runs) => match runs.pop() {
+                Some(run) => run,
+                None => return Ok(ExitCode::SUCCESS),
+            },
             Ended::Detached => return Ok(ExitCode::SUCCESS),
         };
         let code = live::report(&run);

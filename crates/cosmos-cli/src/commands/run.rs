@@ -6,14 +6,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use serde_json::json;
 
+use cosmos_core::Level;
 use cosmos_core::quote::shell_join;
-use cosmos_core::{Level, RunParams, Target};
-use cosmos_engine::{InputsRef, LaunchDefaults, RunPlan, RunRequest, RunSubject, Services};
+use cosmos_engine::{RunEntry, RunPlan, SubmitRequest, read_runs_file};
 
-use super::sweep::{self, FileRun};
 use crate::context::Ctx;
 use crate::output;
 
@@ -91,145 +90,12 @@ pub struct Args {
     json: bool,
 }
 
-/// One line of work, from the flags or from a runs file.
-#[derive(Debug, Clone, Default)]
-struct Entry {
-    subject: String,
-    inputs: Option<String>,
-    negative: Option<String>,
-    name: Option<String>,
-    seed: Option<String>,
-    seeds: Option<String>,
-    weights: Option<String>,
-    steps: Option<u32>,
-    guidance: Option<f64>,
-    sigma_max: Option<f64>,
-    fps: Option<u32>,
-    blur_strength: Option<Level>,
-    canny_threshold: Option<Level>,
-    gpus: Option<u32>,
-    priority: Option<i32>,
-    target: Option<String>,
-}
-
-impl From<FileRun> for Entry {
-    fn from(f: FileRun) -> Self {
-        Entry {
-            subject: f.prompt,
-            inputs: f.inputs,
-            negative: f.negative,
-            name: f.name,
-            seed: f.seed.map(|s| s.as_list()),
-            seeds: f.seeds,
-            weights: f.weights,
-            steps: f.steps,
-            guidance: f.guidance,
-            sigma_max: f.sigma_max,
-            fps: f.fps,
-            blur_strength: f.blur_strength,
-            canny_threshold: f.canny_threshold,
-            gpus: f.gpus,
-            priority: f.priority,
-            target: f.target,
-        }
-    }
-}
-
-impl Entry {
-    async fn subject(&self, services: &Services) -> Result<RunSubject> {
-        let looks_like_id = self.subject.to_ascii_lowercase().starts_with("ps_");
-        if looks_like_id {
-            if self.inputs.is_some() {
-                bail!(
-                    "a prompt brings its own input set: drop INPUTS, or change the prompt's with \
-                     `cosmos prompt edit {} --inputs DIR`",
-                    self.subject
-                );
-            }
-            return Ok(RunSubject::Prompt(self.subject.clone()));
-        }
-        // A prompt's exact name runs that prompt.
-        if self.inputs.is_none()
-            && let Some(p) = services.store().prompt_by_name(self.subject.trim()).await?
-        {
-            return Ok(RunSubject::Prompt(p.id.to_string()));
-        }
-        Ok(RunSubject::Text {
-            text: self.subject.clone(),
-            inputs: self.inputs.as_deref().map(InputsRef::parse),
-        })
-    }
-
-    /// Every parameter set this entry asks for: seeds × weight grid.
-    fn variants(&self, defaults: &RunParams) -> Result<Vec<RunParams>> {
-        let mut base = defaults.clone();
-        base.steps = self.steps.unwrap_or(base.steps);
-        base.guidance = self.guidance.unwrap_or(base.guidance);
-        base.sigma_max = self.sigma_max.unwrap_or(base.sigma_max);
-        base.fps = self.fps.unwrap_or(base.fps);
-        base.blur_strength = self.blur_strength.unwrap_or(base.blur_strength);
-        base.canny_threshold = self.canny_threshold.unwrap_or(base.canny_threshold);
-        base.gpus = self.gpus.unwrap_or(base.gpus);
-        let mut seeds = sweep::seeds(self.seed.as_deref(), self.seeds.as_deref())?;
-        if seeds.is_empty() {
-            seeds.push(base.seed);
-        }
-        let grid = match &self.weights {
-            Some(w) => sweep::weight_grid(w)?,
-            None => vec![base.weights.clone()],
-        };
-        if seeds.len() * grid.len() > sweep::MAX_RUNS {
-            bail!(
-                "{} seeds × {} weight settings make more than {} runs",
-                seeds.len(),
-                grid.len(),
-                sweep::MAX_RUNS
-            );
-        }
-        let mut out = Vec::with_capacity(seeds.len() * grid.len());
-        for w in &grid {
-            for s in &seeds {
-                let mut p = base.clone();
-                p.seed = *s;
-                p.weights = w.clone();
-                out.push(p);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Plans every run of the entry: the first fully, the rest as its variants.
-    async fn plan(
-        &self,
-        ctx: &Ctx,
-        services: &Services,
-        launch: &LaunchDefaults,
-    ) -> Result<Vec<RunPlan>> {
-        let variants = self.variants(&ctx.settings.config.defaults)?;
-        let request = RunRequest {
-            subject: self.subject(services).await?,
-            negative: self.negative.clone(),
-            params: variants[0].clone(),
-            name: self.name.clone(),
-        };
-        let mut first = services.plan_run(&request, launch).await?;
-        first.priority = self.priority.unwrap_or(0);
-        first.target_pin = self.target.clone();
-        let mut plans = Vec::with_capacity(variants.len());
-        for params in &variants[1..] {
-            plans.push(services.plan_variant(&first, params, launch)?);
-        }
-        plans.insert(0, first);
-        Ok(plans)
-    }
-}
-
 impl Args {
-    fn entries(&self) -> Result<Vec<Entry>> {
+    fn entries(&self) -> Result<Vec<RunEntry>> {
         if let Some(path) = &self.from_file {
-            let mut entries: Vec<Entry> = sweep::read_file(path)?
+            let mut entries: Vec<RunEntry> = read_runs_file(path)?
                 .into_iter()
-                .map(Entry::from)
+                .map(RunEntry::from)
                 .collect();
             // Flags given beside the file apply where an entry says nothing.
             for e in &mut entries {
@@ -239,7 +105,7 @@ impl Args {
             }
             return Ok(entries);
         }
-        Ok(vec![Entry {
+        Ok(vec![RunEntry {
             subject: self.subject.clone().unwrap_or_default(),
             inputs: self.inputs.clone(),
             negative: self.negative.clone(),
@@ -262,101 +128,30 @@ impl Args {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let entries = self.entries()?;
         let services = ctx.services().await?;
-        let mut plans = Vec::new();
-        let mut targets: Vec<Target> = Vec::new();
-        let mut launch = ctx.launch_defaults();
-        let mut any_target = true;
-        for (i, entry) in entries.iter().enumerate() {
-            let target = match services.find_target(entry.target.as_deref()).await {
-                Ok(t) => Some(t),
-                // Validation errors come first; the missing target is reported after planning.
-                Err(cosmos_engine::EngineError::NoDefaultTarget) if entry.target.is_none() => None,
-                Err(e) => return Err(e.into()),
-            };
-            launch = match &target {
-                Some(t) => LaunchDefaults::for_target(t),
-                None => ctx.launch_defaults(),
-            };
-            any_target &= target.is_some();
-            if let Some(t) = target
-                && !targets.iter().any(|k| k.name == t.name)
-            {
-                targets.push(t);
-            }
-            let planned = entry.plan(ctx, &services, &launch).await;
-            let planned = match (&self.from_file, planned) {
-                (Some(path), Err(e)) => {
-                    return Err(e.context(format!("{} run {}", path.display(), i + 1)));
-                }
-                (_, r) => r?,
-            };
-            plans.extend(planned);
-        }
-        for note in plans.first().map(|p| p.notes.clone()).unwrap_or_default() {
-            ctx.say("note", &note);
+        let submitted = services
+            .submit(SubmitRequest {
+                entries,
+                source: self.from_file.clone(),
+                defaults: ctx.settings.config.defaults.clone(),
+                launch: ctx.launch_defaults(),
+                dry_run: self.dry_run,
+                no_wait: self.no_wait,
+            })
+            .await?;
+        for note in &submitted.notes {
+            ctx.say("note", note);
         }
         let mut out = std::io::stdout().lock();
         if self.dry_run {
-            return dry_run(&mut out, &plans, &launch, self.json);
+            return dry_run(
+                &mut out,
+                &submitted.plans,
+                &submitted.planned_on.config.root,
+                self.json,
+            );
         }
-        if !any_target && !self.no_wait {
-            return Err(cosmos_engine::EngineError::NoDefaultTarget.into());
-        }
-        // A run no target has the GPU slots for would wait for ever.
-        let all = services.store().list_targets().await?;
-        if !all.is_empty() {
-            for p in &plans {
-                let want = p.params.gpus;
-                let fits = |t: &&Target| t.config.gpus >= want;
-                let ok = match &p.target_pin {
-                    Some(pin) => all.iter().filter(|t| &t.name == pin).any(|t| fits(&t)),
-                    None => all.iter().any(|t| fits(&t)),
-                };
-                if !ok {
-                    let most = all.iter().map(|t| t.config.gpus).max().unwrap_or(0);
-                    let place = match &p.target_pin {
-                        Some(pin) => {
-                            let n = all
-                                .iter()
-                                .find(|t| &t.name == pin)
-                                .map_or(0, |t| t.config.gpus);
-                            format!(
-                                "target {pin} has {n} GPU slot{}",
-                                if n == 1 { "" } else { "s" }
-                            )
-                        }
-                        None => format!("no target has that many GPU slots (the most is {most})"),
-                    };
-                    bail!(
-                        "the run asks for {want} GPUs but {place}: use a smaller --gpus, or `cosmos target edit NAME --gpus N`"
-                    );
-                }
-            }
-        }
-        // Refuse an unreachable or untrusted target before anything is stored.
-        if !self.no_wait {
-            for t in &targets {
-                if let Some(ssh) = services.connect(t)?.ssh {
-                    ssh.connect()
-                        .await
-                        .map_err(cosmos_engine::EngineError::from)?;
-                }
-            }
-        }
-        let mut note = match (&self.from_file, plans.len()) {
-            (Some(path), n) => format!("queued from {} ({n} runs)", path.display()),
-            (None, 1) => "queued".to_owned(),
-            (None, n) => format!("queued in a sweep of {n} runs"),
-        };
-        if !any_target {
-            note.push_str("; no target chosen yet");
-        }
-        let runs = services.submit_runs(plans, &note).await?;
-        if runs.len() == 1 && !self.no_wait && any_target {
-            drop(out);
-            return crate::live::execute(ctx, &services, &runs[0].id, self.json).await;
-        }
-        if self.no_wait || !any_target {
+        let runs = submitted.runs;
+        if self.no_wait || !submitted.has_target {
             if self.json {
                 if runs.len() == 1 {
                     output::json(&mut out, &runs[0])?;
@@ -372,16 +167,11 @@ impl Args {
         }
         drop(out);
         let ids: Vec<_> = runs.iter().map(|r| r.id.clone()).collect();
-        crate::live::execute_many(ctx, &services, &ids, self.json).await
+        crate::live::execute(ctx, &services, &ids, self.json).await
     }
 }
 
-fn dry_run(
-    out: &mut dyn Write,
-    plans: &[RunPlan],
-    launch: &LaunchDefaults,
-    json_out: bool,
-) -> Result<ExitCode> {
+fn dry_run(out: &mut dyn Write, plans: &[RunPlan], root: &str, json_out: bool) -> Result<ExitCode> {
     let plan = plans.first().context("nothing to run")?;
     if json_out {
         let mut value = serde_json::to_value(plan)?;
@@ -400,7 +190,7 @@ fn dry_run(
     writeln!(
         out,
         "\n# container command (paths under the target root `{}`; [target] in the config)",
-        launch.root
+        root
     )?;
     writeln!(out, "{}", shell_join(&plan.container_command))?;
     if plans.len() > 1 {

@@ -1,7 +1,7 @@
 //! `cosmos status [--watch] [--json]`: the queue with estimated start and finish, running
 //! runs with stage, progress, target and GPUs, the targets' slots and health, the workers.
-//! It reads the store only; without a live worker (and without --watch) it first reconciles
-//! runs a crash left.
+//! It answers from what is stored, whatever the targets do: reconciling runs a crash left
+//! is the workers' job (and `cosmos run`'s), never a read's.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,7 +12,6 @@ use chrono::{DateTime, Local, Utc};
 
 use cosmos_engine::StatusView;
 
-use super::logs::reconcile;
 use crate::context::Ctx;
 use crate::output::{self, Style, Table};
 
@@ -38,12 +37,6 @@ impl StatusArgs {
             anyhow::bail!("--interval takes a number of seconds above 0, e.g. --interval 2");
         }
         let services = ctx.services().await?;
-        let workers = services.live_workers().await?;
-        // Without a worker, runs a crash left are reattached or collected here first (a
-        // watching screen shows, it does not drive).
-        if workers.is_empty() && !self.watch {
-            reconcile(&services, ctx).await?;
-        }
         let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
         loop {
             let view = services.status_view(self.limit).await?;

@@ -1,6 +1,5 @@
 //! `cosmos target add | list | show | edit | rm | trust | check`.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -8,10 +7,8 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use serde_json::json;
 
-use cosmos_core::target::{parse_mount, parse_ssh_address, valid_env_name, validate_target_name};
-use cosmos_core::{RuntimeKind, Target, TargetConfig, TargetKind};
-use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
-use cosmos_remote::sshconfig;
+use cosmos_core::{RuntimeKind, Target, TargetKind};
+use cosmos_engine::{AddTargetRequest, HostKeyVerdict, TargetSettings};
 
 use crate::context::Ctx;
 use crate::output;
@@ -146,183 +143,47 @@ pub struct TrustArgs {
     yes: bool,
 }
 
-/// Whether an environment variable's name says it holds a secret.
-fn looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    [
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "API_KEY",
-        "ACCESS_KEY",
-        "PRIVATE_KEY",
-        "CREDENTIAL",
-    ]
-    .iter()
-    .any(|w| upper.contains(w))
-}
-
 impl Settings {
-    fn apply(&self, c: &mut TargetConfig) -> Result<()> {
-        if let Some(host) = &self.host {
-            // A Host alias from ~/.ssh/config fills in what the flags leave open.
-            let alias = sshconfig::lookup_user(host);
-            c.host = Some(alias.host_name.clone().unwrap_or_else(|| host.clone()));
-            c.user = c.user.take().or(alias.user);
-            c.port = c.port.or(alias.port);
-            c.key = c
-                .key
-                .take()
-                .or(alias.identity_file.map(|p| p.display().to_string()));
-            c.jump = c.jump.take().or(alias.proxy_jump);
+    fn request(&self) -> TargetSettings {
+        TargetSettings {
+            host: self.host.clone(),
+            user: self.user.clone(),
+            port: self.port,
+            key: self.key.clone(),
+            jump: self.jump.clone(),
+            root: self.root.clone(),
+            cosmos_dir: self.cosmos_dir.clone(),
+            image: self.image.clone(),
+            shm_size: self.shm_size.clone(),
+            runtime: self.runtime.clone(),
+            docker_sudo: self.docker_sudo,
+            no_gpu_flag: self.no_gpu_flag,
+            gpus: self.gpus,
+            env: self.env.clone(),
+            mounts: self.mounts.clone(),
+            clear_mounts: self.clear_mounts,
+            default: self.default,
         }
-        if let Some(v) = &self.user {
-            c.user = Some(v.clone());
-        }
-        if let Some(v) = self.port {
-            c.port = Some(v);
-        }
-        if let Some(v) = &self.key {
-            let path = std::path::Path::new(v);
-            if !path.is_file() {
-                bail!("key file `{v}` does not exist");
-            }
-            c.key = Some(std::fs::canonicalize(path)?.display().to_string());
-        }
-        if let Some(v) = &self.jump {
-            parse_ssh_address(v).map_err(|e| anyhow::anyhow!("--jump: {e}"))?;
-            c.jump = Some(v.clone());
-        }
-        if let Some(v) = &self.root {
-            c.root = v.trim_end_matches('/').to_owned();
-        }
-        if let Some(v) = &self.cosmos_dir {
-            c.cosmos_dir = v.trim_end_matches('/').to_owned();
-        }
-        if let Some(v) = &self.image {
-            c.image = v.clone();
-        }
-        if let Some(v) = &self.shm_size {
-            c.shm_size = v.clone();
-        }
-        if let Some(v) = &self.runtime {
-            c.runtime = if v == "none" {
-                RuntimeKind::None
-            } else {
-                RuntimeKind::Docker
-            };
-        }
-        if self.docker_sudo {
-            c.docker_sudo = true;
-        }
-        if self.no_gpu_flag {
-            c.gpu_flag = false;
-        }
-        if let Some(n) = self.gpus {
-            if n == 0 || n > 64 {
-                bail!("--gpus {n} is out of range: use 1 to 64");
-            }
-            c.gpus = n;
-        }
-        for pair in &self.env {
-            let Some((k, v)) = pair.split_once('=') else {
-                bail!("--env `{pair}` is not KEY=VALUE");
-            };
-            if !valid_env_name(k) {
-                bail!("--env: `{k}` is not a valid variable name (letters, digits, _)");
-            }
-            if v.contains('\n') {
-                bail!("--env {k}: the value must be one line");
-            }
-            if looks_secret(k) {
-                bail!(
-                    "--env {k} looks like a secret, and target settings are stored in the database, where secrets never go: put a Hugging Face token in cosmos.toml as `[secrets] hf_token` (or COSMOS_SECRETS_HF_TOKEN); it reaches the model as HF_TOKEN through the owner-only env file"
-                );
-            }
-            c.env.insert(k.to_owned(), v.to_owned());
-        }
-        if self.clear_mounts {
-            c.mounts.clear();
-        }
-        if !self.mounts.is_empty() {
-            c.mounts = self
-                .mounts
-                .iter()
-                .map(|m| parse_mount(m).map_err(|e| anyhow::anyhow!("--mount: {e}")))
-                .collect::<Result<_>>()?;
-        }
-        for p in [&c.root, &c.cosmos_dir] {
-            if !p.starts_with('/') {
-                bail!("`{p}` must be an absolute path on the target");
-            }
-        }
-        Ok(())
     }
 }
 
 impl Command {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let store = services.store();
         let mut out = std::io::stdout().lock();
         match self {
             Command::Add(a) => {
-                validate_target_name(&a.name).map_err(anyhow::Error::msg)?;
-                let defaults = &ctx.settings.config.target;
-                let mut c = TargetConfig {
-                    kind: if a.local {
-                        TargetKind::Local
-                    } else {
-                        TargetKind::Ssh
-                    },
-                    host: None,
-                    user: None,
-                    port: None,
-                    key: None,
-                    jump: None,
-                    root: defaults.root.clone(),
-                    cosmos_dir: defaults.cosmos_dir.clone(),
-                    image: defaults.image.clone(),
-                    shm_size: defaults.shm_size.clone(),
-                    runtime: RuntimeKind::Docker,
-                    docker_sudo: false,
-                    gpu_flag: true,
-                    gpus: 8,
-                    env: BTreeMap::new(),
-                    torchrun: None,
-                    rehearsal: false,
-                    mounts: Vec::new(),
-                    image_digest: None,
-                };
-                let mut settings_host = a.settings.host.clone();
-                if let Some(dest) = &a.destination {
-                    if dest.starts_with("ssh://") || dest.contains('@') {
-                        let a = parse_ssh_address(dest).map_err(anyhow::Error::msg)?;
-                        c.user = a.user;
-                        c.port = a.port;
-                        settings_host = Some(a.host);
-                    } else {
-                        settings_host = Some(dest.clone());
-                    }
-                }
-                let settings = Settings {
-                    host: settings_host,
-                    ..a.settings.clone()
-                };
-                if !a.local && settings.host.is_none() {
-                    bail!(
-                        "give the host: `cosmos target add {} ssh://user@host:port` or `--host HOST` (or `--local`)",
-                        a.name
-                    );
-                }
-                settings.apply(&mut c)?;
-                let t = Target {
-                    name: a.name.clone(),
-                    config: c,
-                    is_default: a.settings.default || store.list_targets().await?.is_empty(),
-                };
-                store.put_target(&t, false).await?;
+                let t = services
+                    .add_target(
+                        &AddTargetRequest {
+                            name: a.name.clone(),
+                            destination: a.destination.clone(),
+                            local: a.local,
+                            settings: a.settings.request(),
+                        },
+                        &ctx.launch_defaults(),
+                    )
+                    .await?;
                 ctx.say(
                     "note",
                     &format!(
@@ -336,7 +197,7 @@ impl Command {
                 writeln!(out, "{}", t.name)?;
             }
             Command::List(a) => {
-                let all = store.list_targets().await?;
+                let all = services.list_targets().await?;
                 if a.json {
                     output::json(&mut out, &all)?;
                 } else if all.is_empty() {
@@ -375,12 +236,7 @@ impl Command {
                 }
             }
             Command::Edit(a) => {
-                let mut t = services.find_target(Some(&a.name)).await?;
-                a.settings.apply(&mut t.config)?;
-                if a.settings.default {
-                    t.is_default = true;
-                }
-                store.put_target(&t, true).await?;
+                let t = services.edit_target(&a.name, &a.settings.request()).await?;
                 writeln!(out, "{}", t.name)?;
             }
             Command::Rm(a) => {

@@ -8,7 +8,7 @@ use cosmos_remote::runtime::ModelState;
 use cosmos_remote::{args, blobs};
 
 use super::transfer_events::TransferEvents;
-use super::{Observer, Update, local_log, local_outputs};
+use super::{Drive, local_log, local_outputs};
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
 use crate::targets::Connected;
@@ -25,12 +25,12 @@ impl Services {
         run: &Run,
         layout: &RunLayout,
         seen_end: Option<(ModelState, bool)>,
-        obs: &Observer,
-    ) -> EngineResult<(RunStatus, String)> {
+        d: &Drive,
+    ) -> EngineResult<(RunStatus, String, Option<&'static str>)> {
         let (state, log_kept) = match seen_end {
             Some(end) => end,
             None => {
-                self.patiently(c, "read the exit status", obs, || {
+                self.patiently(c, d, RunStatus::Collecting, "read the exit status", || {
                     c.runtime.state_keeping_log(&c.host, &run.id, layout)
                 })
                 .await?
@@ -38,11 +38,13 @@ impl Services {
         };
         let exit = match state {
             ModelState::Exited(code) => {
-                self.store().set_exit_code(&run.id, code).await?;
+                self.store()
+                    .set_exit_code(&run.id, code, Some(&d.fence))
+                    .await?;
                 Some(code)
             }
             ModelState::Running => {
-                return Err(EngineError::Invalid(format!(
+                return Err(EngineError::Internal(format!(
                     "run {} is collecting but its model still runs",
                     run.id
                 )));
@@ -57,14 +59,13 @@ impl Services {
         let container = remote_log;
         if remote_log && !log_kept {
             if let Err(e) = self
-                .patiently(c, "save the model log", obs, || {
+                .patiently(c, d, RunStatus::Collecting, "save the model log", || {
                     c.runtime.save_log(&c.host, &run.id, layout)
                 })
                 .await
             {
-                obs(Update::Note(format!(
-                    "the model log stays only in the local copy: {e}"
-                )));
+                let note = format!("the model log stays only in the local copy: {e}");
+                self.note(d, RunStatus::Collecting, &note).await?;
                 remote_log = false;
             }
         } else if run.exit_code.is_some() {
@@ -78,10 +79,7 @@ impl Services {
                 tracing::warn!("could not remove the container of {}: {e}", run.id);
             }
         };
-        let (_, ended) = tokio::join!(
-            removal,
-            self.conclude(c, run, layout, exit, remote_log, obs)
-        );
+        let (_, ended) = tokio::join!(removal, self.conclude(c, run, layout, exit, remote_log, d));
         ended
     }
 
@@ -94,8 +92,8 @@ impl Services {
         layout: &RunLayout,
         exit: Option<i32>,
         remote_log: bool,
-        obs: &Observer,
-    ) -> EngineResult<(RunStatus, String)> {
+        d: &Drive,
+    ) -> EngineResult<(RunStatus, String, Option<&'static str>)> {
         let env = self.exec_env()?;
         let cancelled = self.store().cancel_requested(&run.id).await?;
         if exit != Some(0) {
@@ -103,6 +101,7 @@ impl Services {
                 return Ok((
                     RunStatus::Cancelled,
                     "cancelled by the user; the model was killed".into(),
+                    Some("cancelled"),
                 ));
             }
             const TAIL: u64 = 64 * 1024;
@@ -119,12 +118,14 @@ impl Services {
                 bytes[from..].to_vec()
             };
             let failure = classify_failure(exit, &String::from_utf8_lossy(&tail));
-            return Ok((RunStatus::Failed, failure.reason));
+            return Ok((RunStatus::Failed, failure.reason, Some(failure.kind.code())));
         }
         // Names and hashes in one round trip: `<sha256>  ./<relative path>` per file.
         let list = args(&["sh", "-c", LIST_OUTPUTS, "sh", &layout.outputs()]);
         let listed = self
-            .patiently(c, "list outputs", obs, || c.host.runner.run(&list))
+            .patiently(c, d, RunStatus::Collecting, "list outputs", || {
+                c.host.runner.run(&list)
+            })
             .await?
             .check("list outputs")?;
         let mut remote: Vec<(String, String)> = Vec::new();
@@ -137,6 +138,7 @@ impl Services {
                     return Ok((
                         RunStatus::Failed,
                         format!("an output's name cannot be transferred safely: {line}"),
+                        Some("bad_output_name"),
                     ));
                 }
             }
@@ -146,6 +148,7 @@ impl Services {
             return Ok((
                 RunStatus::Failed,
                 "the model exited 0 but wrote no outputs".into(),
+                Some("no_outputs"),
             ));
         }
         let prefix = format!("{}/", layout.outputs());
@@ -168,7 +171,7 @@ impl Services {
         // Files already here are verified and not fetched again; the events count them done.
         let steps = TransferEvents::new(
             self,
-            &run.id,
+            d,
             RunStatus::Collecting,
             "downloading outputs",
             total,
@@ -180,19 +183,12 @@ impl Services {
             let local = local_dir.join(rel);
             if let Some(dir) = local.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    EngineError::Invalid(format!("cannot create {}: {e}", dir.display()))
+                    EngineError::Internal(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
-            let report = |done: u64| {
-                (steps.report)(before + done);
-                obs(Update::Transfer {
-                    what: "download",
-                    done: before + done,
-                    total,
-                })
-            };
+            let report = |done: u64| (steps.report)(before + done);
             let fetched = self
-                .patiently(c, "download outputs", obs, || {
+                .patiently(c, d, RunStatus::Collecting, "download outputs", || {
                     blobs::download(&c.host, &r, Some(sha), &local, &report)
                 })
                 .await;
@@ -219,13 +215,16 @@ impl Services {
                 o.path.clone(),
             )
         });
-        self.store().set_run_outputs(&run.id, &outputs).await?;
+        self.store()
+            .set_run_outputs(&run.id, &outputs, Some(&d.fence))
+            .await?;
         Ok((
             RunStatus::Succeeded,
             format!(
                 "{} output files downloaded and verified (sha256)",
                 outputs.len()
             ),
+            None,
         ))
     }
 }

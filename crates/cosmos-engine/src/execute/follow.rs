@@ -9,7 +9,7 @@ use cosmos_core::progress::{Milestone, ProgressParser};
 use cosmos_core::{Run, RunStatus};
 use cosmos_remote::runtime::ModelState;
 
-use super::{Observer, Update, local_log};
+use super::{Drive, local_log};
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
 use crate::targets::Connected;
@@ -22,13 +22,13 @@ impl Services {
         c: &Connected,
         run: &Run,
         layout: &RunLayout,
-        obs: &Observer,
+        d: &Drive,
     ) -> EngineResult<(String, (ModelState, bool))> {
         let env = self.exec_env()?;
         let log_path = local_log(&env.data_dir, &run.id);
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
-                EngineError::Invalid(format!("cannot create {}: {e}", dir.display()))
+                EngineError::Internal(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
         let mut log = std::fs::OpenOptions::new()
@@ -36,7 +36,7 @@ impl Services {
             .append(true)
             .open(&log_path)
             .map_err(|e| {
-                EngineError::Invalid(format!("cannot open {}: {e}", log_path.display()))
+                EngineError::Internal(format!("cannot open {}: {e}", log_path.display()))
             })?;
         // What is in the local log is what was received: resume after it.
         let mut offset = log.metadata().map(|m| m.len()).unwrap_or(0);
@@ -54,20 +54,28 @@ impl Services {
         // other processes), written by a task so the log stream never waits on the database.
         let (events, mut arrived) = tokio::sync::mpsc::unbounded_channel::<Milestone>();
         let writer = {
-            let (me, id) = (self.clone(), run.id.clone());
+            let (me, d) = (self.clone(), d.clone());
             tokio::spawn(async move {
                 while let Some(m) = arrived.recv().await {
-                    let _ = me
-                        .store()
-                        .add_run_event(&id, RunStatus::Running, Some(m.fraction), &m.describe())
-                        .await;
+                    let message = m.describe();
+                    let write = me.store().add_run_event(
+                        &d.id,
+                        RunStatus::Running,
+                        Some(m.fraction),
+                        &message,
+                        Some(&d.fence),
+                    );
+                    if let Err(e) = me.bus.record(write).await {
+                        tracing::debug!("progress not recorded: {e}");
+                    }
                 }
             })
         };
         let ended = loop {
             let mut on_bytes = |bytes: &[u8]| {
-                let _ = log.write_all(bytes);
-                obs(Update::Log(bytes.to_vec()));
+                if let Err(e) = log.write_all(bytes) {
+                    tracing::warn!("cannot append to the local run log: {e}");
+                }
                 partial.extend_from_slice(bytes);
                 while let Some(end) = partial.iter().position(|b| *b == b'\n' || *b == b'\r') {
                     let line: Vec<u8> = partial.drain(..=end).collect();
@@ -76,7 +84,6 @@ impl Services {
                         let key = m.describe();
                         if last.as_deref() != Some(key.as_str()) || m.fraction >= 0.99 {
                             last = Some(key);
-                            obs(Update::Progress(m.clone()));
                             let _ = events.send(m);
                         }
                     }
@@ -91,14 +98,13 @@ impl Services {
                     break Err(e.into());
                 }
                 self.exec_env()?.mark_reachable(&c.target.name, false);
-                obs(Update::Note(format!(
-                    "lost the log stream ({e}); reconnecting"
-                )));
+                let note = format!("lost the log stream ({e}); reconnecting");
+                self.note(d, RunStatus::Running, &note).await?;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             // The state, and the log kept on the target once the model has ended.
             let state = self
-                .patiently(c, "read the model's state", obs, || {
+                .patiently(c, d, RunStatus::Running, "read the model's state", || {
                     c.runtime.state_keeping_log(&c.host, &run.id, layout)
                 })
                 .await;

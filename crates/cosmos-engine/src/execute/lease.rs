@@ -1,12 +1,14 @@
-//! Who drives a run: leases with their owner names, the runs a crash left without a
-//! driver, and cancelling.
+//! Who drives a run: leases with their owner names and fences, the runs a crash left without
+//! a driver, and cancelling. A driver holds a [`Fence`]: every write it makes is conditioned
+//! on it, and a renewal that fails stops the driver at once.
 
 use std::path::Path;
+use std::time::Duration;
 
-use cosmos_core::launch::RunLayout;
 use cosmos_core::{Run, RunId, RunStatus};
+use cosmos_store::Fence;
+use tokio::sync::watch;
 
-use super::LEASE_TTL_MS;
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
 
@@ -43,20 +45,29 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A lease being held: renewed in the background while it lives; `lost` turns true the
+/// moment a renewal finds it passed to another driver.
+pub(crate) struct HeldLease {
+    pub fence: Fence,
+    pub lost: watch::Receiver<bool>,
+    _beat: AbortOnDrop,
+}
+
 impl Services {
     /// Takes the run's lease, or says who holds it.
-    pub(crate) async fn acquire(&self, id: &RunId) -> EngineResult<String> {
+    pub(crate) async fn acquire(&self, id: &RunId) -> EngineResult<HeldLease> {
         let owner = owner_id();
+        let ttl = self.lease_ttl_ms();
         let steal = match self.store().lease(id).await? {
             Some(l) if l.owner != owner && owner_is_dead(&l.owner) => Some(l.owner),
             _ => None,
         };
-        if self
+        if let Some(fence) = self
             .store()
-            .take_lease(id, &owner, LEASE_TTL_MS, steal.as_deref())
+            .take_lease(id, &owner, ttl, steal.as_deref())
             .await?
         {
-            return Ok(owner);
+            return Ok(self.hold(id, fence));
         }
         let holder = self
             .store()
@@ -70,42 +81,55 @@ impl Services {
         })
     }
 
-    /// Gives the run's lease up (after a drive, or when the user detaches).
-    pub async fn release(&self, id: &RunId) -> EngineResult<()> {
-        Ok(self.store().release_lease(id, &owner_id()).await?)
+    /// Starts renewing a lease taken with `fence`.
+    fn hold(&self, id: &RunId, fence: Fence) -> HeldLease {
+        let (tell, lost) = watch::channel(false);
+        let beat = {
+            let (me, id, fence) = (self.clone(), id.clone(), fence.clone());
+            let ttl = self.lease_ttl_ms();
+            let every = Duration::from_millis((ttl / 6).max(50) as u64);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match me.store().renew_lease(&id, &fence, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(run = %id, "lease lost to another driver: stopping");
+                            let _ = tell.send(true);
+                            return;
+                        }
+                        // The database is busy or gone for a moment: the next beat tries
+                        // again, well before the lease runs out.
+                        Err(e) => tracing::warn!(run = %id, "cannot renew the lease: {e}"),
+                    }
+                }
+            })
+        };
+        HeldLease {
+            fence,
+            lost,
+            _beat: AbortOnDrop(beat),
+        }
     }
 
-    /// Cancels a run: a queued or staging one ends `cancelled` at once; a started one has
-    /// its model killed, and whoever drives it records `cancelled`.
-    pub async fn cancel_run(&self, id: &RunId) -> EngineResult<Run> {
-        let run = self.store().run(id).await?;
-        match run.status {
-            s if s.is_terminal() => Ok(run),
-            RunStatus::Queued | RunStatus::Staging => {
-                self.store()
-                    .transition(
-                        id,
-                        run.status,
-                        RunStatus::Cancelled,
-                        "cancelled by the user",
-                    )
-                    .await?;
-                Ok(self.store().run(id).await?)
-            }
-            _ => {
-                self.store().request_cancel(id, run.status).await?;
-                let target = self.find_target(run.target.as_deref()).await?;
-                let c = self.connect(&target)?;
-                let layout = RunLayout::new(&target.config.root, id);
-                c.runtime.kill(&c.host, id, &layout).await?;
-                Ok(self.store().run(id).await?)
-            }
+    /// Gives the run's lease up (after a drive, or when the user detaches), if this process
+    /// holds it.
+    pub(crate) async fn release(&self, id: &RunId) -> EngineResult<()> {
+        if let Some(l) = self.store().lease(id).await?
+            && l.owner == owner_id()
+        {
+            let fence = Fence {
+                owner: l.owner,
+                token: l.token,
+            };
+            self.store().release_lease(id, &fence).await?;
         }
+        Ok(())
     }
 
     /// Runs that started but have not finished and that no live process drives: the ones a
     /// crash left behind.
-    pub async fn orphaned_runs(&self) -> EngineResult<Vec<Run>> {
+    pub(crate) async fn orphaned_runs(&self) -> EngineResult<Vec<Run>> {
         let live = self
             .store()
             .list_runs(&cosmos_store::RunFilter {

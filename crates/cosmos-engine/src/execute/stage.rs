@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cosmos_core::launch::RunLayout;
-use cosmos_core::{Run, RunStatus, RuntimeKind};
+use cosmos_core::{Run, RunStatus};
 use cosmos_remote::blobs::{self, LocalBlob};
 use cosmos_remote::{RemoteError, args};
 
 use super::transfer_events::{TransferEvents, gib_or_mib};
-use super::{Observer, Update, devices_of, spec_of};
+use super::{Drive, Failure, devices_of};
 use crate::Services;
 use crate::error::EngineError;
 use crate::runs::extension;
@@ -35,24 +35,27 @@ impl Services {
         c: &Connected,
         run: &Run,
         layout: &RunLayout,
-        obs: &Observer,
+        d: &Drive,
     ) -> Result<(), Staging> {
         let cfg = &c.target.config;
         let h = &c.host;
         let name = &c.target.name;
-        let gpus = self.preflight(c, obs).await?;
+        let gpus = self.preflight(c, d).await?;
         if let Some(found) = gpus {
             if found < run.params.gpus {
-                return Err(Staging::Fail(format!(
-                    "the run asks for {} GPUs but target {name} has {found}: run with `--gpus {found}` or on a bigger host",
-                    run.params.gpus
+                return Err(Staging::Fail(Failure::new(
+                    "gpu_shortage",
+                    format!(
+                        "the run asks for {} GPUs but target {name} has {found}",
+                        run.params.gpus
+                    ),
                 )));
             }
             // Placed on slots the host does not have (more slots configured than GPUs):
             // from now on this process gives the target only as many slots as it has GPUs.
             if let Some(d) = devices_of(run).into_iter().find(|d| *d >= found) {
                 return Err(Staging::Misplaced(format!(
-                    "placed on GPU {d} but target {name} has {found} GPUs: set its slots with `cosmos target edit {name} --gpus {found}`"
+                    "placed on GPU {d} but target {name} has {found} GPUs: its slots should be {found}"
                 )));
             }
         }
@@ -70,15 +73,18 @@ impl Services {
             match std::fs::metadata(&b.path) {
                 Ok(m) if m.len() == b.size => {}
                 Ok(_) => {
-                    return Err(Staging::Fail(format!(
-                        "{} changed since it was registered: register the folder again (`cosmos inputs add`)",
-                        b.path.display()
+                    return Err(Staging::Fail(Failure::new(
+                        "input_changed",
+                        format!(
+                            "{} changed since it was registered: register the folder again",
+                            b.path.display()
+                        ),
                     )));
                 }
                 Err(e) => {
-                    return Err(Staging::Fail(format!(
-                        "cannot read input {}: {e}",
-                        b.path.display()
+                    return Err(Staging::Fail(Failure::new(
+                        "input_missing",
+                        format!("cannot read input {}: {e}", b.path.display()),
                     )));
                 }
             }
@@ -103,38 +109,36 @@ impl Services {
         if let Some(free) = free
             && free < missing + DISK_MARGIN
         {
-            return Err(Staging::Fail(format!(
-                "not enough disk space on target {name}: {} free under {}, the inputs need {} (plus {} for outputs): free space there, or `cosmos target edit {name} --root …`",
-                gib_or_mib(free),
-                cfg.root,
-                gib_or_mib(missing),
-                gib_or_mib(DISK_MARGIN)
+            return Err(Staging::Fail(Failure::new(
+                "disk_full",
+                format!(
+                    "not enough disk space on target {name}: {} free under {}, the inputs need {} (plus {} for outputs): free space there, or use another root",
+                    gib_or_mib(free),
+                    cfg.root,
+                    gib_or_mib(missing),
+                    gib_or_mib(DISK_MARGIN)
+                ),
             )));
         }
         let total: u64 = blobs_in.iter().map(|b| b.size).sum();
         let steps = TransferEvents::new(
             self,
-            &run.id,
+            d,
             RunStatus::Staging,
             "uploading inputs",
             missing,
             total,
         );
-        let report: Arc<dyn Fn(u64) + Send + Sync> = {
-            let (obs, step) = (obs.clone(), steps.report.clone());
-            Arc::new(move |done| {
-                step(done);
-                obs(Update::Transfer {
-                    what: "upload",
-                    done,
-                    total,
-                })
-            })
-        };
+        let report: Arc<dyn Fn(u64) + Send + Sync> = steps.report.clone();
         let uploaded = self
-            .retrying(self.staging_patience()?, c, "upload inputs", obs, || {
-                blobs::upload_all(h, &cfg.root, &blobs_in, 4, report.clone())
-            })
+            .retrying(
+                self.staging_patience()?,
+                c,
+                d,
+                RunStatus::Staging,
+                "upload inputs",
+                || blobs::upload_all(h, &cfg.root, &blobs_in, 4, report.clone()),
+            )
             .await;
         steps.finish().await;
         let (paths, sent) = uploaded.map_err(|e| match e {
@@ -148,19 +152,12 @@ impl Services {
                 .await
                 .map_err(|e| Staging::Error(e.into()))?;
         }
-        let _ = self
-            .store()
-            .add_run_event(
-                &run.id,
-                RunStatus::Staging,
-                None,
-                &if sent.bytes == 0 {
-                    "inputs already on the target: nothing uploaded".to_owned()
-                } else {
-                    format!("uploaded {} bytes, verified by sha256", sent.bytes)
-                },
-            )
-            .await;
+        let sent = if sent.bytes == 0 {
+            "inputs already on the target: nothing uploaded".to_owned()
+        } else {
+            format!("uploaded {} bytes, verified by sha256", sent.bytes)
+        };
+        self.note(d, RunStatus::Staging, &sent).await?;
         let inputs_dir = format!("{}/inputs", layout.dir());
         let mut link = args(&[
             "sh",
@@ -178,8 +175,19 @@ impl Services {
             .await
             .map_err(|e| self.stage_error(e, name))?;
 
-        let spec = spec_of(run, &files, layout)
-            .map_err(|e| Staging::Fail(format!("the spec is invalid: {e}")))?;
+        let spec = crate::runs::spec_for(
+            &run.prompt_text,
+            run.negative_prompt.as_deref(),
+            &run.params,
+            &files,
+            layout,
+        )
+        .map_err(|e| {
+            Staging::Fail(Failure::new(
+                "invalid_spec",
+                format!("the spec is invalid: {e}"),
+            ))
+        })?;
         let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
         text.push('\n');
         h.files
@@ -188,19 +196,15 @@ impl Services {
             .map_err(|e| self.stage_error(e, name))?;
         let env = self.exec_env().map_err(Staging::Error)?;
         let mut lines = String::new();
-        if cfg.runtime == RuntimeKind::None {
-            lines.push_str(&format!("PYTHONPATH={}\n", cfg.cosmos_dir));
-        }
-        // `--gpus device=…` renumbers the devices inside the container; without it the model
-        // sees every GPU and is told which are its own.
-        if cfg.runtime == RuntimeKind::None || !cfg.gpu_flag {
-            let devices: Vec<String> = devices_of(run).iter().map(u32::to_string).collect();
-            lines.push_str(&format!("CUDA_VISIBLE_DEVICES={}\n", devices.join(",")));
+        for line in c.runtime.env_lines(&cfg.cosmos_dir, &devices_of(run)) {
+            lines.push_str(&line);
+            lines.push('\n');
         }
         for (k, v) in cfg.env.iter().chain(env.secrets.iter()) {
             if v.contains('\n') {
-                return Err(Staging::Fail(format!(
-                    "the value of {k} spans lines; env files take one line per variable"
+                return Err(Staging::Fail(Failure::new(
+                    "bad_environment",
+                    format!("the value of {k} spans lines; env files take one line per variable"),
                 )));
             }
             lines.push_str(&format!("{k}={v}\n"));
@@ -215,7 +219,7 @@ impl Services {
     /// What can be checked of a target before a byte is sent: the image, the checkpoints
     /// and the GPUs (their number is returned; a rehearsal has none to count). A target that
     /// passed lately with the same configuration is not asked again.
-    async fn preflight(&self, c: &Connected, obs: &Observer) -> Result<Option<u32>, Staging> {
+    async fn preflight(&self, c: &Connected, d: &Drive) -> Result<Option<u32>, Staging> {
         let cfg = &c.target.config;
         let h = &c.host;
         let name = &c.target.name;
@@ -227,22 +231,21 @@ impl Services {
         {
             return Ok(p.gpus);
         }
-        if cfg.runtime == RuntimeKind::Docker {
-            let argv = c
-                .runtime
-                .docker(&["image", "inspect", "--format", "{{.Id}}", &cfg.image]);
-            let out = self
-                .retrying(self.staging_patience()?, c, "check the image", obs, || {
-                    h.runner.run(&argv)
-                })
-                .await?;
-            if !out.success() {
-                return Err(Staging::Fail(format!(
-                    "image {} is not on target {name} ({}): build or `docker load` it there, or `cosmos target edit {name} --image …`",
-                    cfg.image,
-                    out.last_words()
-                )));
-            }
+        let image = self
+            .retrying(
+                self.staging_patience()?,
+                c,
+                d,
+                RunStatus::Staging,
+                "check the image",
+                || c.runtime.check_image(h, &cfg.image),
+            )
+            .await?;
+        if let Some(Err(words)) = image {
+            return Err(Staging::Fail(Failure::new(
+                "image_missing",
+                format!("image {} is not on target {name} ({words})", cfg.image),
+            )));
         }
         let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
         let test = args(&["test", "-d", &ckpt]);
@@ -250,14 +253,18 @@ impl Services {
             .retrying(
                 self.staging_patience()?,
                 c,
+                d,
+                RunStatus::Staging,
                 "check the checkpoints",
-                obs,
                 || h.runner.run(&test),
             )
             .await?;
         if !out.success() {
-            return Err(Staging::Fail(format!(
-                "no checkpoints directory at {ckpt} on target {name}: download the checkpoints into the cosmos-transfer1 checkout, or `cosmos target edit {name} --cosmos-dir …` (`cosmos target check {name}`)"
+            return Err(Staging::Fail(Failure::new(
+                "checkpoints_missing",
+                format!(
+                    "no checkpoints directory at {ckpt} on target {name}: download the checkpoints into the cosmos-transfer1 checkout"
+                ),
             )));
         }
 
@@ -265,19 +272,27 @@ impl Services {
         if !cfg.rehearsal {
             let smi = args(&GPU_QUERY);
             let out = self
-                .retrying(self.staging_patience()?, c, "count the GPUs", obs, || {
-                    h.runner.run(&smi)
-                })
+                .retrying(
+                    self.staging_patience()?,
+                    c,
+                    d,
+                    RunStatus::Staging,
+                    "count the GPUs",
+                    || h.runner.run(&smi),
+                )
                 .await?;
             let found = parse_gpus(&out.stdout_text()).len() as u32;
             if !out.success() || found == 0 {
-                return Err(Staging::Fail(format!(
-                    "no usable GPU on target {name} (nvidia-smi: {}): install the NVIDIA driver there, or pick another target (`cosmos target check {name}`)",
-                    if out.success() {
-                        "no GPUs listed".into()
-                    } else {
-                        out.last_words()
-                    }
+                return Err(Staging::Fail(Failure::new(
+                    "no_gpu",
+                    format!(
+                        "no usable GPU on target {name} (nvidia-smi: {}): install the NVIDIA driver there, or pick another target",
+                        if out.success() {
+                            "no GPUs listed".into()
+                        } else {
+                            out.last_words()
+                        }
+                    ),
                 )));
             }
             gpus = Some(found);
@@ -296,17 +311,23 @@ impl Services {
         }
         let text = e.to_string();
         if text.contains("No space left") || text.contains("Failure") && text.contains("write") {
-            return Staging::Fail(format!(
-                "the target {target} ran out of disk space while staging ({text}): free space under its root"
+            return Staging::Fail(Failure::new(
+                "disk_full",
+                format!(
+                    "the target {target} ran out of disk space while staging ({text}): free space under its root"
+                ),
             ));
         }
-        Staging::Fail(format!("staging on {target} failed: {text}"))
+        Staging::Fail(Failure::new(
+            "staging_failed",
+            format!("staging on {target} failed: {text}"),
+        ))
     }
 }
 
 /// Why staging stopped: a reason the run fails with, or an error that leaves it as it is.
 pub(super) enum Staging {
-    Fail(String),
+    Fail(Failure),
     /// Placed on GPUs the target does not have: to be placed again.
     Misplaced(String),
     Error(EngineError),
@@ -315,7 +336,9 @@ pub(super) enum Staging {
 impl From<EngineError> for Staging {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::Remote(r) if !r.is_transient() => Staging::Fail(r.to_string()),
+            EngineError::Remote(r) if !r.is_transient() => {
+                Staging::Fail(Failure::new("staging_failed", r.to_string()))
+            }
             other => Staging::Error(other),
         }
     }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cosmos_core::{RunId, RunStatus};
+use cosmos_core::RunStatus;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::Drive;
 use crate::Services;
 
 /// Transfers smaller than this finish within a second on any link worth using: their end
@@ -27,7 +28,7 @@ impl TransferEvents {
     /// has to move, `total` what `report` counts towards (files already there count as done).
     pub(crate) fn new(
         services: &Services,
-        id: &RunId,
+        d: &Drive,
         stage: RunStatus,
         what: &'static str,
         to_send: u64,
@@ -42,10 +43,13 @@ impl TransferEvents {
         let (tx, mut rx) = mpsc::unbounded_channel::<Option<String>>();
         // The database is written by a task, so the transfer never waits on it.
         let writer = {
-            let (me, id) = (services.clone(), id.clone());
+            let (me, d) = (services.clone(), d.clone());
             tokio::spawn(async move {
                 while let Some(Some(message)) = rx.recv().await {
-                    let _ = me.store().add_run_event(&id, stage, None, &message).await;
+                    // A lost lease ends the drive itself; a step lost here is only a step.
+                    if let Err(e) = me.note(&d, stage, &message).await {
+                        tracing::debug!("transfer step not recorded: {e}");
+                    }
                 }
             })
         };

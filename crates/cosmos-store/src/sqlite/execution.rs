@@ -1,22 +1,81 @@
 //! What executing a run writes besides its status: its target, progress events, verified
-//! outputs, and the lease that says which process is driving it.
+//! outputs, the command that started it, and the lease that says which process drives it.
+//! A driver's writes carry its [`Fence`]: each one applies only while the lease is still the
+//! fence's, so a driver that lost its lease writes nothing.
 
 use sqlx::SqlitePool;
 
 use cosmos_core::{RunId, RunOutput, RunStatus};
 
-use super::convert::{millis, to_json};
-use crate::error::{Context, StoreResult};
-use crate::model::Lease;
+use super::convert::{time, to_json};
+use crate::error::{Context, StoreError, StoreResult};
+use crate::model::{Fence, Lease};
 
-pub(crate) async fn set_target(pool: &SqlitePool, id: &RunId, target: &str) -> StoreResult<()> {
-    sqlx::query("UPDATE runs SET target = ? WHERE id = ?")
-        .bind(target)
+/// The condition a fenced write adds: `?owner IS NULL` leaves it unfenced.
+pub(crate) const FENCE_SQL: &str = "(?1 IS NULL OR (lease_owner = ?1 AND lease_token = ?2))";
+
+/// Runs `UPDATE runs SET <set> WHERE id = ?3 AND <fence>`, binding `value` as `?4`; a fence
+/// that no longer holds gives [`StoreError::LeaseLost`].
+async fn update_fenced<V>(
+    pool: &SqlitePool,
+    id: &RunId,
+    set: &str,
+    value: V,
+    fence: Option<&Fence>,
+    during: &'static str,
+) -> StoreResult<()>
+where
+    V: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send,
+{
+    let sql = format!("UPDATE runs SET {set} WHERE id = ?3 AND {FENCE_SQL}");
+    let done = sqlx::query(&sql)
+        .bind(fence.map(|f| f.owner.as_str()))
+        .bind(fence.map(|f| f.token))
         .bind(id.as_str())
+        .bind(value)
         .execute(pool)
         .await
-        .during("set a run's target")
-        .map(drop)
+        .during(during)?;
+    if done.rows_affected() == 0 {
+        return Err(missing(pool, id, fence).await);
+    }
+    Ok(())
+}
+
+/// Why a write touched nothing: the run is gone, or the fence no longer holds.
+pub(crate) async fn missing(pool: &SqlitePool, id: &RunId, fence: Option<&Fence>) -> StoreError {
+    let exists: Result<Option<i64>, _> = sqlx::query_scalar("SELECT 1 FROM runs WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await;
+    match exists {
+        Ok(Some(_)) if fence.is_some() => StoreError::LeaseLost { id: id.clone() },
+        Ok(_) => StoreError::NotFound {
+            kind: "run",
+            id: id.to_string(),
+        },
+        Err(e) => StoreError::Database {
+            operation: "read a run",
+            message: e.to_string(),
+        },
+    }
+}
+
+pub(crate) async fn set_target(
+    pool: &SqlitePool,
+    id: &RunId,
+    target: &str,
+    fence: Option<&Fence>,
+) -> StoreResult<()> {
+    update_fenced(
+        pool,
+        id,
+        "target = ?4",
+        target.to_owned(),
+        fence,
+        "set a run's target",
+    )
+    .await
 }
 
 /// The event that asks a started run's driver to stop the model.
@@ -33,80 +92,143 @@ pub(crate) async fn cancel_requested(pool: &SqlitePool, id: &RunId) -> StoreResu
 
 pub(crate) async fn add_event(
     pool: &SqlitePool,
+    now: i64,
     id: &RunId,
     stage: RunStatus,
     progress: Option<f64>,
     message: &str,
+    fence: Option<&Fence>,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO run_events (run_id, at, stage, progress, message) VALUES (?, ?, ?, ?, ?)",
-    )
+    let done = sqlx::query(&format!(
+        "INSERT INTO run_events (run_id, at, stage, progress, message) \
+         SELECT id, ?4, ?5, ?6, ?7 FROM runs WHERE id = ?3 AND {FENCE_SQL}"
+    ))
+    .bind(fence.map(|f| f.owner.as_str()))
+    .bind(fence.map(|f| f.token))
     .bind(id.as_str())
-    .bind(millis(chrono::Utc::now()))
+    .bind(now)
     .bind(stage.as_str())
     .bind(progress)
     .bind(message)
     .execute(pool)
     .await
-    .during("record a run event")
-    .map(drop)
+    .during("record a run event")?;
+    if done.rows_affected() == 0 {
+        return Err(missing(pool, id, fence).await);
+    }
+    Ok(())
 }
 
-pub(crate) async fn set_exit_code(pool: &SqlitePool, id: &RunId, code: i32) -> StoreResult<()> {
-    sqlx::query("UPDATE runs SET exit_code = ? WHERE id = ?")
-        .bind(code)
-        .bind(id.as_str())
-        .execute(pool)
-        .await
-        .during("record a run's exit status")
-        .map(drop)
+pub(crate) async fn set_exit_code(
+    pool: &SqlitePool,
+    id: &RunId,
+    code: i32,
+    fence: Option<&Fence>,
+) -> StoreResult<()> {
+    update_fenced(
+        pool,
+        id,
+        "exit_code = ?4",
+        code,
+        fence,
+        "record a run's exit status",
+    )
+    .await
 }
 
 pub(crate) async fn set_outputs(
     pool: &SqlitePool,
     id: &RunId,
     outputs: &[RunOutput],
+    fence: Option<&Fence>,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE runs SET outputs = ? WHERE id = ?")
-        .bind(to_json(&outputs))
-        .bind(id.as_str())
-        .execute(pool)
-        .await
-        .during("record a run's outputs")
-        .map(drop)
+    update_fenced(
+        pool,
+        id,
+        "outputs = ?4",
+        to_json(&outputs),
+        fence,
+        "record a run's outputs",
+    )
+    .await
 }
 
-/// Takes (or renews) the run's lease for `owner` when it is free, expired, already ours, or
-/// held by `steal_from` (a holder the caller proved dead).
+pub(crate) async fn set_launch_command(
+    pool: &SqlitePool,
+    id: &RunId,
+    argv: &[String],
+    fence: Option<&Fence>,
+) -> StoreResult<()> {
+    update_fenced(
+        pool,
+        id,
+        "launch_command = ?4",
+        to_json(&argv),
+        fence,
+        "record the command that started a run",
+    )
+    .await
+}
+
+/// Takes the run's lease for `owner` when it is free, expired, already ours, or held by
+/// `steal_from` (a holder the caller proved dead). The token moves on unless the lease was
+/// ours and still running.
 pub(crate) async fn take_lease(
     pool: &SqlitePool,
+    now: i64,
     id: &RunId,
     owner: &str,
     ttl_ms: i64,
     steal_from: Option<&str>,
-) -> StoreResult<bool> {
-    let now = millis(chrono::Utc::now());
-    let done = sqlx::query(
-        "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2 WHERE id = ?3 AND \
-         (lease_owner IS NULL OR lease_owner = ?1 OR lease_expires_at < ?4 OR lease_owner = ?5)",
+) -> StoreResult<Option<Fence>> {
+    let token: Option<i64> = sqlx::query_scalar(
+        "UPDATE runs SET lease_token = CASE WHEN lease_owner = ?1 AND lease_expires_at >= ?4 \
+         THEN lease_token ELSE lease_token + 1 END, lease_owner = ?1, lease_expires_at = ?2 \
+         WHERE id = ?3 AND (lease_owner IS NULL OR lease_owner = ?1 OR lease_expires_at < ?4 \
+         OR lease_owner = ?5) RETURNING lease_token",
     )
     .bind(owner)
     .bind(now + ttl_ms)
     .bind(id.as_str())
     .bind(now)
     .bind(steal_from)
-    .execute(pool)
+    .fetch_optional(pool)
     .await
     .during("take a run's lease")?;
+    Ok(token.map(|token| Fence {
+        owner: owner.to_owned(),
+        token,
+    }))
+}
+
+pub(crate) async fn renew_lease(
+    pool: &SqlitePool,
+    now: i64,
+    id: &RunId,
+    fence: &Fence,
+    ttl_ms: i64,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND lease_token = ?",
+    )
+    .bind(now + ttl_ms)
+    .bind(id.as_str())
+    .bind(&fence.owner)
+    .bind(fence.token)
+    .execute(pool)
+    .await
+    .during("renew a run's lease")?;
     Ok(done.rows_affected() > 0)
 }
 
-pub(crate) async fn release_lease(pool: &SqlitePool, id: &RunId, owner: &str) -> StoreResult<()> {
+pub(crate) async fn release_lease(pool: &SqlitePool, id: &RunId, fence: &Fence) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = ? AND lease_owner = ? AND lease_token = ?",
     )
     .bind(id.as_str())
-    .bind(owner)
+    .bind(&fence.owner)
+    .bind(fence.token)
     .execute(pool)
     .await
     .during("release a run's lease")
@@ -114,16 +236,17 @@ pub(crate) async fn release_lease(pool: &SqlitePool, id: &RunId, owner: &str) ->
 }
 
 pub(crate) async fn lease(pool: &SqlitePool, id: &RunId) -> StoreResult<Option<Lease>> {
-    let row: Option<(Option<String>, Option<i64>)> =
-        sqlx::query_as("SELECT lease_owner, lease_expires_at FROM runs WHERE id = ?")
+    let row: Option<(Option<String>, Option<i64>, i64)> =
+        sqlx::query_as("SELECT lease_owner, lease_expires_at, lease_token FROM runs WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(pool)
             .await
             .during("read a run's lease")?;
     Ok(match row {
-        Some((Some(owner), Some(expires))) => Some(Lease {
+        Some((Some(owner), Some(expires), token)) => Some(Lease {
             owner,
-            expires_at: super::convert::time(expires),
+            expires_at: time(expires),
+            token,
         }),
         _ => None,
     })

@@ -7,20 +7,24 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::SqlitePool;
 
-use cosmos_core::queue::{TargetSlots, place};
+use cosmos_core::queue::TargetSlots;
 use cosmos_core::{RunId, RunStatus};
 
 use super::convert::{json, millis, parse, time, to_json};
+use super::execution::{FENCE_SQL, missing};
 use crate::error::{Context, StoreError, StoreResult};
-use crate::model::{Claim, ClaimRequest, TargetHealth, Worker};
+use crate::model::{Candidate, Claim, ClaimRequest, Fence, TargetHealth, Worker};
 
 /// How many queued runs one claim looks through for one that fits (the rest wait their turn).
 const LOOKAHEAD: i64 = 64;
 /// The scope of a whole-queue pause.
 pub(crate) const ALL: &str = "*";
 
-pub(crate) async fn claim(pool: &SqlitePool, req: &ClaimRequest<'_>) -> StoreResult<Option<Claim>> {
-    let now = millis(chrono::Utc::now());
+pub(crate) async fn claim(
+    pool: &SqlitePool,
+    now: i64,
+    req: &ClaimRequest<'_>,
+) -> StoreResult<Option<Claim>> {
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -96,29 +100,44 @@ pub(crate) async fn claim(pool: &SqlitePool, req: &ClaimRequest<'_>) -> StoreRes
             }
             None => BTreeSet::new(),
         };
-        let want = u32::try_from(gpus).unwrap_or(1);
-        let Some((target, devices)) =
-            place(want, target.as_deref(), &slots, |t| holders.contains(t))
-        else {
+        let candidate = Candidate {
+            run: parse("run id", &id)?,
+            gpus: u32::try_from(gpus).unwrap_or(1),
+            target_pin: target,
+            inputs_on: holders,
+        };
+        let Some((target, devices)) = req.placer.place(&candidate, &slots) else {
             continue;
         };
-        sqlx::query(
-            "UPDATE runs SET lease_owner = ?, lease_expires_at = ?, target = ?, gpu_devices = ? \
-             WHERE id = ?",
+        // The scheduler may only hand out devices that are free on a target offered.
+        let offered = slots.iter().find(|s| s.name == target);
+        if !offered.is_some_and(|s| devices.iter().all(|d| *d < s.gpus && !s.busy.contains(d))) {
+            return Err(StoreError::Corrupt {
+                what: "placement",
+                detail: format!("GPUs {devices:?} of `{target}` are not free"),
+            });
+        }
+        let token: i64 = sqlx::query_scalar(
+            "UPDATE runs SET lease_owner = ?, lease_expires_at = ?, lease_token = lease_token + 1, \
+             target = ?, gpu_devices = ? WHERE id = ? RETURNING lease_token",
         )
         .bind(req.owner)
         .bind(now + req.ttl_ms)
         .bind(&target)
         .bind(to_json(&devices))
         .bind(&id)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .during("claim a run")?;
         tx.commit().await.during("commit a claim")?;
         return Ok(Some(Claim {
-            run: parse("run id", &id)?,
+            run: candidate.run,
             target,
             devices,
+            fence: Fence {
+                owner: req.owner.to_owned(),
+                token,
+            },
         }));
     }
     Ok(None)
@@ -127,29 +146,41 @@ pub(crate) async fn claim(pool: &SqlitePool, req: &ClaimRequest<'_>) -> StoreRes
 /// Puts a run that met an infrastructure error back in the queue, not before `not_before`.
 pub(crate) async fn requeue(
     pool: &SqlitePool,
+    now: i64,
     id: &RunId,
     from: RunStatus,
     not_before: chrono::DateTime<chrono::Utc>,
     message: &str,
+    fence: Option<&Fence>,
 ) -> StoreResult<()> {
-    let now = millis(chrono::Utc::now());
     let mut tx = pool.begin().await.during("begin a transaction")?;
-    let changed = sqlx::query(
-        "UPDATE runs SET status = 'queued', attempts = attempts + 1, not_before = ?, \
+    let changed = sqlx::query(&format!(
+        "UPDATE runs SET status = 'queued', attempts = attempts + 1, not_before = ?4, \
          lease_owner = NULL, lease_expires_at = NULL, gpu_devices = NULL, target = target_pin \
-         WHERE id = ? AND status = ?",
-    )
-    .bind(millis(not_before))
+         WHERE id = ?3 AND status = ?5 AND {FENCE_SQL}"
+    ))
+    .bind(fence.map(|f| f.owner.as_str()))
+    .bind(fence.map(|f| f.token))
     .bind(id.as_str())
+    .bind(millis(not_before))
     .bind(from.as_str())
     .execute(&mut *tx)
     .await
     .during("requeue a run")?;
     if changed.rows_affected() == 0 {
-        return Err(StoreError::Conflict {
-            id: id.clone(),
-            expected: from,
-            actual: RunStatus::Queued,
+        drop(tx);
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .during("read a run's status")?;
+        return Err(match status {
+            Some(s) if s != from.as_str() => StoreError::Conflict {
+                id: id.clone(),
+                expected: from,
+                actual: parse("run status", &s)?,
+            },
+            _ => missing(pool, id, fence).await,
         });
     }
     sqlx::query(
@@ -164,11 +195,16 @@ pub(crate) async fn requeue(
     tx.commit().await.during("commit a requeue")
 }
 
-pub(crate) async fn set_paused(pool: &SqlitePool, scope: &str, paused: bool) -> StoreResult<()> {
+pub(crate) async fn set_paused(
+    pool: &SqlitePool,
+    now: i64,
+    scope: &str,
+    paused: bool,
+) -> StoreResult<()> {
     let q = if paused {
         sqlx::query("INSERT OR IGNORE INTO queue_pauses (scope, since) VALUES (?, ?)")
             .bind(scope)
-            .bind(millis(chrono::Utc::now()))
+            .bind(now)
     } else {
         sqlx::query("DELETE FROM queue_pauses WHERE scope = ?").bind(scope)
     };
@@ -198,11 +234,11 @@ pub(crate) async fn note_inputs(
 
 pub(crate) async fn worker_seen(
     pool: &SqlitePool,
+    now: i64,
     id: &str,
     host: &str,
     pid: u32,
 ) -> StoreResult<()> {
-    let now = millis(chrono::Utc::now());
     sqlx::query(
         "INSERT INTO workers (id, host, pid, started_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4) \
          ON CONFLICT (id) DO UPDATE SET seen_at = ?4",
@@ -227,8 +263,8 @@ pub(crate) async fn worker_gone(pool: &SqlitePool, id: &str) -> StoreResult<()> 
 }
 
 /// Workers seen within `ttl_ms`.
-pub(crate) async fn workers(pool: &SqlitePool, ttl_ms: i64) -> StoreResult<Vec<Worker>> {
-    let since = millis(chrono::Utc::now()) - ttl_ms;
+pub(crate) async fn workers(pool: &SqlitePool, now: i64, ttl_ms: i64) -> StoreResult<Vec<Worker>> {
+    let since = now - ttl_ms;
     let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
         "SELECT id, host, pid, started_at, seen_at FROM workers WHERE seen_at >= ? ORDER BY started_at",
     )
@@ -262,11 +298,11 @@ pub(crate) async fn recent_durations(pool: &SqlitePool, limit: u32) -> StoreResu
 
 pub(crate) async fn set_health(
     pool: &SqlitePool,
+    now: i64,
     target: &str,
     reachable: bool,
     gpus: Option<u32>,
 ) -> StoreResult<()> {
-    let now = millis(chrono::Utc::now());
     sqlx::query(
         "INSERT INTO target_health (target, reachable, since, checked_at, gpus) \
          VALUES (?1, ?2, ?3, ?3, ?4) \

@@ -5,8 +5,9 @@ use sqlx::SqlitePool;
 use cosmos_core::{InputSetId, PromptId, Run, RunEvent, RunId, RunStatus};
 
 use super::convert::{json, millis, parse, parse_opt, time, to_json, unsigned};
+use super::execution::FENCE_SQL;
 use crate::error::{Context, StoreError, StoreResult};
-use crate::model::{NewRun, RunFilter};
+use crate::model::{NewRun, RunFilter, StatusChange};
 
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -33,12 +34,16 @@ struct RunRow {
     parent_run_id: Option<String>,
     target_pin: Option<String>,
     exit_code: Option<i64>,
+    failure_code: Option<String>,
+    launch_command: Option<String>,
+    sweep_id: Option<String>,
 }
 
 const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.status, r.name, \
     r.prompt_text, r.negative_prompt, r.input_set_id, r.params, r.target, r.priority, \
     r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs, \
-    r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin, r.exit_code";
+    r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin, r.exit_code, r.failure_code, \
+    r.launch_command, r.sweep_id";
 
 impl RunRow {
     fn into_run(self) -> StoreResult<Run> {
@@ -69,6 +74,12 @@ impl RunRow {
             retry_of: parse_opt("run id", self.parent_run_id.as_deref())?,
             target_pin: self.target_pin,
             exit_code: self.exit_code.and_then(|c| i32::try_from(c).ok()),
+            failure_code: self.failure_code,
+            launch_command: match &self.launch_command {
+                Some(c) => Some(json("launch command", c)?),
+                None => None,
+            },
+            sweep_id: parse_opt("run id", self.sweep_id.as_deref())?,
         })
     }
 }
@@ -115,8 +126,8 @@ pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResu
         let at = millis(new.created_at);
         sqlx::query(
             "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
-             input_set_id, params, gpus, priority, created_at, parent_run_id, target_pin, target) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             input_set_id, params, gpus, priority, created_at, parent_run_id, target_pin, target, \
+             sweep_id) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id.as_str())
         .bind(new.prompt_id.as_str())
@@ -132,6 +143,7 @@ pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResu
         .bind(new.retry_of.as_ref().map(RunId::as_str))
         .bind(new.target_pin.as_deref())
         .bind(new.target_pin.as_deref())
+        .bind(new.sweep_id.as_ref().map(RunId::as_str))
         .execute(&mut *tx)
         .await
         .during("insert a run")?;
@@ -170,6 +182,9 @@ pub(crate) async fn list(pool: &SqlitePool, filter: &RunFilter) -> StoreResult<V
     if let Some(prompt) = &filter.prompt_id {
         qb.push(" AND r.prompt_id = ").push_bind(prompt.as_str());
     }
+    if let Some(sweep) = &filter.sweep_id {
+        qb.push(" AND r.sweep_id = ").push_bind(sweep.as_str());
+    }
     if let Some(since) = filter.since {
         qb.push(" AND r.created_at >= ").push_bind(millis(since));
     }
@@ -205,6 +220,17 @@ pub(crate) async fn count_for_prompt(pool: &SqlitePool, prompt: &PromptId) -> St
     Ok(unsigned(n))
 }
 
+fn event(r: EventRow) -> StoreResult<RunEvent> {
+    Ok(RunEvent {
+        id: r.id,
+        run_id: parse("run id", &r.run_id)?,
+        at: time(r.at),
+        stage: parse("event stage", &r.stage)?,
+        progress: r.progress,
+        message: r.message,
+    })
+}
+
 pub(crate) async fn events(pool: &SqlitePool, id: &RunId) -> StoreResult<Vec<RunEvent>> {
     let rows: Vec<EventRow> = sqlx::query_as(
         "SELECT id, run_id, at, stage, progress, message FROM run_events WHERE run_id = ? ORDER BY id",
@@ -213,27 +239,64 @@ pub(crate) async fn events(pool: &SqlitePool, id: &RunId) -> StoreResult<Vec<Run
     .fetch_all(pool)
     .await
     .during("read run events")?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(RunEvent {
-                id: r.id,
-                run_id: parse("run id", &r.run_id)?,
-                at: time(r.at),
-                stage: parse("event stage", &r.stage)?,
-                progress: r.progress,
-                message: r.message,
-            })
-        })
-        .collect()
+    rows.into_iter().map(event).collect()
 }
 
-pub(crate) async fn transition(
+/// Events after a sequence number, of all runs or of one, oldest first.
+pub(crate) async fn events_after(
     pool: &SqlitePool,
+    after: i64,
+    run: Option<&RunId>,
+    limit: u32,
+) -> StoreResult<Vec<RunEvent>> {
+    let rows: Vec<EventRow> = match run {
+        Some(run) => {
+            sqlx::query_as(
+                "SELECT id, run_id, at, stage, progress, message FROM run_events \
+                 WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+            )
+            .bind(run.as_str())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+        }
+        None => {
+            sqlx::query_as(
+                "SELECT id, run_id, at, stage, progress, message FROM run_events \
+                 WHERE id > ? ORDER BY id LIMIT ?",
+            )
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+        }
+    }
+    .during("read events")?;
+    rows.into_iter().map(event).collect()
+}
+
+pub(crate) async fn last_event_id(pool: &SqlitePool) -> StoreResult<i64> {
+    let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM run_events")
+        .fetch_one(pool)
+        .await
+        .during("read the newest event")?;
+    Ok(id.unwrap_or(0))
+}
+
+pub(crate) async fn change_status(
+    pool: &SqlitePool,
+    now: i64,
     id: &RunId,
-    from: RunStatus,
-    to: RunStatus,
-    message: &str,
+    change: &StatusChange<'_>,
 ) -> StoreResult<()> {
+    let StatusChange {
+        from,
+        to,
+        message,
+        code,
+        fence,
+    } = *change;
     if !from.can_become(to) {
         return Err(StoreError::IllegalTransition {
             id: id.clone(),
@@ -241,21 +304,25 @@ pub(crate) async fn transition(
             to,
         });
     }
-    let now = millis(chrono::Utc::now());
     let mut tx = pool.begin().await.during("begin a transaction")?;
     let started = (to == RunStatus::Staging).then_some(now);
     let finished = to.is_terminal().then_some(now);
     let reason = (to == RunStatus::Failed).then_some(message);
-    let changed = sqlx::query(
-        "UPDATE runs SET status = ?1, started_at = coalesce(started_at, ?2), \
-         finished_at = coalesce(?3, finished_at), failure_reason = coalesce(?4, failure_reason) \
-         WHERE id = ?5 AND status = ?6",
-    )
+    let code = code.filter(|_| to.is_terminal());
+    let changed = sqlx::query(&format!(
+        "UPDATE runs SET status = ?4, started_at = coalesce(started_at, ?5), \
+         finished_at = coalesce(?6, finished_at), failure_reason = coalesce(?7, failure_reason), \
+         failure_code = coalesce(?8, failure_code) \
+         WHERE id = ?3 AND status = ?9 AND {FENCE_SQL}"
+    ))
+    .bind(fence.map(|f| f.owner.as_str()))
+    .bind(fence.map(|f| f.token))
+    .bind(id.as_str())
     .bind(to.as_str())
     .bind(started)
     .bind(finished)
     .bind(reason)
-    .bind(id.as_str())
+    .bind(code)
     .bind(from.as_str())
     .execute(&mut *tx)
     .await
@@ -271,11 +338,12 @@ pub(crate) async fn transition(
                 kind: "run",
                 id: id.to_string(),
             }),
-            Some(actual) => Err(StoreError::Conflict {
+            Some(actual) if actual != from.as_str() => Err(StoreError::Conflict {
                 id: id.clone(),
                 expected: from,
                 actual: parse("run status", &actual)?,
             }),
+            Some(_) => Err(StoreError::LeaseLost { id: id.clone() }),
         };
     }
     insert_event(&mut tx, id, now, to, message).await?;

@@ -4,16 +4,39 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{EngineError, EngineResult as Result};
+
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(EngineError::Invalid(format!($($t)*)))
+    };
+}
+
+/// Turns a parse failure into an invalid-input error with `what` said first.
+trait Context<T> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E> Context<T> for std::result::Result<T, E> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|_| EngineError::Invalid(what()))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.ok_or_else(|| EngineError::Invalid(what()))
+    }
+}
 use serde::Deserialize;
 
 use cosmos_core::{Level, Weights};
 
 /// At most this many runs from one command (a typo in a range should not flood the queue).
-pub const MAX_RUNS: usize = 10_000;
+pub(crate) const MAX_RUNS: usize = 10_000;
 
 /// Seeds from `--seed` (one or a comma list) and `--seeds A..B` (inclusive).
-pub fn seeds(list: Option<&str>, range: Option<&str>) -> Result<Vec<u32>> {
+pub(crate) fn seeds(list: Option<&str>, range: Option<&str>) -> Result<Vec<u32>> {
     let mut out = Vec::new();
     if let Some(list) = list {
         for part in list.split(',') {
@@ -46,12 +69,15 @@ pub fn seeds(list: Option<&str>, range: Option<&str>) -> Result<Vec<u32>> {
 
 /// The weights of every grid point: `key=v` keeps a value, `key=start:stop:step` takes each
 /// value from start to stop (inclusive).
-pub fn weight_grid(text: &str) -> Result<Vec<Weights>> {
+pub(crate) fn weight_grid(text: &str) -> Result<Vec<Weights>> {
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((key, value)) = part.split_once('=') else {
             // Let the weights parser say what is wrong.
-            return Ok(vec![text.parse::<Weights>()?]);
+            return Ok(vec![
+                text.parse::<Weights>()
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?,
+            ]);
         };
         let values = match value.split(':').collect::<Vec<_>>().as_slice() {
             [_] => vec![value.to_owned()],
@@ -77,7 +103,11 @@ pub fn weight_grid(text: &str) -> Result<Vec<Weights>> {
     }
     points
         .into_iter()
-        .map(|p| Ok(p.join(",").parse::<Weights>()?))
+        .map(|p| {
+            p.join(",")
+                .parse::<Weights>()
+                .map_err(|e| EngineError::Invalid(e.to_string()))
+        })
         .collect()
 }
 
@@ -111,7 +141,7 @@ fn range_values(key: &str, start: &str, stop: &str, step: &str) -> Result<Vec<St
 }
 
 /// One entry of a runs file: what `cosmos run`'s arguments say, as fields.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRun {
     /// A prompt id or name, or the text of a new prompt.
@@ -137,7 +167,7 @@ pub struct FileRun {
     pub target: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum SeedField {
     One(u32),
@@ -163,18 +193,19 @@ struct TomlFile {
 
 /// Reads a runs file: `.toml` (`[[run]]` tables) or `.jsonl` (one object per line).
 pub fn read_file(path: &Path) -> Result<Vec<FileRun>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the runs file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        EngineError::Invalid(format!("cannot read the runs file {}: {e}", path.display()))
+    })?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let runs = match ext {
         "toml" => {
             toml::from_str::<TomlFile>(&text)
                 .map_err(|e| {
-                    anyhow::anyhow!(
+                    EngineError::Invalid(format!(
                         "{} is not a valid runs file: {}",
                         path.display(),
                         e.message()
-                    )
+                    ))
                 })?
                 .run
         }
@@ -184,10 +215,9 @@ pub fn read_file(path: &Path) -> Result<Vec<FileRun>> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                runs.push(
-                    serde_json::from_str::<FileRun>(line)
-                        .map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), i + 1))?,
-                );
+                runs.push(serde_json::from_str::<FileRun>(line).map_err(|e| {
+                    EngineError::Invalid(format!("{} line {}: {e}", path.display(), i + 1))
+                })?);
             }
             runs
         }

@@ -1,0 +1,214 @@
+//! The event bus (DESIGN.md §2): every state change and progress update is written to the
+//! store first, then published here, in the order of its global sequence number. A process
+//! learns what another process did by cursor ("events after N"), never by re-reading a run's
+//! history; a subscriber that falls behind re-reads from the store, so no publisher ever
+//! waits for a slow one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Notify, broadcast};
+
+use cosmos_core::{RunEvent, RunId, RunStatus};
+use cosmos_store::{Store, StoreResult};
+
+use crate::error::EngineResult;
+
+/// How many events a subscriber may fall behind before it re-reads from the store.
+const CAPACITY: usize = 1024;
+/// How often a follower asks the store for what other processes wrote.
+pub const CROSS_PROCESS_POLL: Duration = Duration::from_millis(100);
+/// Events read from the store at a time.
+const PAGE: u32 = 500;
+
+/// Publishes stored events in sequence order to this process's subscribers.
+#[derive(Debug)]
+pub struct EventBus {
+    store: Arc<dyn Store>,
+    tx: broadcast::Sender<RunEvent>,
+    /// The last sequence number published; `None` until the bus first writes.
+    published: Mutex<Option<i64>>,
+    /// Rung when a run is queued or frees its slots: local workers look at once.
+    work: Notify,
+}
+
+impl EventBus {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            tx: broadcast::channel(CAPACITY).0,
+            published: Mutex::new(None),
+            work: Notify::new(),
+        }
+    }
+
+    /// Performs a store write that records events, then publishes what it (and anyone else
+    /// meanwhile) recorded.
+    pub(crate) async fn record<T>(
+        &self,
+        write: impl Future<Output = StoreResult<T>>,
+    ) -> EngineResult<T> {
+        self.prime().await?;
+        let result = write.await;
+        self.publish().await?;
+        Ok(result?)
+    }
+
+    /// Learns where the sequence stands before this process writes its first event, so only
+    /// new events are published.
+    async fn prime(&self) -> EngineResult<()> {
+        let mut published = self.published.lock().await;
+        if published.is_none() {
+            *published = Some(self.store.last_event_id().await?);
+        }
+        Ok(())
+    }
+
+    /// Publishes every stored event after the last one published, in order.
+    pub(crate) async fn publish(&self) -> EngineResult<()> {
+        let mut published = self.published.lock().await;
+        let mut cursor = match *published {
+            Some(c) => c,
+            None => self.store.last_event_id().await?,
+        };
+        loop {
+            let events = self.store.events_after(cursor, None, PAGE).await?;
+            let Some(last) = events.last() else { break };
+            cursor = last.id;
+            for e in events {
+                if matches!(
+                    e.stage,
+                    RunStatus::Queued
+                        | RunStatus::Succeeded
+                        | RunStatus::Failed
+                        | RunStatus::Cancelled
+                ) {
+                    self.work.notify_waiters();
+                }
+                // No subscriber is fine: the store has it.
+                let _ = self.tx.send(e);
+            }
+        }
+        *published = Some(cursor);
+        Ok(())
+    }
+
+    /// A subscription to this process's events from now on.
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            rx: self.tx.subscribe(),
+            store: self.store.clone(),
+            cursor: None,
+            backlog: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Waits until a local event says there may be new work.
+    pub(crate) async fn work_arrived(&self) {
+        self.work.notified().await;
+    }
+
+    /// A follower from sequence number `after` on, of all runs or of one: sees what any
+    /// process writes, within [`CROSS_PROCESS_POLL`].
+    pub fn follow(&self, after: i64, run: Option<RunId>) -> Follower {
+        Follower {
+            store: self.store.clone(),
+            wake: self.tx.subscribe(),
+            cursor: after,
+            run,
+        }
+    }
+
+    /// The newest sequence number stored.
+    pub async fn head(&self) -> EngineResult<i64> {
+        Ok(self.store.last_event_id().await?)
+    }
+}
+
+/// Events published in this process, in order, with nothing lost: after a lag it reads the
+/// missed ones from the store.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: broadcast::Receiver<RunEvent>,
+    store: Arc<dyn Store>,
+    cursor: Option<i64>,
+    backlog: std::collections::VecDeque<RunEvent>,
+}
+
+impl Subscription {
+    /// The next event; `None` when the bus is gone.
+    pub async fn next(&mut self) -> EngineResult<Option<RunEvent>> {
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                self.cursor = Some(e.id);
+                return Ok(Some(e));
+            }
+            match self.rx.recv().await {
+                Ok(e) if self.cursor.is_some_and(|c| e.id <= c) => continue,
+                Ok(e) => {
+                    self.cursor = Some(e.id);
+                    return Ok(Some(e));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind: what was dropped is in the store.
+                    let after = self.cursor.unwrap_or(0);
+                    self.backlog
+                        .extend(self.store.events_after(after, None, PAGE).await?);
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Follows the store by cursor: what this process publishes wakes it at once; what other
+/// processes write is seen within [`CROSS_PROCESS_POLL`].
+#[derive(Debug)]
+pub struct Follower {
+    store: Arc<dyn Store>,
+    wake: broadcast::Receiver<RunEvent>,
+    cursor: i64,
+    run: Option<RunId>,
+}
+
+impl Follower {
+    /// The events after the cursor, waiting for at least one.
+    pub async fn next_batch(&mut self) -> EngineResult<Vec<RunEvent>> {
+        loop {
+            let events = self
+                .store
+                .events_after(self.cursor, self.run.as_ref(), PAGE)
+                .await?;
+            if let Some(last) = events.last() {
+                self.cursor = last.id;
+                return Ok(events);
+            }
+            tokio::select! {
+                _ = self.wake.recv() => {}
+                _ = tokio::time::sleep(CROSS_PROCESS_POLL) => {}
+            }
+        }
+    }
+
+    pub fn cursor(&self) -> i64 {
+        self.cursor
+    }
+}
+
+impl Follower {
+    /// Whatever is stored after the cursor now, without waiting.
+    pub async fn drain(mut self) -> EngineResult<Vec<RunEvent>> {
+        let mut out = Vec::new();
+        loop {
+            let events = self
+                .store
+                .events_after(self.cursor, self.run.as_ref(), PAGE)
+                .await?;
+            let Some(last) = events.last() else {
+                return Ok(out);
+            };
+            self.cursor = last.id;
+            out.extend(events);
+        }
+    }
+}

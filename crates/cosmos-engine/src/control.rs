@@ -1,0 +1,316 @@
+//! Steering runs: cancelling (one, many, a prompt's, a sweep's, every queued run), retrying,
+//! pausing the queue, and seeing runs through to their end — by following the worker that
+//! drives them, or, with no worker alive, by claiming and driving them in this process
+//! (finishing beside them any runs a crashed cosmos left behind).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use cosmos_core::{Run, RunId, RunStatus};
+use cosmos_store::{ClaimRequest, RunFilter};
+
+use crate::Services;
+use crate::error::{EngineError, EngineResult};
+
+/// Which runs a cancel is about.
+#[derive(Debug, Clone)]
+pub enum CancelScope {
+    Runs(Vec<RunId>),
+    /// Every unfinished run of a prompt.
+    Prompt(cosmos_core::PromptId),
+    /// Every unfinished run of a sweep (named by any of its runs).
+    Sweep(RunId),
+    /// Every queued run.
+    Queued,
+}
+
+/// How seeing runs through ended.
+#[derive(Debug)]
+pub enum Followed {
+    /// Every run reached a terminal state.
+    Finished(Vec<Run>),
+    /// The caller stopped waiting; the runs go on (or stay queued).
+    Stopped,
+}
+
+const LIVE: [RunStatus; 5] = [
+    RunStatus::Queued,
+    RunStatus::Staging,
+    RunStatus::Starting,
+    RunStatus::Running,
+    RunStatus::Collecting,
+];
+
+impl Services {
+    /// Cancels runs: a queued or staging one ends `cancelled` at once; a started one has its
+    /// model killed, and its driver records `cancelled` (with no driver alive, this process
+    /// collects it). Returns the runs as they stand afterwards.
+    pub async fn cancel(&self, scope: CancelScope) -> EngineResult<Vec<Run>> {
+        let ids: Vec<RunId> = match scope {
+            CancelScope::Runs(ids) => ids,
+            CancelScope::Queued => {
+                self.unfinished(RunFilter {
+                    statuses: vec![RunStatus::Queued],
+                    ..Default::default()
+                })
+                .await?
+            }
+            CancelScope::Prompt(p) => {
+                self.unfinished(RunFilter {
+                    prompt_id: Some(p),
+                    ..Default::default()
+                })
+                .await?
+            }
+            CancelScope::Sweep(any) => {
+                let run = self.store().run(&any).await?;
+                let sweep = run.sweep_id.ok_or_else(|| {
+                    EngineError::Invalid(format!("run `{any}` is not part of a sweep"))
+                })?;
+                self.unfinished(RunFilter {
+                    sweep_id: Some(sweep),
+                    ..Default::default()
+                })
+                .await?
+            }
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        let mut orphans = Vec::new();
+        for id in &ids {
+            let run = self.cancel_one(id).await?;
+            if !run.status.is_terminal() && self.orphaned_runs().await?.iter().any(|r| &r.id == id)
+            {
+                orphans.push(id.clone());
+            }
+            out.push(run);
+        }
+        // Started runs nobody drives: collect them here, so they end `cancelled`.
+        for id in orphans {
+            match self.drive_run(&id).await {
+                Ok(run) => {
+                    if let Some(slot) = out.iter_mut().find(|r| r.id == id) {
+                        *slot = run;
+                    }
+                }
+                Err(EngineError::Busy { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn unfinished(&self, mut filter: RunFilter) -> EngineResult<Vec<RunId>> {
+        if filter.statuses.is_empty() {
+            filter.statuses = LIVE.to_vec();
+        }
+        filter.limit = 100_000;
+        Ok(self
+            .store()
+            .list_runs(&filter)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect())
+    }
+
+    async fn cancel_one(&self, id: &RunId) -> EngineResult<Run> {
+        let run = self.store().run(id).await?;
+        match run.status {
+            s if s.is_terminal() => Ok(run),
+            RunStatus::Queued | RunStatus::Staging => {
+                let change = cosmos_store::StatusChange::new(
+                    run.status,
+                    RunStatus::Cancelled,
+                    "cancelled by the user",
+                )
+                .code("cancelled");
+                match self
+                    .bus
+                    .record(self.store().change_status(id, &change))
+                    .await
+                {
+                    // It moved on meanwhile: cancel it where it is now.
+                    Err(EngineError::Store(cosmos_store::StoreError::Conflict { .. })) => {
+                        Box::pin(self.cancel_one(id)).await
+                    }
+                    Err(e) => Err(e),
+                    Ok(()) => Ok(self.store().run(id).await?),
+                }
+            }
+            _ => {
+                self.bus
+                    .record(self.store().request_cancel(id, run.status))
+                    .await?;
+                let target = self.find_target(run.target.as_deref()).await?;
+                let c = self.connect(&target)?;
+                let layout = cosmos_core::launch::RunLayout::new(&target.config.root, id);
+                c.runtime.kill(&c.host, id, &layout).await?;
+                Ok(self.store().run(id).await?)
+            }
+        }
+    }
+
+    /// A failed or cancelled run again, as a new queued run linked to it.
+    pub async fn retry(&self, id: &RunId) -> EngineResult<Run> {
+        let old = self.store().run(id).await?;
+        if !matches!(old.status, RunStatus::Failed | RunStatus::Cancelled) {
+            return Err(EngineError::Conflict(format!(
+                "run {id} is {}: only a failed or cancelled run can be retried",
+                old.status
+            )));
+        }
+        let run = self.retry_run(id).await?;
+        self.bus.publish().await?;
+        Ok(run)
+    }
+
+    /// Pauses or resumes placing queued runs: everywhere, or on one target.
+    pub async fn set_paused(&self, target: Option<&str>, paused: bool) -> EngineResult<()> {
+        if let Some(t) = target {
+            self.find_target(Some(t)).await?;
+        }
+        Ok(self.store().set_paused(target, paused).await?)
+    }
+
+    /// Sees runs through to their end. With a worker alive it follows them (taking them on
+    /// should every worker go); otherwise this process claims each as GPU slots free up and
+    /// drives it, with any runs a crash left behind. `stop` turning true stops waiting:
+    /// started models run on, the rest stay queued.
+    pub async fn see_through(
+        &self,
+        ids: &[RunId],
+        mut stop: watch::Receiver<bool>,
+    ) -> EngineResult<Followed> {
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut driving: HashSet<RunId> = HashSet::new();
+        let mut done: HashMap<RunId, Run> = HashMap::new();
+        let mut follower = self.bus.follow(self.bus.head().await?, None);
+        let mut adopted_at: Option<std::time::Instant> = None;
+        let mut followed_a_worker = false;
+        loop {
+            let here = self.live_workers().await?.is_empty();
+            if !here {
+                followed_a_worker = true;
+            } else if followed_a_worker {
+                // The worker went away: say so on each run this process now takes on.
+                followed_a_worker = false;
+                for id in ids.iter().filter(|id| !done.contains_key(*id)) {
+                    let run = self.store().run(id).await?;
+                    let note = "no worker is left; this process takes the run on";
+                    let write = self.store().add_run_event(id, run.status, None, note, None);
+                    self.bus.record(write).await?;
+                }
+            }
+            if here && adopted_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                adopted_at = Some(std::time::Instant::now());
+                for orphan in self.orphaned_runs().await? {
+                    if driving.insert(orphan.id.clone()) {
+                        let me = self.clone();
+                        tasks.spawn(async move {
+                            if let Err(e) = me.drive_run(&orphan.id).await {
+                                tracing::warn!(run = %orphan.id, "{e}");
+                            }
+                        });
+                    }
+                }
+            }
+            for id in ids {
+                if done.contains_key(id) {
+                    continue;
+                }
+                let run = self.store().run(id).await?;
+                if run.status.is_terminal() {
+                    done.insert(id.clone(), run);
+                    continue;
+                }
+                if !here || driving.contains(id) {
+                    continue;
+                }
+                // The claim's lease is this process's: the drive takes it on.
+                if run.status == RunStatus::Queued && self.claim_one(Some(id)).await?.is_some() {
+                    self.spawn_here(&mut tasks, &mut driving, id);
+                }
+            }
+            if done.len() == ids.len() {
+                // Runs adopted beside them are finished too before this process leaves.
+                while tasks.join_next().await.is_some() {}
+                let runs = ids.iter().filter_map(|id| done.remove(id)).collect();
+                return Ok(Followed::Finished(runs));
+            }
+            tokio::select! {
+                batch = follower.next_batch() => { batch?; }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                    // A drive ended: a requeued run is claimed again when due.
+                    self.forget_finished(&mut driving).await?;
+                }
+                _ = stop.wait_for(|s| *s) => {
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    for id in ids {
+                        self.release(id).await?;
+                    }
+                    return Ok(Followed::Stopped);
+                }
+            }
+        }
+    }
+
+    fn spawn_here(&self, tasks: &mut JoinSet<()>, driving: &mut HashSet<RunId>, id: &RunId) {
+        driving.insert(id.clone());
+        let (me, id) = (self.clone(), id.clone());
+        tasks.spawn(async move {
+            if let Err(e) = me.drive_run(&id).await {
+                tracing::warn!(run = %id, "{e}");
+            }
+        });
+    }
+
+    /// Drops from `driving` the runs no longer driven here (ended or requeued).
+    async fn forget_finished(&self, driving: &mut HashSet<RunId>) -> EngineResult<()> {
+        let me = crate::execute::owner_id();
+        let mut keep = HashSet::new();
+        for id in driving.drain() {
+            if let Some(l) = self.store().lease(&id).await?
+                && l.owner == me
+            {
+                keep.insert(id);
+            }
+        }
+        *driving = keep;
+        Ok(())
+    }
+
+    /// Claims a queued run for this process onto free slots, as the scheduler places it.
+    pub(crate) async fn claim_one(
+        &self,
+        only: Option<&RunId>,
+    ) -> EngineResult<Option<cosmos_store::Claim>> {
+        let targets = self.open_slots().await?;
+        let claim = self
+            .store()
+            .claim_run(&ClaimRequest {
+                owner: &crate::execute::owner_id(),
+                ttl_ms: self.lease_ttl_ms(),
+                targets: &targets,
+                only,
+                placer: self.scheduler.as_ref(),
+            })
+            .await?;
+        if let Some(c) = &claim {
+            let devices: Vec<String> = c.devices.iter().map(u32::to_string).collect();
+            let message = format!("placed on {} (GPU {})", c.target, devices.join(","));
+            let write = self.store().add_run_event(
+                &c.run,
+                RunStatus::Queued,
+                None,
+                &message,
+                Some(&c.fence),
+            );
+            self.bus.record(write).await?;
+        }
+        Ok(claim)
+    }
+}

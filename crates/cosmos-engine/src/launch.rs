@@ -1,0 +1,83 @@
+//! The one launch builder: the spec a run gives Cosmos and the exact command that starts the
+//! model on a target. `cosmos run --dry-run` and the driver both call [`build_launch`], so a
+//! dry run shows precisely what would run there.
+
+use serde::Serialize;
+
+use cosmos_core::launch::{RunLayout, TransferLaunch, torchrun_argv};
+use cosmos_core::spec::{SpecError, TransferSpec};
+use cosmos_core::{InputFile, Run, RunId, RunParams, Target};
+use cosmos_remote::runtime::Launch;
+
+use crate::runs::spec_for;
+use crate::targets::runtime_of;
+
+/// What starting a run sends: the spec file's content and the commands.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaunchPlan {
+    #[serde(skip)]
+    pub spec: TransferSpec,
+    /// `torchrun … transfer.py …`, as the model process sees it.
+    pub model_command: Vec<String>,
+    /// The command the target runs to start it (`docker run …`, or the detached process).
+    pub start_command: Vec<String>,
+}
+
+/// What a launch is built from: a run's prompt, parameters and id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LaunchSubject<'a> {
+    pub run_id: &'a RunId,
+    pub text: &'a str,
+    pub negative: Option<&'a str>,
+    pub params: &'a RunParams,
+}
+
+impl<'a> From<&'a Run> for LaunchSubject<'a> {
+    fn from(run: &'a Run) -> Self {
+        Self {
+            run_id: &run.id,
+            text: &run.prompt_text,
+            negative: run.negative_prompt.as_deref(),
+            params: &run.params,
+        }
+    }
+}
+
+/// The spec and commands of a run on `target`, its model on `devices`.
+pub(crate) fn build_launch<'a>(
+    target: &Target,
+    subject: impl Into<LaunchSubject<'a>>,
+    files: &[InputFile],
+    devices: &[u32],
+) -> Result<LaunchPlan, SpecError> {
+    let s = subject.into();
+    let cfg = &target.config;
+    let layout = RunLayout::new(&cfg.root, s.run_id);
+    let spec = spec_for(s.text, s.negative, s.params, files, &layout)?;
+    let mut model_command = torchrun_argv(&TransferLaunch {
+        gpus: s.params.gpus,
+        spec_path: &layout.spec(),
+        output_dir: &layout.outputs(),
+        is_av: spec.is_av,
+        checkpoint_dir: "checkpoints",
+    });
+    if let Some(t) = &cfg.torchrun {
+        model_command[0] = t.clone();
+    }
+    let start_command = runtime_of(target).start_argv(&Launch {
+        run_id: s.run_id,
+        layout: &layout,
+        root: &cfg.root,
+        cosmos_dir: &cfg.cosmos_dir,
+        image: &cfg.image,
+        shm_size: &cfg.shm_size,
+        gpu_devices: devices,
+        mounts: &cfg.mounts,
+        command: model_command.clone(),
+    });
+    Ok(LaunchPlan {
+        spec,
+        model_command,
+        start_command,
+    })
+}

@@ -1,0 +1,95 @@
+//! What front ends read: runs with their events, prompts, input sets, search. Answered from
+//! the store alone — no read ever waits on a target.
+
+use cosmos_core::{InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId};
+use cosmos_store::{InputSetSummary, PromptFilter, PromptSummary, RunFilter, SearchHit};
+
+use crate::Services;
+use crate::error::EngineResult;
+
+/// A prompt with its input set and recent runs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PromptDetail {
+    pub prompt: Prompt,
+    pub input_set: Option<InputSet>,
+    pub runs: Vec<Run>,
+    /// Every run of the prompt, not only those listed.
+    pub run_count: u64,
+}
+
+impl Services {
+    pub async fn run(&self, id: &RunId) -> EngineResult<Run> {
+        Ok(self.store().run(id).await?)
+    }
+
+    /// A run's history, oldest first.
+    pub async fn run_events(&self, id: &RunId) -> EngineResult<Vec<RunEvent>> {
+        Ok(self.store().run_events(id).await?)
+    }
+
+    /// Runs, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> EngineResult<Vec<Run>> {
+        Ok(self.store().list_runs(filter).await?)
+    }
+
+    pub async fn list_prompts(&self, filter: &PromptFilter) -> EngineResult<Vec<PromptSummary>> {
+        Ok(self.store().list_prompts(filter).await?)
+    }
+
+    /// The prompt with exactly this name, if any.
+    pub async fn prompt_named(&self, name: &str) -> EngineResult<Option<Prompt>> {
+        Ok(self.store().prompt_by_name(name).await?)
+    }
+
+    /// A prompt, its input set and its latest `runs` runs.
+    pub async fn prompt_detail(&self, id: &PromptId, runs: u32) -> EngineResult<PromptDetail> {
+        let prompt = self.store().prompt(id).await?;
+        let input_set = match &prompt.input_set_id {
+            Some(set) => Some(self.store().input_set(set).await?),
+            None => None,
+        };
+        let runs = self
+            .store()
+            .list_runs(&RunFilter {
+                prompt_id: Some(id.clone()),
+                limit: runs,
+                ..Default::default()
+            })
+            .await?;
+        let run_count = self.store().count_runs(id).await?;
+        Ok(PromptDetail {
+            prompt,
+            input_set,
+            runs,
+            run_count,
+        })
+    }
+
+    /// Deletes a prompt (its runs too only with `force`); how many runs went.
+    pub async fn delete_prompt(&self, id: &PromptId, force: bool) -> EngineResult<u64> {
+        Ok(self.store().delete_prompt(id, force).await?)
+    }
+
+    /// Full-text search over prompts, matches wrapped in `marks`.
+    pub async fn search_prompts(
+        &self,
+        query: &str,
+        limit: u32,
+        marks: (&str, &str),
+    ) -> EngineResult<Vec<SearchHit>> {
+        Ok(self.store().search_prompts(query, limit, marks).await?)
+    }
+
+    pub async fn input_set(&self, id: &InputSetId) -> EngineResult<InputSet> {
+        Ok(self.store().input_set(id).await?)
+    }
+
+    pub async fn list_input_sets(&self, limit: u32) -> EngineResult<Vec<InputSetSummary>> {
+        Ok(self.store().list_input_sets(limit).await?)
+    }
+
+    /// Deletes an input set (detaching its prompts only with `force`); how many were.
+    pub async fn delete_input_set(&self, id: &InputSetId, force: bool) -> EngineResult<u64> {
+        Ok(self.store().delete_input_set(id, force).await?)
+    }
+}

@@ -1,0 +1,300 @@
+//! Submitting work: one run, a sweep (seeds × a weight grid) or a runs file, each entry
+//! planned exactly (spec and command on its target), checked against the targets' GPU slots
+//! and their reachability, then stored as queued runs in one transaction.
+
+mod sweep;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use cosmos_core::{Level, Run, RunParams, Target};
+
+pub use sweep::{FileRun, read_file as read_runs_file};
+
+use crate::Services;
+use crate::error::{EngineError, EngineResult};
+use crate::prompts::InputsRef;
+use crate::runs::{LaunchDefaults, RunPlan, RunRequest, RunSubject};
+
+/// One line of work: what `cosmos run`'s arguments (or a runs file's entry) say.
+#[derive(Debug, Clone, Default)]
+pub struct RunEntry {
+    /// A prompt id or exact name, or the text of a new prompt.
+    pub subject: String,
+    /// With new text: a folder of control videos or an input set id.
+    pub inputs: Option<String>,
+    pub negative: Option<String>,
+    pub name: Option<String>,
+    /// One seed or a comma list.
+    pub seed: Option<String>,
+    /// `FIRST..LAST`.
+    pub seeds: Option<String>,
+    /// Weights, ranges (`start:stop:step`) making a grid.
+    pub weights: Option<String>,
+    pub steps: Option<u32>,
+    pub guidance: Option<f64>,
+    pub sigma_max: Option<f64>,
+    pub fps: Option<u32>,
+    pub blur_strength: Option<Level>,
+    pub canny_threshold: Option<Level>,
+    pub gpus: Option<u32>,
+    pub priority: Option<i32>,
+    pub target: Option<String>,
+}
+
+impl From<FileRun> for RunEntry {
+    fn from(f: FileRun) -> Self {
+        RunEntry {
+            subject: f.prompt,
+            inputs: f.inputs,
+            negative: f.negative,
+            name: f.name,
+            seed: f.seed.map(|s| s.as_list()),
+            seeds: f.seeds,
+            weights: f.weights,
+            steps: f.steps,
+            guidance: f.guidance,
+            sigma_max: f.sigma_max,
+            fps: f.fps,
+            blur_strength: f.blur_strength,
+            canny_threshold: f.canny_threshold,
+            gpus: f.gpus,
+            priority: f.priority,
+            target: f.target,
+        }
+    }
+}
+
+/// What to submit, and how.
+#[derive(Debug, Clone)]
+pub struct SubmitRequest {
+    pub entries: Vec<RunEntry>,
+    /// The runs file the entries came from (named in errors and in the runs' first event).
+    pub source: Option<PathBuf>,
+    /// Parameters an entry leaves out.
+    pub defaults: RunParams,
+    /// The layout planned with while no target exists.
+    pub launch: LaunchDefaults,
+    /// Plan only: nothing is stored and no target is contacted.
+    pub dry_run: bool,
+    /// Queue without contacting a target (no reachability check).
+    pub no_wait: bool,
+}
+
+/// What a submission planned and, unless it was a dry run, stored.
+#[derive(Debug, Serialize)]
+pub struct Submitted {
+    pub plans: Vec<RunPlan>,
+    /// The queued runs (empty for a dry run).
+    pub runs: Vec<Run>,
+    /// The target the last entry was planned on (its root heads the dry run).
+    #[serde(skip)]
+    pub planned_on: Target,
+    /// False when no target exists yet to run on.
+    pub has_target: bool,
+    /// What Cosmos will do that the user may not expect.
+    pub notes: Vec<String>,
+}
+
+impl RunEntry {
+    async fn subject(&self, services: &Services) -> EngineResult<RunSubject> {
+        if self.subject.to_ascii_lowercase().starts_with("ps_") {
+            if self.inputs.is_some() {
+                return Err(EngineError::Invalid(format!(
+                    "a prompt brings its own input set: drop the inputs, or change the prompt's (`{}`)",
+                    self.subject
+                )));
+            }
+            return Ok(RunSubject::Prompt(self.subject.clone()));
+        }
+        // A prompt's exact name runs that prompt.
+        if self.inputs.is_none()
+            && let Some(p) = services.store().prompt_by_name(self.subject.trim()).await?
+        {
+            return Ok(RunSubject::Prompt(p.id.to_string()));
+        }
+        Ok(RunSubject::Text {
+            text: self.subject.clone(),
+            inputs: self.inputs.as_deref().map(InputsRef::parse),
+        })
+    }
+
+    /// Every parameter set this entry asks for: seeds × weight grid.
+    fn variants(&self, defaults: &RunParams) -> EngineResult<Vec<RunParams>> {
+        let mut base = defaults.clone();
+        base.steps = self.steps.unwrap_or(base.steps);
+        base.guidance = self.guidance.unwrap_or(base.guidance);
+        base.sigma_max = self.sigma_max.unwrap_or(base.sigma_max);
+        base.fps = self.fps.unwrap_or(base.fps);
+        base.blur_strength = self.blur_strength.unwrap_or(base.blur_strength);
+        base.canny_threshold = self.canny_threshold.unwrap_or(base.canny_threshold);
+        base.gpus = self.gpus.unwrap_or(base.gpus);
+        let mut seeds = sweep::seeds(self.seed.as_deref(), self.seeds.as_deref())?;
+        if seeds.is_empty() {
+            seeds.push(base.seed);
+        }
+        let grid = match &self.weights {
+            Some(w) => sweep::weight_grid(w)?,
+            None => vec![base.weights.clone()],
+        };
+        if seeds.len() * grid.len() > sweep::MAX_RUNS {
+            return Err(EngineError::Invalid(format!(
+                "{} seeds × {} weight settings make more than {} runs",
+                seeds.len(),
+                grid.len(),
+                sweep::MAX_RUNS
+            )));
+        }
+        let mut out = Vec::with_capacity(seeds.len() * grid.len());
+        for w in &grid {
+            for s in &seeds {
+                let mut p = base.clone();
+                p.seed = *s;
+                p.weights = w.clone();
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Plans every run of the entry: the first fully, the rest as its variants.
+    async fn plan(
+        &self,
+        services: &Services,
+        defaults: &RunParams,
+        target: &Target,
+    ) -> EngineResult<Vec<RunPlan>> {
+        let variants = self.variants(defaults)?;
+        let request = RunRequest {
+            subject: self.subject(services).await?,
+            negative: self.negative.clone(),
+            params: variants[0].clone(),
+            name: self.name.clone(),
+        };
+        let mut first = services.plan_run(&request, target).await?;
+        first.priority = self.priority.unwrap_or(0);
+        first.target_pin = self.target.clone();
+        let mut plans = Vec::with_capacity(variants.len());
+        for params in &variants[1..] {
+            plans.push(services.plan_variant(&first, params, target)?);
+        }
+        plans.insert(0, first);
+        Ok(plans)
+    }
+}
+
+/// An error in entry `i` of a runs file says which.
+fn in_entry(source: &Option<PathBuf>, i: usize, e: EngineError) -> EngineError {
+    match source {
+        Some(path) => EngineError::Invalid(format!("{} run {}: {e}", path.display(), i + 1)),
+        None => e,
+    }
+}
+
+impl Services {
+    /// Plans the entries and, unless it is a dry run, checks that every run fits a target's
+    /// GPU slots and that the targets answer, then queues them all in one transaction.
+    pub async fn submit(&self, req: SubmitRequest) -> EngineResult<Submitted> {
+        let mut plans = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
+        let mut has_target = true;
+        let mut planned_on = req.launch.as_target();
+        for (i, entry) in req.entries.iter().enumerate() {
+            let target = match self.find_target(entry.target.as_deref()).await {
+                Ok(t) => Some(t),
+                // Validation errors come first; the missing target is reported after planning.
+                Err(EngineError::NoDefaultTarget) if entry.target.is_none() => None,
+                Err(e) => return Err(e),
+            };
+            planned_on = target.clone().unwrap_or_else(|| req.launch.as_target());
+            has_target &= target.is_some();
+            if let Some(t) = target
+                && !targets.iter().any(|k| k.name == t.name)
+            {
+                targets.push(t);
+            }
+            let planned = entry
+                .plan(self, &req.defaults, &planned_on)
+                .await
+                .map_err(|e| in_entry(&req.source, i, e))?;
+            plans.extend(planned);
+        }
+        let notes = plans.first().map(|p| p.notes.clone()).unwrap_or_default();
+        if plans.is_empty() {
+            return Err(EngineError::Invalid("nothing to run".into()));
+        }
+        if req.dry_run {
+            return Ok(Submitted {
+                plans,
+                runs: Vec::new(),
+                planned_on,
+                has_target,
+                notes,
+            });
+        }
+        if !has_target && !req.no_wait {
+            return Err(EngineError::NoDefaultTarget);
+        }
+        self.check_fit(&plans).await?;
+        // Refuse an unreachable or untrusted target before anything is stored.
+        if !req.no_wait {
+            for t in &targets {
+                if let Some(ssh) = self.connect(t)?.ssh {
+                    ssh.connect().await?;
+                }
+            }
+        }
+        let mut note = match (&req.source, plans.len()) {
+            (Some(path), n) => format!("queued from {} ({n} runs)", path.display()),
+            (None, 1) => "queued".to_owned(),
+            (None, n) => format!("queued in a sweep of {n} runs"),
+        };
+        if !has_target {
+            note.push_str("; no target chosen yet");
+        }
+        let runs = self.submit_runs(plans, &note).await?;
+        Ok(Submitted {
+            plans: Vec::new(),
+            runs,
+            planned_on,
+            has_target,
+            notes,
+        })
+    }
+
+    /// A run no target has the GPU slots for would wait for ever.
+    async fn check_fit(&self, plans: &[RunPlan]) -> EngineResult<()> {
+        let all = self.store().list_targets().await?;
+        if all.is_empty() {
+            return Ok(());
+        }
+        for p in plans {
+            let want = p.params.gpus;
+            let fits = |t: &&Target| t.config.gpus >= want;
+            let ok = match &p.target_pin {
+                Some(pin) => all.iter().filter(|t| &t.name == pin).any(|t| fits(&t)),
+                None => all.iter().any(|t| fits(&t)),
+            };
+            if ok {
+                continue;
+            }
+            let most = all.iter().map(|t| t.config.gpus).max().unwrap_or(0);
+            let place = match &p.target_pin {
+                Some(pin) => {
+                    let n = all
+                        .iter()
+                        .find(|t| &t.name == pin)
+                        .map_or(0, |t| t.config.gpus);
+                    format!(
+                        "target {pin} has {n} GPU slot{}",
+                        if n == 1 { "" } else { "s" }
+                    )
+                }
+                None => format!("no target has that many GPU slots (the most is {most})"),
+            };
+            return Err(EngineError::DoesNotFit { want, place });
+        }
+        Ok(())
+    }
+}

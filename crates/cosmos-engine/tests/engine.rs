@@ -1,0 +1,328 @@
+//! The engine driven in process against a real SQLite file: the event bus (delivery in
+//! order, lag, following another process by cursor), fenced leases, and reads that never
+//! wait on a target.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cosmos_core::{
+    InputFile, InputKind, InputSet, InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus,
+    Target, TargetConfig, TargetKind, VideoInfo,
+};
+use cosmos_engine::{CancelScope, ExecEnv, Services};
+use cosmos_media::Ffprobe;
+use cosmos_store::{
+    Fence, ManualClock, NewPrompt, NewRun, PromptName, SqliteStore, StatusChange, Store, StoreError,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// A database with one prompt on one input set, `n` queued runs of it, and the engine on it.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Arc<SqliteStore>,
+    prompt: PromptId,
+    set: InputSetId,
+}
+
+impl Fixture {
+    async fn new() -> Result<Self, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("cosmos.db");
+        let store = Arc::new(SqliteStore::open(&path).await?);
+        let files = vec![InputFile {
+            kind: InputKind::Color,
+            path: "/s/color.mp4".into(),
+            size: 10,
+            sha256: "a".repeat(64),
+            video: VideoInfo {
+                frames: 48,
+                fps: 24.0,
+                width: 320,
+                height: 180,
+                duration_seconds: 2.0,
+                codec: "h264".into(),
+            },
+        }];
+        let set = InputSet {
+            id: InputSetId::new(),
+            name: "scene".into(),
+            dir: "/s".into(),
+            fingerprint: cosmos_core::inputs::fingerprint(&files),
+            created_at: cosmos_core::now(),
+            files,
+        };
+        store.insert_input_set(&set).await?;
+        let prompt = store
+            .create_prompt(&NewPrompt {
+                id: PromptId::new(),
+                name: PromptName::Exact("p".into()),
+                text: "a harbour".into(),
+                negative: None,
+                input_set_id: Some(set.id.clone()),
+                parent_id: None,
+                created_at: cosmos_core::now(),
+            })
+            .await?;
+        Ok(Self {
+            _dir: dir,
+            path,
+            store,
+            prompt: prompt.id,
+            set: set.id,
+        })
+    }
+
+    async fn queue(&self, n: usize) -> Result<Vec<RunId>, Box<dyn std::error::Error>> {
+        let runs: Vec<NewRun> = (0..n)
+            .map(|_| NewRun {
+                id: RunId::new(),
+                prompt_id: self.prompt.clone(),
+                kind: RunKind::Transfer,
+                name: None,
+                prompt_text: "a harbour".into(),
+                negative_prompt: None,
+                input_set_id: Some(self.set.clone()),
+                params: RunParams::default(),
+                priority: 0,
+                created_at: cosmos_core::now(),
+                note: "queued".into(),
+                retry_of: None,
+                target_pin: None,
+                sweep_id: None,
+            })
+            .collect();
+        self.store.create_runs(&runs).await?;
+        Ok(runs.into_iter().map(|r| r.id).collect())
+    }
+
+    /// The engine as a process would open it.
+    async fn engine(&self) -> Result<Services, Box<dyn std::error::Error>> {
+        let store = SqliteStore::open(&self.path).await?;
+        let exec = ExecEnv::new(
+            self.path.with_file_name("data"),
+            self.path.with_file_name("known_hosts"),
+            Default::default(),
+        );
+        Ok(Services::new(Arc::new(store), Ffprobe::new("ffprobe")).with_exec(exec))
+    }
+}
+
+#[test]
+fn the_bus_delivers_every_event_in_order_even_to_a_subscriber_that_lags() -> TestResult {
+    runtime().block_on(async {
+        let f = Fixture::new().await?;
+        let engine = f.engine().await?;
+        // More events than the bus holds for a subscriber that does not read.
+        let ids = f.queue(1500).await?;
+        let mut sub = engine.events().subscribe();
+        let cancelled = engine.cancel(CancelScope::Runs(ids.clone())).await?;
+        assert!(cancelled.iter().all(|r| r.status == RunStatus::Cancelled));
+        let mut seen = Vec::new();
+        while seen.len() < ids.len() {
+            let e = tokio::time::timeout(Duration::from_secs(5), sub.next())
+                .await??
+                .ok_or("the bus closed")?;
+            assert_eq!(e.stage, RunStatus::Cancelled, "{e:?}");
+            seen.push(e);
+        }
+        let seqs: Vec<i64> = seen.iter().map(|e| e.id).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in sequence order");
+        let runs: Vec<&RunId> = seen.iter().map(|e| &e.run_id).collect();
+        assert_eq!(
+            runs,
+            ids.iter().collect::<Vec<_>>(),
+            "none lost, none repeated"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn another_process_follows_by_cursor_within_a_poll() -> TestResult {
+    runtime().block_on(async {
+        let f = Fixture::new().await?;
+        let writer = f.engine().await?;
+        let reader = f.engine().await?;
+        let ids = f.queue(3).await?;
+        let mut follower = reader.events().follow(reader.events().head().await?, None);
+        let began = Instant::now();
+        writer
+            .cancel(CancelScope::Runs(vec![ids[1].clone()]))
+            .await?;
+        let batch = tokio::time::timeout(Duration::from_secs(2), follower.next_batch()).await??;
+        assert!(
+            began.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            began.elapsed()
+        );
+        assert_eq!(batch.len(), 1, "{batch:?}");
+        assert_eq!(
+            (&batch[0].run_id, batch[0].stage),
+            (&ids[1], RunStatus::Cancelled)
+        );
+        // After the cursor, nothing is repeated.
+        writer
+            .cancel(CancelScope::Runs(vec![ids[2].clone()]))
+            .await?;
+        let next = follower.next_batch().await?;
+        assert_eq!(
+            next.iter().map(|e| &e.run_id).collect::<Vec<_>>(),
+            vec![&ids[2]]
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn a_driver_that_lost_its_lease_writes_nothing() -> TestResult {
+    runtime().block_on(async {
+        let f = Fixture::new().await?;
+        let clock = ManualClock::new();
+        let store = SqliteStore::open(&f.path)
+            .await?
+            .with_clock(Arc::new(clock.clone()));
+        let id = f.queue(1).await?.remove(0);
+        let a: Fence = store
+            .take_lease(&id, "cosmos:h:1", 1_000, None)
+            .await?
+            .ok_or("a takes the lease")?;
+        store
+            .change_status(
+                &id,
+                &StatusChange::new(RunStatus::Queued, RunStatus::Staging, "a stages")
+                    .fenced(Some(&a)),
+            )
+            .await?;
+        // A is paused past its lease; B takes over and the token moves on.
+        assert_eq!(
+            store.take_lease(&id, "cosmos:h:2", 1_000, None).await?,
+            None
+        );
+        clock.advance(1_500);
+        let b = store
+            .take_lease(&id, "cosmos:h:2", 1_000, None)
+            .await?
+            .ok_or("b takes the expired lease")?;
+        assert_ne!(a.token, b.token);
+        // A wakes up: every write it tries is refused, and so is its renewal.
+        assert!(!store.renew_lease(&id, &a, 1_000).await?);
+        let lost = |r: Result<(), StoreError>| matches!(r, Err(StoreError::LeaseLost { .. }));
+        let step =
+            StatusChange::new(RunStatus::Staging, RunStatus::Starting, "a starts").fenced(Some(&a));
+        assert!(lost(store.change_status(&id, &step).await));
+        assert!(lost(
+            store
+                .add_run_event(&id, RunStatus::Staging, None, "a note", Some(&a))
+                .await
+        ));
+        assert!(lost(
+            store
+                .set_launch_command(&id, &["docker".into()], Some(&a))
+                .await
+        ));
+        assert!(lost(store.set_exit_code(&id, 0, Some(&a)).await));
+        assert!(lost(store.set_run_outputs(&id, &[], Some(&a)).await));
+        // B drives on.
+        let step =
+            StatusChange::new(RunStatus::Staging, RunStatus::Starting, "b starts").fenced(Some(&b));
+        store.change_status(&id, &step).await?;
+        let run = store.run(&id).await?;
+        assert_eq!(
+            (run.status, run.launch_command),
+            (RunStatus::Starting, None)
+        );
+        let events = store.run_events(&id).await?;
+        assert!(
+            events
+                .iter()
+                .all(|e| !e.message.starts_with("a starts") && e.message != "a note")
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn reads_answer_from_the_store_while_a_target_is_down() -> TestResult {
+    runtime().block_on(async {
+        let f = Fixture::new().await?;
+        let engine = f.engine().await?;
+        // A target whose sshd is gone (nothing listens on the port), with runs mid-way.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?.port()
+        };
+        let target = Target {
+            name: "down".into(),
+            config: TargetConfig {
+                kind: TargetKind::Ssh,
+                host: Some("127.0.0.1".into()),
+                user: None,
+                port: Some(port),
+                key: None,
+                jump: None,
+                root: "/tmp/cosmos-down".into(),
+                cosmos_dir: "/opt/cosmos-transfer1".into(),
+                image: "cosmos-transfer1:none".into(),
+                shm_size: "8g".into(),
+                runtime: cosmos_core::RuntimeKind::Docker,
+                docker_sudo: false,
+                gpu_flag: true,
+                gpus: 2,
+                env: Default::default(),
+                torchrun: None,
+                rehearsal: false,
+                mounts: Vec::new(),
+                image_digest: None,
+            },
+            is_default: true,
+        };
+        f.store.put_target(&target, false).await?;
+        let ids = f.queue(2).await?;
+        for (id, to) in ids.iter().zip([RunStatus::Running, RunStatus::Collecting]) {
+            let mut from = RunStatus::Queued;
+            for next in [
+                RunStatus::Staging,
+                RunStatus::Starting,
+                RunStatus::Running,
+                to,
+            ] {
+                if next == from {
+                    continue;
+                }
+                f.store.transition(id, from, next, "moving on").await?;
+                from = next;
+            }
+        }
+        let began = Instant::now();
+        let view = engine.status_view(20).await?;
+        let runs = engine
+            .list_runs(&cosmos_engine::RunFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await?;
+        for id in &ids {
+            engine.run(id).await?;
+            engine.run_events(id).await?;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            began.elapsed()
+        );
+        let states: Vec<RunStatus> = view.running.iter().map(|r| r.run.status).collect();
+        assert!(states.contains(&RunStatus::Running) && states.contains(&RunStatus::Collecting));
+        assert_eq!(runs.len(), 2);
+        Ok(())
+    })
+}
