@@ -72,7 +72,7 @@ fn engine_hint(e: &EngineError) -> Option<String> {
         (EngineError::Invalid(m), _) if m.contains("a prompt brings its own input set") => {
             "change a prompt's videos with `cosmos prompt edit ID --inputs DIR`".into()
         }
-        (EngineError::Invalid(m), _) if m.contains("needs a host") => {
+        (EngineError::Invalid(m), _) if m.starts_with("give the host") => {
             "`cosmos target add NAME ssh://user@host:port`, `--host HOST`, or `--local`".into()
         }
         (_, "ambiguous_id") => "type more characters of the id".into(),

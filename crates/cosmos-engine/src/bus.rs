@@ -94,13 +94,16 @@ impl EventBus {
     }
 
     /// A subscription to this process's events from now on.
-    pub fn subscribe(&self) -> Subscription {
-        Subscription {
+    pub async fn subscribe(&self) -> EngineResult<Subscription> {
+        self.prime().await?;
+        // Subscribed while the cursor is held: nothing published falls between the two.
+        let published = self.published.lock().await;
+        Ok(Subscription {
             rx: self.tx.subscribe(),
             store: self.store.clone(),
-            cursor: None,
+            cursor: *published,
             backlog: std::collections::VecDeque::new(),
-        }
+        })
     }
 
     /// Waits until a local event says there may be new work.

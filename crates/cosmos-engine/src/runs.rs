@@ -205,7 +205,7 @@ impl Services {
                 let inputs = inputs.as_ref().ok_or_else(|| {
                     // One word is more likely a prompt's name mistyped than new text.
                     let lookup = if text.split_whitespace().count() == 1 {
-                        format!("no prompt has the name or id `{text}` ; as new text, ")
+                        format!("no prompt has the name or id `{text}`; as new text, ")
                     } else {
                         String::new()
                     };

@@ -124,7 +124,7 @@ fn the_bus_delivers_every_event_in_order_even_to_a_subscriber_that_lags() -> Tes
         let engine = f.engine().await?;
         // More events than the bus holds for a subscriber that does not read.
         let ids = f.queue(1500).await?;
-        let mut sub = engine.events().subscribe();
+        let mut sub = engine.events().subscribe().await?;
         let cancelled = engine.cancel(CancelScope::Runs(ids.clone())).await?;
         assert!(cancelled.iter().all(|r| r.status == RunStatus::Cancelled));
         let mut seen = Vec::new();

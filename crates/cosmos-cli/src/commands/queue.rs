@@ -43,7 +43,7 @@ impl WorkerArgs {
             ctx.settings.paths.data_dir.display()
         );
         // What happens to runs is on the bus; what only the worker knows comes by channel.
-        let mut events = services.events().subscribe();
+        let mut events = services.events().subscribe().await?;
         let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
         let work = services.work(stopped, report);
         tokio::pin!(work);

@@ -608,7 +608,7 @@ fn killing_a_run_a_worker_drives_ends_it_cancelled() {
         .fails_with("asks for 2 GPUs but no target has that many GPU slots");
     fleet
         .run(&["run", "too big", s(&scene), "--gpus", "2", "--target", "t0"])
-        .fails_with("asks for 2 GPUs but target t0 has 1 GPU slot:");
+        .fails_with("asks for 2 GPUs but target t0 has 1 GPU slot");
 }
 
 #[test]

@@ -170,8 +170,9 @@ fn bad_run_parameters_are_usage_errors() -> TestResult {
         "{}",
         missing.stderr
     );
-    h.run(&["run", "harbur"])
-        .fails_with("no prompt has the name or id `harbur` (`cosmos prompt list` shows them); as new text, a run needs control videos");
+    h.run(&["run", "harbur"]).fails_with(
+        "no prompt has the name or id `harbur`; as new text, a run needs control videos",
+    );
     h.run(&["run", "ps_0123", s(&scene)])
         .fails_with("a prompt brings its own input set");
     h.run(&["run", "ps_0123"])

@@ -222,7 +222,7 @@ impl Services {
         }
         if !req.local && host.is_none() {
             return Err(invalid(format!(
-                "target `{}` needs a host: give `ssh://user@host:port` or a host name (or make it local)",
+                "give the host of target `{}`: `ssh://user@host:port` or a host name (or make it local)",
                 req.name
             )));
         }
