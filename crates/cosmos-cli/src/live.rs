@@ -214,11 +214,31 @@ pub async fn execute(
     } else {
         ctx.say("run", &what);
     }
+    if !worker {
+        let orphans: Vec<String> = services
+            .orphaned_runs()
+            .await?
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect();
+        if !orphans.is_empty() {
+            let list = orphans.join(", ");
+            ctx.say(
+                "note",
+                &format!("also finishing {list} left behind by an earlier cosmos"),
+            );
+        }
+    }
     let runs = match see_through(services, ids, json).await? {
         Ended::Detached => {
-            eprintln!(
-                "detached: started runs keep running, the rest stay queued; `cosmos logs -f ID` reattaches"
-            );
+            match ids {
+                [id] => eprintln!(
+                    "detached: run {id} continues on its target; `cosmos logs -f {id}` reattaches"
+                ),
+                _ => eprintln!(
+                    "stopped waiting: started runs keep running, the rest stay queued (`cosmos status`, `cosmos worker`)"
+                ),
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Ended::Finished(runs) => runs,

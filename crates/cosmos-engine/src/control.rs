@@ -242,6 +242,8 @@ impl Services {
             }
             tokio::select! {
                 batch = follower.next_batch() => { batch?; }
+                // A retry's wait ends without an event.
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                     // A drive ended: a requeued run is claimed again when due.
                     self.forget_finished(&mut driving).await?;

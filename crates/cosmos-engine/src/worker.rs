@@ -25,6 +25,8 @@ const WORKER_BEAT: Duration = Duration::from_secs(2);
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// How often a target that stopped answering is tried again.
 const REPROBE: Duration = Duration::from_secs(5);
+/// How often an idle worker looks at the queue without being woken (retries that wait).
+const RECLAIM: Duration = Duration::from_millis(500);
 /// How often a worker looks for runs whose driver died (a lease lasts longer).
 const ORPHANS_EVERY: Duration = Duration::from_secs(2);
 
@@ -77,6 +79,7 @@ impl Services {
         let mut orphans_at: Option<Instant> = None;
         let mut down: HashSet<String> = HashSet::new();
         let mut seen_event = -1i64;
+        let mut claimed_at = Instant::now();
         while !*stop.borrow() {
             // Targets: down ones are tried again now and then.
             let unreachable = env.unreachable_targets();
@@ -129,9 +132,11 @@ impl Services {
 
             // New work, as long as there are free slots on targets that answer (an empty
             // queue is seen without taking the write lock).
+            // A retry's wait ends without an event: the queue is looked at now and then too.
             let head = self.store().last_event_id().await?;
-            if head != seen_event {
+            if head != seen_event || claimed_at.elapsed() >= RECLAIM {
                 seen_event = head;
+                claimed_at = Instant::now();
                 while self.store().queue_length().await? > 0
                     && let Some(claim) = self.claim_one(None).await?
                 {

@@ -50,9 +50,8 @@ impl WorkerArgs {
         loop {
             tokio::select! {
                 r = &mut work => { r?; break; }
-                e = events.next() => match e? {
-                    Some(e) => say(format!("{} [{}] {}", e.run_id, e.stage, e.message)),
-                    None => {}
+                e = events.next() => if let Some(e) = e? {
+                    say(format!("{} [{}] {}", e.run_id, e.stage, e.message));
                 },
                 Some(note) = reports.recv() => say(match note {
                     WorkerEvent::Adopted(run) => format!("{run} taken over from a driver that is gone"),

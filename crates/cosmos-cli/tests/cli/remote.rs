@@ -317,7 +317,9 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     let scene = r.home.standard_scene("shot");
     let home = r.home.path().display().to_string();
-    for (round, reconcile) in [["logs", "-f"], ["status", "--json"]].iter().enumerate() {
+    // Reattached by `cosmos logs -f`, then adopted by the next `cosmos run` (a read such as
+    // `cosmos status` answers at once and leaves it to a driver).
+    for (round, reconcile) in [["logs", "-f"], ["run", "adopter"]].iter().enumerate() {
         let mut child = r
             .home
             .command(&["run", &format!("take {round}"), s(&scene)])
@@ -358,6 +360,12 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
         let mut args: Vec<&str> = reconcile.to_vec();
         if args[0] == "logs" {
             args.insert(1, &id);
+        } else {
+            let began = std::time::Instant::now();
+            let status = r.run(&["status", "--json"]).ok().json();
+            assert!(began.elapsed() < Duration::from_secs(3), "status waited");
+            assert_eq!(status["running"][0]["run"]["status"], "running", "{status}");
+            args.push(s(&scene));
         }
         let out = r.run(&args).ok();
         if args[0] == "logs" {
@@ -375,8 +383,16 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
         );
         assert_eq!(log.matches("Saved video to").count(), 1, "{log}");
     }
-    // One model process per run, ever.
-    assert_eq!(r.records().len(), 2, "{:?}", r.records());
+    // One model process per run, ever: two takes and the adopter's own run.
+    let records = r.records();
+    assert_eq!(records.len(), 3, "{records:?}");
+    let mut specs: Vec<String> = records
+        .iter()
+        .filter_map(|rec| rec["argv"][8].as_str().map(str::to_owned))
+        .collect();
+    specs.sort();
+    specs.dedup();
+    assert_eq!(specs.len(), 3, "a run started twice: {records:?}");
 }
 
 /// A scene whose colour video is padded with an MP4 `free` box to `mib` MiB, so transfers
@@ -470,9 +486,9 @@ fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
         run["id"].as_str().expect("id").to_owned()
     };
 
-    // 1. Killed while uploading: `cosmos status` resumes the upload from what arrived.
+    // 1. Killed while uploading: `cosmos logs -f` resumes the upload from what arrived.
     let id = kill_mid_transfer("upload", &r.host.root().join("blobs"), "staging");
-    r.run(&["status"]).ok();
+    r.run(&["logs", "-f", &id]).ok();
     let shown = r.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(shown["run"]["status"], "succeeded", "{shown}");
     let uploaded: u64 = shown["events"]
@@ -627,7 +643,7 @@ fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
             2,
             "pair",
             &["--gpus", "4"][..],
-            ["asks for 4 GPUs but target pair has 2", "--gpus 2"],
+            ["asks for 4 GPUs but target pair has 2", "on 2 GPUs"],
         ),
         (
             0,
@@ -925,4 +941,43 @@ fn ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container() {
         "{run}"
     );
     assert_eq!(containers(&id), "", "the container outlived the cancel");
+}
+
+#[test]
+fn the_dry_run_shows_exactly_the_command_that_starts_the_model() {
+    let r = Remote::new(&[]);
+    r.run(&["target", "trust", "gpu", "--yes"]).ok();
+    let scene = r.home.standard_scene("shot");
+    let dry = r
+        .run(&["run", "a harbour", s(&scene), "--dry-run", "--json"])
+        .ok()
+        .json();
+    let planned_id = dry["run_id"].as_str().expect("a planned id").to_owned();
+    let planned: Vec<String> = dry["container_command"]
+        .as_array()
+        .expect("the command")
+        .iter()
+        .map(|a| a.as_str().unwrap_or("").replace(&planned_id, "RUN"))
+        .collect();
+    let done = r
+        .run(&["run", "a harbour", s(&scene), "--json"])
+        .ok()
+        .json();
+    let id = done["id"].as_str().expect("a run id").to_owned();
+    let shown = r.run(&["show", &id, "--json"]).ok().json();
+    let ran: Vec<String> = shown["run"]["launch_command"]
+        .as_array()
+        .expect("the command that ran")
+        .iter()
+        .map(|a| a.as_str().unwrap_or("").replace(&id, "RUN"))
+        .collect();
+    assert_eq!(shown["run"]["status"], "succeeded", "{shown}");
+    assert!(
+        planned.iter().any(|a| a == "docker") && planned.len() > 10,
+        "{planned:?}"
+    );
+    assert_eq!(
+        planned, ran,
+        "the dry run showed another command than the one that ran"
+    );
 }

@@ -89,7 +89,7 @@ fn targets_are_added_listed_shown_edited_and_removed() -> TestResult {
     let run = h.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(run["run"]["status"], "cancelled", "{run}");
     h.run(&["target", "rm", "gpu1"])
-        .fails_with("no target named `gpu1` (`cosmos target list` shows them)");
+        .fails_with("no target named `gpu1`\nhint: `cosmos target list` shows them");
     Ok(())
 }
 

@@ -46,7 +46,7 @@ impl Services {
                 return Err(Staging::Fail(Failure::new(
                     "gpu_shortage",
                     format!(
-                        "the run asks for {} GPUs but target {name} has {found}",
+                        "the run asks for {} GPUs but target {name} has {found}: run it on {found} GPUs or on a bigger host",
                         run.params.gpus
                     ),
                 )));
