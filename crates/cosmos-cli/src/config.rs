@@ -29,6 +29,7 @@ pub struct QueueConfig {
     pub max_retries: u32,
     pub retry_backoff_seconds: f64,
     pub staging_patience_seconds: f64,
+    pub lease_seconds: f64,
 }
 
 impl Default for QueueConfig {
@@ -37,6 +38,7 @@ impl Default for QueueConfig {
             max_retries: 3,
             retry_backoff_seconds: 5.0,
             staging_patience_seconds: 20.0,
+            lease_seconds: 30.0,
         }
     }
 }
@@ -199,6 +201,12 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
         "staging_patience_seconds",
         "20.0",
         "How long staging waits for a target that does not answer before the run goes back\n# to the queue (nothing has started yet, so another target may take it).",
+    ),
+    (
+        "queue",
+        "lease_seconds",
+        "30.0",
+        "How long a driver's claim on a run lasts without renewal: a worker that stops (paused,\n# crashed, cut off) longer than this loses the run to another worker, and can then no\n# longer change it.",
     ),
     (
         "secrets",

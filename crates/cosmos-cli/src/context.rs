@@ -52,6 +52,7 @@ impl Ctx {
                 self.known_hosts(),
                 secrets,
             )
+            .with_lease_ttl(millis(self.settings.config.queue.lease_seconds) as i64)
             .with_retry(cosmos_engine::RetryPolicy {
                 max_attempts: self.settings.config.queue.max_retries,
                 backoff_ms: millis(self.settings.config.queue.retry_backoff_seconds),

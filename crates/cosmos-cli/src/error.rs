@@ -84,9 +84,6 @@ fn engine_hint(e: &EngineError) -> Option<String> {
                 .into()
         }
         (_, "target_unreachable") => "check that the host is up and sshd listens on that port (`cosmos target edit NAME --host … --port …`; `cosmos target check NAME`)".into(),
-        (EngineError::Remote(cosmos_remote_error), "host_key_unknown" | "host_key_changed") => {
-            format!("after checking the key: `cosmos target trust {}`", target_of(cosmos_remote_error))
-        }
         (_, "no_such_target") => "`cosmos target list` shows them".into(),
         (_, "no_default_target") => "add one with `cosmos target add NAME --host HOST --default`, rehearse locally with `cosmos quickstart`, or pass `--target`".into(),
         (_, "does_not_fit") => {
@@ -109,16 +106,6 @@ fn engine_hint(e: &EngineError) -> Option<String> {
         _ => return None,
     };
     Some(hint)
-}
-
-/// The target name a host-key error is about.
-fn target_of(e: &dyn std::error::Error) -> String {
-    let text = e.to_string();
-    text.rsplit("cosmos target trust ")
-        .next()
-        .filter(|_| text.contains("cosmos target trust "))
-        .map(|s| s.trim_end_matches('`').to_owned())
-        .unwrap_or_else(|| "NAME".into())
 }
 
 /// What to do about a run that failed with `code`.

@@ -58,6 +58,10 @@ impl Failure {
 pub(crate) struct Drive {
     pub id: RunId,
     pub fence: Fence,
+    /// Until when the lease is surely ours by this process's clock: past it (the process
+    /// was paused, say), the driver writes nothing, not even to local files, until a
+    /// renewal says otherwise.
+    pub until: lease::LeaseClock,
 }
 
 /// The lease lasts this long without a renewal unless configured otherwise.
@@ -100,6 +104,7 @@ impl Services {
             let drive = Drive {
                 id: id.clone(),
                 fence: held.fence.clone(),
+                until: held.until.clone(),
             };
             let result = tokio::select! {
                 r = self.drive_inner(&drive) => r,

@@ -752,3 +752,62 @@ fn a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has() {
     assert_eq!(requeued, 1, "one run was first placed on GPU 2\n{log}");
     assert_eq!(fleet.records().len(), 3, "one model start per run");
 }
+
+#[test]
+fn a_worker_paused_past_its_lease_writes_nothing_and_starts_nothing_when_it_wakes() {
+    let fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=8"]);
+    let scene = fleet.home.standard_scene("shot");
+    let lease = [("COSMOS_QUEUE_LEASE_SECONDS", "1.5")];
+    let first = fleet.worker_with(&lease);
+    let id = fleet.queue("paused driver", &scene);
+    fleet.wait_until(&id, "running", 60);
+    let pid = rustix::process::Pid::from_child(&first.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let events = |f: &Fleet| -> Vec<Value> {
+        f.run(&["show", &id, "--json"]).ok().json()["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let before = events(&fleet).len();
+
+    // Another worker takes the run over once the lease lapses: it reattaches to the model's
+    // log and records its progress.
+    let second = fleet.worker_with(&lease);
+    wait_for(
+        "the second worker to drive",
+        Duration::from_secs(30),
+        || events(&fleet).len() > before,
+    );
+    // The first wakes while the model still runs: its lease is gone.
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    fleet.wait_until(&id, "succeeded", 90);
+    let second_log = stop(second);
+    let first_log = stop(first);
+
+    // It changed nothing: the milestones in order (the taker-over repeats only the one it
+    // found the model at), one model start, one copy of each log line.
+    let shown = fleet.run(&["show", &id, "--json"]).ok().json();
+    let mut messages: Vec<String> = events(&fleet)
+        .iter()
+        .filter(|e| e["progress"].is_number())
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect();
+    messages.dedup();
+    let mut unique = messages.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(messages.len(), unique.len(), "written twice: {messages:?}");
+    assert_eq!(shown["run"]["status"], "succeeded", "{shown}");
+    let records = fleet.records();
+    assert_eq!(records.len(), 1, "one container ever: {records:?}");
+    let log = std::fs::read_to_string(fleet.home.home().join("logs").join(format!("{id}.log")))
+        .expect("log");
+    assert_eq!(log.matches("final args").count(), 1, "{log}");
+    assert_eq!(log.matches("Saved video to").count(), 1, "{log}");
+    assert!(second_log.contains("taken over"), "{second_log}");
+    assert!(
+        !first_log.contains(&format!("{id} succeeded")),
+        "{first_log}"
+    );
+}

@@ -73,6 +73,10 @@ impl Services {
         };
         let ended = loop {
             let mut on_bytes = |bytes: &[u8]| {
+                // Paused past the lease: another driver may own the run now.
+                if !d.until.held() {
+                    return;
+                }
                 if let Err(e) = log.write_all(bytes) {
                     tracing::warn!("cannot append to the local run log: {e}");
                 }

@@ -45,11 +45,37 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// When a lease held by this process runs out, by this process's monotonic clock.
+#[derive(Debug, Clone)]
+pub(crate) struct LeaseClock {
+    origin: std::time::Instant,
+    until_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Ends the drive: the lease is lost, or no longer surely held.
+    lose: std::sync::Arc<watch::Sender<bool>>,
+}
+
+impl LeaseClock {
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Whether the lease is surely still ours. When it is not, the drive ends: the next
+    /// driver (this process again, if the lease is still free) starts from what is stored.
+    pub(crate) fn held(&self) -> bool {
+        let held = self.now_ms() < self.until_ms.load(std::sync::atomic::Ordering::SeqCst);
+        if !held {
+            self.lose.send_replace(true);
+        }
+        held
+    }
+}
+
 /// A lease being held: renewed in the background while it lives; `lost` turns true the
 /// moment a renewal finds it passed to another driver.
 pub(crate) struct HeldLease {
     pub fence: Fence,
     pub lost: watch::Receiver<bool>,
+    pub until: LeaseClock,
     _beat: AbortOnDrop,
 }
 
@@ -84,18 +110,28 @@ impl Services {
     /// Starts renewing a lease taken with `fence`.
     fn hold(&self, id: &RunId, fence: Fence) -> HeldLease {
         let (tell, lost) = watch::channel(false);
+        let ttl = self.lease_ttl_ms();
+        let until = LeaseClock {
+            origin: std::time::Instant::now(),
+            until_ms: std::sync::Arc::new((ttl.max(0) as u64).into()),
+            lose: std::sync::Arc::new(tell),
+        };
         let beat = {
-            let (me, id, fence) = (self.clone(), id.clone(), fence.clone());
-            let ttl = self.lease_ttl_ms();
+            let (me, id, fence, until) = (self.clone(), id.clone(), fence.clone(), until.clone());
             let every = Duration::from_millis((ttl / 6).max(50) as u64);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
+                    // Counted from before the renewal was asked for.
+                    let asked = until.now_ms();
                     match me.store().renew_lease(&id, &fence, ttl).await {
-                        Ok(true) => {}
+                        Ok(true) => until.until_ms.store(
+                            asked + ttl.max(0) as u64,
+                            std::sync::atomic::Ordering::SeqCst,
+                        ),
                         Ok(false) => {
                             tracing::warn!(run = %id, "lease lost to another driver: stopping");
-                            let _ = tell.send(true);
+                            until.lose.send_replace(true);
                             return;
                         }
                         // The database is busy or gone for a moment: the next beat tries
@@ -108,6 +144,7 @@ impl Services {
         HeldLease {
             fence,
             lost,
+            until,
             _beat: AbortOnDrop(beat),
         }
     }
