@@ -80,6 +80,14 @@ impl Display {
                 );
                 self.status_line(&text);
             }
+            // A transfer's steps (`uploading inputs: 30% of 1.2 GiB`) overwrite each other.
+            _ if e.message.starts_with("uploading inputs: ")
+                || e.message.starts_with("downloading outputs: ") =>
+            {
+                let elapsed = clock(self.started.elapsed().as_secs());
+                let text = format!("{who}[{}] {}  elapsed {elapsed}", e.stage, e.message);
+                self.status_line(&text);
+            }
             _ => self.message(&format!("{who}[{}] {}", e.stage, e.message)),
         }
     }

@@ -48,6 +48,7 @@ impl Services {
     /// Cancels runs: a queued or staging one ends `cancelled` at once; a started one has its
     /// model killed, and its driver records `cancelled` (with no driver alive, this process
     /// collects it). Returns the runs as they stand afterwards.
+    #[tracing::instrument(level = "info", skip(self))]
     pub async fn cancel(&self, scope: CancelScope) -> EngineResult<Vec<Run>> {
         let ids: Vec<RunId> = match scope {
             CancelScope::Runs(ids) => ids,
@@ -154,6 +155,7 @@ impl Services {
     }
 
     /// A failed or cancelled run again, as a new queued run linked to it.
+    #[tracing::instrument(level = "info", skip(self))]
     pub async fn retry(&self, id: &RunId) -> EngineResult<Run> {
         let old = self.store().run(id).await?;
         if !matches!(old.status, RunStatus::Failed | RunStatus::Cancelled) {
@@ -179,6 +181,7 @@ impl Services {
     /// should every worker go); otherwise this process claims each as GPU slots free up and
     /// drives it, with any runs a crash left behind. `stop` turning true stops waiting:
     /// started models run on, the rest stay queued.
+    #[tracing::instrument(level = "info", skip(self, stop), fields(runs = ids.len()))]
     pub async fn see_through(
         &self,
         ids: &[RunId],

@@ -44,6 +44,7 @@ pub enum WorkerEvent {
 impl Services {
     /// Runs a worker until `stop` turns true; then it claims nothing more, stops driving
     /// (the models keep running; their leases are given up for another driver) and leaves.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn work(
         &self,
         mut stop: watch::Receiver<bool>,

@@ -154,6 +154,7 @@ impl SshConnection {
     }
 
     /// Connects now, so that a bad key or an unreachable host shows up before any work.
+    #[tracing::instrument(level = "debug", skip(self), fields(target = %self.spec.name))]
     pub async fn connect(&self) -> RemoteResult<()> {
         self.handle().await.map(drop)
     }
@@ -358,6 +359,11 @@ pub async fn scan_host_key(spec: &SshSpec) -> RemoteResult<(PublicKey, HostKeyVe
 
 #[async_trait]
 impl CommandRunner for SshConnection {
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(target = %self.spec.name, program = argv.first().map(String::as_str).unwrap_or(""))
+    )]
     async fn stream(&self, argv: &[String], sink: &mut Sink<'_>) -> RemoteResult<Option<u32>> {
         self.exec(argv, sink).await
     }

@@ -222,6 +222,7 @@ impl Store for SqliteStore {
         runs::last_event_id(&self.pool).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(run = %id, from = %change.from, to = %change.to))]
     async fn change_status(&self, id: &RunId, change: &StatusChange<'_>) -> StoreResult<()> {
         runs::change_status(&self.pool, self.now(), id, change).await
     }
@@ -244,6 +245,7 @@ impl Store for SqliteStore {
         execution::cancel_requested(&self.pool, id).await
     }
 
+    #[tracing::instrument(level = "trace", skip(self, fence), fields(run = %id))]
     async fn add_run_event(
         &self,
         id: &RunId,
@@ -273,6 +275,7 @@ impl Store for SqliteStore {
         execution::set_launch_command(&self.pool, id, argv, fence).await
     }
 
+    #[tracing::instrument(level = "debug", skip(self), fields(run = %id))]
     async fn take_lease(
         &self,
         id: &RunId,
@@ -283,6 +286,7 @@ impl Store for SqliteStore {
         execution::take_lease(&self.pool, self.now(), id, owner, ttl_ms, steal_from).await
     }
 
+    #[tracing::instrument(level = "trace", skip(self, fence), fields(run = %id))]
     async fn renew_lease(&self, id: &RunId, fence: &Fence, ttl_ms: i64) -> StoreResult<bool> {
         execution::renew_lease(&self.pool, self.now(), id, fence, ttl_ms).await
     }
@@ -316,10 +320,12 @@ impl Store for SqliteStore {
         queue::health(&self.pool).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(owner = req.owner, only = ?req.only))]
     async fn claim_run(&self, req: &ClaimRequest<'_>) -> StoreResult<Option<Claim>> {
         queue::claim(&self.pool, self.now(), req).await
     }
 
+    #[tracing::instrument(level = "debug", skip(self, fence), fields(run = %id))]
     async fn requeue_run(
         &self,
         id: &RunId,
