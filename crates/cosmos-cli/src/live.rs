@@ -127,7 +127,8 @@ pub async fn see_through(services: &Services, ids: &[RunId], quiet: bool) -> Res
     let head = services.events().head().await?;
     let mut follower = services.events().follow(head, None);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let work = services.see_through(ids, stopped);
+    let runs = services.runs();
+    let work = runs.see_through(ids, stopped);
     tokio::pin!(work);
     let ended = loop {
         tokio::select! {
@@ -143,7 +144,7 @@ pub async fn see_through(services: &Services, ids: &[RunId], quiet: bool) -> Res
                 'd' => { let _ = stop.send(true); }
                 'c' => {
                     eprintln!("cancelling {}…", ids.iter().map(RunId::to_string).collect::<Vec<_>>().join(", "));
-                    services.cancel(CancelScope::Runs(ids.to_vec())).await?;
+                    services.runs().cancel(CancelScope::Runs(ids.to_vec())).await?;
                 }
                 _ => {}
             },
@@ -204,7 +205,7 @@ pub async fn execute(
     ids: &[RunId],
     json: bool,
 ) -> Result<ExitCode> {
-    let worker = !services.live_workers().await?.is_empty();
+    let worker = !services.queue().live_workers().await?.is_empty();
     let what = match ids {
         [one] => one.to_string(),
         many => format!("{} runs", many.len()),
@@ -224,7 +225,8 @@ pub async fn execute(
     }
     if !worker {
         let orphans: Vec<String> = services
-            .orphaned_runs()
+            .runs()
+            .orphaned()
             .await?
             .iter()
             .map(|r| r.id.to_string())

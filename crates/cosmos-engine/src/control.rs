@@ -49,7 +49,7 @@ impl Services {
     /// model killed, and its driver records `cancelled` (with no driver alive, this process
     /// collects it). Returns the runs as they stand afterwards.
     #[tracing::instrument(level = "info", skip(self))]
-    pub async fn cancel(&self, scope: CancelScope) -> EngineResult<Vec<Run>> {
+    pub(crate) async fn cancel(&self, scope: CancelScope) -> EngineResult<Vec<Run>> {
         let ids: Vec<RunId> = match scope {
             CancelScope::Runs(ids) => ids,
             CancelScope::Queued => {
@@ -156,7 +156,7 @@ impl Services {
 
     /// A failed or cancelled run again, as a new queued run linked to it.
     #[tracing::instrument(level = "info", skip(self))]
-    pub async fn retry(&self, id: &RunId) -> EngineResult<Run> {
+    pub(crate) async fn retry(&self, id: &RunId) -> EngineResult<Run> {
         let old = self.store().run(id).await?;
         if !matches!(old.status, RunStatus::Failed | RunStatus::Cancelled) {
             return Err(EngineError::Conflict(format!(
@@ -170,7 +170,7 @@ impl Services {
     }
 
     /// Pauses or resumes placing queued runs: everywhere, or on one target.
-    pub async fn set_paused(&self, target: Option<&str>, paused: bool) -> EngineResult<()> {
+    pub(crate) async fn set_paused(&self, target: Option<&str>, paused: bool) -> EngineResult<()> {
         if let Some(t) = target {
             self.find_target(Some(t)).await?;
         }
@@ -182,7 +182,7 @@ impl Services {
     /// drives it, with any runs a crash left behind. `stop` turning true stops waiting:
     /// started models run on, the rest stay queued.
     #[tracing::instrument(level = "info", skip(self, stop), fields(runs = ids.len()))]
-    pub async fn see_through(
+    pub(crate) async fn see_through(
         &self,
         ids: &[RunId],
         mut stop: watch::Receiver<bool>,

@@ -34,7 +34,7 @@ pub struct AddedInputSet {
 
 impl Services {
     /// Discovers, probes and hashes the control videos of `dir` (nothing is stored).
-    pub async fn inspect_inputs(&self, dir: &Path) -> EngineResult<InspectedInputs> {
+    pub(crate) async fn inspect_inputs(&self, dir: &Path) -> EngineResult<InspectedInputs> {
         let dir = std::fs::canonicalize(dir).map_err(|source| cosmos_media::MediaError::Io {
             path: dir.to_owned(),
             source,
@@ -64,7 +64,7 @@ impl Services {
     /// Registers the control videos of `dir` as an input set. Problems (differing frame
     /// counts, mixed aspect buckets) refuse registration unless `force`; the same content
     /// registered before is reused.
-    pub async fn add_input_set(
+    pub(crate) async fn add_input_set(
         &self,
         dir: &Path,
         name: Option<&str>,

@@ -7,6 +7,7 @@
 //!
 //! Must not depend on cosmos-web or cosmos-cli.
 
+mod api;
 mod bus;
 mod control;
 mod error;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use cosmos_media::Ffprobe;
 use cosmos_store::Store;
 
+pub use api::{Inputs, Prompts, Queue, Runs, Targets};
 pub use bus::{CROSS_PROCESS_POLL, EventBus, Follower, Subscription};
 pub use control::{CancelScope, Followed};
 pub use cosmos_remote::ssh::hostkeys::HostKeyVerdict;

@@ -129,7 +129,7 @@ impl Services {
 
     /// Creates a prompt, registering a folder of inputs on the way. Everything is checked
     /// before anything is written.
-    pub async fn create_prompt(
+    pub(crate) async fn create_prompt(
         &self,
         req: &CreatePromptRequest,
     ) -> EngineResult<(Prompt, Option<AddedInputSet>)> {
@@ -172,7 +172,7 @@ impl Services {
     }
 
     /// Edits a prompt. Runs keep the text they were created with.
-    pub async fn edit_prompt(
+    pub(crate) async fn edit_prompt(
         &self,
         id: &PromptId,
         req: &EditPromptRequest,

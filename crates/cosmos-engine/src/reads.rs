@@ -18,31 +18,38 @@ pub struct PromptDetail {
 }
 
 impl Services {
-    pub async fn run(&self, id: &RunId) -> EngineResult<Run> {
+    pub(crate) async fn run(&self, id: &RunId) -> EngineResult<Run> {
         Ok(self.store().run(id).await?)
     }
 
     /// A run's history, oldest first.
-    pub async fn run_events(&self, id: &RunId) -> EngineResult<Vec<RunEvent>> {
+    pub(crate) async fn run_events(&self, id: &RunId) -> EngineResult<Vec<RunEvent>> {
         Ok(self.store().run_events(id).await?)
     }
 
     /// Runs, newest first.
-    pub async fn list_runs(&self, filter: &RunFilter) -> EngineResult<Vec<Run>> {
+    pub(crate) async fn list_runs(&self, filter: &RunFilter) -> EngineResult<Vec<Run>> {
         Ok(self.store().list_runs(filter).await?)
     }
 
-    pub async fn list_prompts(&self, filter: &PromptFilter) -> EngineResult<Vec<PromptSummary>> {
+    pub(crate) async fn list_prompts(
+        &self,
+        filter: &PromptFilter,
+    ) -> EngineResult<Vec<PromptSummary>> {
         Ok(self.store().list_prompts(filter).await?)
     }
 
     /// The prompt with exactly this name, if any.
-    pub async fn prompt_named(&self, name: &str) -> EngineResult<Option<Prompt>> {
+    pub(crate) async fn prompt_named(&self, name: &str) -> EngineResult<Option<Prompt>> {
         Ok(self.store().prompt_by_name(name).await?)
     }
 
     /// A prompt, its input set and its latest `runs` runs.
-    pub async fn prompt_detail(&self, id: &PromptId, runs: u32) -> EngineResult<PromptDetail> {
+    pub(crate) async fn prompt_detail(
+        &self,
+        id: &PromptId,
+        runs: u32,
+    ) -> EngineResult<PromptDetail> {
         let prompt = self.store().prompt(id).await?;
         let input_set = match &prompt.input_set_id {
             Some(set) => Some(self.store().input_set(set).await?),
@@ -66,12 +73,12 @@ impl Services {
     }
 
     /// Deletes a prompt (its runs too only with `force`); how many runs went.
-    pub async fn delete_prompt(&self, id: &PromptId, force: bool) -> EngineResult<u64> {
+    pub(crate) async fn delete_prompt(&self, id: &PromptId, force: bool) -> EngineResult<u64> {
         Ok(self.store().delete_prompt(id, force).await?)
     }
 
     /// Full-text search over prompts, matches wrapped in `marks`.
-    pub async fn search_prompts(
+    pub(crate) async fn search_prompts(
         &self,
         query: &str,
         limit: u32,
@@ -80,16 +87,16 @@ impl Services {
         Ok(self.store().search_prompts(query, limit, marks).await?)
     }
 
-    pub async fn input_set(&self, id: &InputSetId) -> EngineResult<InputSet> {
+    pub(crate) async fn input_set(&self, id: &InputSetId) -> EngineResult<InputSet> {
         Ok(self.store().input_set(id).await?)
     }
 
-    pub async fn list_input_sets(&self, limit: u32) -> EngineResult<Vec<InputSetSummary>> {
+    pub(crate) async fn list_input_sets(&self, limit: u32) -> EngineResult<Vec<InputSetSummary>> {
         Ok(self.store().list_input_sets(limit).await?)
     }
 
     /// Deletes an input set (detaching its prompts only with `force`); how many were.
-    pub async fn delete_input_set(&self, id: &InputSetId, force: bool) -> EngineResult<u64> {
+    pub(crate) async fn delete_input_set(&self, id: &InputSetId, force: bool) -> EngineResult<u64> {
         Ok(self.store().delete_input_set(id, force).await?)
     }
 }

@@ -19,7 +19,7 @@ pub enum Resolved {
 impl Services {
     /// Resolves `text` among the ids of `kinds`: exactly one match, or an error that lists
     /// the candidates.
-    pub async fn resolve(&self, text: &str, kinds: &[IdKind]) -> EngineResult<Resolved> {
+    pub(crate) async fn resolve_any(&self, text: &str, kinds: &[IdKind]) -> EngineResult<Resolved> {
         let prefix = IdPrefix::parse(text)?;
         let mut found: Vec<String> = Vec::new();
         for kind in kinds {
@@ -57,15 +57,15 @@ impl Services {
         }
     }
 
-    pub async fn resolve_run(&self, text: &str) -> EngineResult<RunId> {
-        match self.resolve(text, &[IdKind::Run]).await? {
+    pub(crate) async fn resolve_run(&self, text: &str) -> EngineResult<RunId> {
+        match self.resolve_any(text, &[IdKind::Run]).await? {
             Resolved::Run(id) => Ok(id),
             other => unexpected(other),
         }
     }
 
     /// A prompt by id (prefix) or, failing that, by its exact name.
-    pub async fn resolve_prompt(&self, text: &str) -> EngineResult<PromptId> {
+    pub(crate) async fn resolve_prompt(&self, text: &str) -> EngineResult<PromptId> {
         if IdKind::of(&text.trim().to_ascii_lowercase()).is_none()
             && let Some(p) = self.store().prompt_by_name(text.trim()).await?
         {
@@ -78,14 +78,14 @@ impl Services {
                 prefix: text.trim().to_owned(),
             });
         }
-        match self.resolve(text, &[IdKind::Prompt]).await? {
+        match self.resolve_any(text, &[IdKind::Prompt]).await? {
             Resolved::Prompt(id) => Ok(id),
             other => unexpected(other),
         }
     }
 
-    pub async fn resolve_input_set(&self, text: &str) -> EngineResult<InputSetId> {
-        match self.resolve(text, &[IdKind::InputSet]).await? {
+    pub(crate) async fn resolve_input_set(&self, text: &str) -> EngineResult<InputSetId> {
+        match self.resolve_any(text, &[IdKind::InputSet]).await? {
             Resolved::InputSet(id) => Ok(id),
             other => unexpected(other),
         }

@@ -176,7 +176,11 @@ pub(crate) fn spec_for(
 impl Services {
     /// Works out the run without writing anything: resolves the prompt and inputs, builds and
     /// validates the spec, and composes the commands.
-    pub async fn plan_run(&self, req: &RunRequest, target: &Target) -> EngineResult<RunPlan> {
+    pub(crate) async fn plan_run(
+        &self,
+        req: &RunRequest,
+        target: &Target,
+    ) -> EngineResult<RunPlan> {
         req.params
             .validate()
             .map_err(cosmos_core::spec::SpecError::from)?;
@@ -254,7 +258,7 @@ impl Services {
 
     /// The same run with other parameters (a sweep): each variant is validated and gets its
     /// own id and spec, and is stored with the base plan's prompt and inputs.
-    pub fn plan_variant(
+    pub(crate) fn plan_variant(
         &self,
         base: &RunPlan,
         params: &RunParams,
@@ -319,7 +323,7 @@ impl Services {
 
     /// A failed or cancelled run again: a new queued run with the same prompt, inputs,
     /// parameters and target choice, linked to the old one.
-    pub async fn retry_run(&self, id: &RunId) -> EngineResult<Run> {
+    pub(crate) async fn retry_run(&self, id: &RunId) -> EngineResult<Run> {
         let old = self.store().run(id).await?;
         Ok(self
             .store()
@@ -344,7 +348,7 @@ impl Services {
 
     /// Stores what the plan needs (input set, prompt) and the run itself, as `queued`;
     /// `pin` keeps it on one target.
-    pub async fn submit_run(
+    pub(crate) async fn submit_run(
         &self,
         mut plan: RunPlan,
         note: &str,
@@ -361,7 +365,11 @@ impl Services {
     /// Stores several planned runs (a sweep, a file of runs): their prompts and inputs
     /// first, then every run in one transaction. A variant ([`Services::plan_variant`])
     /// shares the prompt and inputs of the plan before it.
-    pub async fn submit_runs(&self, plans: Vec<RunPlan>, note: &str) -> EngineResult<Vec<Run>> {
+    pub(crate) async fn submit_runs(
+        &self,
+        plans: Vec<RunPlan>,
+        note: &str,
+    ) -> EngineResult<Vec<Run>> {
         let mut news = Vec::with_capacity(plans.len());
         let mut last: Option<(InputSetId, PromptId)> = None;
         let sweep_id = (plans.len() > 1).then(|| plans[0].run_id.clone());

@@ -74,7 +74,7 @@ const LIVE: [RunStatus; 4] = [
 
 impl Services {
     /// The queue, running runs, targets and workers; `listed` caps the queue shown.
-    pub async fn status_view(&self, listed: u32) -> EngineResult<StatusView> {
+    pub(crate) async fn status_view(&self, listed: u32) -> EngineResult<StatusView> {
         let store = self.store();
         let now = Utc::now();
         let paused = store.paused().await?;

@@ -196,7 +196,7 @@ impl Services {
     /// Plans the entries and, unless it is a dry run, checks that every run fits a target's
     /// GPU slots and that the targets answer, then queues them all in one transaction.
     #[tracing::instrument(level = "info", skip_all, fields(entries = req.entries.len(), dry_run = req.dry_run))]
-    pub async fn submit(&self, req: SubmitRequest) -> EngineResult<Submitted> {
+    pub(crate) async fn submit(&self, req: SubmitRequest) -> EngineResult<Submitted> {
         let mut plans = Vec::new();
         let mut targets: Vec<Target> = Vec::new();
         let mut has_target = true;

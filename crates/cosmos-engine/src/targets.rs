@@ -206,7 +206,7 @@ impl Services {
     /// Removes a target. Runs still needing it make this an error unless `force`; forced,
     /// the queued runs pinned to it are cancelled (they could never run), and runs started
     /// on it are left for the day a target of that name returns. Returns the runs cancelled.
-    pub async fn remove_target(&self, name: &str, force: bool) -> EngineResult<Vec<RunId>> {
+    pub(crate) async fn remove_target(&self, name: &str, force: bool) -> EngineResult<Vec<RunId>> {
         self.find_target(Some(name)).await?;
         let started = self.store().unfinished_runs_on(name).await?;
         let pinned = self.store().queued_runs_pinned_to(name).await?;
@@ -227,7 +227,7 @@ impl Services {
     }
 
     /// A stored target by name, or the default one.
-    pub async fn find_target(&self, name: Option<&str>) -> EngineResult<Target> {
+    pub(crate) async fn find_target(&self, name: Option<&str>) -> EngineResult<Target> {
         match name {
             Some(n) => self
                 .store()
@@ -245,7 +245,7 @@ impl Services {
     }
 
     /// The target's host, reusing this process's connection to it.
-    pub fn connect(&self, target: &Target) -> EngineResult<Connected> {
+    pub(crate) fn connect(&self, target: &Target) -> EngineResult<Connected> {
         let env = self.exec_env()?;
         let runtime = runtime_of(target);
         match target.config.kind {
@@ -288,7 +288,7 @@ impl Services {
 
     /// The SSH logins a target's connection goes through, in order: its jump host (when it
     /// has one), then the target itself. Each host key is pinned on its own.
-    pub fn ssh_hops(&self, target: &Target) -> EngineResult<Vec<SshSpec>> {
+    pub(crate) fn ssh_hops(&self, target: &Target) -> EngineResult<Vec<SshSpec>> {
         let env = self.exec_env()?;
         let spec = ssh_spec(target, &env.known())?;
         let mut hops: Vec<SshSpec> = spec.jump.iter().map(|j| (**j).clone()).collect();
@@ -297,7 +297,10 @@ impl Services {
     }
 
     /// The host key one hop shows, with its algorithm, and what the known_hosts files say.
-    pub async fn scan_key(&self, hop: &SshSpec) -> EngineResult<(String, String, HostKeyVerdict)> {
+    pub(crate) async fn scan_key(
+        &self,
+        hop: &SshSpec,
+    ) -> EngineResult<(String, String, HostKeyVerdict)> {
         let (key, verdict) = cosmos_remote::ssh::scan_host_key(hop).await?;
         let fp = cosmos_remote::ssh::hostkeys::fingerprint(&key);
         let algo = key.algorithm().to_string();
@@ -305,7 +308,7 @@ impl Services {
     }
 
     /// Pins the key one hop shows now, in cosmos's own known_hosts.
-    pub async fn trust_key(&self, hop: &SshSpec) -> EngineResult<String> {
+    pub(crate) async fn trust_key(&self, hop: &SshSpec) -> EngineResult<String> {
         let env = self.exec_env()?;
         let (key, verdict) = cosmos_remote::ssh::scan_host_key(hop).await?;
         if let HostKeyVerdict::Changed { file } = &verdict
@@ -382,7 +385,7 @@ pub(crate) fn parse_gpus(csv: &str) -> Vec<Gpu> {
 impl Services {
     /// Preflight: each item ok or failed with a hint. Stops early only when nothing further
     /// can be checked (unreachable, untrusted, not logged in).
-    pub async fn check_target(&self, target: &Target) -> EngineResult<Vec<CheckItem>> {
+    pub(crate) async fn check_target(&self, target: &Target) -> EngineResult<Vec<CheckItem>> {
         let mut items = Vec::new();
         let c = self.connect(target)?;
         let name = &target.name;

@@ -45,7 +45,7 @@ impl Services {
     /// Runs a worker until `stop` turns true; then it claims nothing more, stops driving
     /// (the models keep running; their leases are given up for another driver) and leaves.
     #[tracing::instrument(level = "info", skip_all)]
-    pub async fn work(
+    pub(crate) async fn work(
         &self,
         mut stop: watch::Receiver<bool>,
         report: mpsc::UnboundedSender<WorkerEvent>,
@@ -185,7 +185,7 @@ impl Services {
 
     /// Workers alive: seen lately, and, for those on this machine, their process still there
     /// (a worker killed here is known dead at once, not after its silence).
-    pub async fn live_workers(&self) -> EngineResult<Vec<cosmos_store::Worker>> {
+    pub(crate) async fn live_workers(&self) -> EngineResult<Vec<cosmos_store::Worker>> {
         Ok(self
             .store()
             .live_workers(WORKER_TTL_MS)

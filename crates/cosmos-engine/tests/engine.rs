@@ -125,7 +125,7 @@ fn the_bus_delivers_every_event_in_order_even_to_a_subscriber_that_lags() -> Tes
         // More events than the bus holds for a subscriber that does not read.
         let ids = f.queue(1500).await?;
         let mut sub = engine.events().subscribe().await?;
-        let cancelled = engine.cancel(CancelScope::Runs(ids.clone())).await?;
+        let cancelled = engine.runs().cancel(CancelScope::Runs(ids.clone())).await?;
         assert!(cancelled.iter().all(|r| r.status == RunStatus::Cancelled));
         let mut seen = Vec::new();
         while seen.len() < ids.len() {
@@ -157,6 +157,7 @@ fn another_process_follows_by_cursor_within_a_poll() -> TestResult {
         let mut follower = reader.events().follow(reader.events().head().await?, None);
         let began = Instant::now();
         writer
+            .runs()
             .cancel(CancelScope::Runs(vec![ids[1].clone()]))
             .await?;
         let batch = tokio::time::timeout(Duration::from_secs(2), follower.next_batch()).await??;
@@ -172,6 +173,7 @@ fn another_process_follows_by_cursor_within_a_poll() -> TestResult {
         );
         // After the cursor, nothing is repeated.
         writer
+            .runs()
             .cancel(CancelScope::Runs(vec![ids[2].clone()]))
             .await?;
         let next = follower.next_batch().await?;
@@ -304,16 +306,17 @@ fn reads_answer_from_the_store_while_a_target_is_down() -> TestResult {
             }
         }
         let began = Instant::now();
-        let view = engine.status_view(20).await?;
+        let view = engine.queue().status(20).await?;
         let runs = engine
-            .list_runs(&cosmos_engine::RunFilter {
+            .runs()
+            .list(&cosmos_engine::RunFilter {
                 limit: 100,
                 ..Default::default()
             })
             .await?;
         for id in &ids {
-            engine.run(id).await?;
-            engine.run_events(id).await?;
+            engine.runs().get(id).await?;
+            engine.runs().events(id).await?;
         }
         assert!(
             began.elapsed() < Duration::from_secs(1),

@@ -79,11 +79,12 @@ impl OverheadArgs {
     /// on one connection; one JSON line per run: its id, final status and wall milliseconds.
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let target = services.find_target(self.target.as_deref()).await?;
+        let target = services.targets().find(self.target.as_deref()).await?;
         let mut out = std::io::stdout().lock();
         for _ in 0..self.runs {
             let began = std::time::Instant::now();
             let submitted = services
+                .runs()
                 .submit(cosmos_engine::SubmitRequest {
                     entries: vec![cosmos_engine::RunEntry {
                         subject: self.prompt.clone(),
@@ -100,7 +101,8 @@ impl OverheadArgs {
             let ids: Vec<_> = submitted.runs.iter().map(|r| r.id.clone()).collect();
             // As `cosmos run` does it: a claim places the run, then this process drives it.
             let (_keep, never) = tokio::sync::watch::channel(false);
-            let cosmos_engine::Followed::Finished(runs) = services.see_through(&ids, never).await?
+            let cosmos_engine::Followed::Finished(runs) =
+                services.runs().see_through(&ids, never).await?
             else {
                 anyhow::bail!("the run was left running");
             };

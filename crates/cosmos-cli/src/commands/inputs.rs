@@ -64,7 +64,8 @@ impl AddArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let added = services
-            .add_input_set(&self.dir, self.name.as_deref(), self.force)
+            .inputs()
+            .add(&self.dir, self.name.as_deref(), self.force)
             .await?;
         for w in &added.warnings {
             ctx.say("warning", w);
@@ -101,7 +102,7 @@ pub struct ListArgs {
 impl ListArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let sets = services.list_input_sets(self.limit).await?;
+        let sets = services.inputs().list(self.limit).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(&mut out, &sets)?;
@@ -144,8 +145,8 @@ pub struct ShowArgs {
 impl ShowArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let id = services.resolve_input_set(&self.id).await?;
-        let set = services.input_set(&id).await?;
+        let id = services.inputs().resolve(&self.id).await?;
+        let set = services.inputs().get(&id).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(&mut out, &set)?;
@@ -171,8 +172,8 @@ pub struct RmArgs {
 impl RmArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let id = services.resolve_input_set(&self.id).await?;
-        let detached = services.delete_input_set(&id, self.force).await?;
+        let id = services.inputs().resolve(&self.id).await?;
+        let detached = services.inputs().delete(&id, self.force).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(

@@ -75,10 +75,11 @@ impl Args {
         let services = ctx.services().await?;
         let prompt_id = match &self.prompt {
             None => None,
-            Some(p) => Some(services.resolve_prompt(p).await?),
+            Some(p) => Some(services.prompts().resolve(p).await?),
         };
         let runs = services
-            .list_runs(&RunFilter {
+            .runs()
+            .list(&RunFilter {
                 statuses: self.status.clone(),
                 prompt_id,
                 since,

@@ -58,7 +58,7 @@ fn print_from(path: &std::path::Path, offset: u64) -> u64 {
 impl LogsArgs {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let id = services.resolve_run(&self.run).await?;
+        let id = services.runs().resolve(&self.run).await?;
         let path = local_log(&ctx.settings.paths.data_dir, &id);
         let mut at = print_from(&path, 0);
         if !self.follow {
@@ -87,7 +87,7 @@ impl KillArgs {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let scope = self.scope(&services).await?;
-        for run in services.cancel(scope).await? {
+        for run in services.runs().cancel(scope).await? {
             if run.status.is_terminal() {
                 println!("{} {}", run.id, run.status);
             } else {
@@ -99,19 +99,19 @@ impl KillArgs {
 
     async fn scope(&self, services: &Services) -> Result<CancelScope> {
         Ok(if let Some(p) = &self.prompt {
-            let id = match services.prompt_named(p.trim()).await? {
+            let id = match services.prompts().named(p.trim()).await? {
                 Some(prompt) => prompt.id,
-                None => services.resolve_prompt(p).await?,
+                None => services.prompts().resolve(p).await?,
             };
             CancelScope::Prompt(id)
         } else if let Some(s) = &self.sweep {
-            CancelScope::Sweep(services.resolve_run(s).await?)
+            CancelScope::Sweep(services.runs().resolve(s).await?)
         } else if self.queued {
             CancelScope::Queued
         } else {
             let mut ids = Vec::with_capacity(self.runs.len());
             for r in &self.runs {
-                ids.push(services.resolve_run(r).await?);
+                ids.push(services.runs().resolve(r).await?);
             }
             CancelScope::Runs(ids)
         })

@@ -65,7 +65,8 @@ impl CreateArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let (prompt, added) = services
-            .create_prompt(&CreatePromptRequest {
+            .prompts()
+            .create(&CreatePromptRequest {
                 text: self.text.clone(),
                 negative: self.negative.clone(),
                 name: self.name.clone(),
@@ -111,11 +112,12 @@ impl ListArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let input_set_id = match &self.inputs {
-            Some(text) => Some(services.resolve_input_set(text).await?),
+            Some(text) => Some(services.inputs().resolve(text).await?),
             None => None,
         };
         let prompts = services
-            .list_prompts(&PromptFilter {
+            .prompts()
+            .list(&PromptFilter {
                 input_set_id,
                 limit: self.limit,
             })
@@ -157,7 +159,7 @@ pub struct ShowArgs {
 impl ShowArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let id = services.resolve_prompt(&self.id).await?;
+        let id = services.prompts().resolve(&self.id).await?;
         show_prompt(ctx, &services, &id, self.json).await
     }
 }
@@ -176,7 +178,7 @@ pub async fn show_prompt(
         input_set: set,
         runs,
         run_count: total,
-    } = services.prompt_detail(id, RUNS_SHOWN).await?;
+    } = services.prompts().detail(id, RUNS_SHOWN).await?;
     let mut out = std::io::stdout().lock();
     if as_json {
         output::json(
@@ -234,14 +236,15 @@ pub struct EditArgs {
 impl EditArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let id = services.resolve_prompt(&self.id).await?;
+        let id = services.prompts().resolve(&self.id).await?;
         let inputs = if self.no_inputs {
             Some(None)
         } else {
             self.inputs.as_deref().map(|i| Some(InputsRef::parse(i)))
         };
         let prompt = services
-            .edit_prompt(
+            .prompts()
+            .edit(
                 &id,
                 &EditPromptRequest {
                     text: self.text.clone(),
@@ -276,8 +279,8 @@ pub struct RmArgs {
 impl RmArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let id = services.resolve_prompt(&self.id).await?;
-        let runs = services.delete_prompt(&id, self.force).await?;
+        let id = services.prompts().resolve(&self.id).await?;
+        let runs = services.prompts().delete(&id, self.force).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(&mut out, &json!({"removed": id, "removed_runs": runs}))?;

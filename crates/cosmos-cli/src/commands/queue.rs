@@ -45,7 +45,8 @@ impl WorkerArgs {
         // What happens to runs is on the bus; what only the worker knows comes by channel.
         let mut events = services.events().subscribe().await?;
         let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
-        let work = services.work(stopped, report);
+        let queue = services.queue();
+        let work = queue.work(stopped, report);
         tokio::pin!(work);
         loop {
             tokio::select! {
@@ -90,7 +91,10 @@ impl QueueCommand {
             QueueCommand::Pause(a) => (a, true),
             QueueCommand::Resume(a) => (a, false),
         };
-        services.set_paused(args.target.as_deref(), paused).await?;
+        services
+            .queue()
+            .set_paused(args.target.as_deref(), paused)
+            .await?;
         let scope = match &args.target {
             Some(t) => format!("target {t}"),
             None => "the queue".into(),
@@ -116,8 +120,8 @@ pub struct RetryArgs {
 impl RetryArgs {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let id = services.resolve_run(&self.run).await?;
-        let run = services.retry(&id).await?;
+        let id = services.runs().resolve(&self.run).await?;
+        let run = services.runs().retry(&id).await?;
         if self.no_wait {
             if self.json {
                 output::json(&mut std::io::stdout().lock(), &run)?;

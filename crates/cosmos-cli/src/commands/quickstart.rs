@@ -103,12 +103,13 @@ impl Args {
                 image_digest: None,
             },
             is_default: services
-                .list_targets()
+                .targets()
+                .list()
                 .await?
                 .iter()
                 .all(|t| t.name == REHEARSAL || !t.is_default),
         };
-        services.put_target(&target).await?;
+        services.targets().put(&target).await?;
         ctx.say(
             "quickstart",
             "making a demo scene with ffmpeg (colour, depth, edges; 2 s at 24 fps)",
@@ -127,7 +128,8 @@ impl Args {
             ffmpeg(&args, &scene.join(file))?;
         }
         let plan = services
-            .plan_run(
+            .runs()
+            .plan(
                 &RunRequest {
                     subject: RunSubject::Text {
                         text: self.prompt.clone(),
@@ -141,7 +143,8 @@ impl Args {
             )
             .await?;
         let run = services
-            .submit_run(plan, "quickstart rehearsal", Some(REHEARSAL))
+            .runs()
+            .queue_plan(plan, "quickstart rehearsal", Some(REHEARSAL))
             .await?;
         ctx.say(
             "quickstart",

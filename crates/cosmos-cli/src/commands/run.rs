@@ -129,6 +129,7 @@ impl Args {
         let entries = self.entries()?;
         let services = ctx.services().await?;
         let submitted = services
+            .runs()
             .submit(SubmitRequest {
                 entries,
                 source: self.from_file.clone(),

@@ -40,7 +40,7 @@ impl Args {
             ("[", "]")
         };
         let services = ctx.services().await?;
-        let hits = services.search_prompts(&query, self.limit, marks).await?;
+        let hits = services.prompts().search(&query, self.limit, marks).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(&mut out, &hits)?;

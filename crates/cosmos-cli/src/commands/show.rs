@@ -32,14 +32,14 @@ impl Args {
         let services = ctx.services().await?;
         let kinds = [IdKind::Run, IdKind::Prompt, IdKind::InputSet];
         // A prompt's exact name names that prompt.
-        if let Some(p) = services.prompt_named(self.id.trim()).await? {
+        if let Some(p) = services.prompts().named(self.id.trim()).await? {
             return show_prompt(ctx, &services, &p.id, self.json).await;
         }
         let mut out = std::io::stdout().lock();
         match services.resolve(&self.id, &kinds).await? {
             Resolved::Run(id) => {
-                let run = services.run(&id).await?;
-                let events = services.run_events(&id).await?;
+                let run = services.runs().get(&id).await?;
+                let events = services.runs().events(&id).await?;
                 if self.json {
                     output::json(&mut out, &json!({"run": run, "events": events}))?;
                 } else {
@@ -51,7 +51,7 @@ impl Args {
                 return show_prompt(ctx, &services, &id, self.json).await;
             }
             Resolved::InputSet(id) => {
-                let set = services.input_set(&id).await?;
+                let set = services.inputs().get(&id).await?;
                 if self.json {
                     output::json(&mut out, &set)?;
                 } else {

@@ -39,7 +39,7 @@ impl StatusArgs {
         let services = ctx.services().await?;
         let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
         loop {
-            let view = services.status_view(self.limit).await?;
+            let view = services.queue().status(self.limit).await?;
             let mut out = std::io::stdout().lock();
             if self.json {
                 if self.watch {

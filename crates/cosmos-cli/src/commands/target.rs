@@ -174,7 +174,8 @@ impl Command {
         match self {
             Command::Add(a) => {
                 let t = services
-                    .add_target(
+                    .targets()
+                    .add(
                         &AddTargetRequest {
                             name: a.name.clone(),
                             destination: a.destination.clone(),
@@ -197,7 +198,7 @@ impl Command {
                 writeln!(out, "{}", t.name)?;
             }
             Command::List(a) => {
-                let all = services.list_targets().await?;
+                let all = services.targets().list().await?;
                 if a.json {
                     output::json(&mut out, &all)?;
                 } else if all.is_empty() {
@@ -218,7 +219,7 @@ impl Command {
                 }
             }
             Command::Show(a) => {
-                let t = services.find_target(Some(&a.name)).await?;
+                let t = services.targets().find(Some(&a.name)).await?;
                 if a.json {
                     output::json(&mut out, &t)?;
                 } else {
@@ -236,13 +237,16 @@ impl Command {
                 }
             }
             Command::Edit(a) => {
-                let t = services.edit_target(&a.name, &a.settings.request()).await?;
+                let t = services
+                    .targets()
+                    .edit(&a.name, &a.settings.request())
+                    .await?;
                 writeln!(out, "{}", t.name)?;
             }
             Command::Rm(a) => {
                 // Without its target, a started run could never be collected or its
                 // container stopped, and a pinned run would wait for ever.
-                for id in services.remove_target(&a.name, a.force).await? {
+                for id in services.targets().remove(&a.name, a.force).await? {
                     ctx.say(
                         "note",
                         &format!("cancelled {id}: it could only run on {}", a.name),
@@ -251,14 +255,14 @@ impl Command {
                 writeln!(out, "{}", a.name)?;
             }
             Command::Trust(a) => {
-                let t = services.find_target(Some(&a.name)).await?;
+                let t = services.targets().find(Some(&a.name)).await?;
                 if t.config.kind != TargetKind::Ssh {
                     bail!(
                         "target `{}` is local: there is no host key to trust",
                         t.name
                     );
                 }
-                let hops = services.ssh_hops(&t)?;
+                let hops = services.targets().hops(&t)?;
                 let last = hops.len() - 1;
                 for (i, hop) in hops.iter().enumerate() {
                     let what = if i == last {
@@ -266,7 +270,7 @@ impl Command {
                     } else {
                         format!("jump host {}", hop.address())
                     };
-                    let (fp, algo, verdict) = services.scan_key(hop).await?;
+                    let (fp, algo, verdict) = services.targets().scan_key(hop).await?;
                     match &verdict {
                         HostKeyVerdict::Trusted => {
                             ctx.say("note", &format!("{what} already trusted ({algo} {fp})"));
@@ -296,7 +300,7 @@ impl Command {
                             bail!("not pinned");
                         }
                     }
-                    let fp = services.trust_key(hop).await?;
+                    let fp = services.targets().trust_key(hop).await?;
                     ctx.say(
                         "note",
                         &format!("pinned {fp} for {what} in {}", ctx.known_hosts().display()),
@@ -307,8 +311,8 @@ impl Command {
                 }
             }
             Command::Check(a) => {
-                let t = services.find_target(Some(&a.name)).await?;
-                let items = services.check_target(&t).await?;
+                let t = services.targets().find(Some(&a.name)).await?;
+                let items = services.targets().check(&t).await?;
                 let ok = items.iter().all(|i| i.ok);
                 if a.json {
                     output::json(

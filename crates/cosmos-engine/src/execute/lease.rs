@@ -166,7 +166,7 @@ impl Services {
 
     /// Runs that started but have not finished and that no live process drives: the ones a
     /// crash left behind.
-    pub async fn orphaned_runs(&self) -> EngineResult<Vec<Run>> {
+    pub(crate) async fn orphaned_runs(&self) -> EngineResult<Vec<Run>> {
         let live = self
             .store()
             .list_runs(&cosmos_store::RunFilter {

@@ -178,7 +178,7 @@ impl TargetSettings {
 impl Services {
     /// Adds a target with the configured defaults, then the settings given; the first
     /// target becomes the default.
-    pub async fn add_target(
+    pub(crate) async fn add_target(
         &self,
         req: &AddTargetRequest,
         defaults: &LaunchDefaults,
@@ -242,12 +242,16 @@ impl Services {
 
     /// Stores a target as given, replacing one of the same name (a rehearsal target that
     /// `quickstart` sets up).
-    pub async fn put_target(&self, target: &Target) -> EngineResult<()> {
+    pub(crate) async fn put_target(&self, target: &Target) -> EngineResult<()> {
         Ok(self.store().put_target(target, true).await?)
     }
 
     /// Changes a target's settings.
-    pub async fn edit_target(&self, name: &str, settings: &TargetSettings) -> EngineResult<Target> {
+    pub(crate) async fn edit_target(
+        &self,
+        name: &str,
+        settings: &TargetSettings,
+    ) -> EngineResult<Target> {
         let mut t = self.find_target(Some(name)).await?;
         settings.apply(&mut t.config)?;
         if settings.default {
@@ -257,7 +261,7 @@ impl Services {
         Ok(t)
     }
 
-    pub async fn list_targets(&self) -> EngineResult<Vec<Target>> {
+    pub(crate) async fn list_targets(&self) -> EngineResult<Vec<Target>> {
         Ok(self.store().list_targets().await?)
     }
 }

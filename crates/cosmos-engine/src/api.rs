@@ -1,0 +1,277 @@
+//! The engine's workflows, grouped by concern: `services.runs()`, `.prompts()`,
+//! `.inputs()`, `.targets()`, `.queue()` and `.events()`. Front ends call these; each is a
+//! thin handle over the one engine, so a workflow of one concern can use another's.
+
+use std::path::Path;
+
+use tokio::sync::{mpsc, watch};
+
+use cosmos_core::{IdKind, InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId, Target};
+use cosmos_remote::ssh::SshSpec;
+use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
+use cosmos_store::{InputSetSummary, PromptFilter, PromptSummary, RunFilter, SearchHit, Worker};
+
+use crate::error::EngineResult;
+use crate::{
+    AddTargetRequest, AddedInputSet, CancelScope, CheckItem, CreatePromptRequest,
+    EditPromptRequest, Followed, InspectedInputs, LaunchDefaults, PromptDetail, Resolved, RunPlan,
+    RunRequest, Services, StatusView, SubmitRequest, Submitted, TargetSettings, WorkerEvent,
+};
+
+/// Runs: submitting, seeing through, cancelling, retrying, reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Runs<'a>(pub(crate) &'a Services);
+
+/// Prompts: creating, editing, deleting, searching, reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Prompts<'a>(pub(crate) &'a Services);
+
+/// Input sets: registering folders of control videos, reading, deleting.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a>(pub(crate) &'a Services);
+
+/// Targets: adding, editing, removing, trusting, checking.
+#[derive(Debug, Clone, Copy)]
+pub struct Targets<'a>(pub(crate) &'a Services);
+
+/// The queue: workers, pausing, the status view.
+#[derive(Debug, Clone, Copy)]
+pub struct Queue<'a>(pub(crate) &'a Services);
+
+impl Services {
+    pub fn runs(&self) -> Runs<'_> {
+        Runs(self)
+    }
+
+    pub fn prompts(&self) -> Prompts<'_> {
+        Prompts(self)
+    }
+
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs(self)
+    }
+
+    pub fn targets(&self) -> Targets<'_> {
+        Targets(self)
+    }
+
+    pub fn queue(&self) -> Queue<'_> {
+        Queue(self)
+    }
+
+    /// Resolves an id prefix (or a prompt's exact name) of any of `kinds`.
+    pub async fn resolve(&self, text: &str, kinds: &[IdKind]) -> EngineResult<Resolved> {
+        self.resolve_any(text, kinds).await
+    }
+}
+
+impl Runs<'_> {
+    /// Plans entries (one run, a sweep, a runs file), checks them, and queues them.
+    pub async fn submit(&self, req: SubmitRequest) -> EngineResult<Submitted> {
+        self.0.submit(req).await
+    }
+
+    /// Plans one run on `target` without storing anything.
+    pub async fn plan(&self, req: &RunRequest, target: &Target) -> EngineResult<RunPlan> {
+        self.0.plan_run(req, target).await
+    }
+
+    /// Stores a planned run as queued (`pin` keeps it on one target).
+    pub async fn queue_plan(
+        &self,
+        plan: RunPlan,
+        note: &str,
+        pin: Option<&str>,
+    ) -> EngineResult<Run> {
+        self.0.submit_run(plan, note, pin).await
+    }
+
+    /// Sees runs through to their end (following a worker, or driving them here).
+    pub async fn see_through(
+        &self,
+        ids: &[RunId],
+        stop: watch::Receiver<bool>,
+    ) -> EngineResult<Followed> {
+        self.0.see_through(ids, stop).await
+    }
+
+    pub async fn cancel(&self, scope: CancelScope) -> EngineResult<Vec<Run>> {
+        self.0.cancel(scope).await
+    }
+
+    pub async fn retry(&self, id: &RunId) -> EngineResult<Run> {
+        self.0.retry(id).await
+    }
+
+    pub async fn resolve(&self, text: &str) -> EngineResult<RunId> {
+        self.0.resolve_run(text).await
+    }
+
+    pub async fn get(&self, id: &RunId) -> EngineResult<Run> {
+        self.0.run(id).await
+    }
+
+    pub async fn events(&self, id: &RunId) -> EngineResult<Vec<RunEvent>> {
+        self.0.run_events(id).await
+    }
+
+    pub async fn list(&self, filter: &RunFilter) -> EngineResult<Vec<Run>> {
+        self.0.list_runs(filter).await
+    }
+
+    /// Started runs no live process drives (a crash left them).
+    pub async fn orphaned(&self) -> EngineResult<Vec<Run>> {
+        self.0.orphaned_runs().await
+    }
+}
+
+impl Prompts<'_> {
+    pub async fn create(
+        &self,
+        req: &CreatePromptRequest,
+    ) -> EngineResult<(Prompt, Option<AddedInputSet>)> {
+        self.0.create_prompt(req).await
+    }
+
+    pub async fn edit(&self, id: &PromptId, req: &EditPromptRequest) -> EngineResult<Prompt> {
+        self.0.edit_prompt(id, req).await
+    }
+
+    pub async fn delete(&self, id: &PromptId, force: bool) -> EngineResult<u64> {
+        self.0.delete_prompt(id, force).await
+    }
+
+    pub async fn resolve(&self, text: &str) -> EngineResult<PromptId> {
+        self.0.resolve_prompt(text).await
+    }
+
+    pub async fn named(&self, name: &str) -> EngineResult<Option<Prompt>> {
+        self.0.prompt_named(name).await
+    }
+
+    pub async fn detail(&self, id: &PromptId, runs: u32) -> EngineResult<PromptDetail> {
+        self.0.prompt_detail(id, runs).await
+    }
+
+    pub async fn list(&self, filter: &PromptFilter) -> EngineResult<Vec<PromptSummary>> {
+        self.0.list_prompts(filter).await
+    }
+
+    pub async fn search(
+        &self,
+        query: &str,
+        limit: u32,
+        marks: (&str, &str),
+    ) -> EngineResult<Vec<SearchHit>> {
+        self.0.search_prompts(query, limit, marks).await
+    }
+}
+
+impl Inputs<'_> {
+    /// Finds, probes and hashes a folder's control videos without storing anything.
+    pub async fn inspect(&self, dir: &Path) -> EngineResult<InspectedInputs> {
+        self.0.inspect_inputs(dir).await
+    }
+
+    pub async fn add(
+        &self,
+        dir: &Path,
+        name: Option<&str>,
+        force: bool,
+    ) -> EngineResult<AddedInputSet> {
+        self.0.add_input_set(dir, name, force).await
+    }
+
+    pub async fn resolve(&self, text: &str) -> EngineResult<InputSetId> {
+        self.0.resolve_input_set(text).await
+    }
+
+    pub async fn get(&self, id: &InputSetId) -> EngineResult<InputSet> {
+        self.0.input_set(id).await
+    }
+
+    pub async fn list(&self, limit: u32) -> EngineResult<Vec<InputSetSummary>> {
+        self.0.list_input_sets(limit).await
+    }
+
+    pub async fn delete(&self, id: &InputSetId, force: bool) -> EngineResult<u64> {
+        self.0.delete_input_set(id, force).await
+    }
+}
+
+impl Targets<'_> {
+    pub async fn add(
+        &self,
+        req: &AddTargetRequest,
+        defaults: &LaunchDefaults,
+    ) -> EngineResult<Target> {
+        self.0.add_target(req, defaults).await
+    }
+
+    pub async fn edit(&self, name: &str, settings: &TargetSettings) -> EngineResult<Target> {
+        self.0.edit_target(name, settings).await
+    }
+
+    /// Stores a target as given, replacing one of the same name.
+    pub async fn put(&self, target: &Target) -> EngineResult<()> {
+        self.0.put_target(target).await
+    }
+
+    /// Removes a target; returns the queued runs pinned to it that were cancelled.
+    pub async fn remove(&self, name: &str, force: bool) -> EngineResult<Vec<RunId>> {
+        self.0.remove_target(name, force).await
+    }
+
+    /// A target by name, or the default one.
+    pub async fn find(&self, name: Option<&str>) -> EngineResult<Target> {
+        self.0.find_target(name).await
+    }
+
+    pub async fn list(&self) -> EngineResult<Vec<Target>> {
+        self.0.list_targets().await
+    }
+
+    /// The SSH logins a target's connection goes through, jump host first.
+    pub fn hops(&self, target: &Target) -> EngineResult<Vec<SshSpec>> {
+        self.0.ssh_hops(target)
+    }
+
+    /// The key one hop shows (fingerprint, algorithm) and what known_hosts says of it.
+    pub async fn scan_key(&self, hop: &SshSpec) -> EngineResult<(String, String, HostKeyVerdict)> {
+        self.0.scan_key(hop).await
+    }
+
+    /// Pins the key one hop shows now; its fingerprint.
+    pub async fn trust_key(&self, hop: &SshSpec) -> EngineResult<String> {
+        self.0.trust_key(hop).await
+    }
+
+    /// Preflight: each item ok or failed.
+    pub async fn check(&self, target: &Target) -> EngineResult<Vec<CheckItem>> {
+        self.0.check_target(target).await
+    }
+}
+
+impl Queue<'_> {
+    /// Runs a worker until `stop` turns true.
+    pub async fn work(
+        &self,
+        stop: watch::Receiver<bool>,
+        report: mpsc::UnboundedSender<WorkerEvent>,
+    ) -> EngineResult<()> {
+        self.0.work(stop, report).await
+    }
+
+    pub async fn set_paused(&self, target: Option<&str>, paused: bool) -> EngineResult<()> {
+        self.0.set_paused(target, paused).await
+    }
+
+    /// The queue with estimates, running runs, targets and workers, from the store alone.
+    pub async fn status(&self, listed: u32) -> EngineResult<StatusView> {
+        self.0.status_view(listed).await
+    }
+
+    pub async fn live_workers(&self) -> EngineResult<Vec<Worker>> {
+        self.0.live_workers().await
+    }
+}
