@@ -54,6 +54,37 @@ impl EventBus {
         Ok(result?)
     }
 
+    /// Performs a store write that records one event and publishes it. When nothing else
+    /// was stored since the last event published, the event is sent as written, without
+    /// reading it back.
+    pub(crate) async fn record_event(
+        &self,
+        write: impl Future<Output = StoreResult<RunEvent>>,
+    ) -> EngineResult<RunEvent> {
+        self.prime().await?;
+        let event = write.await?;
+        let mut published = self.published.lock().await;
+        if *published == Some(event.id - 1) {
+            self.send(event.clone());
+            *published = Some(event.id);
+            return Ok(event);
+        }
+        drop(published);
+        self.publish().await?;
+        Ok(event)
+    }
+
+    fn send(&self, e: RunEvent) {
+        if matches!(
+            e.stage,
+            RunStatus::Queued | RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        ) {
+            self.work.notify_waiters();
+        }
+        // No subscriber is fine: the store has it.
+        let _ = self.tx.send(e);
+    }
+
     /// Learns where the sequence stands before this process writes its first event, so only
     /// new events are published.
     async fn prime(&self) -> EngineResult<()> {
@@ -75,18 +106,13 @@ impl EventBus {
             let events = self.store.events_after(cursor, None, PAGE).await?;
             let Some(last) = events.last() else { break };
             cursor = last.id;
+            // A short page is the end: no second query to learn it.
+            let more = events.len() == PAGE as usize;
             for e in events {
-                if matches!(
-                    e.stage,
-                    RunStatus::Queued
-                        | RunStatus::Succeeded
-                        | RunStatus::Failed
-                        | RunStatus::Cancelled
-                ) {
-                    self.work.notify_waiters();
-                }
-                // No subscriber is fine: the store has it.
-                let _ = self.tx.send(e);
+                self.send(e);
+            }
+            if !more {
+                break;
             }
         }
         *published = Some(cursor);

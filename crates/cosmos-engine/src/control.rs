@@ -130,7 +130,7 @@ impl Services {
                 .code("cancelled");
                 match self
                     .bus
-                    .record(self.store().change_status(id, &change))
+                    .record_event(self.store().change_status(id, &change))
                     .await
                 {
                     // It moved on meanwhile: cancel it where it is now.
@@ -138,12 +138,12 @@ impl Services {
                         Box::pin(self.cancel_one(id)).await
                     }
                     Err(e) => Err(e),
-                    Ok(()) => Ok(self.store().run(id).await?),
+                    Ok(_) => Ok(self.store().run(id).await?),
                 }
             }
             _ => {
                 self.bus
-                    .record(self.store().request_cancel(id, run.status))
+                    .record_event(self.store().request_cancel(id, run.status))
                     .await?;
                 let target = self.find_target(run.target.as_deref()).await?;
                 let c = self.connect(&target)?;
@@ -204,7 +204,7 @@ impl Services {
                     let run = self.store().run(id).await?;
                     let note = "no worker is left; this process takes the run on";
                     let write = self.store().add_run_event(id, run.status, None, note, None);
-                    self.bus.record(write).await?;
+                    self.bus.record_event(write).await?;
                 }
             }
             if here && adopted_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
@@ -244,7 +244,9 @@ impl Services {
                 return Ok(Followed::Finished(runs));
             }
             tokio::select! {
-                batch = follower.next_batch() => { batch?; }
+                // Following a worker: its events say when to look again. Driving here, the
+                // drives' own ends do.
+                batch = follower.next_batch(), if !here => { batch?; }
                 // A retry's wait ends without an event.
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {
@@ -314,7 +316,7 @@ impl Services {
                 &message,
                 Some(&c.fence),
             );
-            self.bus.record(write).await?;
+            self.bus.record_event(write).await?;
         }
         Ok(claim)
     }

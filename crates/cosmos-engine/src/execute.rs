@@ -143,11 +143,12 @@ impl Services {
         message: &str,
     ) -> EngineResult<()> {
         self.bus
-            .record(
+            .record_event(
                 self.store()
                     .add_run_event(&d.id, stage, None, message, Some(&d.fence)),
             )
             .await
+            .map(drop)
     }
 
     /// Moves the run on, as its driver: another process that moved it first (a user's
@@ -164,10 +165,10 @@ impl Services {
         change.code = code;
         match self
             .bus
-            .record(self.store().change_status(&d.id, &change))
+            .record_event(self.store().change_status(&d.id, &change))
             .await
         {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(run = %d.id, status = %to, "{message}");
                 Ok(())
             }

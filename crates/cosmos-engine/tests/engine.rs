@@ -221,11 +221,12 @@ fn a_driver_that_lost_its_lease_writes_nothing() -> TestResult {
         let lost = |r: Result<(), StoreError>| matches!(r, Err(StoreError::LeaseLost { .. }));
         let step =
             StatusChange::new(RunStatus::Staging, RunStatus::Starting, "a starts").fenced(Some(&a));
-        assert!(lost(store.change_status(&id, &step).await));
+        assert!(lost(store.change_status(&id, &step).await.map(drop)));
         assert!(lost(
             store
                 .add_run_event(&id, RunStatus::Staging, None, "a note", Some(&a))
                 .await
+                .map(drop)
         ));
         assert!(lost(
             store

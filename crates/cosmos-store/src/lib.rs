@@ -93,7 +93,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// fenced, its lease is still the fence's), and records the event; a run that moved
     /// meanwhile gives [`StoreError::Conflict`], a lease that changed hands
     /// [`StoreError::LeaseLost`].
-    async fn change_status(&self, id: &RunId, change: &StatusChange<'_>) -> StoreResult<()>;
+    async fn change_status(&self, id: &RunId, change: &StatusChange<'_>) -> StoreResult<RunEvent>;
     /// [`Store::change_status`] without a code or a fence (the user's own changes).
     async fn transition(
         &self,
@@ -104,6 +104,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<()> {
         self.change_status(id, &StatusChange::new(from, to, message))
             .await
+            .map(drop)
     }
 
     /// Records the target a run executes on.
@@ -114,7 +115,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         fence: Option<&Fence>,
     ) -> StoreResult<()>;
     /// Records that the user asked a started run to stop (an event its driver looks for).
-    async fn request_cancel(&self, id: &RunId, stage: RunStatus) -> StoreResult<()>;
+    async fn request_cancel(&self, id: &RunId, stage: RunStatus) -> StoreResult<RunEvent>;
     /// Whether [`Store::request_cancel`] was called for the run.
     async fn cancel_requested(&self, id: &RunId) -> StoreResult<bool>;
     /// Appends an event (progress, or a note) without changing the run's status.
@@ -125,7 +126,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         progress: Option<f64>,
         message: &str,
         fence: Option<&Fence>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<RunEvent>;
     /// Records the model's exit status.
     async fn set_exit_code(&self, id: &RunId, code: i32, fence: Option<&Fence>) -> StoreResult<()>;
     /// Records a run's verified outputs.

@@ -223,7 +223,7 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(run = %id, from = %change.from, to = %change.to))]
-    async fn change_status(&self, id: &RunId, change: &StatusChange<'_>) -> StoreResult<()> {
+    async fn change_status(&self, id: &RunId, change: &StatusChange<'_>) -> StoreResult<RunEvent> {
         runs::change_status(&self.pool, self.now(), id, change).await
     }
 
@@ -236,7 +236,7 @@ impl Store for SqliteStore {
         execution::set_target(&self.pool, id, target, fence).await
     }
 
-    async fn request_cancel(&self, id: &RunId, stage: RunStatus) -> StoreResult<()> {
+    async fn request_cancel(&self, id: &RunId, stage: RunStatus) -> StoreResult<RunEvent> {
         let message = execution::CANCEL_REQUEST;
         execution::add_event(&self.pool, self.now(), id, stage, None, message, None).await
     }
@@ -253,7 +253,7 @@ impl Store for SqliteStore {
         progress: Option<f64>,
         message: &str,
         fence: Option<&Fence>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<RunEvent> {
         execution::add_event(&self.pool, self.now(), id, stage, progress, message, fence).await
     }
 

@@ -65,7 +65,7 @@ impl Services {
                         &message,
                         Some(&d.fence),
                     );
-                    if let Err(e) = me.bus.record(write).await {
+                    if let Err(e) = me.bus.record_event(write).await {
                         tracing::debug!("progress not recorded: {e}");
                     }
                 }

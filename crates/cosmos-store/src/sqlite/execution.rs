@@ -5,7 +5,7 @@
 
 use sqlx::SqlitePool;
 
-use cosmos_core::{RunId, RunOutput, RunStatus};
+use cosmos_core::{RunEvent, RunId, RunOutput, RunStatus};
 
 use super::convert::{time, to_json};
 use crate::error::{Context, StoreError, StoreResult};
@@ -98,10 +98,10 @@ pub(crate) async fn add_event(
     progress: Option<f64>,
     message: &str,
     fence: Option<&Fence>,
-) -> StoreResult<()> {
-    let done = sqlx::query(&format!(
+) -> StoreResult<RunEvent> {
+    let inserted: Option<i64> = sqlx::query_scalar(&format!(
         "INSERT INTO run_events (run_id, at, stage, progress, message) \
-         SELECT id, ?4, ?5, ?6, ?7 FROM runs WHERE id = ?3 AND {FENCE_SQL}"
+         SELECT id, ?4, ?5, ?6, ?7 FROM runs WHERE id = ?3 AND {FENCE_SQL} RETURNING id"
     ))
     .bind(fence.map(|f| f.owner.as_str()))
     .bind(fence.map(|f| f.token))
@@ -110,13 +110,20 @@ pub(crate) async fn add_event(
     .bind(stage.as_str())
     .bind(progress)
     .bind(message)
-    .execute(pool)
+    .fetch_optional(pool)
     .await
     .during("record a run event")?;
-    if done.rows_affected() == 0 {
-        return Err(missing(pool, id, fence).await);
+    match inserted {
+        Some(event) => Ok(RunEvent {
+            id: event,
+            run_id: id.clone(),
+            at: time(now),
+            stage,
+            progress,
+            message: message.to_owned(),
+        }),
+        None => Err(missing(pool, id, fence).await),
     }
-    Ok(())
 }
 
 pub(crate) async fn set_exit_code(

@@ -100,18 +100,18 @@ async fn insert_event(
     at: i64,
     stage: RunStatus,
     message: &str,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO run_events (run_id, at, stage, progress, message) VALUES (?, ?, ?, NULL, ?)",
+) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO run_events (run_id, at, stage, progress, message) VALUES (?, ?, ?, NULL, ?) \
+         RETURNING id",
     )
     .bind(run.as_str())
     .bind(at)
     .bind(stage.as_str())
     .bind(message)
-    .execute(conn)
+    .fetch_one(conn)
     .await
-    .during("record a run event")?;
-    Ok(())
+    .during("record a run event")
 }
 
 pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> {
@@ -289,7 +289,7 @@ pub(crate) async fn change_status(
     now: i64,
     id: &RunId,
     change: &StatusChange<'_>,
-) -> StoreResult<()> {
+) -> StoreResult<RunEvent> {
     let StatusChange {
         from,
         to,
@@ -346,6 +346,14 @@ pub(crate) async fn change_status(
             Some(_) => Err(StoreError::LeaseLost { id: id.clone() }),
         };
     }
-    insert_event(&mut tx, id, now, to, message).await?;
-    tx.commit().await.during("commit a status change")
+    let event = insert_event(&mut tx, id, now, to, message).await?;
+    tx.commit().await.during("commit a status change")?;
+    Ok(RunEvent {
+        id: event,
+        run_id: id.clone(),
+        at: time(now),
+        stage: to,
+        progress: None,
+        message: message.to_owned(),
+    })
 }
