@@ -84,6 +84,12 @@ fn engine_hint(e: &EngineError) -> Option<String> {
                 .into()
         }
         (_, "target_unreachable") => "check that the host is up and sshd listens on that port (`cosmos target edit NAME --host … --port …`; `cosmos target check NAME`)".into(),
+        (EngineError::Remote(cosmos_engine::RemoteError::UnknownHostKey { name, .. }), _) => {
+            format!("cosmos target trust {name}")
+        }
+        (EngineError::Remote(cosmos_engine::RemoteError::HostKeyChanged { name, .. }), _) => {
+            format!("only if you know why it changed: remove the old key, then `cosmos target trust {name}`")
+        }
         (_, "no_such_target") => "`cosmos target list` shows them".into(),
         (_, "no_default_target") => "add one with `cosmos target add NAME --host HOST --default`, rehearse locally with `cosmos quickstart`, or pass `--target`".into(),
         (_, "does_not_fit") => {

@@ -34,6 +34,7 @@ use cosmos_store::Store;
 pub use api::{Inputs, Prompts, Queue, Runs, Targets};
 pub use bus::{CROSS_PROCESS_POLL, EventBus, Follower, Subscription};
 pub use control::{CancelScope, Followed};
+pub use cosmos_remote::RemoteError;
 pub use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
 pub use cosmos_store::{PromptFilter, RunFilter};
 pub use error::{EngineError, EngineResult, ErrorKind};
@@ -50,8 +51,8 @@ pub use seed::{SeedReport, SeedRequest};
 pub use status::{QueuedView, RunningView, StatusView, TargetView};
 pub use submit::{FileRun, RunEntry, SubmitRequest, Submitted, read_runs_file};
 pub use targets::{
-    AddTargetRequest, CheckItem, Connected, ExecEnv, Gpu, RetryPolicy, TargetSettings, runtime_of,
-    ssh_spec,
+    AddTargetRequest, CheckItem, Connected, ExecEnv, Fix, Gpu, RetryPolicy, TargetSettings,
+    runtime_of, ssh_spec,
 };
 pub use worker::{WORKER_TTL_MS, WorkerEvent};
 

@@ -333,17 +333,56 @@ pub struct CheckItem {
     pub check: &'static str,
     pub ok: bool,
     pub detail: String,
-    /// What to do when it failed.
+    /// What would fix it, when it failed (a front end words it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub fix: Option<Fix>,
 }
 
-fn item(check: &'static str, ok: bool, detail: String, hint: Option<String>) -> CheckItem {
+/// What fixes a failed preflight item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "fix", rename_all = "snake_case")]
+pub enum Fix {
+    /// The host or port is wrong, or sshd is not running.
+    HostOrPort,
+    /// The host key is not pinned yet.
+    TrustHostKey,
+    /// The host key changed: verify it before trusting it.
+    VerifyHostKey,
+    /// The login user or key is wrong.
+    UserOrKey,
+    /// The login user may not run docker.
+    DockerAccess { sudo: bool },
+    /// The image is not on the host.
+    Image { image: String },
+    /// No cosmos-transfer1 checkout there.
+    Checkout { dir: String },
+    /// No checkpoints in the checkout.
+    Checkpoints,
+    /// More GPU slots configured than the host has GPUs.
+    Slots { gpus: u32, slots: u32 },
+    /// No NVIDIA driver, or no GPU.
+    Driver,
+    /// Too little free space under the root.
+    Space { root: String },
+    /// The root is not writable by the login user.
+    Root { root: String },
+}
+
+fn item(check: &'static str, ok: bool, detail: String, fix: Fix) -> CheckItem {
     CheckItem {
         check,
         ok,
         detail,
-        hint: if ok { None } else { hint },
+        fix: (!ok).then_some(fix),
+    }
+}
+
+fn passed(check: &'static str, detail: String) -> CheckItem {
+    CheckItem {
+        check,
+        ok: true,
+        detail,
+        fix: None,
     }
 }
 
@@ -392,38 +431,19 @@ impl Services {
         if let Some(ssh) = &c.ssh {
             match ssh.connect().await {
                 Ok(()) => {
-                    items.push(item("reachable", true, ssh.spec().address(), None));
-                    items.push(item("host key", true, "pinned and matching".into(), None));
-                    items.push(item(
-                        "authenticated",
-                        true,
-                        format!("as {}", ssh.spec().user),
-                        None,
-                    ));
+                    items.push(passed("reachable", ssh.spec().address()));
+                    items.push(passed("host key", "pinned and matching".into()));
+                    items.push(passed("authenticated", format!("as {}", ssh.spec().user)));
                 }
                 Err(e) => {
                     use cosmos_remote::RemoteError as R;
-                    let (check, hint) = match &e {
-                        R::Unreachable { .. } => (
-                            "reachable",
-                            format!(
-                                "check the host and port (`cosmos target edit {name} --host … --port …`) and that sshd runs"
-                            ),
-                        ),
-                        R::UnknownHostKey { .. } => {
-                            ("host key", format!("cosmos target trust {name}"))
-                        }
-                        R::HostKeyChanged { .. } => (
-                            "host key",
-                            "verify the new key with the host's administrator before trusting it"
-                                .into(),
-                        ),
-                        _ => (
-                            "authenticated",
-                            format!("check `--user` and `--key` (`cosmos target edit {name}`)"),
-                        ),
+                    let (check, fix) = match &e {
+                        R::Unreachable { .. } => ("reachable", Fix::HostOrPort),
+                        R::UnknownHostKey { .. } => ("host key", Fix::TrustHostKey),
+                        R::HostKeyChanged { .. } => ("host key", Fix::VerifyHostKey),
+                        _ => ("authenticated", Fix::UserOrKey),
                     };
-                    items.push(item(check, false, e.to_string(), Some(hint)));
+                    items.push(item(check, false, e.to_string(), fix));
                     return Ok(items);
                 }
             }
@@ -436,11 +456,9 @@ impl Services {
                 "docker",
                 ok,
                 engine.clone().unwrap_or_else(|e| e),
-                Some(if cfg.docker_sudo {
-                    "allow passwordless `sudo docker` for this user".into()
-                } else {
-                    format!("add the user to the docker group, or `cosmos target edit {name} --docker-sudo`")
-                }),
+                Fix::DockerAccess {
+                    sudo: cfg.docker_sudo,
+                },
             ));
             if ok && let Some(image) = c.runtime.check_image(h, &cfg.image).await? {
                 items.push(item(
@@ -450,7 +468,9 @@ impl Services {
                         Ok(digest) => format!("{} ({digest})", cfg.image),
                         Err(_) => format!("{} is not on the host", cfg.image),
                     },
-                    Some(format!("build or `docker load` {} on the host, or `cosmos target edit {name} --image …`", cfg.image)),
+                    Fix::Image {
+                        image: cfg.image.clone(),
+                    },
                 ));
                 if let Ok(digest) = image
                     && cfg.image_digest.as_deref() != Some(digest.as_str())
@@ -477,7 +497,9 @@ impl Services {
             "cosmos checkout",
             checkout.success(),
             cfg.cosmos_dir.clone(),
-            Some(format!("clone cosmos-transfer1 to {} on the host, or `cosmos target edit {name} --cosmos-dir …`", cfg.cosmos_dir)),
+            Fix::Checkout {
+                dir: cfg.cosmos_dir.clone(),
+            },
         ));
         let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
         let listed = h.runner.run(&args(&["ls", "-A", "--", &ckpt])).await?;
@@ -485,10 +507,13 @@ impl Services {
         items.push(item(
             "checkpoints",
             listed.success() && entries > 0,
-            if listed.success() { format!("{ckpt} ({entries} entries)") } else { format!("{ckpt} is missing") },
-            Some("download the checkpoints into the checkout (scripts/download_checkpoints.py in cosmos-transfer1)".into()),
+            if listed.success() {
+                format!("{ckpt} ({entries} entries)")
+            } else {
+                format!("{ckpt} is missing")
+            },
+            Fix::Checkpoints,
         ));
-        const NO_DRIVER: &str = "install the NVIDIA driver on the host";
         let smi = h.runner.run(&args(&GPU_QUERY)).await;
         let (ok, detail, fix) = match smi {
             Ok(out) if out.success() => {
@@ -512,19 +537,19 @@ impl Services {
                             cfg.gpus
                         );
                         // More slots than GPUs would place runs on devices that do not exist.
-                        let fix = format!(
-                            "the target has {found} GPUs but {} slots: `cosmos target edit {name} --gpus {found}`",
-                            cfg.gpus
-                        );
+                        let fix = Fix::Slots {
+                            gpus: found,
+                            slots: cfg.gpus,
+                        };
                         (cfg.gpus <= found, detail, fix)
                     }
-                    None => (false, "no GPUs listed".into(), NO_DRIVER.into()),
+                    None => (false, "no GPUs listed".into(), Fix::Driver),
                 }
             }
-            Ok(out) => (false, out.last_words(), NO_DRIVER.into()),
-            Err(e) => (false, e.to_string(), NO_DRIVER.into()),
+            Ok(out) => (false, out.last_words(), Fix::Driver),
+            Err(e) => (false, e.to_string(), Fix::Driver),
         };
-        items.push(item("gpus", ok, detail, Some(fix)));
+        items.push(item("gpus", ok, detail, fix));
         let _ = h.mkdirs(&[&cfg.root]).await;
         let free_gib = h
             .free_bytes(&cfg.root)
@@ -537,10 +562,9 @@ impl Services {
                 Some(g) => format!("{g:.1} GiB free under {}", cfg.root),
                 None => format!("cannot read free space under {}", cfg.root),
             },
-            Some(format!(
-                "free space under {} (runs need room for inputs and outputs)",
-                cfg.root
-            )),
+            Fix::Space {
+                root: cfg.root.clone(),
+            },
         ));
         let probe = format!("{}/.cosmos-write-test", cfg.root);
         let writable = h.files.write(&probe, b"ok\n", 0o600).await.is_ok()
@@ -552,10 +576,9 @@ impl Services {
             "root writable",
             writable,
             cfg.root.clone(),
-            Some(format!(
-                "make {} writable by the login user, or `cosmos target edit {name} --root …`",
-                cfg.root
-            )),
+            Fix::Root {
+                root: cfg.root.clone(),
+            },
         ));
         Ok(items)
     }

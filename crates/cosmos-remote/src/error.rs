@@ -13,7 +13,7 @@ pub enum RemoteError {
     #[error("{0}")]
     Contended(String),
     #[error(
-        "the host key of {target} is not trusted yet ({fingerprint}); check it and run `cosmos target trust {name}`"
+        "the host key of {target} (target `{name}`) is not trusted yet ({fingerprint}): check it, then pin it"
     )]
     UnknownHostKey {
         target: String,
@@ -21,7 +21,7 @@ pub enum RemoteError {
         fingerprint: String,
     },
     #[error(
-        "WARNING: THE HOST KEY OF {target} HAS CHANGED (now {fingerprint}; pinned in {file}). Someone may be intercepting the connection, or the host was reinstalled. Refusing to connect; if the change is expected, remove the old key from {file} and run `cosmos target trust {name}`"
+        "WARNING: THE HOST KEY OF {target} (target `{name}`) HAS CHANGED (now {fingerprint}; pinned in {file}). Someone may be intercepting the connection, or the host was reinstalled. Refusing to connect; if the change is expected, remove the old key from {file} and pin the new one"
     )]
     HostKeyChanged {
         target: String,

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use cosmos_core::{RuntimeKind, Target, TargetKind};
-use cosmos_engine::{AddTargetRequest, HostKeyVerdict, TargetSettings};
+use cosmos_engine::{AddTargetRequest, Fix, HostKeyVerdict, TargetSettings};
 
 use crate::context::Ctx;
 use crate::output;
@@ -315,6 +315,17 @@ impl Command {
                 let items = services.targets().check(&t).await?;
                 let ok = items.iter().all(|i| i.ok);
                 if a.json {
+                    // Each failed item with its fix in words, beside the engine's own.
+                    let items: Vec<serde_json::Value> = items
+                        .iter()
+                        .map(|i| {
+                            let mut v = json!(i);
+                            if let Some(f) = &i.fix {
+                                v["hint"] = json!(fix_text(f, &t.name));
+                            }
+                            v
+                        })
+                        .collect();
                     output::json(
                         &mut out,
                         &json!({ "target": t.name, "ok": ok, "items": items }),
@@ -327,8 +338,8 @@ impl Command {
                             ctx.style.paint("31", "failed")
                         };
                         writeln!(out, "{mark} {:<16} {}", i.check, i.detail)?;
-                        if let Some(h) = &i.hint {
-                            writeln!(out, "       {:<16} fix: {h}", "")?;
+                        if let Some(f) = &i.fix {
+                            writeln!(out, "       {:<16} fix: {}", "", fix_text(f, &t.name))?;
                         }
                     }
                 }
@@ -340,6 +351,42 @@ impl Command {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A preflight fix in words, with the command that applies it.
+fn fix_text(fix: &Fix, name: &str) -> String {
+    match fix {
+        Fix::HostOrPort => format!(
+            "check the host and port (`cosmos target edit {name} --host … --port …`) and that sshd runs"
+        ),
+        Fix::TrustHostKey => format!("cosmos target trust {name}"),
+        Fix::VerifyHostKey => {
+            "verify the new key with the host's administrator before trusting it".into()
+        }
+        Fix::UserOrKey => format!("check `--user` and `--key` (`cosmos target edit {name}`)"),
+        Fix::DockerAccess { sudo: true } => "allow passwordless `sudo docker` for this user".into(),
+        Fix::DockerAccess { sudo: false } => format!(
+            "add the user to the docker group, or `cosmos target edit {name} --docker-sudo`"
+        ),
+        Fix::Image { image } => format!(
+            "build or `docker load` {image} on the host, or `cosmos target edit {name} --image …`"
+        ),
+        Fix::Checkout { dir } => format!(
+            "clone cosmos-transfer1 to {dir} on the host, or `cosmos target edit {name} --cosmos-dir …`"
+        ),
+        Fix::Checkpoints => "download the checkpoints into the checkout (scripts/download_checkpoints.py in cosmos-transfer1)".into(),
+        Fix::Slots { gpus, slots } => format!(
+            "the target has {gpus} GPU{} but {slots} slots: `cosmos target edit {name} --gpus {gpus}`",
+            if *gpus == 1 { "" } else { "s" }
+        ),
+        Fix::Driver => "install the NVIDIA driver on the host".into(),
+        Fix::Space { root } => {
+            format!("free space under {root} (runs need room for inputs and outputs)")
+        }
+        Fix::Root { root } => format!(
+            "make {root} writable by the login user, or `cosmos target edit {name} --root …`"
+        ),
     }
 }
 

@@ -125,9 +125,10 @@ fn a_run_reaches_a_verified_video_through_ssh_and_docker() {
     let r = Remote::new(&[]);
     let scene = r.home.standard_scene("shot");
 
-    // Unknown host key: refused before anything is stored.
+    // Unknown host key: refused before anything is stored, with the command that trusts it.
     r.run(&["run", "a harbour", s(&scene)])
-        .fails_with("not trusted yet");
+        .fails_with("not trusted yet")
+        .fails_with("hint: cosmos target trust gpu");
     assert_eq!(
         r.run(&["list", "--json"])
             .ok()
