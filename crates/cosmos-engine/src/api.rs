@@ -13,7 +13,7 @@ use cosmos_store::{InputSetSummary, PromptFilter, PromptSummary, RunFilter, Sear
 
 use crate::error::EngineResult;
 use crate::{
-    AddTargetRequest, AddedInputSet, CancelScope, CheckItem, CreatePromptRequest,
+    AddTargetRequest, AddedInputSet, CancelScope, Cancelled, CheckItem, CreatePromptRequest,
     EditPromptRequest, Followed, InspectedInputs, LaunchDefaults, PromptDetail, Resolved, RunPlan,
     RunRequest, Services, StatusView, SubmitRequest, Submitted, TargetSettings, WorkerEvent,
 };
@@ -95,7 +95,7 @@ impl Runs<'_> {
         self.0.see_through(ids, stop).await
     }
 
-    pub async fn cancel(&self, scope: CancelScope) -> EngineResult<Vec<Run>> {
+    pub async fn cancel(&self, scope: CancelScope) -> EngineResult<Cancelled> {
         self.0.cancel(scope).await
     }
 

@@ -27,6 +27,19 @@ pub enum CancelScope {
     Queued,
 }
 
+/// What a cancel did.
+#[derive(Debug, serde::Serialize)]
+pub struct Cancelled {
+    /// The runs as they stand now: `cancelled`, or still ending (their driver records it).
+    pub runs: Vec<Run>,
+    /// Targets that did not answer in time to have a model killed: the cancel is recorded,
+    /// and the run's driver stops the model when it reaches the target.
+    pub unreachable: Vec<String>,
+}
+
+/// How long a cancel waits for a target to kill a model before leaving it to the driver.
+const KILL_PATIENCE: Duration = Duration::from_secs(10);
+
 /// How seeing runs through ended.
 #[derive(Debug)]
 pub enum Followed {
@@ -49,7 +62,7 @@ impl Services {
     /// model killed, and its driver records `cancelled` (with no driver alive, this process
     /// collects it). Returns the runs as they stand afterwards.
     #[tracing::instrument(level = "info", skip(self))]
-    pub(crate) async fn cancel(&self, scope: CancelScope) -> EngineResult<Vec<Run>> {
+    pub(crate) async fn cancel(&self, scope: CancelScope) -> EngineResult<Cancelled> {
         let ids: Vec<RunId> = match scope {
             CancelScope::Runs(ids) => ids,
             CancelScope::Queued => {
@@ -80,9 +93,15 @@ impl Services {
         };
         let mut out = Vec::with_capacity(ids.len());
         let mut orphans = Vec::new();
+        let mut unreachable: Vec<String> = Vec::new();
         for id in &ids {
-            let run = self.cancel_one(id).await?;
-            if !run.status.is_terminal() && self.orphaned_runs().await?.iter().any(|r| &r.id == id)
+            let (run, missed) = self.cancel_one(id).await?;
+            if let Some(t) = missed {
+                if !unreachable.contains(&t) {
+                    unreachable.push(t);
+                }
+            } else if !run.status.is_terminal()
+                && self.orphaned_runs().await?.iter().any(|r| &r.id == id)
             {
                 orphans.push(id.clone());
             }
@@ -100,7 +119,10 @@ impl Services {
                 Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        Ok(Cancelled {
+            runs: out,
+            unreachable,
+        })
     }
 
     async fn unfinished(&self, mut filter: RunFilter) -> EngineResult<Vec<RunId>> {
@@ -117,10 +139,11 @@ impl Services {
             .collect())
     }
 
-    async fn cancel_one(&self, id: &RunId) -> EngineResult<Run> {
+    /// Cancels one run; the target that could not be reached to kill its model, if any.
+    async fn cancel_one(&self, id: &RunId) -> EngineResult<(Run, Option<String>)> {
         let run = self.store().run(id).await?;
         match run.status {
-            s if s.is_terminal() => Ok(run),
+            s if s.is_terminal() => Ok((run, None)),
             RunStatus::Queued | RunStatus::Staging => {
                 let change = cosmos_store::StatusChange::new(
                     run.status,
@@ -138,7 +161,7 @@ impl Services {
                         Box::pin(self.cancel_one(id)).await
                     }
                     Err(e) => Err(e),
-                    Ok(_) => Ok(self.store().run(id).await?),
+                    Ok(_) => Ok((self.store().run(id).await?, None)),
                 }
             }
             _ => {
@@ -148,8 +171,18 @@ impl Services {
                 let target = self.find_target(run.target.as_deref()).await?;
                 let c = self.connect(&target)?;
                 let layout = cosmos_core::launch::RunLayout::new(&target.config.root, id);
-                c.runtime.kill(&c.host, id, &layout).await?;
-                Ok(self.store().run(id).await?)
+                let killed =
+                    tokio::time::timeout(KILL_PATIENCE, c.runtime.kill(&c.host, id, &layout)).await;
+                let missed = match killed {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) if !e.is_transient() => return Err(e.into()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(run = %id, "cannot reach {} to kill the model: {e}", target.name);
+                        Some(target.name)
+                    }
+                    Err(_) => Some(target.name),
+                };
+                Ok((self.store().run(id).await?, missed))
             }
         }
     }

@@ -126,7 +126,13 @@ fn the_bus_delivers_every_event_in_order_even_to_a_subscriber_that_lags() -> Tes
         let ids = f.queue(1500).await?;
         let mut sub = engine.events().subscribe().await?;
         let cancelled = engine.runs().cancel(CancelScope::Runs(ids.clone())).await?;
-        assert!(cancelled.iter().all(|r| r.status == RunStatus::Cancelled));
+        assert!(
+            cancelled
+                .runs
+                .iter()
+                .all(|r| r.status == RunStatus::Cancelled)
+        );
+        assert!(cancelled.unreachable.is_empty());
         let mut seen = Vec::new();
         while seen.len() < ids.len() {
             let e = tokio::time::timeout(Duration::from_secs(5), sub.next())

@@ -87,7 +87,14 @@ impl KillArgs {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let scope = self.scope(&services).await?;
-        for run in services.runs().cancel(scope).await? {
+        let cancelled = services.runs().cancel(scope).await?;
+        for t in &cancelled.unreachable {
+            ctx.say(
+                "warning",
+                &format!("target {t} did not answer: the cancel is recorded, and the model is stopped when its driver reaches it"),
+            );
+        }
+        for run in cancelled.runs {
             if run.status.is_terminal() {
                 println!("{} {}", run.id, run.status);
             } else {

@@ -982,3 +982,45 @@ fn the_dry_run_shows_exactly_the_command_that_starts_the_model() {
         "the dry run showed another command than the one that ran"
     );
 }
+
+#[test]
+fn reads_answer_at_once_and_a_kill_says_which_target_it_could_not_reach() {
+    let mut r = Remote::new(&["COSMOS_SIM_LOAD_SECONDS=30"]);
+    r.run(&["target", "trust", "gpu", "--yes"]).ok();
+    let (mut child, id) = start_running(&r, "cut off", std::process::Stdio::null());
+    // Its driver dies and its target goes away: the run stays `running`, as it stands.
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    r.host.stop();
+    for args in [
+        vec!["status", "--json"],
+        vec!["list", "--json"],
+        vec!["show", id.as_str(), "--json"],
+        vec!["logs", id.as_str()],
+    ] {
+        let began = std::time::Instant::now();
+        r.run(&args).ok();
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "`cosmos {}` took {:?}",
+            args.join(" "),
+            began.elapsed()
+        );
+    }
+    let status = r.run(&["status", "--json"]).ok().json();
+    assert_eq!(status["running"][0]["run"]["status"], "running", "{status}");
+    // A kill must reach the target: it waits a bounded time and says which it could not reach.
+    let began = std::time::Instant::now();
+    let out = r.run(&["kill", &id]).ok();
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(
+        out.stderr.contains("target gpu did not answer"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("cancel requested"), "{}", out.stdout);
+}
