@@ -1,8 +1,8 @@
 //! The event bus (DESIGN.md §2): every state change and progress update is written to the
-//! store first, then published here, in the order of its global sequence number. A process
-//! learns what another process did by cursor ("events after N"), never by re-reading a run's
-//! history; a subscriber that falls behind re-reads from the store, so no publisher ever
-//! waits for a slow one.
+//! store first, then published here to this process's subscribers, in the order of its
+//! global sequence number. A process learns what another process did by cursor ("events
+//! after N", a [`Follower`]), never by re-reading a run's history; a subscriber that falls
+//! behind re-reads from the store, so no publisher ever waits for a slow one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,23 +54,17 @@ impl EventBus {
         Ok(result?)
     }
 
-    /// Performs a store write that records one event and publishes it. When nothing else
-    /// was stored since the last event published, the event is sent as written, without
-    /// reading it back.
+    /// Performs a store write that records one event and publishes that event as written
+    /// (no read-back). Writes through the bus are serialised, so this process's events are
+    /// published in sequence order; other processes' events are for followers to read.
     pub(crate) async fn record_event(
         &self,
         write: impl Future<Output = StoreResult<RunEvent>>,
     ) -> EngineResult<RunEvent> {
-        self.prime().await?;
-        let event = write.await?;
         let mut published = self.published.lock().await;
-        if *published == Some(event.id - 1) {
-            self.send(event.clone());
-            *published = Some(event.id);
-            return Ok(event);
-        }
-        drop(published);
-        self.publish().await?;
+        let event = write.await?;
+        self.send(event.clone());
+        *published = Some(published.map_or(event.id, |p| p.max(event.id)));
         Ok(event)
     }
 

@@ -340,16 +340,8 @@ impl Services {
             })
             .await?;
         if let Some(c) = &claim {
-            let devices: Vec<String> = c.devices.iter().map(u32::to_string).collect();
-            let message = format!("placed on {} (GPU {})", c.target, devices.join(","));
-            let write = self.store().add_run_event(
-                &c.run,
-                RunStatus::Queued,
-                None,
-                &message,
-                Some(&c.fence),
-            );
-            self.bus.record_event(write).await?;
+            // The claim recorded its `placed on …` event in its own transaction.
+            self.bus.record_event(async { Ok(c.event.clone()) }).await?;
         }
         Ok(claim)
     }

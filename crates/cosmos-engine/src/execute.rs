@@ -207,7 +207,8 @@ impl Services {
             let run = self.store().run(id).await?;
             let from = run.status;
             tracing::Span::current().record("stage", tracing::field::display(from));
-            if matches!(from, RunStatus::Staging | RunStatus::Collecting) {
+            // Collecting writes local files (the outputs) before any fenced store write.
+            if from == RunStatus::Collecting {
                 self.check_lease(d).await?;
             }
             match run.status {

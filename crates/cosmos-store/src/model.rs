@@ -135,13 +135,15 @@ pub trait Placer: Send + Sync + std::fmt::Debug {
 }
 
 /// A run claimed and placed: its lease is held, its target and GPUs chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
     pub run: RunId,
     pub target: String,
     pub devices: Vec<u32>,
     /// The lease the claim took.
     pub fence: Fence,
+    /// The `placed on …` event the claim recorded.
+    pub event: RunEvent,
 }
 
 /// Whether a target answered when a worker last tried.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::SqlitePool;
 
 use cosmos_core::queue::TargetSlots;
-use cosmos_core::{RunId, RunStatus};
+use cosmos_core::{RunEvent, RunId, RunStatus};
 
 use super::convert::{json, millis, parse, time, to_json};
 use super::execution::{FENCE_SQL, missing};
@@ -129,8 +129,28 @@ pub(crate) async fn claim(
         .fetch_one(&mut *tx)
         .await
         .during("claim a run")?;
+        let shown: Vec<String> = devices.iter().map(u32::to_string).collect();
+        let message = format!("placed on {target} (GPU {})", shown.join(","));
+        let event: i64 = sqlx::query_scalar(
+            "INSERT INTO run_events (run_id, at, stage, progress, message) \
+             VALUES (?, ?, 'queued', NULL, ?) RETURNING id",
+        )
+        .bind(candidate.run.as_str())
+        .bind(now)
+        .bind(&message)
+        .fetch_one(&mut *tx)
+        .await
+        .during("record a claim")?;
         tx.commit().await.during("commit a claim")?;
         return Ok(Some(Claim {
+            event: RunEvent {
+                id: event,
+                run_id: candidate.run.clone(),
+                at: time(now),
+                stage: RunStatus::Queued,
+                progress: None,
+                message,
+            },
             run: candidate.run,
             target,
             devices,
