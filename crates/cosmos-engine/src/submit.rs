@@ -6,28 +6,31 @@ mod sweep;
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use cosmos_core::{Level, Run, RunParams, Target};
 
-pub use sweep::{FileRun, read_file as read_runs_file};
+pub use sweep::{SeedField, read_file as read_runs_file};
 
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
 use crate::prompts::InputsRef;
 use crate::runs::{LaunchDefaults, RunPlan, RunRequest, RunSubject};
 
-/// One line of work: what `cosmos run`'s arguments (or a runs file's entry) say.
-#[derive(Debug, Clone, Default)]
+/// One line of work: what `cosmos run`'s arguments, a runs file's entry (TOML `[[run]]` or a
+/// JSON line, keys as the flags are named) or an API request say.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunEntry {
     /// A prompt id or exact name, or the text of a new prompt.
+    #[serde(rename = "prompt")]
     pub subject: String,
     /// With new text: a folder of control videos or an input set id.
     pub inputs: Option<String>,
     pub negative: Option<String>,
     pub name: Option<String>,
-    /// One seed or a comma list.
-    pub seed: Option<String>,
+    /// One seed, or a list.
+    pub seed: Option<SeedField>,
     /// `FIRST..LAST`.
     pub seeds: Option<String>,
     /// Weights, ranges (`start:stop:step`) making a grid.
@@ -41,29 +44,6 @@ pub struct RunEntry {
     pub gpus: Option<u32>,
     pub priority: Option<i32>,
     pub target: Option<String>,
-}
-
-impl From<FileRun> for RunEntry {
-    fn from(f: FileRun) -> Self {
-        RunEntry {
-            subject: f.prompt,
-            inputs: f.inputs,
-            negative: f.negative,
-            name: f.name,
-            seed: f.seed.map(|s| s.as_list()),
-            seeds: f.seeds,
-            weights: f.weights,
-            steps: f.steps,
-            guidance: f.guidance,
-            sigma_max: f.sigma_max,
-            fps: f.fps,
-            blur_strength: f.blur_strength,
-            canny_threshold: f.canny_threshold,
-            gpus: f.gpus,
-            priority: f.priority,
-            target: f.target,
-        }
-    }
 }
 
 /// What to submit, and how.
@@ -130,7 +110,8 @@ impl RunEntry {
         base.blur_strength = self.blur_strength.unwrap_or(base.blur_strength);
         base.canny_threshold = self.canny_threshold.unwrap_or(base.canny_threshold);
         base.gpus = self.gpus.unwrap_or(base.gpus);
-        let mut seeds = sweep::seeds(self.seed.as_deref(), self.seeds.as_deref())?;
+        let seed = self.seed.as_ref().map(SeedField::as_list);
+        let mut seeds = sweep::seeds(seed.as_deref(), self.seeds.as_deref())?;
         if seeds.is_empty() {
             seeds.push(base.seed);
         }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cosmos_core::{
-    InputFile, InputKind, InputSet, InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus,
-    Target, TargetConfig, TargetKind, VideoInfo,
+    InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus, Target, TargetConfig, TargetKind,
 };
 use cosmos_engine::{CancelScope, ExecEnv, Services};
 use cosmos_media::Ffprobe;
@@ -39,28 +38,7 @@ impl Fixture {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("cosmos.db");
         let store = Arc::new(SqliteStore::open(&path).await?);
-        let files = vec![InputFile {
-            kind: InputKind::Color,
-            path: "/s/color.mp4".into(),
-            size: 10,
-            sha256: "a".repeat(64),
-            video: VideoInfo {
-                frames: 48,
-                fps: 24.0,
-                width: 320,
-                height: 180,
-                duration_seconds: 2.0,
-                codec: "h264".into(),
-            },
-        }];
-        let set = InputSet {
-            id: InputSetId::new(),
-            name: "scene".into(),
-            dir: "/s".into(),
-            fingerprint: cosmos_core::inputs::fingerprint(&files),
-            created_at: cosmos_core::now(),
-            files,
-        };
+        let set = cosmos_testkit::sample_input_set("scene");
         store.insert_input_set(&set).await?;
         let prompt = store
             .create_prompt(&NewPrompt {

@@ -164,6 +164,18 @@ fn docker_state(text: &str) -> ModelState {
     }
 }
 
+/// How a start command ended: fine when it succeeded or the model had `already` started.
+fn started_or_failed(out: &crate::Output, already: bool) -> RemoteResult<()> {
+    if out.success() || already {
+        return Ok(());
+    }
+    Err(RemoteError::Command {
+        what: "start the model".into(),
+        code: out.code,
+        message: out.last_words(),
+    })
+}
+
 impl Docker {
     /// `docker …` (or `sudo -n docker …`) as this runtime runs it.
     pub fn docker(&self, rest: &[&str]) -> Vec<String> {
@@ -224,14 +236,9 @@ impl ModelRuntime for Docker {
 
     async fn start(&self, host: &Host, argv: &[String]) -> RemoteResult<()> {
         let out = host.runner.run(argv).await?;
-        if out.success() || String::from_utf8_lossy(&out.stderr).contains("is already in use") {
-            return Ok(());
-        }
-        Err(RemoteError::Command {
-            what: "start the model".into(),
-            code: out.code,
-            message: out.last_words(),
-        })
+        // A container of that name: an earlier driver started it.
+        let started = String::from_utf8_lossy(&out.stderr).contains("is already in use");
+        started_or_failed(&out, started)
     }
 
     async fn state(
@@ -395,15 +402,9 @@ impl ModelRuntime for Process {
     }
 
     async fn start(&self, host: &Host, argv: &[String]) -> RemoteResult<()> {
+        // The script starts nothing when a pid file says it started already.
         let out = host.runner.run(argv).await?;
-        if out.success() {
-            return Ok(());
-        }
-        Err(RemoteError::Command {
-            what: "start the model".into(),
-            code: out.code,
-            message: out.last_words(),
-        })
+        started_or_failed(&out, false)
     }
 
     async fn state(

@@ -4,11 +4,13 @@
 //! step that installs it; nothing here passes silently.
 
 mod containers;
+mod data;
 mod error;
 mod sim;
 mod sshd;
 mod tools;
 
+pub use data::sample_input_set;
 pub use error::{KitError, KitResult};
 pub use sim::{sim_binary, sim_image, workspace_root};
 pub use sshd::{HostOptions, REMOTE_USER, SshHost, start_hosts};

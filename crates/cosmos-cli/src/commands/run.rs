@@ -11,7 +11,7 @@ use serde_json::json;
 
 use cosmos_core::Level;
 use cosmos_core::quote::shell_join;
-use cosmos_engine::{RunEntry, RunPlan, SubmitRequest, read_runs_file};
+use cosmos_engine::{RunEntry, RunPlan, SeedField, SubmitRequest, read_runs_file};
 
 use crate::context::Ctx;
 use crate::output;
@@ -93,10 +93,7 @@ pub struct Args {
 impl Args {
     fn entries(&self) -> Result<Vec<RunEntry>> {
         if let Some(path) = &self.from_file {
-            let mut entries: Vec<RunEntry> = read_runs_file(path)?
-                .into_iter()
-                .map(RunEntry::from)
-                .collect();
+            let mut entries = read_runs_file(path)?;
             // Flags given beside the file apply where an entry says nothing.
             for e in &mut entries {
                 e.target = e.target.take().or(self.target.clone());
@@ -110,7 +107,7 @@ impl Args {
             inputs: self.inputs.clone(),
             negative: self.negative.clone(),
             name: self.name.clone(),
-            seed: self.seed.clone(),
+            seed: self.seed.clone().map(SeedField::Text),
             seeds: self.seeds.clone(),
             weights: self.weights.clone(),
             steps: self.steps,

@@ -30,7 +30,9 @@ impl<T> Context<T> for Option<T> {
 }
 use serde::Deserialize;
 
-use cosmos_core::{Level, Weights};
+use cosmos_core::Weights;
+
+use super::RunEntry;
 
 /// At most this many runs from one command (a typo in a range should not flood the queue).
 pub(crate) const MAX_RUNS: usize = 10_000;
@@ -140,33 +142,6 @@ fn range_values(key: &str, start: &str, stop: &str, step: &str) -> Result<Vec<St
         .collect())
 }
 
-/// One entry of a runs file: what `cosmos run`'s arguments say, as fields.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRun {
-    /// A prompt id or name, or the text of a new prompt.
-    pub prompt: String,
-    /// With new text: a folder of control videos or an input set id.
-    pub inputs: Option<String>,
-    pub negative: Option<String>,
-    pub name: Option<String>,
-    /// One seed, or a list.
-    pub seed: Option<SeedField>,
-    /// `FIRST..LAST`.
-    pub seeds: Option<String>,
-    /// As `--weights`, ranges included.
-    pub weights: Option<String>,
-    pub steps: Option<u32>,
-    pub guidance: Option<f64>,
-    pub sigma_max: Option<f64>,
-    pub fps: Option<u32>,
-    pub blur_strength: Option<Level>,
-    pub canny_threshold: Option<Level>,
-    pub gpus: Option<u32>,
-    pub priority: Option<i32>,
-    pub target: Option<String>,
-}
-
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum SeedField {
@@ -188,11 +163,11 @@ impl SeedField {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TomlFile {
-    run: Vec<FileRun>,
+    run: Vec<RunEntry>,
 }
 
 /// Reads a runs file: `.toml` (`[[run]]` tables) or `.jsonl` (one object per line).
-pub fn read_file(path: &Path) -> Result<Vec<FileRun>> {
+pub fn read_file(path: &Path) -> Result<Vec<RunEntry>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         EngineError::Invalid(format!("cannot read the runs file {}: {e}", path.display()))
     })?;
@@ -215,7 +190,7 @@ pub fn read_file(path: &Path) -> Result<Vec<FileRun>> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                runs.push(serde_json::from_str::<FileRun>(line).map_err(|e| {
+                runs.push(serde_json::from_str::<RunEntry>(line).map_err(|e| {
                     EngineError::Invalid(format!("{} line {}: {e}", path.display(), i + 1))
                 })?);
             }

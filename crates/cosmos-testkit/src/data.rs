@@ -1,0 +1,30 @@
+//! Records tests build their databases from.
+
+use cosmos_core::{InputFile, InputKind, InputSet, InputSetId, VideoInfo};
+
+/// An input set of one colour video (320×180, 48 frames at 24 fps); `tag` names it and makes
+/// its hash, so different tags are different content.
+pub fn sample_input_set(tag: &str) -> InputSet {
+    let files = vec![InputFile {
+        kind: InputKind::Color,
+        path: format!("/s/{tag}.mp4"),
+        size: 10,
+        sha256: format!("{tag:0>64}"),
+        video: VideoInfo {
+            frames: 48,
+            fps: 24.0,
+            width: 320,
+            height: 180,
+            duration_seconds: 2.0,
+            codec: "h264".into(),
+        },
+    }];
+    InputSet {
+        id: InputSetId::new(),
+        name: tag.into(),
+        dir: "/s".into(),
+        fingerprint: cosmos_core::inputs::fingerprint(&files),
+        created_at: cosmos_core::now(),
+        files,
+    }
+}
