@@ -226,6 +226,7 @@ impl Services {
         let mut follower = self.bus.follow(self.bus.head().await?, None);
         let mut adopted_at: Option<std::time::Instant> = None;
         let mut followed_a_worker = false;
+        let mut waiting: HashSet<RunId> = HashSet::new();
         loop {
             let here = self.live_workers().await?.is_empty();
             if !here {
@@ -266,8 +267,18 @@ impl Services {
                     continue;
                 }
                 // The claim's lease is this process's: the drive takes it on.
-                if run.status == RunStatus::Queued && self.claim_one(Some(id)).await?.is_some() {
-                    self.spawn_here(&mut tasks, &mut driving, id);
+                if run.status == RunStatus::Queued {
+                    if self.claim_one(Some(id)).await?.is_some() {
+                        self.spawn_here(&mut tasks, &mut driving, id);
+                    } else if run.attempts == 0 && waiting.insert(id.clone()) {
+                        // Said once, so a wait for slots never looks like a hang (a retry's
+                        // own wait was said when it was requeued).
+                        let note = "waiting for free GPU slots";
+                        let write =
+                            self.store()
+                                .add_run_event(id, RunStatus::Queued, None, note, None);
+                        self.bus.record_event(write).await?;
+                    }
                 }
             }
             if done.len() == ids.len() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cosmos_core::{
     InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus, Target, TargetConfig, TargetKind,
 };
-use cosmos_engine::{CancelScope, ExecEnv, Services};
+use cosmos_engine::{CancelScope, ExecEnv, Services, SubmitRequest};
 use cosmos_media::Ffprobe;
 use cosmos_store::{
     Fence, ManualClock, NewPrompt, NewRun, PromptName, SqliteStore, StatusChange, Store, StoreError,
@@ -311,6 +311,199 @@ fn reads_answer_from_the_store_while_a_target_is_down() -> TestResult {
         let states: Vec<RunStatus> = view.running.iter().map(|r| r.run.status).collect();
         assert!(states.contains(&RunStatus::Running) && states.contains(&RunStatus::Collecting));
         assert_eq!(runs.len(), 2);
+        Ok(())
+    })
+}
+
+/// A real scene (colour and depth made by ffmpeg) and a rehearsal target on this machine:
+/// cosmos-sim as the model, run as a plain process.
+async fn rehearsal(f: &Fixture, engine: &Services) -> Result<Target, Box<dyn std::error::Error>> {
+    cosmos_testkit::require(cosmos_testkit::Tool::Ffmpeg, None)?;
+    let base = f.path.with_file_name("rehearsal");
+    let (bin, checkout, root, scene) = (
+        base.join("bin"),
+        base.join("cosmos-transfer1"),
+        base.join("root"),
+        base.join("scene"),
+    );
+    for d in [&bin, &root, &scene] {
+        std::fs::create_dir_all(d)?;
+    }
+    let sim = cosmos_testkit::sim_binary()?;
+    std::os::unix::fs::symlink(&sim, bin.join("torchrun"))?;
+    let laid = std::process::Command::new(&sim)
+        .arg("checkout")
+        .arg(&checkout)
+        .status()?;
+    assert!(laid.success(), "cosmos-sim lays out a checkout");
+    for kind in ["color", "depth"] {
+        let made = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=64x36:rate=24",
+            ])
+            .args(["-frames:v", "24", "-pix_fmt", "yuv420p", "-metadata"])
+            .arg(format!("title={kind}"))
+            .arg(scene.join(format!("{kind}.mp4")))
+            .status()?;
+        assert!(made.success(), "ffmpeg writes {kind}.mp4");
+    }
+    let target = Target {
+        name: "here".into(),
+        config: TargetConfig {
+            kind: TargetKind::Local,
+            host: None,
+            user: None,
+            port: None,
+            key: None,
+            jump: None,
+            root: root.display().to_string(),
+            cosmos_dir: checkout.display().to_string(),
+            image: "none".into(),
+            shm_size: "1g".into(),
+            runtime: cosmos_core::RuntimeKind::None,
+            docker_sudo: false,
+            gpu_flag: false,
+            gpus: 1,
+            env: [("COSMOS_SIM_GPUS".to_owned(), "1".to_owned())].into(),
+            torchrun: Some(bin.join("torchrun").display().to_string()),
+            rehearsal: true,
+            mounts: Vec::new(),
+            image_digest: None,
+        },
+        is_default: true,
+    };
+    engine.targets().put(&target).await?;
+    engine
+        .prompts()
+        .create(&cosmos_engine::CreatePromptRequest {
+            text: "a foggy harbour at dawn".into(),
+            negative: None,
+            name: Some("harbour".into()),
+            inputs: Some(cosmos_engine::InputsRef::Dir(scene)),
+        })
+        .await?;
+    Ok(target)
+}
+
+fn entry(seeds: Option<&str>) -> cosmos_engine::RunEntry {
+    cosmos_engine::RunEntry {
+        subject: "harbour".into(),
+        seeds: seeds.map(str::to_owned),
+        ..Default::default()
+    }
+}
+
+fn submit_request(entries: Vec<cosmos_engine::RunEntry>, dry_run: bool) -> SubmitRequest {
+    SubmitRequest {
+        entries,
+        source: None,
+        defaults: RunParams::default(),
+        launch: cosmos_engine::LaunchDefaults {
+            root: "/unused".into(),
+            cosmos_dir: "/unused".into(),
+            image: "unused".into(),
+            shm_size: "1g".into(),
+            mounts: Vec::new(),
+        },
+        dry_run,
+        no_wait: false,
+    }
+}
+
+#[test]
+fn the_engine_submits_claims_drives_retries_and_cancels_in_process() -> TestResult {
+    runtime().block_on(async {
+        let f = Fixture::new().await?;
+        let engine = f.engine().await?;
+        rehearsal(&f, &engine).await?;
+        let mut events = engine.events().subscribe().await?;
+
+        // A dry run plans on the target without storing anything.
+        let dry = engine
+            .runs()
+            .submit(submit_request(vec![entry(None)], true))
+            .await?;
+        assert!(dry.runs.is_empty() && dry.plans.len() == 1);
+        let planned = dry.plans[0].container_command.clone();
+
+        // Submitted, claimed, driven here to the end.
+        let submitted = engine
+            .runs()
+            .submit(submit_request(vec![entry(None)], false))
+            .await?;
+        let id = submitted.runs[0].id.clone();
+        let (_keep, never) = tokio::sync::watch::channel(false);
+        let cosmos_engine::Followed::Finished(runs) = engine
+            .runs()
+            .see_through(std::slice::from_ref(&id), never.clone())
+            .await?
+        else {
+            return Err("the run was left running".into());
+        };
+        assert_eq!(runs[0].status, RunStatus::Succeeded, "{:?}", runs[0]);
+        assert!(std::path::Path::new(&runs[0].outputs[0].path).is_file());
+        // What ran is what the dry run showed, but for the run id.
+        let ran = runs[0].launch_command.clone().ok_or("a launch command")?;
+        let same = |argv: &[String], id: &str| -> Vec<String> {
+            argv.iter().map(|a| a.replace(id, "RUN")).collect()
+        };
+        assert_eq!(
+            same(&planned, dry.plans[0].run_id.as_str()),
+            same(&ran, id.as_str())
+        );
+        // Its life, in order, on the bus.
+        let mut stages = Vec::new();
+        // (Everything is stored and published by now: a short wait ends the reading.)
+        while let Ok(next) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+            let Some(e) = next? else { break };
+            if e.run_id == id && stages.last() != Some(&e.stage) {
+                stages.push(e.stage);
+            }
+        }
+        assert_eq!(
+            stages,
+            [
+                RunStatus::Queued,
+                RunStatus::Staging,
+                RunStatus::Starting,
+                RunStatus::Running,
+                RunStatus::Collecting,
+                RunStatus::Succeeded
+            ]
+        );
+
+        // Only a failed or cancelled run is retried.
+        let e = engine.runs().retry(&id).await.expect_err("a succeeded run");
+        assert_eq!(e.kind(), cosmos_engine::ErrorKind::Conflict);
+
+        // A sweep queued without a worker; cancelling the sweep cancels all of it, and a
+        // cancelled run can be retried.
+        let mut sweep = submit_request(vec![entry(Some("1..3"))], false);
+        sweep.no_wait = true;
+        let sweep = engine.runs().submit(sweep).await?;
+        assert_eq!(sweep.runs.len(), 3);
+        let cancelled = engine
+            .runs()
+            .cancel(CancelScope::Sweep(sweep.runs[1].id.clone()))
+            .await?;
+        assert_eq!(cancelled.runs.len(), 3);
+        assert!(
+            cancelled
+                .runs
+                .iter()
+                .all(|r| r.status == RunStatus::Cancelled)
+        );
+        let again = engine.runs().retry(&sweep.runs[0].id).await?;
+        assert_eq!(
+            (again.status, again.retry_of.as_ref()),
+            (RunStatus::Queued, Some(&sweep.runs[0].id))
+        );
         Ok(())
     })
 }

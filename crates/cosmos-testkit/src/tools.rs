@@ -14,6 +14,7 @@ pub enum Tool {
     SshKeygen,
     Docker,
     Busybox,
+    Ffmpeg,
 }
 
 impl Tool {
@@ -24,6 +25,7 @@ impl Tool {
             Tool::SshKeygen => "ssh-keygen",
             Tool::Docker => "docker",
             Tool::Busybox => "/bin/busybox",
+            Tool::Ffmpeg => "ffmpeg",
         }
     }
 
@@ -34,6 +36,7 @@ impl Tool {
             Tool::SshKeygen => "`ssh-keygen`",
             Tool::Docker => "the `docker` CLI with a running engine",
             Tool::Busybox => "Debian's static busybox",
+            Tool::Ffmpeg => "`ffmpeg`, to make test videos",
         }
     }
 
@@ -43,6 +46,7 @@ impl Tool {
             Tool::Ssh | Tool::SshKeygen => "apt-get install -y openssh-client",
             Tool::Docker => "the machine's Docker engine (started before the session)",
             Tool::Busybox => "apt-get install -y busybox-static",
+            Tool::Ffmpeg => "apt-get install -y ffmpeg",
         }
     }
 
