@@ -89,8 +89,9 @@ impl EventBus {
         Ok(())
     }
 
-    /// Publishes every stored event after the last one published, in order.
-    pub(crate) async fn publish(&self) -> EngineResult<()> {
+    /// Publishes every stored event after the last one published, in order (the bus is
+    /// primed before the write whose events it publishes).
+    async fn publish(&self) -> EngineResult<()> {
         let mut published = self.published.lock().await;
         let mut cursor = match *published {
             Some(c) => c,

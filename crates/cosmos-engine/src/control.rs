@@ -197,9 +197,7 @@ impl Services {
                 old.status
             )));
         }
-        let run = self.retry_run(id).await?;
-        self.bus.publish().await?;
-        Ok(run)
+        self.retry_run(id).await
     }
 
     /// Pauses or resumes placing queued runs: everywhere, or on one target.

@@ -325,25 +325,23 @@ impl Services {
     /// parameters and target choice, linked to the old one.
     pub(crate) async fn retry_run(&self, id: &RunId) -> EngineResult<Run> {
         let old = self.store().run(id).await?;
-        Ok(self
-            .store()
-            .create_run(&NewRun {
-                id: RunId::new(),
-                prompt_id: old.prompt_id.clone(),
-                kind: old.kind,
-                name: old.name.clone(),
-                prompt_text: old.prompt_text.clone(),
-                negative_prompt: old.negative_prompt.clone(),
-                input_set_id: old.input_set_id.clone(),
-                params: old.params.clone(),
-                priority: old.priority,
-                created_at: cosmos_core::now(),
-                note: format!("retry of {id}"),
-                retry_of: Some(id.clone()),
-                target_pin: old.target_pin.clone(),
-                sweep_id: None,
-            })
-            .await?)
+        let new = NewRun {
+            id: RunId::new(),
+            prompt_id: old.prompt_id.clone(),
+            kind: old.kind,
+            name: old.name.clone(),
+            prompt_text: old.prompt_text.clone(),
+            negative_prompt: old.negative_prompt.clone(),
+            input_set_id: old.input_set_id.clone(),
+            params: old.params.clone(),
+            priority: old.priority,
+            created_at: cosmos_core::now(),
+            note: format!("retry of {id}"),
+            retry_of: Some(id.clone()),
+            target_pin: old.target_pin.clone(),
+            sweep_id: None,
+        };
+        self.bus.record(self.store().create_run(&new)).await
     }
 
     /// Stores what the plan needs (input set, prompt) and the run itself, as `queued`;
@@ -418,7 +416,7 @@ impl Services {
                 sweep_id: sweep_id.clone(),
             });
         }
-        self.store().create_runs(&news).await?;
+        self.bus.record(self.store().create_runs(&news)).await?;
         let mut runs = Vec::with_capacity(news.len());
         for n in &news {
             runs.push(self.store().run(&n.id).await?);

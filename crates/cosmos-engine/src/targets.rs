@@ -218,8 +218,11 @@ impl Services {
         }
         let message = format!("cancelled: its target `{name}` was removed");
         for id in &pinned {
-            self.store()
-                .transition(id, RunStatus::Queued, RunStatus::Cancelled, &message)
+            let change =
+                cosmos_store::StatusChange::new(RunStatus::Queued, RunStatus::Cancelled, &message)
+                    .code("target_removed");
+            self.bus
+                .record_event(self.store().change_status(id, &change))
                 .await?;
         }
         self.store().delete_target(name).await?;

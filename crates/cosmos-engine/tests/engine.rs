@@ -484,10 +484,18 @@ fn the_engine_submits_claims_drives_retries_and_cancels_in_process() -> TestResu
 
         // A sweep queued without a worker; cancelling the sweep cancels all of it, and a
         // cancelled run can be retried.
+        let mut queued = engine.events().subscribe().await?;
         let mut sweep = submit_request(vec![entry(Some("1..3"))], false);
         sweep.no_wait = true;
         let sweep = engine.runs().submit(sweep).await?;
         assert_eq!(sweep.runs.len(), 3);
+        // Queued runs are on the bus as soon as they are stored (what wakes a worker here).
+        for run in &sweep.runs {
+            let e = tokio::time::timeout(Duration::from_secs(2), queued.next())
+                .await??
+                .ok_or("the bus closed")?;
+            assert_eq!((&e.run_id, e.stage), (&run.id, RunStatus::Queued));
+        }
         let cancelled = engine
             .runs()
             .cancel(CancelScope::Sweep(sweep.runs[1].id.clone()))
@@ -499,7 +507,13 @@ fn the_engine_submits_claims_drives_retries_and_cancels_in_process() -> TestResu
                 .iter()
                 .all(|r| r.status == RunStatus::Cancelled)
         );
+        let mut queued = engine.events().subscribe().await?;
         let again = engine.runs().retry(&sweep.runs[0].id).await?;
+        // The new run's first event is on the bus as soon as it is stored.
+        let first = tokio::time::timeout(Duration::from_secs(2), queued.next())
+            .await??
+            .ok_or("the bus closed")?;
+        assert_eq!((&first.run_id, first.stage), (&again.id, RunStatus::Queued));
         assert_eq!(
             (again.status, again.retry_of.as_ref()),
             (RunStatus::Queued, Some(&sweep.runs[0].id))
