@@ -14,7 +14,6 @@
 //!
 //! With `COSMOS_LOG=cosmos_remote=debug` it also prints every remote command with its time.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -57,7 +56,8 @@ fn main() {
     let scene = home.path().join("scene");
     std::fs::create_dir_all(&scene).expect("scene folder");
     for kind in ["color", "depth", "seg"] {
-        video(&scene.join(format!("shot_{kind}.mp4")), kind);
+        cosmos_testkit::test_video(&scene.join(format!("shot_{kind}.mp4")), 64, 36, 24, 24)
+            .expect("a test video");
     }
     let root = host.root().display().to_string();
     let record = host.record_file();
@@ -177,23 +177,4 @@ fn row(what: &str, ms: &mut [f64]) {
         pick(0.9),
         pick(1.0)
     );
-}
-
-fn video(path: &Path, tag: &str) {
-    let st = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=64x36:rate=24",
-        ])
-        .args(["-frames:v", "24", "-pix_fmt", "yuv420p", "-metadata"])
-        .arg(format!("comment={tag}"))
-        .arg(path)
-        .status()
-        .expect("ffmpeg");
-    assert!(st.success(), "ffmpeg failed");
 }

@@ -66,13 +66,13 @@ fn engine_hint(e: &EngineError) -> Option<String> {
         {
             "without a colour video every control needs its own video: add it to the input set or drop it from `--weights`".into()
         }
-        (EngineError::Invalid(m), _) if m.contains("a run needs control videos") => {
+        (_, "needs_inputs") => {
             "`cosmos prompt list` shows the prompts you can run by name or id".into()
         }
-        (EngineError::Invalid(m), _) if m.contains("a prompt brings its own input set") => {
+        (_, "prompt_has_inputs") => {
             "change a prompt's videos with `cosmos prompt edit ID --inputs DIR`".into()
         }
-        (EngineError::Invalid(m), _) if m.starts_with("give the host") => {
+        (_, "target_needs_host") => {
             "`cosmos target add NAME ssh://user@host:port`, `--host HOST`, or `--local`".into()
         }
         (_, "ambiguous_id") => "type more characters of the id".into(),
@@ -106,7 +106,7 @@ fn engine_hint(e: &EngineError) -> Option<String> {
         (_, "database_unavailable") => {
             "check the path, or set COSMOS_HOME to a writable folder".into()
         }
-        (EngineError::Conflict(m), _) if m.contains("unfinished run") => {
+        (_, "target_in_use") => {
             "let them finish, `cosmos kill` them, or remove the target anyway with --force".into()
         }
         _ => return None,

@@ -212,9 +212,10 @@ impl Targets<'_> {
         self.0.edit_target(name, settings).await
     }
 
-    /// Stores a target as given, replacing one of the same name.
-    pub async fn put(&self, target: &Target) -> EngineResult<()> {
-        self.0.put_target(target).await
+    /// Sets up the local rehearsal target `name` under `dir`, cosmos-sim (`sim`) standing
+    /// in for the model.
+    pub async fn put_rehearsal(&self, name: &str, dir: &Path, sim: &Path) -> EngineResult<Target> {
+        self.0.put_rehearsal(name, dir, sim).await
     }
 
     /// Removes a target; returns the queued runs pinned to it that were cancelled.

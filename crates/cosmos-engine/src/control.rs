@@ -94,16 +94,22 @@ impl Services {
         let mut out = Vec::with_capacity(ids.len());
         let mut orphans = Vec::new();
         let mut unreachable: Vec<String> = Vec::new();
+        // Which started runs nobody drives, asked once (a queued or staging run ends here).
+        let mut undriven: Option<HashSet<RunId>> = None;
         for id in &ids {
             let (run, missed) = self.cancel_one(id).await?;
             if let Some(t) = missed {
                 if !unreachable.contains(&t) {
                     unreachable.push(t);
                 }
-            } else if !run.status.is_terminal()
-                && self.orphaned_runs().await?.iter().any(|r| &r.id == id)
-            {
-                orphans.push(id.clone());
+            } else if !run.status.is_terminal() {
+                if undriven.is_none() {
+                    let found = self.orphaned_runs().await?.into_iter().map(|r| r.id);
+                    undriven = Some(found.collect());
+                }
+                if undriven.as_ref().is_some_and(|u| u.contains(id)) {
+                    orphans.push(id.clone());
+                }
             }
             out.push(run);
         }

@@ -67,9 +67,26 @@ pub enum EngineError {
     /// Something on this machine failed (a local file, a broken invariant).
     #[error("{0}")]
     Internal(String),
+    /// A request refused for a reason a front end may want to answer in its own words:
+    /// its own kind and stable code.
+    #[error("{message}")]
+    Refused {
+        kind: ErrorKind,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl EngineError {
+    /// A refusal with its code: invalid input unless `kind` says otherwise.
+    pub(crate) fn refused(kind: ErrorKind, code: &'static str, message: String) -> Self {
+        EngineError::Refused {
+            kind,
+            code,
+            message,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         use cosmos_remote::RemoteError as R;
         use cosmos_store::StoreError as S;
@@ -109,6 +126,7 @@ impl EngineError {
             | EngineError::Invalid(_) => ErrorKind::InvalidInput,
             EngineError::Busy { .. } | EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Internal(_) => ErrorKind::Internal,
+            EngineError::Refused { kind, .. } => *kind,
         }
     }
 
@@ -155,6 +173,7 @@ impl EngineError {
             EngineError::Invalid(_) => "invalid_input",
             EngineError::Conflict(_) => "conflict",
             EngineError::Internal(_) => "internal",
+            EngineError::Refused { code, .. } => code,
         }
     }
 }

@@ -53,28 +53,34 @@ impl LaunchDefaults {
     pub fn as_target(&self) -> Target {
         Target {
             name: "(the [target] settings)".into(),
-            config: cosmos_core::TargetConfig {
-                kind: cosmos_core::TargetKind::Ssh,
-                host: None,
-                user: None,
-                port: None,
-                key: None,
-                jump: None,
-                root: self.root.clone(),
-                cosmos_dir: self.cosmos_dir.clone(),
-                image: self.image.clone(),
-                shm_size: self.shm_size.clone(),
-                runtime: cosmos_core::RuntimeKind::Docker,
-                docker_sudo: false,
-                gpu_flag: true,
-                gpus: 8,
-                env: Default::default(),
-                torchrun: None,
-                rehearsal: false,
-                mounts: self.mounts.clone(),
-                image_digest: None,
-            },
+            config: self.config(cosmos_core::TargetKind::Ssh),
             is_default: false,
+        }
+    }
+
+    /// A new target's configuration: these settings, Docker with the GPU flag, 8 slots,
+    /// nothing else set.
+    pub(crate) fn config(&self, kind: cosmos_core::TargetKind) -> cosmos_core::TargetConfig {
+        cosmos_core::TargetConfig {
+            kind,
+            host: None,
+            user: None,
+            port: None,
+            key: None,
+            jump: None,
+            root: self.root.clone(),
+            cosmos_dir: self.cosmos_dir.clone(),
+            image: self.image.clone(),
+            shm_size: self.shm_size.clone(),
+            runtime: cosmos_core::RuntimeKind::Docker,
+            docker_sudo: false,
+            gpu_flag: true,
+            gpus: 8,
+            env: Default::default(),
+            torchrun: None,
+            rehearsal: false,
+            mounts: self.mounts.clone(),
+            image_digest: None,
         }
     }
 }
@@ -213,7 +219,11 @@ impl Services {
                     } else {
                         String::new()
                     };
-                    EngineError::Invalid(format!("{lookup}a run needs control videos: give an input folder or input set id after the text"))
+                    EngineError::refused(
+                        crate::ErrorKind::InvalidInput,
+                        "needs_inputs",
+                        format!("{lookup}a run needs control videos: give an input folder or input set id after the text"),
+                    )
                 })?;
                 let pending = self.pending_inputs(inputs).await?;
                 let (files, existing) = match &pending {

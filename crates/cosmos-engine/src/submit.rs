@@ -81,10 +81,14 @@ impl RunEntry {
     async fn subject(&self, services: &Services) -> EngineResult<RunSubject> {
         if self.subject.to_ascii_lowercase().starts_with("ps_") {
             if self.inputs.is_some() {
-                return Err(EngineError::Invalid(format!(
-                    "a prompt brings its own input set: drop the inputs, or change the prompt's (`{}`)",
-                    self.subject
-                )));
+                return Err(EngineError::refused(
+                    crate::ErrorKind::InvalidInput,
+                    "prompt_has_inputs",
+                    format!(
+                        "a prompt brings its own input set: drop the inputs, or change the prompt's (`{}`)",
+                        self.subject
+                    ),
+                ));
             }
             return Ok(RunSubject::Prompt(self.subject.clone()));
         }

@@ -212,9 +212,13 @@ impl Services {
         let pinned = self.store().queued_runs_pinned_to(name).await?;
         let needing = started + pinned.len() as u64;
         if needing > 0 && !force {
-            return Err(EngineError::Conflict(format!(
-                "target `{name}` still has {needing} unfinished run(s) started on it or waiting for it: let them finish or cancel them first"
-            )));
+            return Err(EngineError::refused(
+                crate::ErrorKind::Conflict,
+                "target_in_use",
+                format!(
+                    "target `{name}` still has {needing} unfinished run(s) started on it or waiting for it: let them finish or cancel them first"
+                ),
+            ));
         }
         let message = format!("cancelled: its target `{name}` was removed");
         for id in &pinned {

@@ -318,67 +318,15 @@ fn reads_answer_from_the_store_while_a_target_is_down() -> TestResult {
 /// A real scene (colour and depth made by ffmpeg) and a rehearsal target on this machine:
 /// cosmos-sim as the model, run as a plain process.
 async fn rehearsal(f: &Fixture, engine: &Services) -> Result<Target, Box<dyn std::error::Error>> {
-    cosmos_testkit::require(cosmos_testkit::Tool::Ffmpeg, None)?;
     let base = f.path.with_file_name("rehearsal");
-    let (bin, checkout, root, scene) = (
-        base.join("bin"),
-        base.join("cosmos-transfer1"),
-        base.join("root"),
-        base.join("scene"),
-    );
-    for d in [&bin, &root, &scene] {
-        std::fs::create_dir_all(d)?;
+    let scene = base.join("scene");
+    std::fs::create_dir_all(&scene)?;
+    for kind in ["color", "depth"] {
+        cosmos_testkit::test_video(&scene.join(format!("{kind}.mp4")), 64, 36, 24, 24)?;
     }
     let sim = cosmos_testkit::sim_binary()?;
-    std::os::unix::fs::symlink(&sim, bin.join("torchrun"))?;
-    let laid = std::process::Command::new(&sim)
-        .arg("checkout")
-        .arg(&checkout)
-        .status()?;
-    assert!(laid.success(), "cosmos-sim lays out a checkout");
-    for kind in ["color", "depth"] {
-        let made = std::process::Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=64x36:rate=24",
-            ])
-            .args(["-frames:v", "24", "-pix_fmt", "yuv420p", "-metadata"])
-            .arg(format!("title={kind}"))
-            .arg(scene.join(format!("{kind}.mp4")))
-            .status()?;
-        assert!(made.success(), "ffmpeg writes {kind}.mp4");
-    }
-    let target = Target {
-        name: "here".into(),
-        config: TargetConfig {
-            kind: TargetKind::Local,
-            host: None,
-            user: None,
-            port: None,
-            key: None,
-            jump: None,
-            root: root.display().to_string(),
-            cosmos_dir: checkout.display().to_string(),
-            image: "none".into(),
-            shm_size: "1g".into(),
-            runtime: cosmos_core::RuntimeKind::None,
-            docker_sudo: false,
-            gpu_flag: false,
-            gpus: 1,
-            env: [("COSMOS_SIM_GPUS".to_owned(), "1".to_owned())].into(),
-            torchrun: Some(bin.join("torchrun").display().to_string()),
-            rehearsal: true,
-            mounts: Vec::new(),
-            image_digest: None,
-        },
-        is_default: true,
-    };
-    engine.targets().put(&target).await?;
+    let target = engine.targets().put_rehearsal("here", &base, &sim).await?;
+    assert!(target.is_default && target.config.rehearsal);
     engine
         .prompts()
         .create(&cosmos_engine::CreatePromptRequest {

@@ -28,3 +28,36 @@ pub fn sample_input_set(tag: &str) -> InputSet {
         files,
     }
 }
+
+/// Writes a `w`×`h` test-pattern video of `frames` frames at `fps` with ffmpeg. The path goes
+/// into the metadata, so every file hashes differently.
+pub fn test_video(
+    path: &std::path::Path,
+    w: u32,
+    h: u32,
+    frames: u32,
+    fps: u32,
+) -> crate::KitResult<()> {
+    let ffmpeg = crate::require(crate::Tool::Ffmpeg, None)?;
+    let status = std::process::Command::new(ffmpeg)
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size={w}x{h}:rate={fps}"))
+        .args([
+            "-frames:v",
+            &frames.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-metadata",
+        ])
+        .arg(format!("title={}", path.display()))
+        .arg(path)
+        .status()
+        .map_err(|e| crate::KitError::new(format!("cannot run ffmpeg: {e}")))?;
+    if !status.success() {
+        return Err(crate::KitError::new(format!(
+            "ffmpeg failed to write {}",
+            path.display()
+        )));
+    }
+    Ok(())
+}

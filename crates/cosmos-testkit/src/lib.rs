@@ -10,7 +10,7 @@ mod sim;
 mod sshd;
 mod tools;
 
-pub use data::sample_input_set;
+pub use data::{sample_input_set, test_video};
 pub use error::{KitError, KitResult};
 pub use sim::{sim_binary, sim_image, workspace_root};
 pub use sshd::{HostOptions, REMOTE_USER, SshHost, start_hosts};

@@ -2,13 +2,12 @@
 //! It makes a small demo scene with ffmpeg, registers it, writes a prompt and runs it on a
 //! local `rehearsal` target where cosmos-sim stands in for Cosmos-Transfer1.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, Result, bail};
 
-use cosmos_core::{RunParams, RuntimeKind, Target, TargetConfig, TargetKind};
+use cosmos_core::RunParams;
 use cosmos_engine::{InputsRef, RunRequest, RunSubject};
 
 use crate::context::Ctx;
@@ -62,54 +61,13 @@ impl Args {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let base = ctx.settings.paths.data_dir.join("rehearsal");
-        let bin = base.join("bin");
-        let checkout = base.join("cosmos-transfer1");
-        let root = base.join("root");
         let scene = base.join("demo-scene");
-        for d in [&bin, &root, &scene] {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-        }
-        let sim = sim_binary()?;
-        let torchrun = bin.join("torchrun");
-        let _ = std::fs::remove_file(&torchrun);
-        std::os::unix::fs::symlink(&sim, &torchrun)?;
-        if !checkout.join("checkpoints").is_dir() {
-            let st = Command::new(&sim).arg("checkout").arg(&checkout).status()?;
-            if !st.success() {
-                bail!("cosmos-sim could not lay out {}", checkout.display());
-            }
-        }
-        let target = Target {
-            name: REHEARSAL.into(),
-            config: TargetConfig {
-                kind: TargetKind::Local,
-                host: None,
-                user: None,
-                port: None,
-                key: None,
-                jump: None,
-                root: root.display().to_string(),
-                cosmos_dir: checkout.display().to_string(),
-                image: "none".into(),
-                shm_size: "1g".into(),
-                runtime: RuntimeKind::None,
-                docker_sudo: false,
-                gpu_flag: false,
-                gpus: 1,
-                env: BTreeMap::from([("COSMOS_SIM_GPUS".into(), "1".into())]),
-                torchrun: Some(torchrun.display().to_string()),
-                rehearsal: true,
-                mounts: Vec::new(),
-                image_digest: None,
-            },
-            is_default: services
-                .targets()
-                .list()
-                .await?
-                .iter()
-                .all(|t| t.name == REHEARSAL || !t.is_default),
-        };
-        services.targets().put(&target).await?;
+        std::fs::create_dir_all(&scene)
+            .with_context(|| format!("cannot create {}", scene.display()))?;
+        let target = services
+            .targets()
+            .put_rehearsal(REHEARSAL, &base, &sim_binary()?)
+            .await?;
         ctx.say(
             "quickstart",
             "making a demo scene with ffmpeg (colour, depth, edges; 2 s at 24 fps)",

@@ -1,26 +1,11 @@
 //! Fixtures: a temporary COSMOS_HOME, the binary, and videos from ffmpeg.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// Fails, naming the missing tool and how CI gets it, when a tool the tests need is absent.
-#[track_caller]
-pub fn require(tool: &str) {
-    let found = Command::new(tool)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "`{tool}` is not installed: these tests need the real ffmpeg; `.ci/run` installs it with `apt-get install -y ffmpeg`"
-    );
-}
 
 /// One command's outcome.
 #[derive(Debug)]
@@ -146,30 +131,12 @@ impl Home {
     }
 }
 
-/// Writes a test-pattern video with ffmpeg; the file name goes into the metadata so every
-/// file hashes differently.
+/// Writes a test-pattern video with ffmpeg (every file hashes differently).
 #[track_caller]
 pub fn video(path: &Path, w: u32, h: u32, frames: u32, fps: u32) {
-    require("ffmpeg");
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc=size={w}x{h}:rate={fps}"))
-        .args([
-            "-frames:v",
-            &frames.to_string(),
-            "-pix_fmt",
-            "yuv420p",
-            "-metadata",
-        ])
-        .arg(format!("title={}", path.display()))
-        .arg(path)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(
-        status.success(),
-        "ffmpeg failed to write {}",
-        path.display()
-    );
+    if let Err(e) = cosmos_testkit::test_video(path, w, h, frames, fps) {
+        panic!("{e}");
+    }
 }
 
 /// The path as a `&str` for command lines.

@@ -7,6 +7,8 @@ use cosmos_core::target::{parse_mount, parse_ssh_address, valid_env_name, valida
 use cosmos_core::{RuntimeKind, Target, TargetConfig, TargetKind};
 use cosmos_remote::sshconfig;
 
+use std::path::Path;
+
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
 use crate::runs::LaunchDefaults;
@@ -184,31 +186,16 @@ impl Services {
         defaults: &LaunchDefaults,
     ) -> EngineResult<Target> {
         validate_target_name(&req.name).map_err(invalid)?;
-        let mut c = TargetConfig {
-            kind: if req.local {
-                TargetKind::Local
-            } else {
-                TargetKind::Ssh
-            },
-            host: None,
-            user: None,
-            port: None,
-            key: None,
-            jump: None,
-            root: defaults.root.clone(),
-            cosmos_dir: defaults.cosmos_dir.clone(),
-            image: defaults.image.clone(),
-            shm_size: defaults.shm_size.clone(),
-            runtime: RuntimeKind::Docker,
-            docker_sudo: false,
-            gpu_flag: true,
-            gpus: 8,
-            env: BTreeMap::new(),
-            torchrun: None,
-            rehearsal: false,
+        // Extra mounts are a target's own, never the defaults'.
+        let mut c = LaunchDefaults {
             mounts: Vec::new(),
-            image_digest: None,
-        };
+            ..defaults.clone()
+        }
+        .config(if req.local {
+            TargetKind::Local
+        } else {
+            TargetKind::Ssh
+        });
         let mut host = req.settings.host.clone();
         if let Some(dest) = &req.destination {
             if dest.starts_with("ssh://") || dest.contains('@') {
@@ -221,10 +208,14 @@ impl Services {
             }
         }
         if !req.local && host.is_none() {
-            return Err(invalid(format!(
-                "give the host of target `{}`: `ssh://user@host:port` or a host name (or make it local)",
-                req.name
-            )));
+            return Err(EngineError::refused(
+                crate::ErrorKind::InvalidInput,
+                "target_needs_host",
+                format!(
+                    "give the host of target `{}`: `ssh://user@host:port` or a host name (or make it local)",
+                    req.name
+                ),
+            ));
         }
         let settings = TargetSettings {
             host,
@@ -240,10 +231,66 @@ impl Services {
         Ok(t)
     }
 
-    /// Stores a target as given, replacing one of the same name (a rehearsal target that
-    /// `quickstart` sets up).
-    pub(crate) async fn put_target(&self, target: &Target) -> EngineResult<()> {
-        Ok(self.store().put_target(target, true).await?)
+    /// Sets up (again) the rehearsal target `name` under `dir`: cosmos-sim (`sim`) as the
+    /// model, run as a plain process on this machine, with a checkout laid out by the sim.
+    /// It is the default unless another target is.
+    pub(crate) async fn put_rehearsal(
+        &self,
+        name: &str,
+        dir: &Path,
+        sim: &Path,
+    ) -> EngineResult<Target> {
+        let (bin, checkout, root) = (
+            dir.join("bin"),
+            dir.join("cosmos-transfer1"),
+            dir.join("root"),
+        );
+        let io = |what: &Path, e: std::io::Error| {
+            EngineError::Internal(format!("cannot set up {}: {e}", what.display()))
+        };
+        for d in [&bin, &root] {
+            std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+        }
+        let torchrun = bin.join("torchrun");
+        // A stale link from an earlier set-up is replaced; a missing one is fine.
+        let _ = std::fs::remove_file(&torchrun);
+        std::os::unix::fs::symlink(sim, &torchrun).map_err(|e| io(&torchrun, e))?;
+        if !checkout.join("checkpoints").is_dir() {
+            let laid = std::process::Command::new(sim)
+                .arg("checkout")
+                .arg(&checkout)
+                .status()
+                .map_err(|e| io(&checkout, e))?;
+            if !laid.success() {
+                return Err(EngineError::Internal(format!(
+                    "cosmos-sim could not lay out {}",
+                    checkout.display()
+                )));
+            }
+        }
+        let path = |p: &Path| p.display().to_string();
+        let defaults = LaunchDefaults {
+            root: path(&root),
+            cosmos_dir: path(&checkout),
+            image: "none".into(),
+            shm_size: "1g".into(),
+            mounts: Vec::new(),
+        };
+        let mut config = defaults.config(TargetKind::Local);
+        config.runtime = RuntimeKind::None;
+        config.gpu_flag = false;
+        config.gpus = 1;
+        config.env = BTreeMap::from([("COSMOS_SIM_GPUS".into(), "1".into())]);
+        config.torchrun = Some(path(&torchrun));
+        config.rehearsal = true;
+        let others = self.store().list_targets().await?;
+        let target = Target {
+            name: name.to_owned(),
+            config,
+            is_default: others.iter().all(|t| t.name == name || !t.is_default),
+        };
+        self.store().put_target(&target, true).await?;
+        Ok(target)
     }
 
     /// Changes a target's settings.
