@@ -380,3 +380,55 @@ fn sweeps_make_one_run_per_combination_in_one_go() -> TestResult {
         .fails_with("stop is below the start");
     Ok(())
 }
+
+#[test]
+fn kill_cancels_a_sweep_a_prompt_s_runs_or_every_queued_run() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let ids = |out: super::support::Out| -> Vec<String> {
+        out.stdout.lines().map(str::to_owned).collect()
+    };
+    let status = |id: &str| h.run(&["show", id, "--json"]).ok().json()["run"]["status"].clone();
+
+    // No target yet: the runs only queue.
+    let sweep = ids(h
+        .run(&[
+            "run",
+            "a harbour",
+            s(&scene),
+            "--seeds",
+            "1..3",
+            "--no-wait",
+        ])
+        .ok());
+    assert_eq!(sweep.len(), 3);
+    let single = ids(h.run(&["run", "a harbour", s(&scene), "--no-wait"]).ok());
+    h.run(&["kill", "--sweep", &single[0]])
+        .fails_with("is not part of a sweep");
+    let killed = h.run(&["kill", "--sweep", &sweep[1]]).ok();
+    assert_eq!(
+        killed.stdout.matches(" cancelled").count(),
+        3,
+        "{}",
+        killed.stdout
+    );
+    assert_eq!(status(&single[0]), "queued");
+
+    let other = ids(h
+        .run(&["run", "snow at night", s(&scene), "--no-wait"])
+        .ok());
+    let shown = h.run(&["show", &single[0], "--json"]).ok().json();
+    let prompt = shown["run"]["prompt_name"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    h.run(&["kill", "--prompt", &prompt]).ok();
+    assert_eq!(status(&single[0]), "cancelled");
+    assert_eq!(status(&other[0]), "queued");
+    h.run(&["kill", "--queued"]).ok();
+    assert_eq!(status(&other[0]), "cancelled");
+
+    // Nothing named is a usage error.
+    assert_eq!(h.run(&["kill"]).code, 2);
+    Ok(())
+}
