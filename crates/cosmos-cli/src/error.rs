@@ -102,7 +102,7 @@ fn engine_hint(e: &EngineError) -> Option<String> {
             "choose another name, or change it with `cosmos target edit NAME`".into()
         }
         (_, "in_use") => "pass `--force` to remove it with what depends on it".into(),
-        (_, "bad_search_query") => "search syntax: words, \"exact phrase\", prefix*, AND / OR / NOT, name:word; put words with punctuation in double quotes".into(),
+        (_, "bad_search_query") => "search syntax: plain words match as written; \"exact phrase\", prefix*, AND / OR / NOT between terms, (groups), name: / text: / negative: before a term".into(),
         (_, "database_unavailable") => {
             "check the path, or set COSMOS_HOME to a writable folder".into()
         }

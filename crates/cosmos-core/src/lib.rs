@@ -14,6 +14,7 @@ pub mod queue;
 pub mod quote;
 pub mod resolution;
 pub mod run;
+pub mod search;
 pub mod sha256;
 pub mod spec;
 pub mod target;

@@ -175,10 +175,35 @@ async fn name_matches_rank_above_text_matches() -> TestResult {
 #[tokio::test]
 async fn malformed_queries_are_errors_not_crashes() -> TestResult {
     let (_d, s) = store().await?;
-    for q in ["\"unterminated", "AND", "foo:bar", "(a OR", "   "] {
+    for q in ["\"unterminated", "(a OR", "   ", "NOT fog", "name:"] {
         let err = s.search_prompts(q, 5, ("[", "]")).await.unwrap_err();
         assert!(matches!(err, StoreError::BadQuery { .. }), "{q}: {err}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn plain_words_are_literal_and_operators_apply_where_written() -> TestResult {
+    let (_d, s) = store().await?;
+    for (text, name) in [
+        ("a robot arm in a bright kitchen, it's raining", "robot-arm-kitchen"),
+        ("a robot dog in a warehouse and fog", "dog-warehouse"),
+        ("fog over a quiet harbour", "fog-harbour"),
+    ] {
+        s.create_prompt(&new_prompt(text, PromptName::Exact(name.into()), None))
+            .await?;
+    }
+    // Stray operators, hyphens, apostrophes and unknown `field:` words are plain words.
+    assert_eq!(hit_names(&s, "robot-arm").await?, ["robot-arm-kitchen"]);
+    assert_eq!(hit_names(&s, "it's").await?, ["robot-arm-kitchen"]);
+    assert_eq!(hit_names(&s, "robot AND").await?, ["dog-warehouse"]);
+    assert_eq!(hit_names(&s, "foo:bar").await?, Vec::<String>::new());
+    // Field filters, prefixes and groups still work where written.
+    assert_eq!(hit_names(&s, "name:fog").await?, ["fog-harbour"]);
+    assert_eq!(
+        hit_names(&s, "(kitchen OR harbour) NOT name:fog*").await?,
+        ["robot-arm-kitchen"]
+    );
     Ok(())
 }
 

@@ -234,60 +234,30 @@ struct HitRow {
     score: f64,
 }
 
-/// Whether an error from a MATCH query is the user's query being malformed.
-fn is_query_error(message: &str) -> bool {
-    [
-        "fts5",
-        "no such column",
-        "syntax error",
-        "unterminated",
-        "unknown special query",
-    ]
-    .iter()
-    .any(|m| message.contains(m))
-}
-
 pub(crate) async fn search(
     pool: &SqlitePool,
     query: &str,
     limit: u32,
     (open, close): (&str, &str),
 ) -> StoreResult<Vec<SearchHit>> {
-    if query.trim().is_empty() {
-        return Err(StoreError::BadQuery {
-            query: query.to_owned(),
-            reason: "the query is empty".into(),
-        });
-    }
+    let parsed = cosmos_core::search::Query::parse(query).map_err(|e| StoreError::BadQuery {
+        query: query.to_owned(),
+        reason: e.to_string(),
+    })?;
     // Matches in the name weigh most, then the text, then the negative text.
-    let rows: Result<Vec<HitRow>, sqlx::Error> = sqlx::query_as(&format!(
+    let rows: Vec<HitRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS}, snippet(prompts_fts, -1, ?2, ?3, '…', 16) AS snippet, \
                 bm25(prompts_fts, 4.0, 1.0, 0.5) AS score \
          FROM prompts_fts JOIN prompts p ON p.seq = prompts_fts.rowid \
          WHERE prompts_fts MATCH ?1 ORDER BY score LIMIT ?4"
     ))
-    .bind(query)
+    .bind(parsed.to_fts5())
     .bind(open)
     .bind(close)
     .bind(i64::from(limit))
     .fetch_all(pool)
-    .await;
-    let rows = match rows {
-        Err(sqlx::Error::Database(e)) if is_query_error(e.message()) => {
-            let reason = match e.message().strip_prefix("no such column: ") {
-                Some(col) => format!(
-                    "`{col}` is not a field to search (name, text, negative); `-` and `:` are \
-                     operators, so put such words in double quotes"
-                ),
-                None => e.message().to_owned(),
-            };
-            return Err(StoreError::BadQuery {
-                query: query.to_owned(),
-                reason,
-            });
-        }
-        other => other.during("search prompts")?,
-    };
+    .await
+    .during("search prompts")?;
     rows.into_iter()
         .map(|r| {
             Ok(SearchHit {
