@@ -75,7 +75,7 @@ fn engine_hint(e: &EngineError) -> Option<String> {
         (_, "target_needs_host") => {
             "`cosmos target add NAME ssh://user@host:port`, `--host HOST`, or `--local`".into()
         }
-        (_, "ambiguous_id") => "type more characters of the id".into(),
+        (_, "ambiguous_id") => "use one of the ids listed (or more characters of it)".into(),
         (_, "bad_id") => {
             "ids look like `rs_01jd3k…` (runs), `ps_…` (prompts), `in_…` (input sets)".into()
         }

@@ -175,6 +175,9 @@ pub fn report(run: &Run) -> ExitCode {
             if let Some(o) = run.outputs.first() {
                 println!("{}", o.path);
             }
+            if run.rehearsal {
+                eprintln!("note: {}", crate::views::REHEARSAL_NOTE);
+            }
             ExitCode::SUCCESS
         }
         other => {
@@ -263,11 +266,22 @@ pub async fn execute(
         _ if json => crate::output::json(&mut std::io::stdout().lock(), &runs)?,
         _ => {
             for r in &runs {
-                eprintln!("{} {}", r.id, r.status);
+                let label = if r.rehearsal { " (rehearsal)" } else { "" };
+                eprintln!("{} {}{label}", r.id, r.status);
             }
+            let rehearsed = runs.iter().filter(|r| r.rehearsal).count();
+            let of_them = match rehearsed {
+                0 => String::new(),
+                n => {
+                    format!(" ({n} on a rehearsal target: cosmos-sim's copies, not Cosmos output)")
+                }
+            };
             ctx.say(
                 "run",
-                &format!("{} succeeded, {failed} did not", runs.len() - failed),
+                &format!(
+                    "{} succeeded, {failed} did not{of_them}",
+                    runs.len() - failed
+                ),
             );
         }
     }

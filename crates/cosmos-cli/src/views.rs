@@ -21,12 +21,25 @@ pub fn runs_table(out: &mut dyn Write, runs: &[Run], style: Style) -> io::Result
             r.params.weights.to_string(),
             r.params.seed.to_string(),
             r.params.gpus.to_string(),
-            r.target.clone().unwrap_or_else(|| "-".into()),
+            target_cell(r),
             age(r.created_at, now),
         ]);
     }
     t.print(out, style)
 }
+
+/// The target a run was placed on, marked when it was a rehearsal (cosmos-sim's output).
+pub fn target_cell(r: &Run) -> String {
+    match (&r.target, r.rehearsal) {
+        (Some(t), true) => format!("{t} (rehearsal)"),
+        (Some(t), false) => t.clone(),
+        (None, _) => "-".into(),
+    }
+}
+
+/// What a rehearsal run's output is, wherever a run is reported on its own.
+pub const REHEARSAL_NOTE: &str =
+    "rehearsal output: cosmos-sim stood in for Cosmos, so the video is a copy of the input";
 
 pub fn input_files_table(out: &mut dyn Write, set: &InputSet, style: Style) -> io::Result<()> {
     let mut t = Table::new(&["KIND", "FRAMES", "FPS", "SIZE", "CODEC", "SHA256", "PATH"]);
@@ -123,7 +136,10 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
         "inputs",
         r.input_set_id.as_ref().map_or("-", |i| i.as_str()),
     )?;
-    field(out, style, "target", r.target.as_deref().unwrap_or("-"))?;
+    field(out, style, "target", &target_cell(r))?;
+    if r.rehearsal {
+        field(out, style, "rehearsal", REHEARSAL_NOTE)?;
+    }
     field(out, style, "created", &local(r.created_at))?;
     if let Some(t) = r.started_at {
         field(out, style, "started", &local(t))?;

@@ -11,6 +11,8 @@ pub struct TargetSlots {
     pub gpus: u32,
     /// Devices held by runs placed there and not finished.
     pub busy: BTreeSet<u32>,
+    /// Takes only runs pinned to it (a rehearsal target beside real ones).
+    pub pinned_only: bool,
 }
 
 impl TargetSlots {
@@ -28,8 +30,8 @@ impl TargetSlots {
     }
 }
 
-/// Where a run goes: `pinned` restricts it to one target; among those with `want` free
-/// slots, one that already holds the run's inputs (`holds_inputs`) wins, then the one with
+/// Where a run goes: `pinned` restricts it to one target (and only a pinned run goes to a
+/// `pinned_only` target); among those with `want` free slots, one that already holds the run's inputs (`holds_inputs`) wins, then the one with
 /// the most free slots (spreading work), then the name (for a stable choice).
 pub fn place(
     want: u32,
@@ -39,7 +41,7 @@ pub fn place(
 ) -> Option<(String, Vec<u32>)> {
     targets
         .iter()
-        .filter(|t| pinned.is_none_or(|p| p == t.name))
+        .filter(|t| pinned.map_or(!t.pinned_only, |p| p == t.name))
         .filter_map(|t| t.take(want).map(|devices| (t, devices)))
         .max_by(|(a, _), (b, _)| {
             (holds_inputs(&a.name), a.free(), std::cmp::Reverse(&a.name)).cmp(&(
@@ -68,7 +70,24 @@ mod tests {
             name: name.into(),
             gpus,
             busy: busy.iter().copied().collect(),
+            pinned_only: false,
         }
+    }
+
+    #[test]
+    fn a_pinned_only_target_takes_only_runs_pinned_to_it() {
+        let rehearsal = TargetSlots {
+            pinned_only: true,
+            ..slots("rehearsal", 8, &[])
+        };
+        let all = [rehearsal, slots("gpu", 1, &[0])];
+        let none = |_: &str| false;
+        // The real target is full: the run waits rather than landing on the rehearsal.
+        assert_eq!(place(1, None, &all, |t| t == "rehearsal"), None);
+        assert_eq!(
+            place(1, Some("rehearsal"), &all, none),
+            Some(("rehearsal".into(), vec![0]))
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ pub const FIELDS: [&str; 3] = ["name", "text", "negative"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
     /// Words that must appear in this order (one word is a phrase of one).
-    Phrase { words: String, prefix: bool },
+    Phrase {
+        words: String,
+        prefix: bool,
+    },
     /// A term limited to one field.
     Field(&'static str, Box<Query>),
     And(Vec<Query>),
@@ -366,7 +369,11 @@ mod tests {
             ("NOT", r#""NOT""#),
             ("say \"\"hi", r#"("say" AND "hi")"#),
         ] {
-            assert_eq!(Query::parse(input).map(|q| q.to_fts5()), Ok(fts.into()), "{input}");
+            assert_eq!(
+                Query::parse(input).map(|q| q.to_fts5()),
+                Ok(fts.into()),
+                "{input}"
+            );
         }
     }
 
@@ -386,7 +393,11 @@ mod tests {
             ("text:(a OR b)", r#"text : (("a" OR "b"))"#),
             ("a NOT NOT", r#"("a" AND "NOT" AND "NOT")"#),
         ] {
-            assert_eq!(Query::parse(input).map(|q| q.to_fts5()), Ok(fts.into()), "{input}");
+            assert_eq!(
+                Query::parse(input).map(|q| q.to_fts5()),
+                Ok(fts.into()),
+                "{input}"
+            );
         }
     }
 

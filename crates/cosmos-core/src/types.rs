@@ -117,6 +117,13 @@ pub struct Run {
     /// The sweep it was submitted in: the id of the sweep's first run.
     #[serde(default)]
     pub sweep_id: Option<RunId>,
+    /// Placed on a rehearsal target: cosmos-sim made its output (a copy of the input), not
+    /// Cosmos.
+    #[serde(default)]
+    pub rehearsal: bool,
+    /// Marked as a favourite (`cosmos rate --favourite`).
+    #[serde(default)]
+    pub favourite: bool,
 }
 
 /// An append-only record of something that happened to a run.

@@ -41,11 +41,13 @@ mod tests {
                 name: "a".into(),
                 gpus: 2,
                 busy: [0].into(),
+                pinned_only: false,
             },
             TargetSlots {
                 name: "b".into(),
                 gpus: 4,
                 busy: Default::default(),
+                pinned_only: false,
             },
         ];
         let run = |pin: Option<&str>, on: &[&str]| Candidate {

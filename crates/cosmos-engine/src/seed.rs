@@ -340,6 +340,8 @@ impl Services {
                 failure_code: None,
                 launch_command: None,
                 sweep_id: None,
+                rehearsal: false,
+                favourite: false,
             });
             if batch.runs.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;

@@ -255,17 +255,23 @@ impl Services {
         if all.is_empty() {
             return Ok(());
         }
+        let anywhere = crate::targets::takes_unnamed_runs(&all);
         for p in plans {
             let want = p.params.gpus;
             let fits = |t: &&Target| t.config.gpus >= want;
             let ok = match &p.target_pin {
                 Some(pin) => all.iter().filter(|t| &t.name == pin).any(|t| fits(&t)),
-                None => all.iter().any(|t| fits(&t)),
+                None => all.iter().filter(|t| anywhere(t)).any(|t| fits(&t)),
             };
             if ok {
                 continue;
             }
-            let most = all.iter().map(|t| t.config.gpus).max().unwrap_or(0);
+            let most = all
+                .iter()
+                .filter(|t| anywhere(t))
+                .map(|t| t.config.gpus)
+                .max()
+                .unwrap_or(0);
             let place = match &p.target_pin {
                 Some(pin) => {
                     let n = all

@@ -196,6 +196,13 @@ pub fn runtime_of(target: &Target) -> Arc<dyn ModelRuntime> {
     }
 }
 
+/// Whether a target takes runs that do not name it: every target but a rehearsal one beside
+/// real ones (a rehearsal target is used only when named or when it is the only kind).
+pub(crate) fn takes_unnamed_runs(all: &[Target]) -> impl Fn(&Target) -> bool + use<> {
+    let only_rehearsals = all.iter().all(|t| t.config.rehearsal);
+    move |t: &Target| only_rehearsals || !t.config.rehearsal
+}
+
 impl Services {
     pub(crate) fn exec_env(&self) -> EngineResult<&ExecEnv> {
         self.exec
@@ -241,13 +248,13 @@ impl Services {
                 .target(n)
                 .await?
                 .ok_or_else(|| EngineError::NoSuchTarget(n.to_owned())),
-            None => self
-                .store()
-                .list_targets()
-                .await?
-                .into_iter()
-                .find(|t| t.is_default)
-                .ok_or(EngineError::NoDefaultTarget),
+            None => {
+                let all = self.store().list_targets().await?;
+                let anywhere = takes_unnamed_runs(&all);
+                all.into_iter()
+                    .find(|t| t.is_default && anywhere(t))
+                    .ok_or(EngineError::NoDefaultTarget)
+            }
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use cosmos_core::{Run, RunId};
+use cosmos_store::TargetOffer;
 
 use crate::Services;
 use crate::bus::CROSS_PROCESS_POLL;
@@ -197,17 +198,24 @@ impl Services {
 
     /// Targets that can take work (all but those that stopped answering), with their slots:
     /// as many as configured, but no more than the GPUs the target showed when last checked.
-    pub(crate) async fn open_slots(&self) -> EngineResult<Vec<(String, u32)>> {
+    pub(crate) async fn open_slots(&self) -> EngineResult<Vec<TargetOffer>> {
         let env = self.exec_env()?;
         let down = env.unreachable_targets();
         let targets = self.store().list_targets().await?;
+        let anywhere = crate::targets::takes_unnamed_runs(&targets);
         Ok(targets
             .into_iter()
             .filter(|t| !down.contains_key(&t.name))
             .map(|t| {
                 let found = env.gpus_seen(&t.name, &t.config);
                 let slots = found.map_or(t.config.gpus, |n| t.config.gpus.min(n));
-                (t.name, slots)
+                TargetOffer {
+                    // A rehearsal target beside real ones takes only runs sent to it by name.
+                    pinned_only: !anywhere(&t),
+                    rehearsal: t.config.rehearsal,
+                    name: t.name,
+                    gpus: slots,
+                }
             })
             .collect())
     }

@@ -469,3 +469,74 @@ fn the_engine_submits_claims_drives_retries_and_cancels_in_process() -> TestResu
         Ok(())
     })
 }
+
+#[test]
+fn a_rehearsal_target_beside_a_real_one_runs_only_what_names_it() -> TestResult {
+    runtime().block_on(async {
+        let f = Fixture::new().await?;
+        let engine = f.engine().await?;
+        rehearsal(&f, &engine).await?;
+        // A real target added later, without `--default`, becomes the default.
+        let real = engine
+            .targets()
+            .add(
+                &cosmos_engine::AddTargetRequest {
+                    name: "real".into(),
+                    local: true,
+                    settings: cosmos_engine::TargetSettings {
+                        gpus: Some(1),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                &submit_request(Vec::new(), true).launch,
+            )
+            .await?;
+        assert!(
+            real.is_default,
+            "a rehearsal's default gives way to a real target"
+        );
+        assert_eq!(engine.targets().find(None).await?.name, "real");
+        // The real target takes nothing now; the rehearsal has free slots all the while.
+        engine.queue().set_paused(Some("real"), true).await?;
+        let mut unnamed = submit_request(vec![entry(Some("1..2"))], false);
+        unnamed.no_wait = true;
+        let unnamed = engine.runs().submit(unnamed).await?;
+        let mut named = submit_request(
+            vec![cosmos_engine::RunEntry {
+                target: Some("here".into()),
+                ..entry(None)
+            }],
+            false,
+        );
+        named.no_wait = true;
+        let named = engine.runs().submit(named).await?.runs[0].id.clone();
+
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (report, _reports) = tokio::sync::mpsc::unbounded_channel();
+        let worker = {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.queue().work(stop, report).await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            let run = engine.runs().get(&named).await?;
+            if run.status.is_terminal() {
+                break run;
+            }
+            assert!(Instant::now() < deadline, "the named run never finished");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        // One more claim pass would have placed the unnamed runs if it could.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        stop_tx.send(true)?;
+        worker.await??;
+        assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+        assert!(done.rehearsal, "a run on the rehearsal target is marked");
+        for r in &unnamed.runs {
+            let r = engine.runs().get(&r.id).await?;
+            assert_eq!((r.status, r.target.as_deref()), (RunStatus::Queued, None));
+        }
+        Ok(())
+    })
+}

@@ -15,7 +15,7 @@ use cosmos_core::{PromptId, RunId, RunKind, RunParams, RunStatus};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use cosmos_store::{ClaimRequest, NewPrompt, NewRun, PromptName, SqliteStore, Store};
+use cosmos_store::{ClaimRequest, NewPrompt, NewRun, PromptName, SqliteStore, Store, TargetOffer};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -112,8 +112,9 @@ fn measure(queued: usize, claims: usize, workers: usize) -> Vec<u128> {
             std::thread::spawn(move || {
                 runtime().block_on(async move {
                     let store = SqliteStore::open(&path).await.expect("store");
-                    let targets: Vec<(String, u32)> =
-                        (0..3).map(|t| (format!("gpu-{t}"), 8)).collect();
+                    let targets: Vec<TargetOffer> = (0..3)
+                        .map(|t| TargetOffer::new(format!("gpu-{t}"), 8))
+                        .collect();
                     let owner = format!("bench-{w}");
                     let mut mine = Vec::with_capacity(per_worker);
                     for _ in 0..per_worker {

@@ -21,7 +21,7 @@ pub use error::{StoreError, StoreResult};
 pub use model::{
     Candidate, Claim, ClaimRequest, Fence, ImportBatch, InputSetSummary, Lease, NewPrompt, NewRun,
     Placer, PromptFilter, PromptName, PromptSummary, PromptUpdate, RunFilter, SearchHit,
-    StatusChange, TargetHealth, Worker,
+    StatusChange, TargetHealth, TargetOffer, Worker,
 };
 pub use sqlite::SqliteStore;
 
@@ -40,6 +40,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn input_set(&self, id: &InputSetId) -> StoreResult<InputSet>;
     /// The input set with exactly this content, if one is registered.
     async fn input_set_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<InputSet>>;
+    /// The ids of input sets with exactly this name (names need not be unique), oldest first.
+    async fn input_sets_named(&self, name: &str, limit: u32) -> StoreResult<Vec<InputSetId>>;
     async fn list_input_sets(&self, limit: u32) -> StoreResult<Vec<InputSetSummary>>;
     /// Deletes an input set. Prompts using it are detached only with `force`; otherwise the
     /// call fails with [`StoreError::InUse`]. Returns how many prompts were detached.

@@ -105,12 +105,36 @@ pub struct ClaimRequest<'a> {
     /// The lease owner (`cosmos:<host>:<pid>`).
     pub owner: &'a str,
     pub ttl_ms: i64,
-    /// Targets that can take work now (reachable), with their slot counts.
-    pub targets: &'a [(String, u32)],
+    /// Targets that can take work now (reachable).
+    pub targets: &'a [TargetOffer],
     /// Only this run (a `cosmos run` executing its own run in-process).
     pub only: Option<&'a RunId>,
     /// Chooses the target and GPUs of a run (the scheduler's decision, not the store's).
     pub placer: &'a dyn Placer,
+}
+
+/// A target offered to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetOffer {
+    pub name: String,
+    /// Its GPU slots.
+    pub gpus: u32,
+    /// Takes only runs pinned to it.
+    pub pinned_only: bool,
+    /// Runs cosmos-sim: runs placed there are marked as rehearsal output.
+    pub rehearsal: bool,
+}
+
+impl TargetOffer {
+    /// An ordinary target with `gpus` slots.
+    pub fn new(name: impl Into<String>, gpus: u32) -> Self {
+        Self {
+            name: name.into(),
+            gpus,
+            pinned_only: false,
+            rehearsal: false,
+        }
+    }
 }
 
 /// A queued run a claim considers placing.

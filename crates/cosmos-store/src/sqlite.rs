@@ -135,6 +135,10 @@ impl Store for SqliteStore {
         inputs::by_fingerprint(&self.pool, fingerprint).await
     }
 
+    async fn input_sets_named(&self, name: &str, limit: u32) -> StoreResult<Vec<InputSetId>> {
+        inputs::named(&self.pool, name, limit).await
+    }
+
     async fn list_input_sets(&self, limit: u32) -> StoreResult<Vec<InputSetSummary>> {
         inputs::list(&self.pool, limit).await
     }

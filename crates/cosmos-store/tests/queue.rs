@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use cosmos_core::{InputSetId, PromptId, RunId, RunKind, RunParams, RunStatus};
-use cosmos_store::{ClaimRequest, ManualClock, NewPrompt, NewRun, PromptName, SqliteStore, Store};
+use cosmos_store::{
+    ClaimRequest, ManualClock, NewPrompt, NewRun, PromptName, SqliteStore, Store, TargetOffer,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -93,11 +95,11 @@ impl Queue {
     }
 }
 
-fn targets(list: &[(&str, u32)]) -> Vec<(String, u32)> {
-    list.iter().map(|(n, g)| ((*n).to_owned(), *g)).collect()
+fn targets(list: &[(&str, u32)]) -> Vec<TargetOffer> {
+    list.iter().map(|(n, g)| TargetOffer::new(*n, *g)).collect()
 }
 
-fn req<'a>(owner: &'a str, targets: &'a [(String, u32)]) -> ClaimRequest<'a> {
+fn req<'a>(owner: &'a str, targets: &'a [TargetOffer]) -> ClaimRequest<'a> {
     ClaimRequest {
         owner,
         ttl_ms: 60_000,
@@ -360,6 +362,39 @@ fn target_health_keeps_its_since_and_its_last_gpu_count() -> TestResult {
         assert!(!h.reachable);
         assert!(h.since >= first[0].since);
         assert_eq!(h.gpus, Some(2));
+        Ok(())
+    })
+}
+
+#[test]
+fn a_rehearsal_target_beside_real_ones_takes_only_runs_named_to_it_and_marks_them() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        let q = Queue::open(&dir.path().join("cosmos.db")).await?;
+        let s = &q.store;
+        let offers = [
+            TargetOffer::new("gpu", 1),
+            TargetOffer {
+                pinned_only: true,
+                rehearsal: true,
+                ..TargetOffer::new("rehearsal", 8)
+            },
+        ];
+        let first = q.add(1, 0).await?;
+        let second = q.add(1, 0).await?;
+        let named = q.add_on(1, 0, Some("rehearsal")).await?;
+        let c = s.claim_run(&req("w", &offers)).await?.ok_or("a claim")?;
+        assert_eq!((c.run.clone(), c.target.as_str()), (first.clone(), "gpu"));
+        assert!(!s.run(&first).await?.rehearsal);
+        // The real target is full: the unnamed run waits; the named one goes to the rehearsal.
+        let c = s.claim_run(&req("w", &offers)).await?.ok_or("a claim")?;
+        assert_eq!(
+            (c.run.clone(), c.target.as_str()),
+            (named.clone(), "rehearsal")
+        );
+        assert!(s.run(&named).await?.rehearsal, "marked as rehearsal output");
+        assert_eq!(s.claim_run(&req("w", &offers)).await?, None);
+        assert_eq!(s.run(&second).await?.status, RunStatus::Queued);
         Ok(())
     })
 }

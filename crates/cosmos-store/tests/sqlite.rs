@@ -186,7 +186,10 @@ async fn malformed_queries_are_errors_not_crashes() -> TestResult {
 async fn plain_words_are_literal_and_operators_apply_where_written() -> TestResult {
     let (_d, s) = store().await?;
     for (text, name) in [
-        ("a robot arm in a bright kitchen, it's raining", "robot-arm-kitchen"),
+        (
+            "a robot arm in a bright kitchen, it's raining",
+            "robot-arm-kitchen",
+        ),
         ("a robot dog in a warehouse and fog", "dog-warehouse"),
         ("fog over a quiet harbour", "fog-harbour"),
     ] {

@@ -118,14 +118,14 @@ fn render(out: &mut dyn Write, v: &StatusView, style: Style) -> std::io::Result<
     writeln!(out, "\n{} {} running", style.bold("runs"), v.running.len())?;
     if !v.running.is_empty() {
         let mut t = Table::new(&[
-            "RUN", "STATUS", "TARGET", "GPUS", "PROGRESS", "STAGE", "FINISH",
+            "RUN", "STATUS", "TARGET", "DEVICES", "PROGRESS", "STAGE", "FINISH",
         ]);
         for r in &v.running {
             let devices: Vec<String> = r.run.devices.iter().map(u32::to_string).collect();
             t.row(vec![
                 r.run.id.to_string(),
                 style.status(r.run.status),
-                r.run.target.clone().unwrap_or_else(|| "-".into()),
+                crate::views::target_cell(&r.run),
                 devices.join(","),
                 r.progress
                     .map(|p| format!("{:.0}%", p * 100.0))

@@ -160,3 +160,37 @@ fn removing_a_set_in_use_needs_force_and_detaches_prompts() -> TestResult {
         .fails_with("no input set matches");
     Ok(())
 }
+
+#[test]
+fn input_sets_are_named_by_their_name_wherever_an_id_is_taken() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("harbour");
+    let set = h.run(&["inputs", "add", s(&scene), "--json"]).ok().json();
+    let id = set["id"].as_str().ok_or("id")?;
+    let shown = h.run(&["inputs", "show", "harbour", "--json"]).ok().json();
+    assert_eq!(shown["id"].as_str(), Some(id), "{shown}");
+    let prompt = h.prompt_on("a pier at dusk", "harbour");
+    assert_eq!(prompt["input_set_id"].as_str(), Some(id), "{prompt}");
+    let general = h.run(&["show", "harbour", "--json"]).ok();
+    assert!(general.stdout.contains(id), "{}", general.stdout);
+
+    // A second set with the same name makes the name ambiguous; ids still work.
+    let other = h.path().join("elsewhere");
+    std::fs::create_dir_all(&other)?;
+    let again = h.scene("elsewhere/harbour", &[("shot_color.mp4", 64, 36, 12, 24)]);
+    let second = h.run(&["inputs", "add", s(&again), "--json"]).ok().json();
+    let second_id = second["id"].as_str().ok_or("id")?;
+    let err = h
+        .run(&["inputs", "show", "harbour"])
+        .fails_with("`harbour` is ambiguous");
+    assert!(
+        err.stderr.contains(id) && err.stderr.contains(second_id),
+        "{}",
+        err.stderr
+    );
+    h.run(&["inputs", "rm", second_id]).ok();
+    h.run(&["inputs", "rm", "harbour", "--force"]).ok();
+    h.run(&["inputs", "show", "harbour"])
+        .fails_with("no input set matches `harbour`");
+    Ok(())
+}

@@ -243,3 +243,31 @@ fn a_local_target_without_docker_runs_the_model_as_a_process() {
     );
     assert_eq!(l.records(), 2);
 }
+
+#[test]
+fn quickstart_output_is_labelled_as_rehearsal_wherever_it_is_shown()
+-> Result<(), Box<dyn std::error::Error>> {
+    // `quickstart` finds cosmos-sim beside the cosmos binary; the test kit builds it there.
+    sim_binary()?;
+    let h = Home::new();
+    let out = h.run(&["quickstart"]).ok();
+    assert!(out.stderr.contains("rehearsal output"), "{}", out.stderr);
+    let list = h.run(&["list"]).ok();
+    assert!(
+        list.stdout.contains("rehearsal (rehearsal)"),
+        "{}",
+        list.stdout
+    );
+    let runs = h.run(&["list", "--json"]).ok().json();
+    let id = runs[0]["id"].as_str().ok_or("a run")?;
+    assert_eq!(runs[0]["rehearsal"], Value::Bool(true), "{runs}");
+    let shown = h.run(&["show", id]).ok();
+    assert!(
+        shown
+            .stdout
+            .contains("rehearsal output: cosmos-sim stood in for Cosmos"),
+        "{}",
+        shown.stdout
+    );
+    Ok(())
+}

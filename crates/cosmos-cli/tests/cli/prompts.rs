@@ -208,7 +208,9 @@ fn search_supports_phrases_prefixes_and_boolean_operators() -> TestResult {
     // cosmos's own names hold hyphens: plain input is literal words.
     assert_eq!(names("dog-warehouse"), ["dog-warehouse"]);
     assert_eq!(names("robot AND"), Vec::<String>::new());
-    let err = h.run(&["search", "robot AND ("]).fails_with("`(` is never closed");
+    let err = h
+        .run(&["search", "robot AND ("])
+        .fails_with("`(` is never closed");
     assert!(!err.stderr.contains("fts5"), "{}", err.stderr);
     Ok(())
 }

@@ -225,7 +225,15 @@ impl Services {
         let t = Target {
             name: req.name.clone(),
             config: c,
-            is_default: req.settings.default || self.store().list_targets().await?.is_empty(),
+            // The first real target is the default unless another real one already is: a
+            // rehearsal target's default gives way to it.
+            is_default: req.settings.default
+                || self
+                    .store()
+                    .list_targets()
+                    .await?
+                    .iter()
+                    .all(|t| t.config.rehearsal || !t.is_default),
         };
         self.store().put_target(&t, false).await?;
         Ok(t)

@@ -177,6 +177,21 @@ pub(crate) async fn by_fingerprint(
     Ok(assemble(pool, rows).await?.into_iter().next())
 }
 
+pub(crate) async fn named(
+    pool: &SqlitePool,
+    name: &str,
+    limit: u32,
+) -> StoreResult<Vec<InputSetId>> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM input_sets WHERE name = ? ORDER BY id LIMIT ?")
+            .bind(name)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .during("find input sets by name")?;
+    ids.iter().map(|id| parse("input set id", id)).collect()
+}
+
 pub(crate) async fn list(pool: &SqlitePool, limit: u32) -> StoreResult<Vec<InputSetSummary>> {
     let rows: Vec<SetRow> = sqlx::query_as(&format!(
         "SELECT {SET_COLUMNS} FROM input_sets ORDER BY created_at DESC, id DESC LIMIT ?"

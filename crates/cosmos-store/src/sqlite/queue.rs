@@ -54,11 +54,12 @@ pub(crate) async fn claim(
     let slots: Vec<TargetSlots> = req
         .targets
         .iter()
-        .filter(|(name, _)| !paused.contains(name))
-        .map(|(name, gpus)| TargetSlots {
-            name: name.clone(),
-            gpus: *gpus,
-            busy: busy.get(name.as_str()).cloned().unwrap_or_default(),
+        .filter(|t| !paused.contains(&t.name))
+        .map(|t| TargetSlots {
+            name: t.name.clone(),
+            gpus: t.gpus,
+            busy: busy.get(t.name.as_str()).cloned().unwrap_or_default(),
+            pinned_only: t.pinned_only,
         })
         .collect();
     if slots.iter().all(|s| s.free() == 0) {
@@ -117,14 +118,16 @@ pub(crate) async fn claim(
                 detail: format!("GPUs {devices:?} of `{target}` are not free"),
             });
         }
+        let rehearsal = req.targets.iter().any(|t| t.name == target && t.rehearsal);
         let token: i64 = sqlx::query_scalar(
             "UPDATE runs SET lease_owner = ?, lease_expires_at = ?, lease_token = lease_token + 1, \
-             target = ?, gpu_devices = ? WHERE id = ? RETURNING lease_token",
+             target = ?, gpu_devices = ?, rehearsal = ? WHERE id = ? RETURNING lease_token",
         )
         .bind(req.owner)
         .bind(now + req.ttl_ms)
         .bind(&target)
         .bind(to_json(&devices))
+        .bind(rehearsal)
         .bind(&id)
         .fetch_one(&mut *tx)
         .await

@@ -37,13 +37,15 @@ struct RunRow {
     failure_code: Option<String>,
     launch_command: Option<String>,
     sweep_id: Option<String>,
+    rehearsal: bool,
+    favourite: bool,
 }
 
 const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.status, r.name, \
     r.prompt_text, r.negative_prompt, r.input_set_id, r.params, r.target, r.priority, \
     r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs, \
     r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin, r.exit_code, r.failure_code, \
-    r.launch_command, r.sweep_id";
+    r.launch_command, r.sweep_id, r.rehearsal, r.favourite";
 
 impl RunRow {
     fn into_run(self) -> StoreResult<Run> {
@@ -80,6 +82,8 @@ impl RunRow {
                 None => None,
             },
             sweep_id: parse_opt("run id", self.sweep_id.as_deref())?,
+            rehearsal: self.rehearsal,
+            favourite: self.favourite,
         })
     }
 }
