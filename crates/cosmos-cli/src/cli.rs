@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    completions, config, dev, init, inputs, list, logs, prompt, queue, quickstart, run, search,
-    show, status, target,
+    completions, config, dev, init, inputs, list, logs, prompt, queue, quickstart, rate, run,
+    search, show, status, target,
 };
 
 const EXAMPLES: &str = "\
@@ -65,6 +65,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Cancel a run: kill its model (or drop it from the queue)
     Kill(logs::KillArgs),
+    /// Rate runs 1–5 (0 clears) and mark favourites
+    Rate(rate::Args),
     /// Show the queue (with estimates), running runs, targets and workers; --watch refreshes
     Status(status::StatusArgs),
     /// List recent runs

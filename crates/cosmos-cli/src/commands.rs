@@ -10,6 +10,7 @@ pub mod logs;
 pub mod prompt;
 pub mod queue;
 pub mod quickstart;
+pub mod rate;
 pub mod run;
 pub mod search;
 pub mod show;
@@ -47,6 +48,7 @@ pub async fn dispatch(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCo
         Command::Target(cmd) => cmd.run(&ctx).await,
         Command::Logs(args) => args.run(&ctx).await,
         Command::Kill(args) => args.run(&ctx).await,
+        Command::Rate(args) => args.run(&ctx).await,
         Command::Status(args) => args.run(&ctx).await,
         Command::Show(args) => args.run(&ctx).await,
         Command::Search(args) => args.run(&ctx).await,

@@ -150,8 +150,10 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
     if let Some(reason) = &r.failure_reason {
         field(out, style, "reason", reason)?;
     }
-    if let Some(rating) = r.rating {
-        field(out, style, "rating", &"★".repeat(usize::from(rating)))?;
+    if r.rating.is_some() || r.favourite {
+        let stars = r.rating.map_or_else(|| "unrated".into(), |n| "★".repeat(n.into()));
+        let fav = if r.favourite { " · favourite" } else { "" };
+        field(out, style, "rating", &format!("{stars}{fav}"))?;
     }
     let p = &r.params;
     field(out, style, "weights", &p.weights.to_string())?;

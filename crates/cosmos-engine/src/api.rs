@@ -12,6 +12,7 @@ use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
 use cosmos_store::{InputSetSummary, PromptFilter, PromptSummary, RunFilter, SearchHit, Worker};
 
 use crate::error::EngineResult;
+use crate::reads::RateRequest;
 use crate::{
     AddTargetRequest, AddedInputSet, CancelScope, Cancelled, CheckItem, CreatePromptRequest,
     EditPromptRequest, Followed, InspectedInputs, LaunchDefaults, PromptDetail, Resolved, RunPlan,
@@ -117,6 +118,16 @@ impl Runs<'_> {
 
     pub async fn list(&self, filter: &RunFilter) -> EngineResult<Vec<Run>> {
         self.0.list_runs(filter).await
+    }
+
+    /// How many runs match `filter` (its limit aside): "20 of 31".
+    pub async fn count(&self, filter: &RunFilter) -> EngineResult<u64> {
+        self.0.count_matching_runs(filter).await
+    }
+
+    /// Rates runs (1–5, 0 clears) and/or marks them favourite; the runs as they are now.
+    pub async fn rate(&self, ids: &[RunId], req: &RateRequest) -> EngineResult<Vec<Run>> {
+        self.0.rate_runs(ids, req).await
     }
 
     /// Started runs no live process drives (a crash left them).

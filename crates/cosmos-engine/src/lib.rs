@@ -42,7 +42,7 @@ pub use execute::owner_id;
 pub use inputs::{AddedInputSet, InspectedInputs};
 pub use launch::LaunchPlan;
 pub use prompts::{CreatePromptRequest, EditPromptRequest, InputsRef};
-pub use reads::PromptDetail;
+pub use reads::{PromptDetail, RateRequest};
 pub use resolve::Resolved;
 pub use runs::{LaunchDefaults, PlannedPrompt, RunPlan, RunRequest, RunSubject};
 pub use scheduler::{DirectScheduler, Scheduler};

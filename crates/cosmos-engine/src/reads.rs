@@ -5,7 +5,7 @@ use cosmos_core::{InputSet, InputSetId, Prompt, PromptId, Run, RunEvent, RunId};
 use cosmos_store::{InputSetSummary, PromptFilter, PromptSummary, RunFilter, SearchHit};
 
 use crate::Services;
-use crate::error::EngineResult;
+use crate::error::{EngineError, EngineResult};
 
 /// A prompt with its input set and recent runs.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -15,6 +15,14 @@ pub struct PromptDetail {
     pub runs: Vec<Run>,
     /// Every run of the prompt, not only those listed.
     pub run_count: u64,
+}
+
+/// A rating and/or a favourite mark for runs (`cosmos rate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RateRequest {
+    /// 1–5, or 0 to clear.
+    pub rating: Option<u8>,
+    pub favourite: Option<bool>,
 }
 
 impl Services {
@@ -30,6 +38,41 @@ impl Services {
     /// Runs, newest first.
     pub(crate) async fn list_runs(&self, filter: &RunFilter) -> EngineResult<Vec<Run>> {
         Ok(self.store().list_runs(filter).await?)
+    }
+
+    pub(crate) async fn count_matching_runs(&self, filter: &RunFilter) -> EngineResult<u64> {
+        Ok(self.store().count_matching_runs(filter).await?)
+    }
+
+    pub(crate) async fn rate_runs(
+        &self,
+        ids: &[RunId],
+        req: &RateRequest,
+    ) -> EngineResult<Vec<Run>> {
+        let rating = match req.rating {
+            None => None,
+            Some(0) => Some(None),
+            Some(n @ 1..=5) => Some(Some(n)),
+            Some(n) => {
+                return Err(EngineError::Invalid(format!(
+                    "a rating is 1 to 5 (0 clears it), not {n}"
+                )));
+            }
+        };
+        if rating.is_none() && req.favourite.is_none() {
+            return Err(EngineError::Invalid(
+                "give a rating (1 to 5, 0 clears it) or mark the runs favourite or not".into(),
+            ));
+        }
+        if ids.is_empty() {
+            return Err(EngineError::Invalid("name the runs to rate".into()));
+        }
+        self.store().rate_runs(ids, rating, req.favourite).await?;
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in ids {
+            runs.push(self.store().run(id).await?);
+        }
+        Ok(runs)
     }
 
     pub(crate) async fn list_prompts(

@@ -76,8 +76,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Creates many queued runs in one transaction (a sweep): all or none.
     async fn create_runs(&self, runs: &[NewRun]) -> StoreResult<()>;
     async fn run(&self, id: &RunId) -> StoreResult<Run>;
-    /// Runs, newest first.
+    /// Runs, newest first (runs created together, a sweep, in reverse order of creation).
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;
+    /// How many runs match `filter`, ignoring its limit.
+    async fn count_matching_runs(&self, filter: &RunFilter) -> StoreResult<u64>;
+    /// Sets the rating (1–5, `None` clears it) and/or the favourite mark of runs, in one
+    /// transaction; a run that does not exist fails the whole change.
+    async fn rate_runs(
+        &self,
+        ids: &[RunId],
+        rating: Option<Option<u8>>,
+        favourite: Option<bool>,
+    ) -> StoreResult<()>;
     async fn count_runs(&self, prompt_id: &PromptId) -> StoreResult<u64>;
     async fn run_events(&self, id: &RunId) -> StoreResult<Vec<RunEvent>>;
     /// Up to `limit` events with a sequence number above `after`, of every run or of one,

@@ -198,6 +198,10 @@ pub struct RunFilter {
     pub prompt_id: Option<PromptId>,
     pub sweep_id: Option<RunId>,
     pub since: Option<DateTime<Utc>>,
+    /// Rated at least this (1–5).
+    pub min_rating: Option<u8>,
+    /// Only favourites.
+    pub favourite: bool,
     pub limit: u32,
 }
 

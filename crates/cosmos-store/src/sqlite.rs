@@ -205,6 +205,19 @@ impl Store for SqliteStore {
         runs::list(&self.pool, filter).await
     }
 
+    async fn count_matching_runs(&self, filter: &RunFilter) -> StoreResult<u64> {
+        runs::count_matching(&self.pool, filter).await
+    }
+
+    async fn rate_runs(
+        &self,
+        ids: &[RunId],
+        rating: Option<Option<u8>>,
+        favourite: Option<bool>,
+    ) -> StoreResult<()> {
+        runs::rate(&self.pool, ids, rating, favourite).await
+    }
+
     async fn count_runs(&self, prompt_id: &PromptId) -> StoreResult<u64> {
         runs::count_for_prompt(&self.pool, prompt_id).await
     }

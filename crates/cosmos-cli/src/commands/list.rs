@@ -15,7 +15,7 @@ use crate::views;
 /// List recent runs
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  cosmos list\n  cosmos list --status failed,cancelled --since 2d\n  cosmos list --prompt foggy-harbour --limit 100 --json"
+    after_help = "Examples:\n  cosmos list\n  cosmos list --status failed,cancelled --since 2d\n  cosmos list --prompt foggy-harbour --limit 100 --json\n  cosmos list --rating 4 --favourite"
 )]
 pub struct Args {
     /// Only runs in these states (comma-separated): queued, staging, starting, running,
@@ -28,9 +28,18 @@ pub struct Args {
     /// Only runs created since: 30m, 2h, 3d, 1w, 2026-11-01 or an RFC 3339 time
     #[arg(long)]
     since: Option<String>,
-    /// How many to show
-    #[arg(long, default_value_t = 20)]
+    /// Only runs rated at least N (1–5)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    rating: Option<u8>,
+    /// Only favourites
+    #[arg(long)]
+    favourite: bool,
+    /// How many to show (the newest)
+    #[arg(long, default_value_t = 20, conflicts_with = "all")]
     limit: u32,
+    /// Show every matching run
+    #[arg(long)]
+    all: bool,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -77,16 +86,16 @@ impl Args {
             None => None,
             Some(p) => Some(services.prompts().resolve(p).await?),
         };
-        let runs = services
-            .runs()
-            .list(&RunFilter {
-                statuses: self.status.clone(),
-                prompt_id,
-                since,
-                limit: self.limit,
-                ..Default::default()
-            })
-            .await?;
+        let filter = RunFilter {
+            statuses: self.status.clone(),
+            prompt_id,
+            since,
+            min_rating: self.rating,
+            favourite: self.favourite,
+            limit: if self.all { u32::MAX } else { self.limit },
+            ..Default::default()
+        };
+        let runs = services.runs().list(&filter).await?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(&mut out, &runs)?;
@@ -94,6 +103,18 @@ impl Args {
             ctx.say("note", "no runs match");
         } else {
             views::runs_table(&mut out, &runs, ctx.style)?;
+            if runs.len() as u64 == u64::from(filter.limit) {
+                let total = services.runs().count(&filter).await?;
+                if total > runs.len() as u64 {
+                    ctx.say(
+                        "note",
+                        &format!(
+                            "{} of {total} shown, newest first: --limit N or --all for more",
+                            runs.len()
+                        ),
+                    );
+                }
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

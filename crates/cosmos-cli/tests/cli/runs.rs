@@ -432,3 +432,65 @@ fn kill_cancels_a_sweep_a_prompt_s_runs_or_every_queued_run() -> TestResult {
     assert_eq!(h.run(&["kill"]).code, 2);
     Ok(())
 }
+
+#[test]
+fn list_keeps_a_sweep_in_order_says_when_it_cuts_and_filters_by_rating() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let queued: Vec<String> = h
+        .run(&["run", "a harbour", s(&scene), "--seeds", "1..25", "--no-wait"])
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(queued.len(), 25);
+    // Newest first, and a sweep stored in one go keeps its order (reversed), every time.
+    let listed = h.run(&["list", "--all", "--json"]).ok().json();
+    let seeds: Vec<i64> = listed
+        .as_array()
+        .ok_or("array")?
+        .iter()
+        .filter_map(|r| r["params"]["seed"].as_i64())
+        .collect();
+    assert_eq!(seeds, (1..=25).rev().collect::<Vec<i64>>());
+    let table = h.run(&["list"]).ok();
+    assert_eq!(table.stdout.lines().count(), 21, "{}", table.stdout);
+    assert!(
+        table.stderr.contains("20 of 25 shown, newest first: --limit N or --all for more"),
+        "{}",
+        table.stderr
+    );
+    assert!(!h.run(&["list", "--all"]).ok().stderr.contains("shown"));
+
+    // Ratings and favourites.
+    h.run(&["rate", &queued[0], &queued[1], "4"]).ok();
+    h.run(&["rate", &queued[1], "--favourite"]).ok();
+    h.run(&["rate", &queued[2], "2"]).ok();
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = h
+            .run(&[&["list", "--json"], args].concat())
+            .ok()
+            .json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut top = vec![queued[0].clone(), queued[1].clone()];
+    top.sort();
+    assert_eq!(ids(&["--rating", "4"]), top);
+    assert_eq!(ids(&["--favourite"]), [queued[1].clone()]);
+    assert_eq!(ids(&["--rating", "2"]).len(), 3);
+    h.run(&["rate", &queued[0], "0"]).ok();
+    assert_eq!(ids(&["--rating", "1"]).len(), 2);
+    let shown = h.run(&["show", &queued[1]]).ok();
+    assert!(shown.stdout.contains("★★★★ · favourite"), "{}", shown.stdout);
+    h.run(&["rate", &queued[0], "6"]).fails_with("a rating is 1 to 5 (0 clears it), not 6");
+    h.run(&["rate", &queued[0]]).fails_with("give a rating after the runs");
+    h.run(&["list", "--rating", "9"]).fails_with("9 is not in 1..=5");
+    Ok(())
+}

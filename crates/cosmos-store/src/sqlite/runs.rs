@@ -171,10 +171,8 @@ pub(crate) async fn get(pool: &SqlitePool, id: &RunId) -> StoreResult<Run> {
     .into_run()
 }
 
-pub(crate) async fn list(pool: &SqlitePool, filter: &RunFilter) -> StoreResult<Vec<Run>> {
-    let mut qb = sqlx::QueryBuilder::new(format!(
-        "SELECT {COLUMNS} FROM runs r JOIN prompts p ON p.id = r.prompt_id WHERE 1 = 1"
-    ));
+/// Appends `filter`'s conditions to a query over `runs r`.
+fn push_filter<'a>(qb: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, filter: &'a RunFilter) {
     if !filter.statuses.is_empty() {
         qb.push(" AND r.status IN (");
         let mut sep = qb.separated(", ");
@@ -192,7 +190,21 @@ pub(crate) async fn list(pool: &SqlitePool, filter: &RunFilter) -> StoreResult<V
     if let Some(since) = filter.since {
         qb.push(" AND r.created_at >= ").push_bind(millis(since));
     }
-    qb.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
+    if let Some(rating) = filter.min_rating {
+        qb.push(" AND r.rating >= ").push_bind(i64::from(rating));
+    }
+    if filter.favourite {
+        qb.push(" AND r.favourite = 1");
+    }
+}
+
+pub(crate) async fn list(pool: &SqlitePool, filter: &RunFilter) -> StoreResult<Vec<Run>> {
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM runs r JOIN prompts p ON p.id = r.prompt_id WHERE 1 = 1"
+    ));
+    push_filter(&mut qb, filter);
+    // Runs created in the same millisecond (a sweep) keep the order they were stored in.
+    qb.push(" ORDER BY r.created_at DESC, r.rowid DESC LIMIT ")
         .push_bind(i64::from(filter.limit));
     let rows: Vec<RunRow> = qb
         .build_query_as()
@@ -200,6 +212,50 @@ pub(crate) async fn list(pool: &SqlitePool, filter: &RunFilter) -> StoreResult<V
         .await
         .during("list runs")?;
     rows.into_iter().map(RunRow::into_run).collect()
+}
+
+pub(crate) async fn count_matching(pool: &SqlitePool, filter: &RunFilter) -> StoreResult<u64> {
+    let mut qb = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM runs r WHERE 1 = 1");
+    push_filter(&mut qb, filter);
+    let n: i64 = qb
+        .build_query_scalar()
+        .fetch_one(pool)
+        .await
+        .during("count runs")?;
+    Ok(unsigned(n))
+}
+
+pub(crate) async fn rate(
+    pool: &SqlitePool,
+    ids: &[RunId],
+    rating: Option<Option<u8>>,
+    favourite: Option<bool>,
+) -> StoreResult<()> {
+    if rating.is_none() && favourite.is_none() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await.during("begin rating runs")?;
+    for id in ids {
+        let mut qb = sqlx::QueryBuilder::new("UPDATE runs SET ");
+        let mut set = qb.separated(", ");
+        if let Some(r) = rating {
+            set.push("rating = ")
+                .push_bind_unseparated(r.map(i64::from));
+        }
+        if let Some(f) = favourite {
+            set.push("favourite = ").push_bind_unseparated(f);
+        }
+        qb.push(" WHERE id = ").push_bind(id.as_str());
+        let done = qb.build().execute(&mut *tx).await.during("rate a run")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "run",
+                id: id.to_string(),
+            });
+        }
+    }
+    tx.commit().await.during("commit ratings")?;
+    Ok(())
 }
 
 /// Queued runs in claim order.
