@@ -116,7 +116,14 @@ fn ask() -> char {
 }
 
 /// Sees `ids` through, showing their events; Ctrl-C detaches, cancels or resumes.
-pub async fn see_through(services: &Services, ids: &[RunId], quiet: bool) -> Result<Ended> {
+/// Sees runs through (`start_queued`: claiming queued ones here when no worker runs), showing
+/// their progress unless `quiet`.
+pub async fn see_through(
+    services: &Services,
+    ids: &[RunId],
+    quiet: bool,
+    start_queued: bool,
+) -> Result<Ended> {
     let mut display = Display {
         tty: std::io::stderr().is_terminal(),
         started: Instant::now(),
@@ -128,7 +135,13 @@ pub async fn see_through(services: &Services, ids: &[RunId], quiet: bool) -> Res
     let mut follower = services.events().follow(head, None);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let runs = services.runs();
-    let work = runs.see_through(ids, stopped);
+    let work = async {
+        if start_queued {
+            runs.see_through(ids, stopped).await
+        } else {
+            runs.follow(ids, stopped).await
+        }
+    };
     tokio::pin!(work);
     let ended = loop {
         tokio::select! {
@@ -242,7 +255,7 @@ pub async fn execute(
             );
         }
     }
-    let runs = match see_through(services, ids, json).await? {
+    let runs = match see_through(services, ids, json, true).await? {
         Ended::Detached => {
             match ids {
                 [id] => eprintln!(

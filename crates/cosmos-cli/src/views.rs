@@ -150,8 +150,16 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
     if let Some(reason) = &r.failure_reason {
         field(out, style, "reason", reason)?;
     }
+    if let Some(of) = &r.retry_of {
+        field(out, style, "retry of", of.as_str())?;
+    }
+    if let Some(by) = &r.retried_by {
+        field(out, style, "retried as", by.as_str())?;
+    }
     if r.rating.is_some() || r.favourite {
-        let stars = r.rating.map_or_else(|| "unrated".into(), |n| "★".repeat(n.into()));
+        let stars = r
+            .rating
+            .map_or_else(|| "unrated".into(), |n| "★".repeat(n.into()));
         let fav = if r.favourite { " · favourite" } else { "" };
         field(out, style, "rating", &format!("{stars}{fav}"))?;
     }

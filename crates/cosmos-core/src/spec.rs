@@ -33,4 +33,7 @@ pub enum SpecError {
     MissingControl(crate::Hint),
     #[error("`upscale` is not a transfer control: the 4K upscaler is a run of its own kind")]
     UpscaleInTransfer,
+    /// A target setting that would land in the command line is not what its position takes.
+    #[error("target `{target}`: {message}; fix it with `cosmos target edit {target}`")]
+    TargetSetting { target: String, message: String },
 }

@@ -186,9 +186,107 @@ pub fn parse_mount(text: &str) -> Result<String, String> {
     })
 }
 
+/// An image reference as docker takes it in the image position: `name[:tag][@digest]` of
+/// letters, digits and `._-/:@`, starting with a letter or digit (so never an option).
+pub fn validate_image(image: &str) -> Result<(), String> {
+    let starts_ok = image
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let chars_ok = image
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if starts_ok && chars_ok && image.len() <= 255 {
+        Ok(())
+    } else {
+        Err(format!(
+            "image `{image}` is not an image reference: use a name like `cosmos-transfer1:1.0` \
+             or `registry.example.com/cosmos:1@sha256:…` (letters, digits, `._-/:@`, starting \
+             with a letter or digit)"
+        ))
+    }
+}
+
+/// A path on the target that lands in an argument vector: absolute, one line, no `,` (docker
+/// mount syntax), so it can never be read as an option.
+pub fn validate_abs_path(what: &str, path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{what} `{path}` must be an absolute path (starting with `/`)"
+        ));
+    }
+    if path.contains(',') || path.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} `{path}` has a `,` or a control character, which docker cannot take"
+        ));
+    }
+    Ok(())
+}
+
+/// Docker's `--shm-size`: a number with an optional unit (`8g`, `512m`, `1073741824`).
+pub fn validate_shm_size(size: &str) -> Result<(), String> {
+    let digits = size.trim_end_matches(|c: char| "bkmgBKMG".contains(c));
+    let unit_len = size.len() - digits.len();
+    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && unit_len <= 1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "shared memory size `{size}` is not a size: use a number with an optional unit, like `8g` or `512m`"
+        ))
+    }
+}
+
+impl TargetConfig {
+    /// Checks every value that lands in an argument vector as its position expects: the
+    /// image, the root, the checkout, the shared memory size, the mounts.
+    pub fn validate_argv_values(&self) -> Result<(), String> {
+        if self.runtime == RuntimeKind::Docker {
+            validate_image(&self.image)?;
+        }
+        validate_abs_path("the root", &self.root)?;
+        validate_abs_path("the checkout folder", &self.cosmos_dir)?;
+        validate_shm_size(&self.shm_size)?;
+        for m in &self.mounts {
+            parse_mount(m)?;
+        }
+        if let Some(t) = &self.torchrun
+            && t.starts_with('-')
+        {
+            return Err(format!(
+                "torchrun `{t}` must be a program path, not an option"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_that_reach_argv_are_checked_for_their_position() {
+        for ok in [
+            "cosmos-transfer1:1",
+            "reg.example.com:5000/a/b:1.2@sha256:ab12",
+            "sim",
+        ] {
+            assert_eq!(validate_image(ok), Ok(()), "{ok}");
+        }
+        for bad in ["--privileged", "-it", "", "a b", "img;rm", ":tag"] {
+            assert!(validate_image(bad).is_err(), "{bad}");
+        }
+        assert!(validate_abs_path("root", "/data/cosmos").is_ok());
+        for bad in ["--volume=/:/host", "data", "/a,b", "/a\nb"] {
+            assert!(validate_abs_path("root", bad).is_err(), "{bad}");
+        }
+        for ok in ["8g", "512m", "1073741824", "16G"] {
+            assert_eq!(validate_shm_size(ok), Ok(()), "{ok}");
+        }
+        for bad in ["--privileged", "g", "8gb", "-1g", ""] {
+            assert!(validate_shm_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ssh_addresses_parse_with_optional_scheme_user_and_port() {

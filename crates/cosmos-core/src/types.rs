@@ -124,6 +124,9 @@ pub struct Run {
     /// Marked as a favourite (`cosmos rate --favourite`).
     #[serde(default)]
     pub favourite: bool,
+    /// The run that retries this one (`cosmos retry`), once there is one.
+    #[serde(default)]
+    pub retried_by: Option<RunId>,
 }
 
 /// An append-only record of something that happened to a run.

@@ -93,7 +93,17 @@ impl Runs<'_> {
         ids: &[RunId],
         stop: watch::Receiver<bool>,
     ) -> EngineResult<Followed> {
-        self.0.see_through(ids, stop).await
+        self.0.see_through(ids, true, stop).await
+    }
+
+    /// Follows runs to their end without starting queued ones (`logs -f`): started runs no
+    /// process drives are taken on, queued ones wait for a worker or their `cosmos run`.
+    pub async fn follow(
+        &self,
+        ids: &[RunId],
+        stop: watch::Receiver<bool>,
+    ) -> EngineResult<Followed> {
+        self.0.see_through(ids, false, stop).await
     }
 
     pub async fn cancel(&self, scope: CancelScope) -> EngineResult<Cancelled> {

@@ -35,6 +35,8 @@ pub struct Cancelled {
     /// Targets that did not answer in time to have a model killed: the cancel is recorded,
     /// and the run's driver stops the model when it reaches the target.
     pub unreachable: Vec<String>,
+    /// Runs named that had already finished: nothing was cancelled.
+    pub already_finished: Vec<Run>,
 }
 
 /// How long a cancel waits for a target to kill a model before leaving it to the driver.
@@ -63,6 +65,7 @@ impl Services {
     /// collects it). Returns the runs as they stand afterwards.
     #[tracing::instrument(level = "info", skip(self))]
     pub(crate) async fn cancel(&self, scope: CancelScope) -> EngineResult<Cancelled> {
+        let named = matches!(scope, CancelScope::Runs(_));
         let ids: Vec<RunId> = match scope {
             CancelScope::Runs(ids) => ids,
             CancelScope::Queued => {
@@ -96,7 +99,16 @@ impl Services {
         let mut unreachable: Vec<String> = Vec::new();
         // Which started runs nobody drives, asked once (a queued or staging run ends here).
         let mut undriven: Option<HashSet<RunId>> = None;
+        let mut already_finished = Vec::new();
         for id in &ids {
+            let before = self.store().run(id).await?;
+            if before.status.is_terminal() {
+                // A run of a sweep or prompt that ended meanwhile is simply done.
+                if named {
+                    already_finished.push(before);
+                }
+                continue;
+            }
             let (run, missed) = self.cancel_one(id).await?;
             if let Some(t) = missed {
                 if !unreachable.contains(&t) {
@@ -128,6 +140,7 @@ impl Services {
         Ok(Cancelled {
             runs: out,
             unreachable,
+            already_finished,
         })
     }
 
@@ -222,6 +235,7 @@ impl Services {
     pub(crate) async fn see_through(
         &self,
         ids: &[RunId],
+        start_queued: bool,
         mut stop: watch::Receiver<bool>,
     ) -> EngineResult<Followed> {
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -272,15 +286,16 @@ impl Services {
                 }
                 // The claim's lease is this process's: the drive takes it on.
                 if run.status == RunStatus::Queued {
-                    if self.claim_one(Some(id)).await?.is_some() {
+                    let claimed = start_queued && self.claim_one(Some(id)).await?.is_some();
+                    if claimed {
                         self.spawn_here(&mut tasks, &mut driving, id);
-                    } else if run.attempts == 0 && waiting.insert(id.clone()) {
-                        // Said once, so a wait for slots never looks like a hang (a retry's
-                        // own wait was said when it was requeued).
-                        let note = "waiting for free GPU slots";
+                    } else if start_queued && run.attempts == 0 && waiting.insert(id.clone()) {
+                        // Said once, so a wait never looks like a hang (a retry's own wait
+                        // was said when it was requeued).
+                        let note = self.why_waiting(&run).await?;
                         let write =
                             self.store()
-                                .add_run_event(id, RunStatus::Queued, None, note, None);
+                                .add_run_event(id, RunStatus::Queued, None, &note, None);
                         self.bus.record_event(write).await?;
                     }
                 }
@@ -311,6 +326,39 @@ impl Services {
                 }
             }
         }
+    }
+
+    /// Why a queued run was not started: a pause (and how to lift it), or GPU slots.
+    async fn why_waiting(&self, run: &Run) -> EngineResult<String> {
+        let paused = self.store().paused().await?;
+        if paused.iter().any(Option::is_none) {
+            return Ok(
+                "waiting: the queue is paused (`cosmos queue resume` starts placing runs again)"
+                    .into(),
+            );
+        }
+        if let Some(pin) = &run.target_pin
+            && paused.iter().any(|p| p.as_deref() == Some(pin.as_str()))
+        {
+            return Ok(format!(
+                "waiting: target {pin} is paused (`cosmos queue resume --target {pin}`)"
+            ));
+        }
+        if run.target_pin.is_none() {
+            let all = self.store().list_targets().await?;
+            let anywhere = crate::targets::takes_unnamed_runs(&all);
+            let open: Vec<&cosmos_core::Target> = all.iter().filter(|t| anywhere(t)).collect();
+            if !open.is_empty()
+                && open
+                    .iter()
+                    .all(|t| paused.iter().any(|p| p.as_deref() == Some(t.name.as_str())))
+            {
+                return Ok(
+                    "waiting: every target is paused (`cosmos queue resume --target NAME`)".into(),
+                );
+            }
+        }
+        Ok("waiting for free GPU slots".into())
     }
 
     fn spawn_here(&self, tasks: &mut JoinSet<()>, driving: &mut HashSet<RunId>, id: &RunId) {

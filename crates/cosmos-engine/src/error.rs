@@ -97,6 +97,7 @@ impl EngineError {
                 | S::InUse { .. }
                 | S::TargetExists(_)
                 | S::Conflict { .. }
+                | S::AlreadyRetried { .. }
                 | S::IllegalTransition { .. }
                 | S::LeaseLost { .. } => ErrorKind::Conflict,
                 S::BadQuery { .. } => ErrorKind::InvalidInput,
@@ -141,6 +142,7 @@ impl EngineError {
                 S::InUse { .. } => "in_use",
                 S::TargetExists(_) => "target_exists",
                 S::Conflict { .. } | S::IllegalTransition { .. } => "run_state_conflict",
+                S::AlreadyRetried { .. } => "already_retried",
                 S::LeaseLost { .. } => "lease_lost",
                 S::BadQuery { .. } => "bad_search_query",
                 S::Open { .. } => "database_unavailable",

@@ -52,6 +52,11 @@ pub(crate) fn build_launch<'a>(
 ) -> Result<LaunchPlan, SpecError> {
     let s = subject.into();
     let cfg = &target.config;
+    cfg.validate_argv_values()
+        .map_err(|message| SpecError::TargetSetting {
+            target: target.name.clone(),
+            message,
+        })?;
     let layout = RunLayout::new(&cfg.root, s.run_id);
     let spec = spec_for(s.text, s.negative, s.params, files, &layout)?;
     let mut model_command = torchrun_argv(&TransferLaunch {

@@ -342,6 +342,7 @@ impl Services {
                 sweep_id: None,
                 rehearsal: false,
                 favourite: false,
+                retried_by: None,
             });
             if batch.runs.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;

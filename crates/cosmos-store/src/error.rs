@@ -39,6 +39,8 @@ pub enum StoreError {
         expected: RunStatus,
         actual: RunStatus,
     },
+    #[error("run `{id}` was already retried as `{by}`: retry that one instead")]
+    AlreadyRetried { id: RunId, by: RunId },
     #[error("run `{id}` is no longer this process's to drive: its lease passed to another")]
     LeaseLost { id: RunId },
     #[error("run `{id}` cannot go from {from} to {to}")]

@@ -21,6 +21,10 @@ pub struct LogsArgs {
     /// cosmos process is driving it
     #[arg(long, short)]
     follow: bool,
+    /// Print JSON: the log's lines with the run's status (with -f, one object per line as it
+    /// comes, then the run)
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,7 +44,9 @@ pub struct KillArgs {
     queued: bool,
 }
 
-fn print_from(path: &std::path::Path, offset: u64) -> u64 {
+/// Prints what `path` holds past `offset` (as JSON lines `{"line": …}` with `json`, whole
+/// lines only); the offset reached.
+fn print_from(path: &std::path::Path, offset: u64, json: bool) -> u64 {
     let Ok(mut f) = std::fs::File::open(path) else {
         return offset;
     };
@@ -51,8 +57,25 @@ fn print_from(path: &std::path::Path, offset: u64) -> u64 {
     if f.read_to_end(&mut buf).is_err() {
         return offset;
     }
-    let _ = std::io::stdout().lock().write_all(&buf);
-    offset + buf.len() as u64
+    let mut out = std::io::stdout().lock();
+    if !json {
+        let _ = out.write_all(&buf);
+        return offset + buf.len() as u64;
+    }
+    // A line still being written waits for its end.
+    let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    for line in buf[..whole]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        let text = String::from_utf8_lossy(line);
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "line": text.trim_end_matches('\r') })
+        );
+    }
+    offset + whole as u64
 }
 
 impl LogsArgs {
@@ -60,22 +83,56 @@ impl LogsArgs {
         let services = ctx.services().await?;
         let id = services.runs().resolve(&self.run).await?;
         let path = local_log(&ctx.settings.paths.data_dir, &id);
-        let mut at = print_from(&path, 0);
+        if self.json && !self.follow {
+            let run = services.runs().get(&id).await?;
+            let text = std::fs::read(&path).unwrap_or_default();
+            let lines: Vec<String> = String::from_utf8_lossy(&text)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            crate::output::json(
+                &mut std::io::stdout().lock(),
+                &serde_json::json!({
+                    "run": id, "status": run.status, "path": path, "lines": lines,
+                }),
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // What is stored first, at once, whatever the run's target does.
+        let mut at = print_from(&path, 0, self.json);
         if !self.follow {
             return Ok(ExitCode::SUCCESS);
         }
-        // The engine sees the run through (here, or by following its worker) while the log
-        // its driver writes is printed as it grows.
+        let run = services.runs().get(&id).await?;
+        if run.status == cosmos_core::RunStatus::Queued {
+            ctx.say(
+                "logs",
+                &format!(
+                    "run {id} is queued: following it until a worker or its `cosmos run` starts it (`cosmos status` shows the queue)"
+                ),
+            );
+        }
+        // The engine follows the run (taking on a started run no process drives) while the
+        // log its driver writes is printed as it grows.
         let ids = [id.clone()];
-        let work = live::see_through(&services, &ids, true);
+        let work = live::see_through(&services, &ids, true, false);
         tokio::pin!(work);
         let ended = loop {
             tokio::select! {
                 r = &mut work => break r?,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => at = print_from(&path, at),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => at = print_from(&path, at, self.json),
             }
         };
-        print_from(&path, at);
+        print_from(&path, at, self.json);
+        if self.json
+            && let Ended::Finished(runs) = &ended
+            && let Some(run) = runs.first()
+        {
+            crate::output::json(&mut std::io::stdout().lock(), run)?;
+            return Ok(ExitCode::from(u8::from(
+                run.status != cosmos_core::RunStatus::Succeeded,
+            )));
+        }
         Ok(match ended {
             Ended::Finished(runs) => runs.first().map_or(ExitCode::SUCCESS, live::report),
             Ended::Detached => ExitCode::SUCCESS,
@@ -94,6 +151,15 @@ impl KillArgs {
                 &format!("target {t} did not answer: the cancel is recorded, and the model is stopped when its driver reaches it"),
             );
         }
+        for run in &cancelled.already_finished {
+            ctx.say(
+                "error",
+                &format!(
+                    "run {} has already finished ({}): nothing to cancel",
+                    run.id, run.status
+                ),
+            );
+        }
         for run in cancelled.runs {
             if run.status.is_terminal() {
                 println!("{} {}", run.id, run.status);
@@ -101,7 +167,9 @@ impl KillArgs {
                 println!("{} cancel requested", run.id);
             }
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(ExitCode::from(u8::from(
+            !cancelled.already_finished.is_empty(),
+        )))
     }
 
     async fn scope(&self, services: &Services) -> Result<CancelScope> {

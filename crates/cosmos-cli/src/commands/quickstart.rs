@@ -111,13 +111,14 @@ impl Args {
                 run.id
             ),
         );
-        let run = match live::see_through(&services, std::slice::from_ref(&run.id), false).await? {
-            Ended::Finished(mut runs) => match runs.pop() {
-                Some(run) => run,
-                None => return Ok(ExitCode::SUCCESS),
-            },
-            Ended::Detached => return Ok(ExitCode::SUCCESS),
-        };
+        let run =
+            match live::see_through(&services, std::slice::from_ref(&run.id), false, true).await? {
+                Ended::Finished(mut runs) => match runs.pop() {
+                    Some(run) => run,
+                    None => return Ok(ExitCode::SUCCESS),
+                },
+                Ended::Detached => return Ok(ExitCode::SUCCESS),
+            };
         let code = live::report(&run);
         ctx.say(
             "quickstart",

@@ -76,6 +76,9 @@ pub struct Settings {
     /// owner-only env file; not for secrets (stored with the target: use [secrets] in cosmos.toml)
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Remove an environment variable from the target (`edit`, repeatable)
+    #[arg(long = "unset-env", value_name = "KEY")]
+    unset_env: Vec<String>,
     /// Mount a host folder into the model's container, HOST_DIR:CONTAINER_DIR[:ro]
     /// (repeatable; on `edit` the given mounts replace the target's)
     #[arg(long = "mount", value_name = "HOST:CONTAINER[:ro]")]
@@ -160,6 +163,7 @@ impl Settings {
             no_gpu_flag: self.no_gpu_flag,
             gpus: self.gpus,
             env: self.env.clone(),
+            unset_env: self.unset_env.clone(),
             mounts: self.mounts.clone(),
             clear_mounts: self.clear_mounts,
             default: self.default,
@@ -204,18 +208,20 @@ impl Command {
                 } else if all.is_empty() {
                     ctx.say("note", "no targets yet: `cosmos target add NAME ssh://user@host` or `cosmos quickstart`");
                 } else {
+                    let mut table = output::Table::new(&[
+                        "NAME", "DEFAULT", "ADDRESS", "RUNTIME", "SLOTS", "ROOT",
+                    ]);
                     for t in &all {
-                        writeln!(
-                            out,
-                            "{}{}\t{}\t{}\t{} GPUs\t{}",
-                            t.name,
-                            if t.is_default { " *" } else { "" },
+                        table.row(vec![
+                            t.name.clone(),
+                            if t.is_default { "*" } else { "" }.into(),
                             address(t),
                             runtime_label(t),
-                            t.config.gpus,
-                            t.config.root
-                        )?;
+                            t.config.gpus.to_string(),
+                            t.config.root.clone(),
+                        ]);
                     }
+                    table.print(&mut out, ctx.style)?;
                 }
             }
             Command::Show(a) => {
@@ -223,12 +229,9 @@ impl Command {
                 if a.json {
                     output::json(&mut out, &t)?;
                 } else {
-                    let mut v = serde_json::to_value(&t)?;
-                    if let Some(env) = v.get_mut("env").and_then(|e| e.as_object_mut()) {
-                        for val in env.values_mut() {
-                            *val = json!("<set>");
-                        }
-                    }
+                    // Target settings hold no secrets (names that look secret are refused
+                    // at `target add`/`edit`), so their values are shown as they are.
+                    let v = serde_json::to_value(&t)?;
                     writeln!(
                         out,
                         "{}",
@@ -343,10 +346,23 @@ impl Command {
                         }
                     }
                 }
-                return Ok(if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
+                // Not reached or not logged in is a connection error (2), like everywhere;
+                // a target reached that fails a check is the subject failing (1).
+                let unreachable = items.iter().any(|i| {
+                    matches!(
+                        i.fix,
+                        Some(
+                            Fix::HostOrPort
+                                | Fix::TrustHostKey
+                                | Fix::VerifyHostKey
+                                | Fix::UserOrKey
+                        )
+                    )
+                });
+                return Ok(match (ok, unreachable) {
+                    (true, _) => ExitCode::SUCCESS,
+                    (false, true) => ExitCode::from(2),
+                    (false, false) => ExitCode::from(1),
                 });
             }
         }

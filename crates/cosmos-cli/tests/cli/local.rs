@@ -271,3 +271,68 @@ fn quickstart_output_is_labelled_as_rehearsal_wherever_it_is_shown()
     );
     Ok(())
 }
+
+/// Starts `cosmos ARGS` in the background with its stderr in a file.
+fn spawn_cosmos(h: &Home, args: &[&str], stderr: &Path) -> std::process::Child {
+    h.command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(stderr).expect("stderr file"))
+        .spawn()
+        .expect("cosmos starts")
+}
+
+#[test]
+fn a_paused_queue_is_named_and_logs_f_follows_a_queued_run_without_starting_it()
+-> Result<(), Box<dyn std::error::Error>> {
+    sim_binary()?;
+    let h = Home::new();
+    h.run(&["quickstart"]).ok();
+    let prompt = h.run(&["list", "--json"]).ok().json()[0]["prompt_name"]
+        .as_str()
+        .ok_or("a prompt")?
+        .to_owned();
+    h.run(&["queue", "pause"]).ok();
+    // `cosmos run` on a paused queue says so, and how to resume, rather than blaming slots.
+    let err = h.path().join("run.err");
+    let mut run = spawn_cosmos(&h, &["run", &prompt], &err);
+    let said = |p: &Path, what: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .contains(what)
+    };
+    wait_for("the pause to be named", Duration::from_secs(20), || {
+        said(&err, "the queue is paused (`cosmos queue resume`")
+    });
+    assert!(!said(&err, "waiting for free GPU slots"));
+    let _ = run.kill();
+    run.wait()?;
+    let queued = h.run(&["list", "--status", "queued", "--json"]).ok().json();
+    let id = queued[0]["id"].as_str().ok_or("the queued run")?.to_owned();
+
+    // `logs -f` on a queued run follows it: it says so and never starts it.
+    h.run(&["queue", "resume"]).ok();
+    let err = h.path().join("logs.err");
+    let mut logs = spawn_cosmos(&h, &["logs", "-f", &id], &err);
+    wait_for(
+        "logs -f to say the run is queued",
+        Duration::from_secs(20),
+        || said(&err, &format!("run {id} is queued: following it")),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        h.run(&["show", &id, "--json"]).ok().json()["run"]["status"],
+        "queued"
+    );
+    let _ = logs.kill();
+    logs.wait()?;
+    // Every read command takes --json, logs too.
+    let log = h.run(&["logs", &id, "--json"]).ok().json();
+    assert_eq!(
+        (
+            log["status"].as_str(),
+            log["lines"].as_array().map(Vec::len)
+        ),
+        (Some("queued"), Some(0))
+    );
+    Ok(())
+}

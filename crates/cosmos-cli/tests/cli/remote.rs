@@ -798,7 +798,8 @@ fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
         &["target", "check", "far", "--json"],
         &[("SSH_AUTH_SOCK", "/nonexistent/agent.sock")],
     );
-    assert_eq!(out.code, 1, "{}", out.stderr);
+    // Not logged in is a connection error: exit 2, as the README says.
+    assert_eq!(out.code, 2, "{}", out.stderr);
     let failed = &out.json()["items"][0];
     assert_eq!(failed["check"], "authenticated", "{failed}");
 }

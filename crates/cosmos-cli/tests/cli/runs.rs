@@ -427,6 +427,31 @@ fn kill_cancels_a_sweep_a_prompt_s_runs_or_every_queued_run() -> TestResult {
     assert_eq!(status(&other[0]), "queued");
     h.run(&["kill", "--queued"]).ok();
     assert_eq!(status(&other[0]), "cancelled");
+    // A cancel records its reason.
+    let shown = h.run(&["show", &other[0], "--json"]).ok().json();
+    assert_eq!(
+        shown["run"]["failure_reason"], "cancelled by the user",
+        "{shown}"
+    );
+
+    // Several runs at once; a run that already finished is said to be, and fails the kill.
+    let two = ids(h
+        .run(&["run", "rain", s(&scene), "--seeds", "1..2", "--no-wait"])
+        .ok());
+    let out = h.run(&["kill", &two[0], &two[1], &other[0]]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "run {} has already finished (cancelled): nothing to cancel",
+            other[0]
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        (status(&two[0]), status(&two[1])),
+        ("cancelled".into(), "cancelled".into())
+    );
 
     // Nothing named is a usage error.
     assert_eq!(h.run(&["kill"]).code, 2);
@@ -438,7 +463,14 @@ fn list_keeps_a_sweep_in_order_says_when_it_cuts_and_filters_by_rating() -> Test
     let h = Home::new();
     let scene = h.standard_scene("scene");
     let queued: Vec<String> = h
-        .run(&["run", "a harbour", s(&scene), "--seeds", "1..25", "--no-wait"])
+        .run(&[
+            "run",
+            "a harbour",
+            s(&scene),
+            "--seeds",
+            "1..25",
+            "--no-wait",
+        ])
         .ok()
         .stdout
         .lines()
@@ -457,7 +489,9 @@ fn list_keeps_a_sweep_in_order_says_when_it_cuts_and_filters_by_rating() -> Test
     let table = h.run(&["list"]).ok();
     assert_eq!(table.stdout.lines().count(), 21, "{}", table.stdout);
     assert!(
-        table.stderr.contains("20 of 25 shown, newest first: --limit N or --all for more"),
+        table
+            .stderr
+            .contains("20 of 25 shown, newest first: --limit N or --all for more"),
         "{}",
         table.stderr
     );
@@ -488,9 +522,16 @@ fn list_keeps_a_sweep_in_order_says_when_it_cuts_and_filters_by_rating() -> Test
     h.run(&["rate", &queued[0], "0"]).ok();
     assert_eq!(ids(&["--rating", "1"]).len(), 2);
     let shown = h.run(&["show", &queued[1]]).ok();
-    assert!(shown.stdout.contains("★★★★ · favourite"), "{}", shown.stdout);
-    h.run(&["rate", &queued[0], "6"]).fails_with("a rating is 1 to 5 (0 clears it), not 6");
-    h.run(&["rate", &queued[0]]).fails_with("give a rating after the runs");
-    h.run(&["list", "--rating", "9"]).fails_with("9 is not in 1..=5");
+    assert!(
+        shown.stdout.contains("★★★★ · favourite"),
+        "{}",
+        shown.stdout
+    );
+    h.run(&["rate", &queued[0], "6"])
+        .fails_with("a rating is 1 to 5 (0 clears it), not 6");
+    h.run(&["rate", &queued[0]])
+        .fails_with("give a rating after the runs");
+    h.run(&["list", "--rating", "9"])
+        .fails_with("9 is not in 1..=5");
     Ok(())
 }

@@ -35,12 +35,35 @@ fn targets_are_added_listed_shown_edited_and_removed() -> TestResult {
         t["mounts"],
         serde_json::json!(["/data/hf:/root/.cache/huggingface:ro"])
     );
-    // For humans, environment values are not shown.
+    // Settings hold no secrets, so their values are shown; a variable can be removed.
     let shown = h.run(&["target", "show", "gpu1"]).ok().stdout;
-    assert!(
-        shown.contains("CUDA_LAUNCH_BLOCKING = \"<set>\""),
-        "{shown}"
-    );
+    assert!(shown.contains("CUDA_LAUNCH_BLOCKING = \"1\""), "{shown}");
+    h.run(&["target", "edit", "gpu1", "--unset-env", "NOPE"])
+        .fails_with(
+            "--unset-env NOPE: the target has no such variable (it has: CUDA_LAUNCH_BLOCKING)",
+        );
+    h.run(&[
+        "target",
+        "edit",
+        "gpu1",
+        "--unset-env",
+        "CUDA_LAUNCH_BLOCKING",
+    ])
+    .ok();
+    let t = h.run(&["target", "show", "gpu1", "--json"]).ok().json();
+    assert_eq!(t["env"], Value::Null, "{t}");
+    // A table like every other, with a header.
+    let list = h.run(&["target", "list"]).ok().stdout;
+    let mut lines = list.lines();
+    assert!(lines.next().unwrap_or("").starts_with("NAME"), "{list}");
+    assert!(!list.contains('\t'), "{list}");
+    // Values that land in docker's argument vector are checked for their position.
+    h.run(&["target", "edit", "gpu1", "--image=--privileged"])
+        .fails_with("image `--privileged` is not an image reference");
+    h.run(&["target", "edit", "gpu1", "--root=--volume=/:/host"])
+        .fails_with("must be an absolute path");
+    h.run(&["target", "edit", "gpu1", "--shm-size=--privileged"])
+        .fails_with("is not a size");
 
     // Edit: the given mounts replace the old ones; --clear-mounts removes them.
     h.run(&[

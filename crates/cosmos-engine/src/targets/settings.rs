@@ -36,6 +36,8 @@ pub struct TargetSettings {
     pub gpus: Option<u32>,
     /// `KEY=VALUE` pairs.
     pub env: Vec<String>,
+    /// Variables to remove.
+    pub unset_env: Vec<String>,
     /// `HOST:CONTAINER[:ro]`; given, they replace the target's.
     pub mounts: Vec<String>,
     pub clear_mounts: bool,
@@ -166,14 +168,20 @@ impl TargetSettings {
                 .map(|m| parse_mount(m).map_err(|e| invalid(format!("--mount: {e}"))))
                 .collect::<EngineResult<_>>()?;
         }
-        for p in [&c.root, &c.cosmos_dir] {
-            if !p.starts_with('/') {
+        for k in &self.unset_env {
+            if c.env.remove(k).is_none() {
+                let set: Vec<&str> = c.env.keys().map(String::as_str).collect();
                 return Err(invalid(format!(
-                    "`{p}` must be an absolute path on the target"
+                    "--unset-env {k}: the target has no such variable (it has: {})",
+                    if set.is_empty() {
+                        "none".into()
+                    } else {
+                        set.join(", ")
+                    }
                 )));
             }
         }
-        Ok(())
+        c.validate_argv_values().map_err(invalid)
     }
 }
 

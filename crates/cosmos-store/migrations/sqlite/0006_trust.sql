@@ -6,3 +6,5 @@
 ALTER TABLE runs ADD COLUMN rehearsal INTEGER NOT NULL DEFAULT 0;
 -- A favourite beside the 1–5 rating (`cosmos rate`).
 ALTER TABLE runs ADD COLUMN favourite INTEGER NOT NULL DEFAULT 0;
+-- A run is retried at most once (`cosmos retry`): the retry looks for an earlier one.
+CREATE INDEX runs_retry_of ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;

@@ -39,13 +39,15 @@ struct RunRow {
     sweep_id: Option<String>,
     rehearsal: bool,
     favourite: bool,
+    retried_by: Option<String>,
 }
 
 const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.status, r.name, \
     r.prompt_text, r.negative_prompt, r.input_set_id, r.params, r.target, r.priority, \
     r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs, \
     r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin, r.exit_code, r.failure_code, \
-    r.launch_command, r.sweep_id, r.rehearsal, r.favourite";
+    r.launch_command, r.sweep_id, r.rehearsal, r.favourite, \
+    (SELECT c.id FROM runs c WHERE c.parent_run_id = r.id LIMIT 1) AS retried_by";
 
 impl RunRow {
     fn into_run(self) -> StoreResult<Run> {
@@ -84,6 +86,7 @@ impl RunRow {
             sweep_id: parse_opt("run id", self.sweep_id.as_deref())?,
             rehearsal: self.rehearsal,
             favourite: self.favourite,
+            retried_by: parse_opt("run id", self.retried_by.as_deref())?,
         })
     }
 }
@@ -125,9 +128,27 @@ pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> 
 
 /// Inserts runs, each with its first event, in one transaction.
 pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResult<()> {
-    let mut tx = pool.begin().await.during("begin a transaction")?;
+    // Immediate: a retry's check that its run was not retried yet holds until it commits.
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .during("begin a transaction")?;
     for new in runs {
         let at = millis(new.created_at);
+        if let Some(of) = &new.retry_of {
+            let by: Option<String> =
+                sqlx::query_scalar("SELECT id FROM runs WHERE parent_run_id = ? LIMIT 1")
+                    .bind(of.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .during("look for an earlier retry")?;
+            if let Some(by) = by {
+                return Err(StoreError::AlreadyRetried {
+                    id: of.clone(),
+                    by: parse("run id", &by)?,
+                });
+            }
+        }
         sqlx::query(
             "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
              input_set_id, params, gpus, priority, created_at, parent_run_id, target_pin, target, \
@@ -367,7 +388,8 @@ pub(crate) async fn change_status(
     let mut tx = pool.begin().await.during("begin a transaction")?;
     let started = (to == RunStatus::Staging).then_some(now);
     let finished = to.is_terminal().then_some(now);
-    let reason = (to == RunStatus::Failed).then_some(message);
+    // Why it did not succeed: the message of a failure or a cancel.
+    let reason = matches!(to, RunStatus::Failed | RunStatus::Cancelled).then_some(message);
     let code = code.filter(|_| to.is_terminal());
     let changed = sqlx::query(&format!(
         "UPDATE runs SET status = ?4, started_at = coalesce(started_at, ?5), \
