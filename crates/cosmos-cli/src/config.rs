@@ -20,7 +20,22 @@ pub struct Config {
     pub defaults: RunParams,
     pub target: TargetDefaults,
     pub queue: QueueConfig,
+    pub ssh: SshConfig,
     pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshConfig {
+    pub connect_timeout_seconds: f64,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_seconds: 20.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,6 +222,12 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
         "lease_seconds",
         "30.0",
         "How long a driver's claim on a run lasts without renewal: a worker that stops (paused,\n# crashed, cut off) longer than this loses the run to another worker, and can then no\n# longer change it.",
+    ),
+    (
+        "ssh",
+        "connect_timeout_seconds",
+        "20.0",
+        "One deadline for reaching an SSH target: TCP, the SSH handshake and logging in\n# together, every attempt and any jump host included. Every command keeps to it.",
     ),
     (
         "secrets",

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::{Context as _, Result};
 
-use cosmos_engine::{ExecEnv, LaunchDefaults, Services};
+use cosmos_engine::{ConnectNotice, ExecEnv, LaunchDefaults, Services};
 use cosmos_media::Ffprobe;
 
 use crate::config::Settings;
@@ -53,6 +53,18 @@ impl Ctx {
                 secrets,
             )
             .with_lease_ttl(millis(self.settings.config.queue.lease_seconds) as i64)
+            .with_connect(
+                std::time::Duration::from_secs_f64(
+                    self.settings
+                        .config
+                        .ssh
+                        .connect_timeout_seconds
+                        .clamp(0.1, 3600.0),
+                ),
+                Some(ConnectNotice(std::sync::Arc::new(|line: &str| {
+                    eprintln!("{line}");
+                }))),
+            )
             .with_retry(cosmos_engine::RetryPolicy {
                 max_attempts: self.settings.config.queue.max_retries,
                 backoff_ms: millis(self.settings.config.queue.retry_backoff_seconds),

@@ -88,10 +88,10 @@ fn engine_hint(e: &EngineError) -> Option<String> {
             format!("cosmos target trust {name}")
         }
         (EngineError::Remote(cosmos_engine::RemoteError::HostKeyChanged { name, .. }), _) => {
-            format!("only if you know why it changed: remove the old key, then `cosmos target trust {name}`")
+            format!("only if you know why it changed: `cosmos target trust {name} --replace` replaces the pinned key")
         }
         (_, "no_such_target") => "`cosmos target list` shows them".into(),
-        (_, "no_default_target") => "add one with `cosmos target add NAME --host HOST --default`, rehearse locally with `cosmos quickstart`, or pass `--target`".into(),
+        (_, "no_default_target") => "add one with `cosmos target add NAME ssh://user@host --default`, rehearse locally with `cosmos quickstart`, or pass `--target NAME`".into(),
         (_, "does_not_fit") => {
             "use a smaller --gpus, or `cosmos target edit NAME --gpus N`".into()
         }

@@ -53,6 +53,10 @@ pub struct TargetConfig {
     pub gpu_flag: bool,
     /// GPU slots on the target.
     pub gpus: u32,
+    /// The slots follow the GPUs the host reports (no `--gpus` was given): each time cosmos
+    /// counts them (`target trust`, `target check`, staging) the slot count is set to that.
+    #[serde(default)]
+    pub gpus_from_host: bool,
     /// Extra environment for the model, written to the run's owner-only env file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,

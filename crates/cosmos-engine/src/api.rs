@@ -245,6 +245,12 @@ impl Targets<'_> {
     }
 
     /// A target by name, or the default one.
+    /// Counts a target's GPUs now and records them (its slots follow them when it was added
+    /// without a slot count); `None` when the host lists none.
+    pub async fn count_gpus(&self, target: &Target) -> EngineResult<Option<u32>> {
+        self.0.count_gpus(target).await
+    }
+
     pub async fn find(&self, name: Option<&str>) -> EngineResult<Target> {
         self.0.find_target(name).await
     }
@@ -264,8 +270,9 @@ impl Targets<'_> {
     }
 
     /// Pins the key one hop shows now; its fingerprint.
-    pub async fn trust_key(&self, hop: &SshSpec) -> EngineResult<String> {
-        self.0.trust_key(hop).await
+    /// Pins the key a hop shows; a key that changed is replaced only when `replace`.
+    pub async fn trust_key(&self, hop: &SshSpec, replace: bool) -> EngineResult<String> {
+        self.0.trust_key(hop, replace).await
     }
 
     /// Preflight: each item ok or failed.

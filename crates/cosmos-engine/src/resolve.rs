@@ -22,18 +22,24 @@ impl Services {
     /// Exactly one match, or an error that lists the candidates.
     pub(crate) async fn resolve_any(&self, text: &str, kinds: &[IdKind]) -> EngineResult<Resolved> {
         let trimmed = text.trim();
-        if IdKind::of(&trimmed.to_ascii_lowercase()).is_none() {
+        let id_like = IdKind::of(&trimmed.to_ascii_lowercase()).is_some();
+        if !id_like {
             let named = self.resolve_name(trimmed, kinds).await?;
             if !named.is_empty() {
                 return one_of(trimmed, named);
             }
         }
-        let Ok(prefix) = IdPrefix::parse(text) else {
+        let prefix = match IdPrefix::parse(text) {
+            Ok(p) => p,
+            // What starts like an id is told why it is not one.
+            Err(e) if id_like => return Err(e.into()),
             // Not an id, and nothing has that name.
-            return Err(EngineError::NotFound {
-                kinds: kinds.to_vec(),
-                prefix: trimmed.to_owned(),
-            });
+            Err(_) => {
+                return Err(EngineError::NotFound {
+                    kinds: kinds.to_vec(),
+                    prefix: trimmed.to_owned(),
+                });
+            }
         };
         let mut found: Vec<String> = Vec::new();
         for kind in kinds {

@@ -58,8 +58,8 @@ impl LaunchDefaults {
         }
     }
 
-    /// A new target's configuration: these settings, Docker with the GPU flag, 8 slots,
-    /// nothing else set.
+    /// A new target's configuration: these settings, Docker with the GPU flag, 8 slots until
+    /// the host's GPUs are counted, nothing else set.
     pub(crate) fn config(&self, kind: cosmos_core::TargetKind) -> cosmos_core::TargetConfig {
         cosmos_core::TargetConfig {
             kind,
@@ -76,6 +76,7 @@ impl LaunchDefaults {
             docker_sudo: false,
             gpu_flag: true,
             gpus: 8,
+            gpus_from_host: true,
             env: Default::default(),
             torchrun: None,
             rehearsal: false,

@@ -12,11 +12,11 @@ use cosmos_core::{RunId, RunStatus, RuntimeKind, Target, TargetConfig, TargetKin
 use cosmos_remote::local::{LocalFiles, LocalRunner};
 use cosmos_remote::runtime::{Docker, ModelRuntime, Process};
 use cosmos_remote::ssh::hostkeys::{HostKeyVerdict, KnownHosts};
-use cosmos_remote::ssh::{SftpFiles, SshConnection, SshSpec};
+use cosmos_remote::ssh::{ConnectNotice, SftpFiles, SshConnection, SshSpec};
 use cosmos_remote::{Host, args, sshconfig};
 
 use crate::Services;
-use crate::error::{EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult, ErrorKind};
 
 mod settings;
 
@@ -40,6 +40,10 @@ pub struct ExecEnv {
     pub retry: RetryPolicy,
     /// How long a driver's lease lasts without a renewal (it renews six times as often).
     pub lease_ttl_ms: i64,
+    /// How long reaching an SSH target may take: TCP, handshake and login together.
+    pub connect_timeout: std::time::Duration,
+    /// Told when reaching a target takes more than a second (a front end shows it).
+    pub connect_notice: Option<ConnectNotice>,
 }
 
 /// How often, and how patiently, a run that could not be staged is tried again.
@@ -83,7 +87,30 @@ impl ExecEnv {
             unreachable: Mutex::new(HashMap::new()),
             retry: RetryPolicy::default(),
             lease_ttl_ms: crate::execute::LEASE_TTL_MS,
+            connect_timeout: cosmos_remote::ssh::CONNECT_TIMEOUT,
+            connect_notice: None,
         }
+    }
+
+    /// One deadline for reaching a target; `notice` hears when it takes more than a second.
+    pub fn with_connect(
+        mut self,
+        timeout: std::time::Duration,
+        notice: Option<ConnectNotice>,
+    ) -> Self {
+        self.connect_timeout = timeout;
+        self.connect_notice = notice;
+        self
+    }
+
+    /// The SSH login for a target, with this process's connect deadline.
+    fn ssh_spec(&self, target: &Target) -> EngineResult<SshSpec> {
+        let mut spec = ssh_spec(target, &self.known())?;
+        spec.connect_timeout = self.connect_timeout;
+        if let Some(j) = spec.jump.as_mut() {
+            j.connect_timeout = self.connect_timeout;
+        }
+        Ok(spec)
     }
 
     /// Leases that last `ms` without a renewal.
@@ -156,6 +183,7 @@ fn jump_spec(text: &str, name: &str, known: &KnownHosts) -> EngineResult<SshSpec
         identity: alias.identity_file.clone(),
         jump: None,
         known_hosts: known.clone(),
+        connect_timeout: cosmos_remote::ssh::CONNECT_TIMEOUT,
     })
 }
 
@@ -182,6 +210,7 @@ pub fn ssh_spec(target: &Target, known: &KnownHosts) -> EngineResult<SshSpec> {
             .map(|j| jump_spec(j, &target.name, known).map(Box::new))
             .transpose()?,
         known_hosts: known.clone(),
+        connect_timeout: cosmos_remote::ssh::CONNECT_TIMEOUT,
     })
 }
 
@@ -273,17 +302,17 @@ impl Services {
                 ssh: None,
             }),
             TargetKind::Ssh => {
-                let spec = ssh_spec(target, &env.known())?;
+                let spec = env.ssh_spec(target)?;
                 let conn = {
                     let mut conns = env
                         .connections
                         .lock()
                         .map_err(|_| EngineError::Internal("connection cache poisoned".into()))?;
-                    let entry = conns
-                        .entry(target.name.clone())
-                        .or_insert_with(|| SshConnection::new(spec.clone()));
+                    let entry = conns.entry(target.name.clone()).or_insert_with(|| {
+                        SshConnection::with_notice(spec.clone(), env.connect_notice.clone())
+                    });
                     if entry.spec() != &spec {
-                        *entry = SshConnection::new(spec);
+                        *entry = SshConnection::with_notice(spec, env.connect_notice.clone());
                     }
                     entry.clone()
                 };
@@ -304,7 +333,7 @@ impl Services {
     /// has one), then the target itself. Each host key is pinned on its own.
     pub(crate) fn ssh_hops(&self, target: &Target) -> EngineResult<Vec<SshSpec>> {
         let env = self.exec_env()?;
-        let spec = ssh_spec(target, &env.known())?;
+        let spec = env.ssh_spec(target)?;
         let mut hops: Vec<SshSpec> = spec.jump.iter().map(|j| (**j).clone()).collect();
         hops.push(spec);
         Ok(hops)
@@ -322,20 +351,34 @@ impl Services {
     }
 
     /// Pins the key one hop shows now, in cosmos's own known_hosts.
-    pub(crate) async fn trust_key(&self, hop: &SshSpec) -> EngineResult<String> {
+    pub(crate) async fn trust_key(&self, hop: &SshSpec, replace: bool) -> EngineResult<String> {
         let env = self.exec_env()?;
         let (key, verdict) = cosmos_remote::ssh::scan_host_key(hop).await?;
-        if let HostKeyVerdict::Changed { file } = &verdict
-            && file.as_path() != env.known_hosts.as_path()
-        {
-            return Err(EngineError::Invalid(format!(
-                "{} pins a different key for {}; fix that file first",
-                file.display(),
-                hop.address()
-            )));
-        }
-        if verdict != HostKeyVerdict::Trusted {
-            env.known().trust(&hop.host, hop.port, &key)?;
+        match &verdict {
+            HostKeyVerdict::Trusted => {}
+            HostKeyVerdict::Unknown => env.known().trust(&hop.host, hop.port, &key)?,
+            HostKeyVerdict::Changed { file } if file.as_path() != env.known_hosts.as_path() => {
+                return Err(EngineError::Invalid(format!(
+                    "{} pins a different key for {}; fix that file first",
+                    file.display(),
+                    hop.address()
+                )));
+            }
+            // A changed key is never replaced without being asked to.
+            HostKeyVerdict::Changed { file } if !replace => {
+                return Err(EngineError::Refused {
+                    kind: ErrorKind::Conflict,
+                    code: "host_key_changed",
+                    message: format!(
+                        "the host key of {} differs from the one pinned in {}; replace it only if you know why it changed",
+                        hop.address(),
+                        file.display()
+                    ),
+                });
+            }
+            HostKeyVerdict::Changed { .. } => {
+                env.known().replace(&hop.host, hop.port, &key)?;
+            }
         }
         Ok(cosmos_remote::ssh::hostkeys::fingerprint(&key))
     }
@@ -380,6 +423,11 @@ pub enum Fix {
     Space { root: String },
     /// The root is not writable by the login user.
     Root { root: String },
+}
+
+/// `n` and the noun in the right number: `1 slot`, `2 slots`.
+pub(crate) fn plural(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn item(check: &'static str, ok: bool, detail: String, fix: Fix) -> CheckItem {
@@ -436,6 +484,42 @@ pub(crate) fn parse_gpus(csv: &str) -> Vec<Gpu> {
 }
 
 impl Services {
+    /// Records the GPUs a target's host reports: its health, and its slot count when its
+    /// slots follow the host (the target as it is now, when that changed it).
+    pub(crate) async fn record_gpus(&self, name: &str, found: u32) -> EngineResult<Option<Target>> {
+        self.store()
+            .set_target_health(name, true, Some(found))
+            .await?;
+        match self.store().target(name).await? {
+            Some(mut t) if t.config.gpus_from_host && found > 0 && t.config.gpus != found => {
+                t.config.gpus = found;
+                self.store().put_target(&t, true).await?;
+                tracing::info!(target = %name, "{found} GPUs found: slots set to match");
+                Ok(Some(t))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Counts a target's GPUs now (nvidia-smi over its connection) and records them; `None`
+    /// when the host lists none or cannot be asked.
+    pub(crate) async fn count_gpus(&self, target: &Target) -> EngineResult<Option<u32>> {
+        if target.config.rehearsal {
+            return Ok(None);
+        }
+        let c = self.connect(target)?;
+        let out = match c.host.runner.run(&args(&GPU_QUERY)).await {
+            Ok(out) if out.success() => out,
+            _ => return Ok(None),
+        };
+        let found = parse_gpus(&out.stdout_text()).len() as u32;
+        if found == 0 {
+            return Ok(None);
+        }
+        self.record_gpus(&target.name, found).await?;
+        Ok(Some(found))
+    }
+
     /// Preflight: each item ok or failed with a hint. Stops early only when nothing further
     /// can be checked (unreachable, untrusted, not logged in).
     pub(crate) async fn check_target(&self, target: &Target) -> EngineResult<Vec<CheckItem>> {
@@ -533,29 +617,36 @@ impl Services {
             Ok(out) if out.success() => {
                 let gpus = parse_gpus(&out.stdout_text());
                 let found = gpus.len() as u32;
-                // What `cosmos status` shows of the target's slots, before any worker looks.
-                if found > 0 {
-                    self.store()
-                        .set_target_health(name, true, Some(found))
-                        .await?;
-                }
+                // What `cosmos status` shows of the target's slots, before any worker looks;
+                // slots that follow the host become what it has.
+                let slots = if found > 0 {
+                    self.record_gpus(name, found)
+                        .await?
+                        .map_or(cfg.gpus, |t| t.config.gpus)
+                } else {
+                    cfg.gpus
+                };
                 match gpus.first() {
                     Some(g) => {
                         let detail = format!(
-                            "{found} × {} ({} MiB; {}% busy, {} MiB used on GPU {}); {} slots configured",
+                            "{found} × {} ({} MiB; {}% busy, {} MiB used on GPU {}); {}",
                             g.name,
                             g.memory_total_mib,
                             g.utilization_percent,
                             g.memory_used_mib,
                             g.index,
-                            cfg.gpus
+                            if cfg.gpus_from_host {
+                                format!(
+                                    "{} (as many as the host has)",
+                                    plural(slots, "slot", "slots")
+                                )
+                            } else {
+                                format!("{} configured", plural(slots, "slot", "slots"))
+                            }
                         );
                         // More slots than GPUs would place runs on devices that do not exist.
-                        let fix = Fix::Slots {
-                            gpus: found,
-                            slots: cfg.gpus,
-                        };
-                        (cfg.gpus <= found, detail, fix)
+                        let fix = Fix::Slots { gpus: found, slots };
+                        (slots <= found, detail, fix)
                     }
                     None => (false, "no GPUs listed".into(), Fix::Driver),
                 }

@@ -270,6 +270,7 @@ fn reads_answer_from_the_store_while_a_target_is_down() -> TestResult {
                 rehearsal: false,
                 mounts: Vec::new(),
                 image_digest: None,
+                gpus_from_host: false,
             },
             is_default: true,
         };

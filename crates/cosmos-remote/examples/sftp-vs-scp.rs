@@ -76,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         identity: Some(host.client_key()),
         jump: None,
         known_hosts: KnownHosts::new(host.known_hosts(), None),
+        connect_timeout: cosmos_remote::ssh::CONNECT_TIMEOUT,
     });
     let h = Host {
         runner: conn.clone(),

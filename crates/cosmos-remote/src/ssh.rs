@@ -4,6 +4,7 @@
 //! (invariant 5).
 
 mod auth;
+mod connect;
 pub mod hostkeys;
 mod sftp;
 
@@ -22,6 +23,7 @@ use cosmos_core::quote::shell_join;
 use crate::{CommandRunner, RemoteError, RemoteResult, Sink, Stream};
 use hostkeys::{HostKeyVerdict, KnownHosts};
 
+pub use connect::{CONNECT_TIMEOUT, ConnectNotice, scan_host_key};
 pub use sftp::SftpFiles;
 
 /// Where and how to log in.
@@ -37,6 +39,9 @@ pub struct SshSpec {
     /// Reach the host through this one first (OpenSSH's ProxyJump).
     pub jump: Option<Box<SshSpec>>,
     pub known_hosts: KnownHosts,
+    /// One deadline for reaching the host: TCP, the SSH handshake and logging in, every
+    /// attempt and any jump host included.
+    pub connect_timeout: Duration,
 }
 
 impl SshSpec {
@@ -90,6 +95,8 @@ fn config() -> Arc<client::Config> {
 pub struct SshConnection {
     spec: SshSpec,
     live: Mutex<Option<Live>>,
+    /// Told when connecting takes longer than a second, so a wait never looks like a hang.
+    notice: Option<ConnectNotice>,
 }
 
 struct Live {
@@ -111,9 +118,15 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 impl SshConnection {
     pub fn new(spec: SshSpec) -> Arc<Self> {
+        Self::with_notice(spec, None)
+    }
+
+    /// A connection that calls `notice` when connecting takes more than a second.
+    pub fn with_notice(spec: SshSpec, notice: Option<ConnectNotice>) -> Arc<Self> {
         Arc::new(Self {
             spec,
             live: Mutex::new(None),
+            notice,
         })
     }
 
@@ -130,20 +143,13 @@ impl SshConnection {
             return Ok(l.handle.clone());
         }
         *live = None;
-        let mut pause = FIRST_BACKOFF;
-        let mut attempt = 1;
-        let (handle, jump) = loop {
-            match connect(&self.spec).await {
-                Ok(pair) => break pair,
-                Err(e) if e.is_transient() && attempt < CONNECT_ATTEMPTS => {
-                    tracing::debug!(target: "cosmos_remote", "connect attempt {attempt} failed: {e}");
-                    tokio::time::sleep(crate::backoff::jittered(pause)).await;
-                    pause *= 2;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let (handle, jump) = connect::within_deadline(
+            &self.spec,
+            self.notice.as_ref(),
+            CONNECT_ATTEMPTS,
+            FIRST_BACKOFF,
+        )
+        .await?;
         let handle = Arc::new(handle);
         *live = Some(Live {
             handle: handle.clone(),
@@ -250,110 +256,6 @@ impl SshConnection {
         }
         tracing::debug!(target: "cosmos_remote", "exit {code:?} after {:.1?}: {line}", began.elapsed());
         Ok(code)
-    }
-}
-
-/// Opens a TCP (or tunnelled) connection, checks the host key and logs in.
-async fn connect(spec: &SshSpec) -> RemoteResult<(Handle<Client>, Option<Arc<Handle<Client>>>)> {
-    let seen = Arc::new(StdMutex::new(None));
-    let client = Client {
-        known: spec.known_hosts.clone(),
-        host: spec.host.clone(),
-        port: spec.port,
-        seen: seen.clone(),
-    };
-    let unreachable = |e: &dyn std::fmt::Display| RemoteError::Unreachable {
-        target: spec.address(),
-        message: e.to_string(),
-    };
-    let (result, jump) = match &spec.jump {
-        None => {
-            let addr = (spec.host.as_str(), spec.port);
-            let connecting = client::connect(config(), addr, client);
-            let r = tokio::time::timeout(Duration::from_secs(20), connecting)
-                .await
-                .map_err(|_| unreachable(&"timed out after 20 s"))?;
-            (r, None)
-        }
-        Some(jump_spec) => {
-            let (jump, _) = Box::pin(connect(jump_spec)).await?;
-            let jump = Arc::new(jump);
-            let tunnel = jump
-                .channel_open_direct_tcpip(spec.host.clone(), spec.port.into(), "127.0.0.1", 0)
-                .await
-                .map_err(|e| unreachable(&format!("via {}: {e}", jump_spec.address())))?;
-            let r = client::connect_stream(config(), tunnel.into_stream(), client).await;
-            (r, Some(jump))
-        }
-    };
-    let mut handle = match result {
-        Ok(h) => h,
-        Err(russh::Error::UnknownKey) => {
-            let seen = seen.lock().ok().and_then(|s| s.clone());
-            return Err(match seen {
-                Some((key, HostKeyVerdict::Changed { file })) => RemoteError::HostKeyChanged {
-                    target: spec.address(),
-                    name: spec.name.clone(),
-                    fingerprint: hostkeys::fingerprint(&key),
-                    file: file.display().to_string(),
-                },
-                Some((key, _)) => RemoteError::UnknownHostKey {
-                    target: spec.address(),
-                    name: spec.name.clone(),
-                    fingerprint: hostkeys::fingerprint(&key),
-                },
-                None => unreachable(&"the server offered no usable host key"),
-            });
-        }
-        Err(e) => return Err(unreachable(&e)),
-    };
-    auth::authenticate(&mut handle, spec).await?;
-    Ok((handle, jump))
-}
-
-/// Connects only far enough to learn the host's key, for `cosmos target trust`.
-pub async fn scan_host_key(spec: &SshSpec) -> RemoteResult<(PublicKey, HostKeyVerdict)> {
-    let mut probe = spec.clone();
-    // Trust nothing, so the handshake stops right after the key is seen.
-    probe.known_hosts = KnownHosts::empty();
-    let seen = Arc::new(StdMutex::new(None));
-    let client = Client {
-        known: probe.known_hosts.clone(),
-        host: spec.host.clone(),
-        port: spec.port,
-        seen: seen.clone(),
-    };
-    let result = match &spec.jump {
-        None => client::connect(config(), (spec.host.as_str(), spec.port), client)
-            .await
-            .map(drop),
-        Some(jump_spec) => {
-            let (jump, _) = connect(jump_spec).await?;
-            let tunnel = jump
-                .channel_open_direct_tcpip(spec.host.clone(), spec.port.into(), "127.0.0.1", 0)
-                .await
-                .map_err(|e| RemoteError::Unreachable {
-                    target: spec.address(),
-                    message: e.to_string(),
-                })?;
-            client::connect_stream(config(), tunnel.into_stream(), client)
-                .await
-                .map(drop)
-        }
-    };
-    let key = seen.lock().ok().and_then(|s| s.clone()).map(|(k, _)| k);
-    match (key, result) {
-        (Some(key), _) => {
-            let verdict = spec.known_hosts.check(&spec.host, spec.port, &key);
-            Ok((key, verdict))
-        }
-        (None, Err(e)) => Err(RemoteError::Unreachable {
-            target: spec.address(),
-            message: e.to_string(),
-        }),
-        (None, Ok(())) => Err(RemoteError::Protocol(
-            "the server did not show a host key".into(),
-        )),
     }
 }
 

@@ -22,6 +22,7 @@ fn spec(host: &SshHost, known: KnownHosts) -> SshSpec {
         identity: Some(host.client_key()),
         jump: None,
         known_hosts: known,
+        connect_timeout: cosmos_remote::ssh::CONNECT_TIMEOUT,
     }
 }
 
@@ -366,4 +367,61 @@ fn free_space_is_known_before_the_root_exists() {
         assert!(a.abs_diff(b) < 64 << 20, "{a} vs {b}");
     });
     assert!(!fresh.exists(), "reading free space made the folder");
+}
+
+#[test]
+fn a_host_that_accepts_tcp_but_never_speaks_ssh_fails_within_one_deadline_that_says_so() {
+    // A listener that is never accepted from: the kernel completes TCP, nobody answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = silent.local_addr().expect("address").port();
+    let spec = SshSpec {
+        name: "silent".into(),
+        host: "127.0.0.1".into(),
+        port,
+        user: "nobody".into(),
+        identity: None,
+        jump: None,
+        known_hosts: KnownHosts::empty(),
+        connect_timeout: std::time::Duration::from_secs(2),
+    };
+    let heard = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let notice = {
+        let heard = heard.clone();
+        cosmos_remote::ssh::ConnectNotice(Arc::new(move |line: &str| {
+            heard.lock().expect("lock").push(line.to_owned());
+        }))
+    };
+    let conn = SshConnection::with_notice(spec.clone(), Some(notice));
+    runtime().block_on(async {
+        let began = Instant::now();
+        let err = conn.connect().await.expect_err("nothing answers");
+        let took = began.elapsed();
+        assert!(
+            took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(4),
+            "one deadline for every attempt: {took:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "accepted the connection but did not complete an SSH handshake within 2 s"
+            ),
+            "{text}"
+        );
+        let heard = heard.lock().expect("lock").clone();
+        assert_eq!(heard.len(), 1, "{heard:?}");
+        assert!(
+            heard[0].starts_with("connecting to silent (ssh://nobody@127.0.0.1:"),
+            "{heard:?}"
+        );
+
+        // Scanning the host key keeps to the same deadline.
+        let began = Instant::now();
+        let err = scan_host_key(&spec).await.expect_err("nothing answers");
+        assert!(began.elapsed() < std::time::Duration::from_secs(4));
+        assert!(
+            err.to_string().contains("SSH handshake within 2 s"),
+            "{err}"
+        );
+    });
+    drop(silent);
 }

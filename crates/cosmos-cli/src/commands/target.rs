@@ -141,9 +141,12 @@ pub struct EditArgs {
 pub struct TrustArgs {
     /// The target's name
     name: String,
-    /// Pin without asking (for scripts)
+    /// Pin without asking (for scripts); a changed key also needs --replace
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Replace a pinned key that changed (only when you know why it changed)
+    #[arg(long)]
+    replace: bool,
 }
 
 impl Settings {
@@ -282,13 +285,26 @@ impl Command {
                             }
                             continue;
                         }
-                        HostKeyVerdict::Changed { file } => ctx.say(
-                            "warning",
-                            &format!(
-                                "THE HOST KEY OF {what} DIFFERS FROM THE ONE PINNED IN {}: only continue if you know why it changed",
+                        HostKeyVerdict::Changed { file } => {
+                            let message = format!(
+                                "THE HOST KEY OF {what} DIFFERS FROM THE ONE PINNED IN {}: it now presents {algo} key {fp}",
                                 file.display()
-                            ),
-                        ),
+                            );
+                            if !a.replace {
+                                bail!(
+                                    "{message}. Someone may be impersonating the host, or it was reinstalled: only if you know why it changed, `cosmos target trust {} --replace` replaces the key pinned for {what} in {}",
+                                    t.name,
+                                    file.display()
+                                );
+                            }
+                            ctx.say(
+                                "warning",
+                                &format!(
+                                    "{message}; replacing the key pinned for {what} in {}",
+                                    file.display()
+                                ),
+                            );
+                        }
                         HostKeyVerdict::Unknown => {}
                     }
                     eprintln!("{what} presents {algo} key {fp}");
@@ -303,7 +319,7 @@ impl Command {
                             bail!("not pinned");
                         }
                     }
-                    let fp = services.targets().trust_key(hop).await?;
+                    let fp = services.targets().trust_key(hop, a.replace).await?;
                     ctx.say(
                         "note",
                         &format!("pinned {fp} for {what} in {}", ctx.known_hosts().display()),
@@ -311,6 +327,13 @@ impl Command {
                     if i == last {
                         writeln!(out, "{fp}")?;
                     }
+                }
+                // A target added without --gpus gets as many slots as the host has GPUs.
+                if t.config.gpus_from_host
+                    && let Ok(Some(n)) = services.targets().count_gpus(&t).await
+                {
+                    let s = if n == 1 { "" } else { "s" };
+                    ctx.say("note", &format!("{} has {n} GPU{s}: {n} slot{s}", t.name));
                 }
             }
             Command::Check(a) => {
@@ -393,8 +416,9 @@ fn fix_text(fix: &Fix, name: &str) -> String {
         ),
         Fix::Checkpoints => "download the checkpoints into the checkout (scripts/download_checkpoints.py in cosmos-transfer1)".into(),
         Fix::Slots { gpus, slots } => format!(
-            "the target has {gpus} GPU{} but {slots} slots: `cosmos target edit {name} --gpus {gpus}`",
-            if *gpus == 1 { "" } else { "s" }
+            "the target has {gpus} GPU{} but {slots} slot{}: `cosmos target edit {name} --gpus {gpus}`",
+            if *gpus == 1 { "" } else { "s" },
+            if *slots == 1 { "" } else { "s" }
         ),
         Fix::Driver => "install the NVIDIA driver on the host".into(),
         Fix::Space { root } => {

@@ -811,3 +811,112 @@ fn a_worker_paused_past_its_lease_writes_nothing_and_starts_nothing_when_it_wake
         "{first_log}"
     );
 }
+
+#[test]
+fn slots_follow_the_host_s_gpus_unless_set_and_a_changed_key_needs_replace() {
+    let home = Home::new();
+    let host = SshHost::start_with(HostOptions {
+        gpus: 1,
+        ..HostOptions::default()
+    })
+    .expect("sshd fixture");
+    let url = format!("ssh://{}@127.0.0.1:{}", host.user(), host.port());
+    let mut add = super::remote::fixture_target_add("one", &url, &host);
+    add.extend(["--key".into(), host.client_key().display().to_string()]);
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    let fleet = Fleet {
+        home,
+        hosts: vec![host],
+    };
+    fleet.run(&add).ok();
+    let shown = fleet.run(&["target", "show", "one", "--json"]).ok().json();
+    assert_eq!(shown["gpus_from_host"], true, "{shown}");
+
+    // Trusting counts the GPUs: one GPU, one slot, and the check passes, worded in the singular.
+    let trust = fleet.run(&["target", "trust", "one", "--yes"]).ok();
+    assert!(
+        trust.stderr.contains("one has 1 GPU: 1 slot"),
+        "{}",
+        trust.stderr
+    );
+    let shown = fleet.run(&["target", "show", "one", "--json"]).ok().json();
+    assert_eq!(shown["gpus"], 1, "{shown}");
+    let check = fleet.run(&["target", "check", "one", "--json"]).ok().json();
+    assert_eq!(check["ok"], true, "{check}");
+    let gpus = check["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["check"] == "gpus"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(
+        gpus["detail"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("1 slot (as many as the host has)")),
+        "{gpus}"
+    );
+    // A slot count given by hand stays.
+    fleet.run(&["target", "edit", "one", "--gpus", "3"]).ok();
+    let check = fleet.run(&["target", "check", "one", "--json"]).json();
+    assert_eq!(check["ok"], false, "{check}");
+    let shown = fleet.run(&["target", "show", "one", "--json"]).ok().json();
+    assert_eq!(
+        (shown["gpus"].as_u64(), shown["gpus_from_host"].as_bool()),
+        (Some(3), Some(false))
+    );
+
+    // A pinned key that no longer matches: --yes alone refuses; --replace replaces it.
+    let known = fleet.home.home().join("known_hosts");
+    let real = std::fs::read_to_string(&known).expect("pinned key");
+    let other_dir = tempfile::tempdir().expect("temp");
+    let other_key = other_dir.path().join("k");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(made.success());
+    let other = std::fs::read_to_string(other_key.with_extension("pub")).expect("pub key");
+    let other_b64 = other.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let forged: String = real
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() >= 3 {
+                f[1] = "ssh-ed25519";
+                f[2] = &other_b64;
+            }
+            format!("{}\n", f.join(" "))
+        })
+        .collect();
+    std::fs::write(&known, &forged).expect("forge the pin");
+    let refused = fleet.run(&["target", "trust", "one", "--yes"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("`cosmos target trust one --replace` replaces the key pinned for"),
+        "{}",
+        refused.stderr
+    );
+    let replaced = fleet
+        .run(&["target", "trust", "one", "--yes", "--replace"])
+        .ok();
+    assert!(
+        replaced.stderr.contains("replacing the key pinned for"),
+        "{}",
+        replaced.stderr
+    );
+    let pinned = std::fs::read_to_string(&known).expect("pins");
+    assert!(
+        !pinned.contains(&other_b64),
+        "the old key is gone: {pinned}"
+    );
+    fleet.run(&["target", "check", "one", "--json"]).json();
+    assert!(
+        fleet
+            .run(&["target", "trust", "one", "--yes"])
+            .ok()
+            .stderr
+            .contains("already trusted")
+    );
+}

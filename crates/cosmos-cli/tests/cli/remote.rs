@@ -77,7 +77,7 @@ pub(super) fn add_fixture_target(
 
 /// `cosmos target add NAME DESTINATION …` with a fixture host's root, checkout, the sim
 /// image, no GPU flag, and its model recording every start in the host's record file.
-fn fixture_target_add(name: &str, destination: &str, host: &SshHost) -> Vec<String> {
+pub(super) fn fixture_target_add(name: &str, destination: &str, host: &SshHost) -> Vec<String> {
     let image = sim_image().expect("sim image");
     let record = format!("COSMOS_SIM_RECORD={}", host.record_file().display());
     let mut args: Vec<String> = ["target", "add", name, destination]

@@ -170,3 +170,48 @@ fn bad_target_settings_are_refused_with_the_fix_and_nothing_is_stored() -> TestR
     assert!(!String::from_utf8_lossy(&db).contains("hf_abc"));
     Ok(())
 }
+
+#[test]
+fn every_command_keeps_to_one_connect_deadline_against_a_host_that_never_answers() -> TestResult {
+    // TCP is accepted by the kernel, but nothing ever speaks SSH.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    let h = Home::new();
+    let url = format!("ssh://artist@127.0.0.1:{port}");
+    h.run(&["target", "add", "silent", &url, "--gpus", "1"])
+        .ok();
+    let scene = h.standard_scene("shot");
+    let deadline = [("COSMOS_SSH_CONNECT_TIMEOUT_SECONDS", "2.0")];
+    for args in [
+        vec!["target", "check", "silent"],
+        vec!["target", "trust", "silent", "--yes"],
+        vec!["run", "a harbour", s(&scene), "--target", "silent"],
+    ] {
+        let began = std::time::Instant::now();
+        let out = h.run_with(&args, &deadline);
+        let took = began.elapsed();
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert_eq!(out.code, 2, "`{}`: {all}", args.join(" "));
+        assert!(
+            took < std::time::Duration::from_secs(6),
+            "`{}` took {took:?}",
+            args.join(" ")
+        );
+        assert!(
+            all.contains("did not complete an SSH handshake within 2 s"),
+            "`{}`: {all}",
+            args.join(" ")
+        );
+        if args[0] != "target" || args[1] != "trust" {
+            assert!(
+                out.stderr
+                    .contains("connecting to silent (ssh://artist@127.0.0.1:"),
+                "`{}`: {}",
+                args.join(" "),
+                out.stderr
+            );
+        }
+    }
+    drop(silent);
+    Ok(())
+}

@@ -296,6 +296,9 @@ impl Services {
                 )));
             }
             gpus = Some(found);
+            if let Err(e) = self.record_gpus(name, found).await {
+                tracing::warn!(target = %name, "cannot record the GPUs found: {e}");
+            }
         }
         if let Ok(mut cache) = env.preflights.lock() {
             let at = std::time::Instant::now();

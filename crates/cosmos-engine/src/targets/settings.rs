@@ -138,6 +138,7 @@ impl TargetSettings {
                 return Err(invalid(format!("--gpus {n} is out of range: use 1 to 64")));
             }
             c.gpus = n;
+            c.gpus_from_host = false;
         }
         for pair in &self.env {
             let Some((k, v)) = pair.split_once('=') else {
@@ -296,6 +297,7 @@ impl Services {
         config.runtime = RuntimeKind::None;
         config.gpu_flag = false;
         config.gpus = 1;
+        config.gpus_from_host = false;
         config.env = BTreeMap::from([("COSMOS_SIM_GPUS".into(), "1".into())]);
         config.torchrun = Some(path(&torchrun));
         config.rehearsal = true;

@@ -76,6 +76,34 @@ impl KnownHosts {
         learn_known_hosts_path(host, port, key, own)
             .map_err(|e| RemoteError::Config(format!("cannot write {}: {e}", own.display())))
     }
+
+    /// Pins `key` for the host in cosmos's own file in place of the keys pinned there for it
+    /// before (a changed key the user chose to trust); how many were replaced.
+    pub fn replace(&self, host: &str, port: u16, key: &PublicKey) -> RemoteResult<usize> {
+        let own = self
+            .own()
+            .ok_or_else(|| RemoteError::Config("no known_hosts file is configured".into()))?;
+        let old: Vec<usize> = known_host_keys_path(host, port, own)
+            .map(|found| found.into_iter().map(|(line, _)| line).collect())
+            .unwrap_or_default();
+        if !old.is_empty() {
+            let text = std::fs::read_to_string(own)
+                .map_err(|e| RemoteError::io(format!("read {}", own.display()), e))?;
+            // russh numbers the lines from 1.
+            let kept: String = text
+                .lines()
+                .enumerate()
+                .filter(|(i, _)| !old.contains(&(i + 1)))
+                .map(|(_, l)| format!("{l}\n"))
+                .collect();
+            let tmp = own.with_extension("tmp");
+            std::fs::write(&tmp, kept)
+                .and_then(|()| std::fs::rename(&tmp, own))
+                .map_err(|e| RemoteError::io(format!("rewrite {}", own.display()), e))?;
+        }
+        self.trust(host, port, key)?;
+        Ok(old.len())
+    }
 }
 
 /// OpenSSH's `SHA256:…` fingerprint of a key.
