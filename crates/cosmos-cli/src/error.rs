@@ -132,6 +132,9 @@ pub fn failure_hint(code: &str) -> Option<&'static str> {
         "input_changed" => "register the folder again (`cosmos inputs add DIR`)",
         "gpu_shortage" => "run with fewer `--gpus`, or on a bigger host",
         "misplaced" => "set the target's slots to its GPUs: `cosmos target edit NAME --gpus N`",
+        "gpu_runtime_missing" => {
+            "install the NVIDIA Container Toolkit on the host (`sudo nvidia-ctk runtime configure --runtime=docker`, then restart docker); for an engine without GPUs, `cosmos target edit NAME --no-gpu-flag`"
+        }
         _ => return None,
     })
 }

@@ -233,7 +233,7 @@ impl Services {
                     Err(Staging::Fail(f)) => self.fail(d, from, f).await?,
                     // Nothing started yet: the run can wait and go where there is room.
                     Err(Staging::Error(EngineError::Remote(e))) if e.is_transient() => {
-                        match self.requeue(d, &run, &e.to_string(), true).await? {
+                        match self.requeue(d, &run, &e.to_string(), true, None).await? {
                             Some(queued) => return Ok(queued),
                             None => {
                                 let tries = run.attempts + 1;
@@ -247,7 +247,7 @@ impl Services {
                     // Placed on a GPU the host lacks: this process now knows how many it
                     // has and places the run again at once.
                     Err(Staging::Misplaced(why)) => {
-                        match self.requeue(d, &run, &why, false).await? {
+                        match self.requeue(d, &run, &why, false, None).await? {
                             Some(queued) => return Ok(queued),
                             None => self.fail(d, from, Failure::new("misplaced", why)).await?,
                         }
@@ -288,9 +288,21 @@ impl Services {
                             }
                         }
                         Err(EngineError::Remote(e)) if !e.is_transient() => {
-                            let why = format!("the model could not start: {e}");
-                            self.fail(d, from, Failure::new("start_failed", why))
-                                .await?
+                            let failure = start_failure(&target.name, &e);
+                            // What the runtime said is the run's log too (`cosmos logs`).
+                            self.note_in_log(&run.id, &failure.message);
+                            // Nothing ran: another target may take it before it fails.
+                            if self.another_target_for(&run, &target.name).await? {
+                                let why =
+                                    format!("{}; placing it on another target", failure.message);
+                                if let Some(queued) = self
+                                    .requeue(d, &run, &why, false, Some(&target.name))
+                                    .await?
+                                {
+                                    return Ok(queued);
+                                }
+                            }
+                            self.fail(d, from, failure).await?
                         }
                         Err(e) => return Err(e),
                     }
@@ -319,6 +331,7 @@ impl Services {
         run: &Run,
         why: &str,
         backoff: bool,
+        avoid: Option<&str>,
     ) -> EngineResult<Option<Run>> {
         let policy = self.exec_env()?.retry;
         if run.attempts >= policy.max_attempts {
@@ -340,13 +353,50 @@ impl Services {
         self.bus
             .record(self.store().requeue_run(
                 &run.id,
-                RunStatus::Staging,
+                run.status,
                 at,
                 &message,
                 Some(&d.fence),
+                avoid,
             ))
             .await?;
         Ok(Some(self.store().run(&run.id).await?))
+    }
+
+    /// Whether a target other than `failed` (and those the run could not start on before)
+    /// could take the run: it is not pinned, and such a target exists.
+    async fn another_target_for(&self, run: &Run, failed: &str) -> EngineResult<bool> {
+        if run.target_pin.is_some() {
+            return Ok(false);
+        }
+        let all = self.store().list_targets().await?;
+        let anywhere = crate::targets::takes_unnamed_runs(&all);
+        let avoided = self.store().avoided_targets(&run.id).await?;
+        Ok(all.iter().any(|t| {
+            anywhere(t)
+                && t.name != failed
+                && !avoided.contains(&t.name)
+                && t.config.gpus >= run.params.gpus
+        }))
+    }
+
+    /// Appends a line to the run's local log, where `cosmos logs` reads.
+    fn note_in_log(&self, id: &RunId, line: &str) {
+        let Ok(env) = self.exec_env() else { return };
+        let path = local_log(&env.data_dir, id);
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            std::io::Write::write_all(&mut f, format!("cosmos: {line}\n").as_bytes())
+        };
+        if let Err(e) = write() {
+            tracing::warn!(run = %id, "cannot write the run's log: {e}");
+        }
     }
 
     /// How long staging waits for an unreachable target before the run goes back to the
@@ -417,4 +467,21 @@ impl Services {
             .ok_or_else(|| EngineError::NoInputSet(run.prompt_id.to_string()))?;
         Ok(self.store().input_set(&set_id).await?.files)
     }
+}
+
+/// Why a model could not start, in the runtime's own words, with what fixes it when known.
+fn start_failure(target: &str, e: &cosmos_remote::RemoteError) -> Failure {
+    let words = e.to_string();
+    if words.contains("could not select device driver") && words.contains("gpu") {
+        return Failure::new(
+            "gpu_runtime_missing",
+            format!(
+                "the model could not start on {target}: {words} (the Docker engine there has no GPU support)"
+            ),
+        );
+    }
+    Failure::new(
+        "start_failed",
+        format!("the model could not start on {target}: {words}"),
+    )
 }

@@ -18,7 +18,13 @@ pub struct DirectScheduler;
 
 impl Placer for DirectScheduler {
     fn place(&self, run: &Candidate, slots: &[TargetSlots]) -> Option<(String, Vec<u32>)> {
-        place(run.gpus, run.target_pin.as_deref(), slots, |t| {
+        // Never again where it could not start.
+        let open: Vec<TargetSlots> = slots
+            .iter()
+            .filter(|s| !run.avoid.contains(&s.name))
+            .cloned()
+            .collect();
+        place(run.gpus, run.target_pin.as_deref(), &open, |t| {
             run.inputs_on.contains(t)
         })
     }
@@ -55,6 +61,7 @@ mod tests {
             gpus: 1,
             target_pin: pin.map(str::to_owned),
             inputs_on: on.iter().map(|s| (*s).to_owned()).collect(),
+            avoid: Default::default(),
         };
         let s = DirectScheduler;
         assert_eq!(
@@ -74,5 +81,14 @@ mod tests {
             ..run(Some("a"), &[])
         };
         assert_eq!(s.place(&big, &slots), None, "a has one free slot");
+        let burnt = Candidate {
+            avoid: ["b".to_owned()].into(),
+            ..run(None, &[])
+        };
+        assert_eq!(
+            s.place(&burnt, &slots),
+            Some(("a".into(), vec![1])),
+            "not where it could not start"
+        );
     }
 }

@@ -419,6 +419,8 @@ pub enum Fix {
     Slots { gpus: u32, slots: u32 },
     /// No NVIDIA driver, or no GPU.
     Driver,
+    /// The container runtime cannot hand GPUs to containers.
+    GpuRuntime,
     /// Too little free space under the root.
     Space { root: String },
     /// The root is not writable by the login user.
@@ -570,6 +572,18 @@ impl Services {
                         image: cfg.image.clone(),
                     },
                 ));
+                // Containers get GPUs the way runs ask for them (an engine without the
+                // NVIDIA runtime refuses `--gpus`).
+                if image.is_ok()
+                    && let Some(gpus) = c.runtime.check_gpus(h, &cfg.image).await?
+                {
+                    items.push(item(
+                        "gpu access",
+                        gpus.is_ok(),
+                        gpus.unwrap_or_else(|e| e),
+                        Fix::GpuRuntime,
+                    ));
+                }
                 if let Ok(digest) = image
                     && cfg.image_digest.as_deref() != Some(digest.as_str())
                 {

@@ -56,6 +56,15 @@ pub trait ModelRuntime: Send + Sync + std::fmt::Debug {
     /// Checks that the runtime works on the host (`docker version`); `None` when there is
     /// nothing to check. `Ok(detail)` or `Err(what went wrong)`.
     async fn check_engine(&self, host: &Host) -> RemoteResult<Option<Result<String, String>>>;
+    /// Whether a container gets GPUs the way runs ask for them (`None` when the runtime
+    /// passes no GPU request): the first GPU it sees, or the runtime's own words.
+    async fn check_gpus(
+        &self,
+        _host: &Host,
+        _image: &str,
+    ) -> RemoteResult<Option<Result<String, String>>> {
+        Ok(None)
+    }
     /// The image's id on the host; `None` when the runtime uses no image.
     async fn check_image(
         &self,
@@ -165,6 +174,17 @@ fn docker_state(text: &str) -> ModelState {
 }
 
 /// How a start command ended: fine when it succeeded or the model had `already` started.
+/// What docker said went wrong: its error lines without the `Run 'docker run --help'`
+/// boilerplate that follows them (the last line, and the least useful).
+fn docker_words(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Run '") && !l.starts_with("See '"))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(" "))
+}
+
 fn started_or_failed(out: &crate::Output, already: bool) -> RemoteResult<()> {
     if out.success() || already {
         return Ok(());
@@ -237,8 +257,64 @@ impl ModelRuntime for Docker {
     async fn start(&self, host: &Host, argv: &[String]) -> RemoteResult<()> {
         let out = host.runner.run(argv).await?;
         // A container of that name: an earlier driver started it.
-        let started = String::from_utf8_lossy(&out.stderr).contains("is already in use");
-        started_or_failed(&out, started)
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.success() || stderr.contains("is already in use") {
+            return Ok(());
+        }
+        // `docker run -d` that failed leaves a container that never ran (`Created`): remove
+        // it, so nothing is left behind and a later start is not taken for an earlier one.
+        if let Some(name) = argv
+            .iter()
+            .position(|a| a == "--name")
+            .and_then(|i| argv.get(i + 1))
+        {
+            let _ = host
+                .runner
+                .run(&self.docker(&["rm", "--force", name]))
+                .await;
+        }
+        Err(RemoteError::Command {
+            what: "start the model".into(),
+            code: out.code,
+            message: docker_words(&stderr).unwrap_or_else(|| out.last_words()),
+        })
+    }
+
+    async fn check_gpus(
+        &self,
+        host: &Host,
+        image: &str,
+    ) -> RemoteResult<Option<Result<String, String>>> {
+        if !self.gpu_flag {
+            return Ok(None);
+        }
+        // As a run asks for them: `--gpus device=0`, the image's own nvidia-smi (the
+        // NVIDIA runtime mounts it in).
+        let out = host
+            .runner
+            .run(&self.docker(&[
+                "run",
+                "--rm",
+                "--gpus",
+                "device=0",
+                "--entrypoint",
+                "nvidia-smi",
+                image,
+                "-L",
+            ]))
+            .await?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Ok(Some(if out.success() {
+            Ok(out
+                .stdout_text()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned())
+        } else {
+            Err(docker_words(&stderr).unwrap_or_else(|| out.last_words()))
+        }))
     }
 
     async fn state(

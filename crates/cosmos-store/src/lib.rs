@@ -175,7 +175,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// and places it there: lease, target and devices, in one transaction.
     async fn claim_run(&self, req: &ClaimRequest<'_>) -> StoreResult<Option<Claim>>;
     /// Back to the queue after an infrastructure error: one more attempt, not before
-    /// `not_before`, its slots freed.
+    /// `not_before`, its slots freed; `avoid` names a target it must not be placed on again.
     async fn requeue_run(
         &self,
         id: &RunId,
@@ -183,7 +183,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         not_before: chrono::DateTime<chrono::Utc>,
         message: &str,
         fence: Option<&Fence>,
+        avoid: Option<&str>,
     ) -> StoreResult<()>;
+    /// The targets a run could not start on.
+    async fn avoided_targets(&self, id: &RunId) -> StoreResult<Vec<String>>;
     /// Pauses or resumes the whole queue (`None`) or one target.
     async fn set_paused(&self, target: Option<&str>, paused: bool) -> StoreResult<()>;
     /// What is paused: `None` for the whole queue, else target names.

@@ -145,6 +145,8 @@ pub struct Candidate {
     pub target_pin: Option<String>,
     /// Targets that already hold the run's inputs.
     pub inputs_on: std::collections::BTreeSet<String>,
+    /// Targets the run could not start on: it goes elsewhere.
+    pub avoid: std::collections::BTreeSet<String>,
 }
 
 /// Decides where a queued run goes (the engine's scheduler implements it); the store only

@@ -342,6 +342,10 @@ impl Store for SqliteStore {
         queue::claim(&self.pool, self.now(), req).await
     }
 
+    async fn avoided_targets(&self, id: &RunId) -> StoreResult<Vec<String>> {
+        queue::avoided(&self.pool, id).await
+    }
+
     #[tracing::instrument(level = "debug", skip(self, fence), fields(run = %id))]
     async fn requeue_run(
         &self,
@@ -350,8 +354,16 @@ impl Store for SqliteStore {
         not_before: chrono::DateTime<chrono::Utc>,
         message: &str,
         fence: Option<&Fence>,
+        avoid: Option<&str>,
     ) -> StoreResult<()> {
-        queue::requeue(&self.pool, self.now(), id, from, not_before, message, fence).await
+        let why = queue::Requeue {
+            from,
+            not_before,
+            message,
+            fence,
+            avoid,
+        };
+        queue::requeue(&self.pool, self.now(), id, &why).await
     }
 
     async fn set_paused(&self, target: Option<&str>, paused: bool) -> StoreResult<()> {

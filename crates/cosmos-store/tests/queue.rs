@@ -262,7 +262,7 @@ fn placement_follows_slots_pins_inputs_priority_pauses_and_retries() -> TestResu
         s.transition(&r, RunStatus::Queued, RunStatus::Staging, "go")
             .await?;
         let later = cosmos_core::now() + chrono::Duration::milliseconds(300);
-        s.requeue_run(&r, RunStatus::Staging, later, "retrying", None)
+        s.requeue_run(&r, RunStatus::Staging, later, "retrying", None, None)
             .await?;
         let run = s.run(&r).await?;
         assert_eq!(

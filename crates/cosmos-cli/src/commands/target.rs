@@ -421,6 +421,9 @@ fn fix_text(fix: &Fix, name: &str) -> String {
             if *slots == 1 { "" } else { "s" }
         ),
         Fix::Driver => "install the NVIDIA driver on the host".into(),
+        Fix::GpuRuntime => format!(
+            "install the NVIDIA Container Toolkit on the host and `sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`; for an engine without GPUs, `cosmos target edit {name} --no-gpu-flag`"
+        ),
         Fix::Space { root } => {
             format!("free space under {root} (runs need room for inputs and outputs)")
         }

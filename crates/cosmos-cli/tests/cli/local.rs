@@ -336,3 +336,79 @@ fn a_paused_queue_is_named_and_logs_f_follows_a_queued_run_without_starting_it()
     );
     Ok(())
 }
+
+#[test]
+fn an_engine_without_gpu_support_fails_the_check_and_a_run_moves_to_a_target_that_can_start_it() {
+    // This machine's Docker engine has no NVIDIA runtime: `--gpus` is refused, as on a GPU
+    // host where the container toolkit is missing.
+    let l = Local::new();
+    let image = sim_image().expect("sim image");
+    l.add("alpha", &["--image", &image]);
+    l.add("beta", &["--image", &image, "--no-gpu-flag"]);
+
+    let check = l.run(&["target", "check", "alpha", "--json"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    let report = check.json();
+    let gpu = report["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["check"] == "gpu access"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(gpu["ok"], false, "{report}");
+    assert!(
+        gpu["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("could not select device driver")),
+        "docker's own words: {gpu}"
+    );
+    assert!(
+        gpu["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("nvidia-ctk")),
+        "{gpu}"
+    );
+
+    // Pinned there, the run fails with docker's first line, a fix, a log, and no container.
+    let scene = l.home.standard_scene("shot");
+    let out = l.run(&["run", "a pier", s(&scene), "--target", "alpha"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("could not select device driver"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("docker run --help"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("hint: install the NVIDIA Container Toolkit"),
+        "{}",
+        out.stderr
+    );
+    let failed = l.run(&["list", "--json"]).ok().json()[0].clone();
+    let id = failed["id"].as_str().expect("id").to_owned();
+    assert_eq!(failed["failure_code"], "gpu_runtime_missing", "{failed}");
+    assert_eq!(
+        containers(&id),
+        "",
+        "a container that never started is removed"
+    );
+    let log = l.run(&["logs", &id]).ok();
+    assert!(
+        log.stdout.contains("could not select device driver"),
+        "{}",
+        log.stdout
+    );
+
+    // Unpinned, it goes to the other target before it fails.
+    let run = l.run(&["run", "a quay", s(&scene), "--json"]).ok().json();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["target"], "beta", "{run}");
+    let id = run["id"].as_str().expect("id");
+    let events = l.run(&["show", id, "--json"]).ok().json()["events"].to_string();
+    assert!(
+        events.contains("could not start on alpha")
+            && events.contains("placing it on another target"),
+        "{events}"
+    );
+    assert_eq!(containers(id), "");
+}

@@ -8,3 +8,6 @@ ALTER TABLE runs ADD COLUMN rehearsal INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN favourite INTEGER NOT NULL DEFAULT 0;
 -- A run is retried at most once (`cosmos retry`): the retry looks for an earlier one.
 CREATE INDEX runs_retry_of ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+-- Targets a run could not start on (a JSON array of names): it is placed elsewhere before
+-- it is failed.
+ALTER TABLE runs ADD COLUMN avoid_targets TEXT;

@@ -73,8 +73,8 @@ pub(crate) async fn claim(
         .map(|s| s.name.as_str())
         .collect();
     let most_free = slots.iter().map(TargetSlots::free).max().unwrap_or(0);
-    let candidates: Vec<(String, i64, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT id, gpus, target_pin, input_set_id FROM runs INDEXED BY runs_queue \
+    let candidates: Vec<(String, i64, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, gpus, target_pin, input_set_id, avoid_targets FROM runs INDEXED BY runs_queue \
          WHERE status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?1) \
          AND (not_before IS NULL OR not_before <= ?1) AND (?2 IS NULL OR id = ?2) \
          AND gpus <= ?4 AND (target_pin IS NULL OR target_pin IN (SELECT value FROM json_each(?5))) \
@@ -88,7 +88,7 @@ pub(crate) async fn claim(
     .fetch_all(&mut *tx)
     .await
     .during("read the queue")?;
-    for (id, gpus, target, input_set) in candidates {
+    for (id, gpus, target, input_set, avoid) in candidates {
         let holders: BTreeSet<String> = match &input_set {
             Some(set) => {
                 sqlx::query_scalar("SELECT target FROM target_inputs WHERE input_set_id = ?")
@@ -106,6 +106,10 @@ pub(crate) async fn claim(
             gpus: u32::try_from(gpus).unwrap_or(1),
             target_pin: target,
             inputs_on: holders,
+            avoid: match &avoid {
+                Some(list) => json("targets to avoid", list)?,
+                None => BTreeSet::new(),
+            },
         };
         let Some((target, devices)) = req.placer.place(&candidate, &slots) else {
             continue;
@@ -166,20 +170,49 @@ pub(crate) async fn claim(
     Ok(None)
 }
 
+pub(crate) async fn avoided(pool: &SqlitePool, id: &RunId) -> StoreResult<Vec<String>> {
+    let list: Option<Option<String>> =
+        sqlx::query_scalar("SELECT avoid_targets FROM runs WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .during("read the targets a run avoids")?;
+    match list.flatten() {
+        Some(text) => json("targets to avoid", &text),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Why and how a run goes back to the queue.
+pub(crate) struct Requeue<'a> {
+    pub from: RunStatus,
+    pub not_before: chrono::DateTime<chrono::Utc>,
+    pub message: &'a str,
+    pub fence: Option<&'a Fence>,
+    /// A target it must not be placed on again.
+    pub avoid: Option<&'a str>,
+}
+
 /// Puts a run that met an infrastructure error back in the queue, not before `not_before`.
 pub(crate) async fn requeue(
     pool: &SqlitePool,
     now: i64,
     id: &RunId,
-    from: RunStatus,
-    not_before: chrono::DateTime<chrono::Utc>,
-    message: &str,
-    fence: Option<&Fence>,
+    why: &Requeue<'_>,
 ) -> StoreResult<()> {
+    let Requeue {
+        from,
+        not_before,
+        message,
+        fence,
+        avoid,
+    } = *why;
     let mut tx = pool.begin().await.during("begin a transaction")?;
     let changed = sqlx::query(&format!(
         "UPDATE runs SET status = 'queued', attempts = attempts + 1, not_before = ?4, \
-         lease_owner = NULL, lease_expires_at = NULL, gpu_devices = NULL, target = target_pin \
+         lease_owner = NULL, lease_expires_at = NULL, gpu_devices = NULL, target = target_pin, \
+         avoid_targets = CASE WHEN ?6 IS NULL THEN avoid_targets \
+             ELSE json_insert(coalesce(avoid_targets, '[]'), '$[#]', ?6) END \
          WHERE id = ?3 AND status = ?5 AND {FENCE_SQL}"
     ))
     .bind(fence.map(|f| f.owner.as_str()))
@@ -187,6 +220,7 @@ pub(crate) async fn requeue(
     .bind(id.as_str())
     .bind(millis(not_before))
     .bind(from.as_str())
+    .bind(avoid)
     .execute(&mut *tx)
     .await
     .during("requeue a run")?;
