@@ -20,6 +20,16 @@ const LOOKAHEAD: i64 = 64;
 /// The scope of a whole-queue pause.
 pub(crate) const ALL: &str = "*";
 
+/// A queued run as a claim first sees it.
+#[derive(sqlx::FromRow)]
+struct CandidateRow {
+    id: String,
+    gpus: i64,
+    target_pin: Option<String>,
+    input_set_id: Option<String>,
+    avoid_targets: Option<String>,
+}
+
 pub(crate) async fn claim(
     pool: &SqlitePool,
     now: i64,
@@ -73,7 +83,7 @@ pub(crate) async fn claim(
         .map(|s| s.name.as_str())
         .collect();
     let most_free = slots.iter().map(TargetSlots::free).max().unwrap_or(0);
-    let candidates: Vec<(String, i64, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let candidates: Vec<CandidateRow> = sqlx::query_as(
         "SELECT id, gpus, target_pin, input_set_id, avoid_targets FROM runs INDEXED BY runs_queue \
          WHERE status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?1) \
          AND (not_before IS NULL OR not_before <= ?1) AND (?2 IS NULL OR id = ?2) \
@@ -88,7 +98,14 @@ pub(crate) async fn claim(
     .fetch_all(&mut *tx)
     .await
     .during("read the queue")?;
-    for (id, gpus, target, input_set, avoid) in candidates {
+    for CandidateRow {
+        id,
+        gpus,
+        target_pin: target,
+        input_set_id: input_set,
+        avoid_targets: avoid,
+    } in candidates
+    {
         let holders: BTreeSet<String> = match &input_set {
             Some(set) => {
                 sqlx::query_scalar("SELECT target FROM target_inputs WHERE input_set_id = ?")
