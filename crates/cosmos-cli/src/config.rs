@@ -45,6 +45,7 @@ pub struct QueueConfig {
     pub retry_backoff_seconds: f64,
     pub staging_patience_seconds: f64,
     pub lease_seconds: f64,
+    pub verify_inputs: String,
 }
 
 impl Default for QueueConfig {
@@ -54,6 +55,7 @@ impl Default for QueueConfig {
             retry_backoff_seconds: 5.0,
             staging_patience_seconds: 20.0,
             lease_seconds: 30.0,
+            verify_inputs: "stamp".into(),
         }
     }
 }
@@ -222,6 +224,12 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
         "lease_seconds",
         "30.0",
         "How long a driver's claim on a run lasts without renewal: a worker that stops (paused,\n# crashed, cut off) longer than this loses the run to another worker, and can then no\n# longer change it.",
+    ),
+    (
+        "queue",
+        "verify_inputs",
+        "\"stamp\"",
+        "How far an input already on a target is trusted: \"stamp\" re-hashes it only when its\n# size, times or inode changed since it was verified; \"full\" re-hashes it for every run.",
     ),
     (
         "ssh",

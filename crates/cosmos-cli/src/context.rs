@@ -37,6 +37,18 @@ impl Ctx {
 
     /// Opens the database (creating it and bringing its schema up to date).
     pub async fn services(&self) -> Result<Services> {
+        self.services_verifying(None).await
+    }
+
+    /// [`Ctx::services`], with `--verify-inputs` (`stamp` or `full`) over the configuration.
+    pub async fn services_verifying(&self, verify_inputs: Option<&str>) -> Result<Services> {
+        let verify = match verify_inputs.unwrap_or(&self.settings.config.queue.verify_inputs) {
+            "stamp" => cosmos_engine::Verify::Stamp,
+            "full" => cosmos_engine::Verify::Full,
+            other => anyhow::bail!(
+                "queue.verify_inputs is `{other}`: use `stamp` (re-hash inputs on a target only when they changed) or `full` (every run)"
+            ),
+        };
         let path = self.settings.database();
         let services =
             cosmos_engine::open_sqlite(&path, Ffprobe::new(&self.settings.config.media.ffprobe))
@@ -65,6 +77,7 @@ impl Ctx {
                     eprintln!("{line}");
                 }))),
             )
+            .with_verify_inputs(verify)
             .with_retry(cosmos_engine::RetryPolicy {
                 max_attempts: self.settings.config.queue.max_retries,
                 backoff_ms: millis(self.settings.config.queue.retry_backoff_seconds),

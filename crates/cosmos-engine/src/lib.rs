@@ -35,6 +35,7 @@ pub use api::{Inputs, Prompts, Queue, Runs, Targets};
 pub use bus::{CROSS_PROCESS_POLL, EventBus, Follower, Subscription};
 pub use control::{CancelScope, Cancelled, Followed};
 pub use cosmos_remote::RemoteError;
+pub use cosmos_remote::blobs::Verify;
 pub use cosmos_remote::ssh::ConnectNotice;
 pub use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
 pub use cosmos_store::{PromptFilter, RunFilter};

@@ -44,6 +44,8 @@ pub struct ExecEnv {
     pub connect_timeout: std::time::Duration,
     /// Told when reaching a target takes more than a second (a front end shows it).
     pub connect_notice: Option<ConnectNotice>,
+    /// How far inputs already on a target are trusted before a run uses them.
+    pub verify_inputs: cosmos_remote::blobs::Verify,
 }
 
 /// How often, and how patiently, a run that could not be staged is tried again.
@@ -89,7 +91,14 @@ impl ExecEnv {
             lease_ttl_ms: crate::execute::LEASE_TTL_MS,
             connect_timeout: cosmos_remote::ssh::CONNECT_TIMEOUT,
             connect_notice: None,
+            verify_inputs: Default::default(),
         }
+    }
+
+    /// Re-hash every input already on a target (`Verify::Full`), or trust its stamp.
+    pub fn with_verify_inputs(mut self, verify: cosmos_remote::blobs::Verify) -> Self {
+        self.verify_inputs = verify;
+        self
     }
 
     /// One deadline for reaching a target; `notice` hears when it takes more than a second.

@@ -98,9 +98,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let raw = t.elapsed().as_secs_f64();
         // The full content-addressed upload: put, sha256 on the target, rename.
         let t = Instant::now();
-        blobs::upload_all(&h, &root, &blobs_in, 4, Arc::new(|_| {})).await?;
+        blobs::upload_all(
+            &h,
+            &root,
+            &blobs_in,
+            blobs::Verify::Stamp,
+            4,
+            Arc::new(|_| {}),
+        )
+        .await?;
         let verified = t.elapsed().as_secs_f64();
-        let (_, again) = blobs::upload_all(&h, &root, &blobs_in, 4, Arc::new(|_| {})).await?;
+        let (_, again) = blobs::upload_all(
+            &h,
+            &root,
+            &blobs_in,
+            blobs::Verify::Stamp,
+            4,
+            Arc::new(|_| {}),
+        )
+        .await?;
         h.ok("clean up", &args(&["rm", "-rf", &format!("{root}/blobs")]))
             .await?;
         Ok::<_, cosmos_remote::RemoteError>((raw, verified, again.bytes))

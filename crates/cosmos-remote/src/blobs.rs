@@ -71,13 +71,90 @@ fn blob_lock(key: String) -> Arc<tokio::sync::Mutex<()>> {
     map.entry(key).or_default().clone()
 }
 
-/// Uploads one blob unless the target already holds it; returns its remote path. Other
-/// processes may upload the same blob at the same time: they write the same bytes, and a
-/// part renamed away by one of them means the blob is there.
+/// How far a blob already on the target is trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Verify {
+    /// Trusted while its verification stamp (size, times, inode) matches the file: hashed
+    /// again only when it changed since it was last verified.
+    #[default]
+    Stamp,
+    /// Hashed again every time.
+    Full,
+}
+
+/// The stamp kept beside a verified blob.
+fn stamp_path(blob: &str) -> String {
+    format!("{blob}.verified")
+}
+
+/// What identifies a file's current bytes without reading them: size, modification and
+/// change times to the nanosecond, inode (a change in place moves the change time, which no
+/// user can set back). `None` when the target cannot say.
+async fn stamp_of(host: &Host, path: &str) -> RemoteResult<Option<String>> {
+    let out = host
+        .runner
+        .run(&crate::args(&["stat", "-c", "%s %.9Y %.9Z %i", "--", path]))
+        .await?;
+    let text = out.stdout_text().trim().to_owned();
+    Ok((out.success() && text.split(' ').count() == 4).then_some(text))
+}
+
+/// Records that `path` was verified as it is now.
+async fn write_stamp(host: &Host, path: &str) -> RemoteResult<()> {
+    if let Some(stamp) = stamp_of(host, path).await? {
+        host.files
+            .write(&stamp_path(path), format!("{stamp}\n").as_bytes(), 0o644)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Whether the blob already at `path` holds the bytes it is named after: trusted on its
+/// stamp unless `verify` is full or the stamp differs, otherwise hashed (and stamped again).
+/// A blob that fails is removed, so it is uploaded again.
+async fn verified_present(
+    host: &Host,
+    path: &str,
+    blob: &LocalBlob,
+    verify: Verify,
+) -> RemoteResult<bool> {
+    if host.files.size(path).await? != Some(blob.size) {
+        return Ok(false);
+    }
+    if verify == Verify::Stamp
+        && let Some(now) = stamp_of(host, path).await?
+    {
+        let recorded = host
+            .files
+            .read_at(&stamp_path(path), 0, 256)
+            .await
+            .unwrap_or_default();
+        if String::from_utf8_lossy(&recorded).trim() == now {
+            return Ok(true);
+        }
+    }
+    let sum = host.sha256(&[path]).await?.remove(0);
+    if sum == blob.sha256 {
+        write_stamp(host, path).await?;
+        return Ok(true);
+    }
+    tracing::warn!(target: "cosmos_remote", "{path} changed since it was verified (sha256 {sum}); uploading it again");
+    host.ok(
+        "remove a blob that changed",
+        &crate::args(&["rm", "-f", "--", path, &stamp_path(path)]),
+    )
+    .await?;
+    Ok(false)
+}
+
+/// Uploads one blob unless the target already holds it, verified; returns its remote path.
+/// Other processes may upload the same blob at the same time: they write the same bytes, and
+/// a part renamed away by one of them means the blob is there.
 pub async fn upload(
     host: &Host,
     root: &str,
     blob: &LocalBlob,
+    verify: Verify,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> RemoteResult<(String, Sent)> {
     let target = blob_path(root, &blob.sha256);
@@ -85,8 +162,9 @@ pub async fn upload(
     let _held = lock.lock().await;
     let present =
         || async { Ok::<_, RemoteError>(host.files.size(&target).await? == Some(blob.size)) };
-    // A blob only ever carries its final name after it was verified (below).
-    if present().await? {
+    // A blob only ever carries its final name after it was verified (below), and it is
+    // trusted again only while its stamp says it has not changed since (DESIGN.md §3.3).
+    if verified_present(host, &target, blob, verify).await? {
         progress(blob.size);
         return Ok((
             target,
@@ -121,6 +199,7 @@ pub async fn upload(
             let sums = host.sha256(&[&part]).await?;
             if sums[0] == blob.sha256 {
                 host.rename(&part, &target).await?;
+                write_stamp(host, &target).await?;
             }
             Ok::<_, RemoteError>(sums.into_iter().next().unwrap_or_default())
         }
@@ -163,6 +242,7 @@ pub async fn upload_all(
     host: &Host,
     root: &str,
     blobs: &[LocalBlob],
+    verify: Verify,
     in_flight: usize,
     progress: Arc<dyn Fn(u64) + Send + Sync>,
 ) -> RemoteResult<(Vec<String>, Sent)> {
@@ -178,7 +258,9 @@ pub async fn upload_all(
                 done[i].store(n, Ordering::Relaxed);
                 progress(done.iter().map(|d| d.load(Ordering::Relaxed)).sum());
             };
-            upload(&host, &root, &blob, &report).await.map(|r| (i, r))
+            upload(&host, &root, &blob, verify, &report)
+                .await
+                .map(|r| (i, r))
         });
     }
     let mut paths = vec![String::new(); blobs.len()];

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rand::Rng;
 
-use cosmos_remote::blobs::{self, LocalBlob};
+use cosmos_remote::blobs::{self, LocalBlob, Verify};
 use cosmos_remote::ssh::hostkeys::{HostKeyVerdict, KnownHosts};
 use cosmos_remote::ssh::{SftpFiles, SshConnection, SshSpec, scan_host_key};
 use cosmos_remote::{CommandRunner, Host, RemoteError, args};
@@ -265,7 +265,7 @@ fn blobs_upload_once_verified_and_resume() {
     }
     runtime().block_on(async {
         let noop = Arc::new(|_: u64| {});
-        let (paths, sent) = blobs::upload_all(&h, &root, &blobs_in, 3, noop.clone())
+        let (paths, sent) = blobs::upload_all(&h, &root, &blobs_in, Verify::Stamp, 3, noop.clone())
             .await
             .expect("upload");
         assert_eq!(sent.bytes, blobs_in.iter().map(|b| b.size).sum::<u64>());
@@ -277,11 +277,39 @@ fn blobs_upload_once_verified_and_resume() {
             assert_eq!(&b.sha256, s);
         }
         // Unchanged inputs: nothing crosses the wire.
-        let (_, again) = blobs::upload_all(&h, &root, &blobs_in, 3, noop.clone())
+        let (_, again) = blobs::upload_all(&h, &root, &blobs_in, Verify::Stamp, 3, noop.clone())
             .await
             .expect("re-upload");
         assert_eq!(again.bytes, 0);
         assert!(again.skipped);
+
+        // Four bytes overwritten in place, same size: the stamp no longer matches, the blob is
+        // hashed, found wrong and uploaded again; nothing is trusted on its size alone.
+        let victim = &blobs_in[2];
+        let at = blobs::blob_path(&root, &victim.sha256);
+        h.ok(
+            "corrupt in place",
+            &args(&[
+                "sh",
+                "-c",
+                "printf XXXX | dd of=\"$1\" bs=1 seek=100 conv=notrunc 2>/dev/null",
+                "sh",
+                &at,
+            ]),
+        )
+        .await
+        .expect("corrupt");
+        assert_ne!(h.sha256(&[&at]).await.expect("sum")[0], victim.sha256);
+        let (_, healed) = blobs::upload(&h, &root, victim, Verify::Stamp, &|_| {})
+            .await
+            .expect("re-upload the corrupted blob");
+        assert_eq!(healed.bytes, victim.size, "uploaded again");
+        assert_eq!(h.sha256(&[&at]).await.expect("sum")[0], victim.sha256);
+        // Full verification hashes even a blob whose stamp matches.
+        let (_, full) = blobs::upload(&h, &root, victim, Verify::Full, &|_| {})
+            .await
+            .expect("verify in full");
+        assert!(full.skipped);
 
         // A partial upload left by a dropped connection resumes from its size.
         let big = &blobs_in[3];
@@ -295,7 +323,7 @@ fn blobs_upload_once_verified_and_resume() {
             .write(&part, &head, 0o644)
             .await
             .expect("write part");
-        let (_, resumed) = blobs::upload(&h, &root, big, &|_| {})
+        let (_, resumed) = blobs::upload(&h, &root, big, Verify::Stamp, &|_| {})
             .await
             .expect("resume");
         assert_eq!(resumed.bytes, big.size - 1_000_000);
@@ -309,7 +337,7 @@ fn blobs_upload_once_verified_and_resume() {
             .write(&part, &[7u8; 10], 0o644)
             .await
             .expect("write junk");
-        blobs::upload(&h, &root, big, &|_| {})
+        blobs::upload(&h, &root, big, Verify::Stamp, &|_| {})
             .await
             .expect("re-upload");
         assert_eq!(h.sha256(&[&target]).await.expect("sum")[0], big.sha256);

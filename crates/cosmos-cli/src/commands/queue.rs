@@ -12,11 +12,18 @@ use crate::output;
 
 /// `cosmos worker`: drains the queue until SIGINT or SIGTERM.
 #[derive(Debug, clap::Args)]
-pub struct WorkerArgs {}
+pub struct WorkerArgs {
+    /// `full` re-hashes every input already on a target before a run uses it; `stamp`
+    /// (the default, `queue.verify_inputs`) only those that changed since they were verified
+    #[arg(long, value_name = "stamp|full", value_parser = ["stamp", "full"])]
+    verify_inputs: Option<String>,
+}
 
 impl WorkerArgs {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
-        let services = ctx.services().await?;
+        let services = ctx
+            .services_verifying(self.verify_inputs.as_deref())
+            .await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let mut term =

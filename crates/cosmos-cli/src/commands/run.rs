@@ -85,6 +85,10 @@ pub struct Args {
     /// Queue the runs and return at once (no target is contacted)
     #[arg(long)]
     no_wait: bool,
+    /// `full` re-hashes every input already on the target before the run uses it (when this
+    /// process runs it); `stamp` (the default) only those that changed since verified
+    #[arg(long, value_name = "stamp|full", value_parser = ["stamp", "full"])]
+    verify_inputs: Option<String>,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -124,7 +128,9 @@ impl Args {
 
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let entries = self.entries()?;
-        let services = ctx.services().await?;
+        let services = ctx
+            .services_verifying(self.verify_inputs.as_deref())
+            .await?;
         let submitted = services
             .runs()
             .submit(SubmitRequest {

@@ -130,6 +130,7 @@ impl Services {
             total,
         );
         let report: Arc<dyn Fn(u64) + Send + Sync> = steps.report.clone();
+        let verify = self.exec_env().map_err(Staging::Error)?.verify_inputs;
         let uploaded = self
             .retrying(
                 self.staging_patience()?,
@@ -137,7 +138,7 @@ impl Services {
                 d,
                 RunStatus::Staging,
                 "upload inputs",
-                || blobs::upload_all(h, &cfg.root, &blobs_in, 4, report.clone()),
+                || blobs::upload_all(h, &cfg.root, &blobs_in, verify, 4, report.clone()),
             )
             .await;
         steps.finish().await;
