@@ -61,6 +61,10 @@ pub struct TransferLaunch<'a> {
     pub checkpoint_dir: &'a str,
 }
 
+/// The video a single (not batch) run writes: Cosmos's default `--video_save_name` (`output`)
+/// with `.mp4`, in the output folder. A run without it did not produce its video.
+pub const PRIMARY_OUTPUT: &str = "output.mp4";
+
 /// `torchrun … transfer.py …`, with the process count matching `--num_gpus`.
 pub fn torchrun_argv(l: &TransferLaunch<'_>) -> Vec<String> {
     let mut argv: Vec<String> = vec![

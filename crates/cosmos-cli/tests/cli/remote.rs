@@ -536,8 +536,22 @@ fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
         "no download progress: {messages:?}"
     );
 
+    // 3. Killed while downloading, and the video on the target swapped for a link before
+    // it is collected again: no success without the video, and no partial file left.
+    let id = kill_mid_transfer("swapped", &outputs, "collecting");
+    let remote_outputs = r.host.root().join("runs").join(&id).join("outputs");
+    let video = remote_outputs.join("output.mp4");
+    std::fs::remove_file(&video).expect("remove the video");
+    std::os::unix::fs::symlink(remote_outputs.join("output.txt"), &video).expect("link");
+    let out = r.run(&["logs", "-f", &id]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let shown = r.run(&["show", &id, "--json"]).ok().json();
+    assert_eq!(shown["run"]["status"], "failed", "{shown}");
+    assert_eq!(shown["run"]["failure_code"], "no_video", "{shown}");
+    assert!(partial_files(&outputs).is_empty(), "a .part file was left");
+
     // One model process per run, one container each, all gone.
-    assert_eq!(r.records().len(), 3, "{:?}", r.records());
+    assert_eq!(r.records().len(), 4, "{:?}", r.records());
     for run in r
         .run(&["list", "--json"])
         .ok()

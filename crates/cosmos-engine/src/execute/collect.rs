@@ -1,7 +1,7 @@
 //! Collecting a run whose model ended: its exit status, its log kept on the target, the
 //! container removed, the failure classified or the outputs downloaded and verified.
 
-use cosmos_core::launch::RunLayout;
+use cosmos_core::launch::{PRIMARY_OUTPUT, RunLayout};
 use cosmos_core::progress::classify_failure;
 use cosmos_core::{Run, RunOutput, RunStatus};
 use cosmos_remote::runtime::ModelState;
@@ -84,8 +84,29 @@ impl Services {
     }
 
     /// What a collected run ends as: cancelled, failed with its classified reason, or
-    /// succeeded with its outputs downloaded and verified.
+    /// succeeded with its outputs downloaded and verified. Once it ends, however it ends, no
+    /// partial download is left beside its outputs (an error that is not an end keeps them,
+    /// for the next collection to resume).
     async fn conclude(
+        &self,
+        c: &Connected,
+        run: &Run,
+        layout: &RunLayout,
+        exit: Option<i32>,
+        remote_log: bool,
+        d: &Drive,
+    ) -> EngineResult<(RunStatus, String, Option<&'static str>)> {
+        let ended = self
+            .conclude_outputs(c, run, layout, exit, remote_log, d)
+            .await;
+        if ended.is_ok() {
+            let env = self.exec_env()?;
+            remove_partials(&local_outputs(&env.data_dir, &run.id));
+        }
+        ended
+    }
+
+    async fn conclude_outputs(
         &self,
         c: &Connected,
         run: &Run,
@@ -149,6 +170,19 @@ impl Services {
                 RunStatus::Failed,
                 "the model exited 0 but wrote no outputs".into(),
                 Some("no_outputs"),
+            ));
+        }
+        // A run succeeds only with its video: other files (the prompt's .txt) are not it, and
+        // a video that is not a regular file (a link) is never fetched.
+        if !remote.iter().any(|(rel, _)| rel == PRIMARY_OUTPUT) {
+            let found: Vec<&str> = remote.iter().map(|(rel, _)| rel.as_str()).collect();
+            return Ok((
+                RunStatus::Failed,
+                format!(
+                    "the model exited 0 but its video {PRIMARY_OUTPUT} is missing or not a regular file (outputs: {})",
+                    found.join(", ")
+                ),
+                Some("no_video"),
             ));
         }
         let prefix = format!("{}/", layout.outputs());
@@ -226,5 +260,22 @@ impl Services {
             ),
             None,
         ))
+    }
+}
+
+/// Removes the `.part` files a download left under `dir`.
+fn remove_partials(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_partials(&path);
+        } else if path.extension().is_some_and(|e| e == "part") {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
     }
 }
