@@ -272,10 +272,10 @@ fn remove_partials(dir: &std::path::Path) {
         let path = entry.path();
         if path.is_dir() {
             remove_partials(&path);
-        } else if path.extension().is_some_and(|e| e == "part") {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!("cannot remove {}: {e}", path.display());
-            }
+        } else if path.extension().is_some_and(|e| e == "part")
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            tracing::warn!("cannot remove {}: {e}", path.display());
         }
     }
 }
