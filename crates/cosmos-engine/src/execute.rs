@@ -24,7 +24,7 @@ use cosmos_core::queue::retry_delay_ms;
 use cosmos_core::{InputFile, Run, RunId, RunStatus};
 use cosmos_remote::backoff::jittered;
 use cosmos_remote::runtime::ModelState;
-use cosmos_remote::{RemoteError, RemoteResult};
+use cosmos_remote::{RemoteError, RemoteResult, args};
 use cosmos_store::{Fence, StatusChange, StoreError};
 use tracing::Instrument;
 
@@ -318,7 +318,16 @@ impl Services {
                         self.collect(&c, &run, &layout, seen_end.take(), d).await?;
                     self.step(d, from, to, &message, code).await?;
                 }
-                _ => return Ok(run),
+                _ => {
+                    // The env file served the model; nothing of it outlives the run.
+                    if run.status.is_terminal() {
+                        let rm = args(&["rm", "-f", "--", &layout.env_file()]);
+                        if let Err(e) = c.host.runner.run(&rm).await {
+                            tracing::warn!(run = %id, "cannot remove the run's env file: {e}");
+                        }
+                    }
+                    return Ok(run);
+                }
             }
         }
     }

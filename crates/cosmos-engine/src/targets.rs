@@ -22,15 +22,26 @@ mod settings;
 
 pub use settings::{AddTargetRequest, TargetSettings};
 
+/// Secret values by name; their `Debug` shows the names only.
+#[derive(Clone, Default)]
+pub struct Secrets(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
 /// What executing runs needs beyond the store: where local files go, which host keys are
-/// trusted, the secrets for the env file, and the open connections.
+/// trusted, the configured secrets, and the open connections.
 #[derive(Debug)]
 pub struct ExecEnv {
     pub data_dir: PathBuf,
     /// cosmos's own known_hosts (the user's `~/.ssh/known_hosts` is read too).
     pub known_hosts: PathBuf,
-    /// Environment entries only the model sees, through the owner-only env file.
-    pub secrets: BTreeMap<String, String>,
+    /// Secrets from the configuration (the Hugging Face token), for steps that need them
+    /// (downloading checkpoints); never given to a run, which needs none.
+    pub secrets: Secrets,
     connections: Mutex<HashMap<String, Arc<SshConnection>>>,
     /// Targets whose image, checkpoints and GPUs were checked lately.
     pub(crate) preflights: Mutex<HashMap<String, Preflight>>,
@@ -83,7 +94,7 @@ impl ExecEnv {
         Self {
             data_dir,
             known_hosts,
-            secrets,
+            secrets: Secrets(secrets),
             connections: Mutex::new(HashMap::new()),
             preflights: Mutex::new(HashMap::new()),
             unreachable: Mutex::new(HashMap::new()),

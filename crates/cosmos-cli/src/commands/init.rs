@@ -35,8 +35,21 @@ impl Args {
             }
             // Write to a temporary name, then rename: never a half-written config.
             let tmp = path.with_extension("toml.tmp");
-            std::fs::write(&tmp, default_file())
-                .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+            // Owner-only: it is where `[secrets]` go (a readable one holding a secret is
+            // refused when read).
+            {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+                f.write_all(default_file().as_bytes())
+                    .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+            }
             std::fs::rename(&tmp, path)
                 .with_context(|| format!("cannot write `{}`", path.display()))?;
         }

@@ -73,6 +73,9 @@ impl Settings {
             ),
         };
         let config = parse_config(&text, &paths.config, env)?;
+        if loaded {
+            refuse_readable_secrets(&paths.config, &text)?;
+        }
         Ok(Self {
             paths,
             config,
@@ -97,6 +100,45 @@ impl Settings {
         }
         toml::to_string_pretty(&table).context("cannot render the configuration")
     }
+}
+
+/// A config file that holds a secret must be readable by its owner alone, as ssh insists
+/// for private keys: otherwise nothing is read from it.
+fn refuse_readable_secrets(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let table: toml::Table = toml::from_str(text).unwrap_or_default();
+    let holds: Vec<String> = SECRET_KEYS
+        .iter()
+        .filter(|(section, key)| {
+            table
+                .get(*section)
+                .and_then(|s| s.get(*key))
+                .is_some_and(|v| v.as_str().is_some_and(|v| !v.is_empty()))
+        })
+        .map(|(section, key)| format!("{section}.{key}"))
+        .collect();
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the config file `{p}` holds a secret ({}) but other users can read it (mode {:o}): \
+             `chmod 600 {p}`, or move the secret to its environment variable ({})",
+            holds.join(", "),
+            mode & 0o777,
+            SECRET_KEYS
+                .iter()
+                .map(|(s, k)| env_name(s, k))
+                .collect::<Vec<_>>()
+                .join(", "),
+            p = path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Parses config text, then applies `COSMOS_<SECTION>_<KEY>` overrides one by one so a bad

@@ -139,3 +139,31 @@ fn config_defaults_reach_the_spec() -> TestResult {
     assert_eq!(spec["spec"]["num_steps"], 7, "flags beat the environment");
     Ok(())
 }
+
+#[test]
+fn a_config_file_holding_a_secret_must_be_owner_only() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Home::new();
+    h.run(&["init"]).ok();
+    let file = h.home().join("cosmos.toml");
+    assert_eq!(
+        std::fs::metadata(&file)?.permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&file)?;
+    let with_token = text.replace("# hf_token = \"…\"", "hf_token = \"hf_Readable42\"");
+    assert_ne!(
+        with_token, text,
+        "the default file has a commented hf_token"
+    );
+    std::fs::write(&file, with_token)?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
+    let out = h
+        .run(&["config", "show"])
+        .fails_with("holds a secret (secrets.hf_token) but other users can read it (mode 644)");
+    assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+    assert!(!out.stderr.contains("hf_Readable42"));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    h.run(&["config", "show"]).ok();
+    Ok(())
+}

@@ -195,13 +195,14 @@ impl Services {
             .write(&layout.spec(), text.as_bytes(), 0o644)
             .await
             .map_err(|e| self.stage_error(e, name))?;
-        let env = self.exec_env().map_err(Staging::Error)?;
         let mut lines = String::new();
         for line in c.runtime.env_lines(&cfg.cosmos_dir, &devices_of(run)) {
             lines.push_str(&line);
             lines.push('\n');
         }
-        for (k, v) in cfg.env.iter().chain(env.secrets.iter()) {
+        // Settings only: no secret reaches a run. Cosmos-Transfer1 reads HF_TOKEN only to
+        // download checkpoints, never while it generates (reference §6).
+        for (k, v) in &cfg.env {
             if v.contains('\n') {
                 return Err(Staging::Fail(Failure::new(
                     "bad_environment",

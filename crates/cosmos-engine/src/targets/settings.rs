@@ -154,7 +154,7 @@ impl TargetSettings {
             }
             if looks_secret(k) {
                 return Err(invalid(format!(
-                    "--env {k} looks like a secret, and target settings are stored in the database, where secrets never go: put a Hugging Face token in cosmos.toml as `[secrets] hf_token` (or COSMOS_SECRETS_HF_TOKEN); it reaches the model as HF_TOKEN through the owner-only env file"
+                    "--env {k} looks like a secret, and target settings are stored in the database, where secrets never go: put a Hugging Face token in cosmos.toml as `[secrets] hf_token` (or COSMOS_SECRETS_HF_TOKEN); runs never need it: Cosmos-Transfer1 reads HF_TOKEN only to download checkpoints"
                 )));
             }
             c.env.insert(k.to_owned(), v.to_owned());
