@@ -87,6 +87,16 @@ impl EngineError {
         }
     }
 
+    /// A failure that can pass (a busy database, a full disk, a target not answering):
+    /// whoever meets it waits and tries again rather than giving up.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Store(e) => e.is_transient(),
+            EngineError::Remote(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         use cosmos_remote::RemoteError as R;
         use cosmos_store::StoreError as S;
@@ -101,7 +111,7 @@ impl EngineError {
                 | S::IllegalTransition { .. }
                 | S::LeaseLost { .. } => ErrorKind::Conflict,
                 S::BadQuery { .. } => ErrorKind::InvalidInput,
-                S::Open { .. } | S::TooNew { .. } => ErrorKind::Unavailable,
+                S::Open { .. } | S::TooNew { .. } | S::Unavailable { .. } => ErrorKind::Unavailable,
                 S::Migrate(_) | S::Corrupt { .. } | S::Database { .. } => ErrorKind::Internal,
             },
             EngineError::Remote(e) => match e {
@@ -148,6 +158,7 @@ impl EngineError {
                 S::Open { .. } => "database_unavailable",
                 S::TooNew { .. } => "database_too_new",
                 S::Migrate(_) | S::Corrupt { .. } | S::Database { .. } => "database_error",
+                S::Unavailable { .. } => "database_busy",
             },
             EngineError::Remote(e) => match e {
                 R::Unreachable { .. } => "target_unreachable",

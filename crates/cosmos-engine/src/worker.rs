@@ -18,6 +18,7 @@ use crate::Services;
 use crate::bus::CROSS_PROCESS_POLL;
 use crate::error::{EngineError, EngineResult};
 use crate::execute::{AbortOnDrop, owner_id, owner_is_dead};
+use cosmos_remote::backoff::jittered;
 
 /// A worker not seen for this long is taken for dead.
 pub const WORKER_TTL_MS: i64 = 10_000;
@@ -30,6 +31,9 @@ const REPROBE: Duration = Duration::from_secs(5);
 const RECLAIM: Duration = Duration::from_millis(500);
 /// How often a worker looks for runs whose driver died (a lease lasts longer).
 const ORPHANS_EVERY: Duration = Duration::from_secs(2);
+/// The first and the longest pause after the store was unavailable.
+const TROUBLE_FIRST: Duration = Duration::from_millis(500);
+const TROUBLE_MAX: Duration = Duration::from_secs(30);
 
 /// What a worker tells its operator beyond the runs' own events (which are on the bus).
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ pub enum WorkerEvent {
     Error(RunId, String),
     TargetDown(String),
     TargetUp(String),
+    /// The store was unavailable (busy, locked, full): the worker waits and goes on.
+    Trouble(String),
 }
 
 impl Services {
@@ -59,7 +65,11 @@ impl Services {
             .map(|(h, _)| h.to_owned())
             .unwrap_or_default();
         let pid = std::process::id();
-        self.store().worker_seen(&me, &host, pid).await?;
+        // Seen at once, unless the store is busy: then the heartbeat below says it.
+        match self.store().worker_seen(&me, &host, pid).await {
+            Err(e) if e.is_transient() => tracing::warn!("cannot record this worker yet: {e}"),
+            other => other?,
+        }
         let _beat = AbortOnDrop({
             let (services, me, host) = (self.clone(), me.clone(), host.clone());
             tokio::spawn(async move {
@@ -82,96 +92,119 @@ impl Services {
         let mut down: HashSet<String> = HashSet::new();
         let mut seen_event = -1i64;
         let mut claimed_at = Instant::now();
+        // Trouble with the store that can pass (busy, locked, a full disk): waited out, with
+        // a doubling pause, never a reason to leave the runs this worker drives.
+        let mut pause = TROUBLE_FIRST;
         while !*stop.borrow() {
-            // Targets: down ones are tried again now and then.
-            let unreachable = env.unreachable_targets();
-            let mut changed = false;
-            for name in unreachable.keys() {
-                if down.insert(name.clone()) {
-                    changed = true;
-                    say(WorkerEvent::TargetDown(name.clone()));
-                }
-            }
-            if probed.elapsed() >= REPROBE {
-                probed = Instant::now();
+            let pass = async {
+                // Targets: down ones are tried again now and then.
+                let unreachable = env.unreachable_targets();
+                let mut changed = false;
                 for name in unreachable.keys() {
-                    if self.probe(name).await {
-                        env.mark_reachable(name, true);
+                    if down.insert(name.clone()) {
+                        changed = true;
+                        say(WorkerEvent::TargetDown(name.clone()));
                     }
                 }
-            }
-            let unreachable = env.unreachable_targets();
-            for name in down.clone() {
-                if !unreachable.contains_key(&name) {
-                    down.remove(&name);
-                    changed = true;
-                    say(WorkerEvent::TargetUp(name));
+                if probed.elapsed() >= REPROBE {
+                    probed = Instant::now();
+                    for name in unreachable.keys() {
+                        if self.probe(name).await {
+                            env.mark_reachable(name, true);
+                        }
+                    }
                 }
-            }
-            // What the worker sees of its targets, for `cosmos status` in other processes.
-            if changed || reported.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
-                reported = Some(Instant::now());
-                for t in self.store().list_targets().await? {
-                    let up = !unreachable.contains_key(&t.name);
-                    let gpus = env.gpus_seen(&t.name, &t.config);
-                    self.store().set_target_health(&t.name, up, gpus).await?;
+                let unreachable = env.unreachable_targets();
+                for name in down.clone() {
+                    if !unreachable.contains_key(&name) {
+                        down.remove(&name);
+                        changed = true;
+                        say(WorkerEvent::TargetUp(name));
+                    }
                 }
-            }
+                // What the worker sees of its targets, for `cosmos status` in other processes.
+                if changed || reported.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
+                    reported = Some(Instant::now());
+                    for t in self.store().list_targets().await? {
+                        let up = !unreachable.contains_key(&t.name);
+                        let gpus = env.gpus_seen(&t.name, &t.config);
+                        self.store().set_target_health(&t.name, up, gpus).await?;
+                    }
+                }
 
-            // Runs a dead driver left mid-way.
-            if orphans_at.is_none_or(|t| t.elapsed() >= ORPHANS_EVERY) {
-                orphans_at = Some(Instant::now());
-                for run in self.orphaned_runs().await? {
-                    if run.target.as_ref().is_some_and(|t| down.contains(t)) {
-                        continue;
-                    }
-                    if driving.insert(run.id.clone()) {
-                        say(WorkerEvent::Adopted(run.id.clone()));
-                        self.spawn_drive(&mut tasks, run.id);
+                // Runs a dead driver left mid-way.
+                if orphans_at.is_none_or(|t| t.elapsed() >= ORPHANS_EVERY) {
+                    orphans_at = Some(Instant::now());
+                    for run in self.orphaned_runs().await? {
+                        if run.target.as_ref().is_some_and(|t| down.contains(t)) {
+                            continue;
+                        }
+                        if driving.insert(run.id.clone()) {
+                            say(WorkerEvent::Adopted(run.id.clone()));
+                            self.spawn_drive(&mut tasks, run.id);
+                        }
                     }
                 }
-            }
 
-            // New work, as long as there are free slots on targets that answer (an empty
-            // queue is seen without taking the write lock).
-            // A retry's wait ends without an event: the queue is looked at now and then too.
-            let head = self.store().last_event_id().await?;
-            if head != seen_event || claimed_at.elapsed() >= RECLAIM {
-                seen_event = head;
-                claimed_at = Instant::now();
-                while self.store().queue_length().await? > 0
-                    && let Some(claim) = self.claim_one(None).await?
+                // New work, as long as there are free slots on targets that answer (an empty
+                // queue is seen without taking the write lock).
+                // A retry's wait ends without an event: the queue is looked at now and then too.
+                let head = self.store().last_event_id().await?;
+                if head != seen_event || claimed_at.elapsed() >= RECLAIM {
+                    seen_event = head;
+                    claimed_at = Instant::now();
+                    while self.store().queue_length().await? > 0
+                        && let Some(claim) = self.claim_one(None).await?
+                    {
+                        driving.insert(claim.run.clone());
+                        self.spawn_drive(&mut tasks, claim.run);
+                    }
+                }
+
+                let first = tokio::select! {
+                    _ = tokio::time::sleep(CROSS_PROCESS_POLL) => None,
+                    _ = self.bus.work_arrived() => { seen_event = -1; None }
+                    _ = stop.changed() => None,
+                    Some(done) = tasks.join_next() => Some(done),
+                };
+                // That drive and any others that ended meanwhile.
+                for (id, result) in first
+                    .into_iter()
+                    .chain(std::iter::from_fn(|| tasks.try_join_next()))
+                    .flatten()
                 {
-                    driving.insert(claim.run.clone());
-                    self.spawn_drive(&mut tasks, claim.run);
-                }
-            }
-
-            let first = tokio::select! {
-                _ = tokio::time::sleep(CROSS_PROCESS_POLL) => None,
-                _ = self.bus.work_arrived() => { seen_event = -1; None }
-                _ = stop.changed() => None,
-                Some(done) = tasks.join_next() => Some(done),
-            };
-            // That drive and any others that ended meanwhile.
-            for (id, result) in first
-                .into_iter()
-                .chain(std::iter::from_fn(|| tasks.try_join_next()))
-                .flatten()
-            {
-                driving.remove(&id);
-                // Slots may have freed: look at the queue again.
-                seen_event = -1;
-                match result {
-                    Ok(run) if run.status.is_terminal() => {
-                        say(WorkerEvent::Finished(id, run.status));
+                    driving.remove(&id);
+                    // Slots may have freed: look at the queue again.
+                    seen_event = -1;
+                    match result {
+                        Ok(run) if run.status.is_terminal() => {
+                            say(WorkerEvent::Finished(id, run.status));
+                        }
+                        // Back in the queue (a retry), someone else's, or no longer ours.
+                        Ok(_)
+                        | Err(EngineError::Busy { .. })
+                        | Err(EngineError::Store(cosmos_store::StoreError::LeaseLost { .. })) => {}
+                        Err(e) => say(WorkerEvent::Error(id, e.to_string())),
                     }
-                    // Back in the queue (a retry), someone else's, or no longer ours.
-                    Ok(_)
-                    | Err(EngineError::Busy { .. })
-                    | Err(EngineError::Store(cosmos_store::StoreError::LeaseLost { .. })) => {}
-                    Err(e) => say(WorkerEvent::Error(id, e.to_string())),
                 }
+                Ok::<(), EngineError>(())
+            }
+            .await;
+            match pass {
+                Ok(()) => pause = TROUBLE_FIRST,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!("{e}; trying again in {pause:?}");
+                    say(WorkerEvent::Trouble(format!(
+                        "{e}; trying again in {:.1} s",
+                        pause.as_secs_f64()
+                    )));
+                    tokio::select! {
+                        _ = tokio::time::sleep(jittered(pause)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    pause = (pause * 2).min(TROUBLE_MAX);
+                }
+                Err(e) => return Err(e),
             }
         }
         // Stopping: the models run on; whoever drives next reattaches.

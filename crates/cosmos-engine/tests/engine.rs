@@ -541,3 +541,65 @@ fn a_rehearsal_target_beside_a_real_one_runs_only_what_names_it() -> TestResult 
         Ok(())
     })
 }
+
+#[test]
+fn a_worker_waits_out_a_locked_database_and_finishes_its_runs() -> TestResult {
+    runtime().block_on(async {
+        let f = Fixture::new().await?;
+        // Writes give up after 200 ms of waiting for another process's lock.
+        let store =
+            SqliteStore::open_with_busy_timeout(&f.path, Duration::from_millis(200)).await?;
+        let exec = ExecEnv::new(
+            f.path.with_file_name("data"),
+            f.path.with_file_name("known_hosts"),
+            Default::default(),
+        );
+        let engine = Services::new(Arc::new(store), Ffprobe::new("ffprobe")).with_exec(exec);
+        rehearsal(&f, &engine).await?;
+        let mut queued = submit_request(vec![entry(None)], false);
+        queued.no_wait = true;
+        let id = engine.runs().submit(queued).await?.runs[0].id.clone();
+
+        // Another process holds the write lock for 3 s, as a long import would.
+        let locker = sqlx::SqlitePool::connect(&format!("sqlite:{}", f.path.display())).await?;
+        let mut held = locker.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *held).await?;
+
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let worker = {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.queue().work(stop, report).await })
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!worker.is_finished(), "the worker left on a busy database");
+        sqlx::query("COMMIT").execute(&mut *held).await?;
+        drop(held);
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            let run = engine.runs().get(&id).await?;
+            if run.status.is_terminal() {
+                break run;
+            }
+            assert!(Instant::now() < deadline, "the run never finished: {run:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+        stop_tx.send(true)?;
+        worker.await??;
+        let mut troubles = Vec::new();
+        while let Ok(e) = reports.try_recv() {
+            if let cosmos_engine::WorkerEvent::Trouble(m) = e {
+                troubles.push(m);
+            }
+        }
+        assert!(
+            troubles
+                .iter()
+                .any(|m| m.contains("database is locked") || m.contains("busy")),
+            "the wait was reported: {troubles:?}"
+        );
+        Ok(())
+    })
+}

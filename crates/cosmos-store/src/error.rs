@@ -56,6 +56,33 @@ pub enum StoreError {
         operation: &'static str,
         message: String,
     },
+    /// A failure that can pass: the database busy or locked by another process past the busy
+    /// timeout, a full disk, an I/O error, no connection free. Worth trying again later.
+    #[error("the database is unavailable while trying to {operation}: {message}")]
+    Unavailable {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// Whether an sqlx error can pass: SQLite's BUSY, LOCKED, FULL, IOERR or CANTOPEN (primary
+/// codes 5, 6, 13, 10, 14), or the pool's own waits and I/O.
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)),
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
 }
 
 /// Attaches what we were doing to an sqlx error.
@@ -65,9 +92,18 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for Result<T, sqlx::Error> {
     fn during(self, operation: &'static str) -> StoreResult<T> {
-        self.map_err(|e| StoreError::Database {
-            operation,
-            message: e.to_string(),
+        self.map_err(|e| {
+            if transient(&e) {
+                StoreError::Unavailable {
+                    operation,
+                    message: e.to_string(),
+                }
+            } else {
+                StoreError::Database {
+                    operation,
+                    message: e.to_string(),
+                }
+            }
         })
     }
 }

@@ -41,6 +41,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     #[tracing::instrument(level = "debug")]
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        Self::open_with_busy_timeout(path, Duration::from_secs(10)).await
+    }
+
+    /// [`SqliteStore::open`], waiting at most `busy` for another process's write lock before
+    /// a write gives up with [`StoreError::Unavailable`].
+    pub async fn open_with_busy_timeout(path: &Path, busy: Duration) -> StoreResult<Self> {
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
@@ -58,7 +64,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(busy);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -58,8 +58,14 @@ impl WorkerArgs {
         loop {
             tokio::select! {
                 r = &mut work => { r?; break; }
-                e = events.next() => if let Some(e) = e? {
-                    say(format!("{} [{}] {}", e.run_id, e.stage, e.message));
+                e = events.next() => match e {
+                    Ok(Some(e)) => say(format!("{} [{}] {}", e.run_id, e.stage, e.message)),
+                    Ok(None) => {}
+                    // The worker waits out a busy store; so does what shows its events.
+                    Err(e) if e.is_transient() => {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(e.into()),
                 },
                 Some(note) = reports.recv() => say(match note {
                     WorkerEvent::Adopted(run) => format!("{run} taken over from a driver that is gone"),
@@ -69,6 +75,7 @@ impl WorkerArgs {
                         format!("target {t} does not answer: no new work for it")
                     }
                     WorkerEvent::TargetUp(t) => format!("target {t} answers again"),
+                    WorkerEvent::Trouble(message) => format!("warning: {message}"),
                 }),
             }
         }
