@@ -22,13 +22,22 @@ fn init_logging(verbose: u8, env: &BTreeMap<String, String>) {
         2 => "debug",
         _ => "trace",
     };
+    // sqlx's own notes (slow statements) are diagnostics: shown from -v on.
+    let default = if verbose == 0 {
+        format!("{default},sqlx=error")
+    } else {
+        default.to_owned()
+    };
     let filter = env
         .get("COSMOS_LOG")
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .init();
 }

@@ -111,7 +111,9 @@ impl EngineError {
                 | S::IllegalTransition { .. }
                 | S::LeaseLost { .. } => ErrorKind::Conflict,
                 S::BadQuery { .. } => ErrorKind::InvalidInput,
-                S::Open { .. } | S::TooNew { .. } | S::Unavailable { .. } => ErrorKind::Unavailable,
+                S::Open { .. } | S::TooNew { .. } | S::Unavailable { .. } | S::Damaged { .. } => {
+                    ErrorKind::Unavailable
+                }
                 S::Migrate(_) | S::Corrupt { .. } | S::Database { .. } => ErrorKind::Internal,
             },
             EngineError::Remote(e) => match e {
@@ -159,6 +161,7 @@ impl EngineError {
                 S::TooNew { .. } => "database_too_new",
                 S::Migrate(_) | S::Corrupt { .. } | S::Database { .. } => "database_error",
                 S::Unavailable { .. } => "database_busy",
+                S::Damaged { .. } => "database_damaged",
             },
             EngineError::Remote(e) => match e {
                 R::Unreachable { .. } => "target_unreachable",

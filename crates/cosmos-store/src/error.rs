@@ -13,6 +13,12 @@ pub enum StoreError {
          upgrade cosmos to use it"
     )]
     TooNew { path: String, found: i64 },
+    #[error(
+        "the database `{path}` is damaged ({reason}); cosmos will not touch it. Keep it (with \
+         `{path}-wal` and `{path}-shm`, if present) for recovery, restore it from a backup, or \
+         move those files aside to start with an empty one"
+    )]
+    Damaged { path: String, reason: String },
     #[error("cannot migrate the database: {0}")]
     Migrate(String),
     #[error("no {kind} `{id}`")]

@@ -30,6 +30,43 @@ use crate::model::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// What every SQLite database file starts with.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Refuses a file that exists but cannot be a database: empty (truncated) or with another
+/// header. A missing file is fine: it is created.
+fn check_not_damaged(path: &Path) -> StoreResult<()> {
+    use std::io::Read as _;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut head = [0u8; 16];
+    let read = f.read(&mut head).unwrap_or(0);
+    let reason = match read {
+        0 => "the file is empty (0 bytes), so it was truncated: cosmos never writes an empty one",
+        16 if &head == SQLITE_HEADER => return Ok(()),
+        _ => "it does not start like an SQLite database",
+    };
+    Err(StoreError::Damaged {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    })
+}
+
+/// SQLite's NOTADB (26) and CORRUPT (11) mean a damaged file; anything else is `other`.
+fn damaged_or(path: &str, e: &sqlx::Error, other: impl FnOnce(String) -> StoreError) -> StoreError {
+    if let sqlx::Error::Database(db) = e
+        && let Some(code) = db.code().and_then(|c| c.parse::<i32>().ok())
+        && matches!(code & 0xff, 11 | 26)
+    {
+        return StoreError::Damaged {
+            path: path.to_owned(),
+            reason: db.message().to_owned(),
+        };
+    }
+    other(e.to_string())
+}
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -48,6 +85,7 @@ impl SqliteStore {
     /// a write gives up with [`StoreError::Unavailable`].
     pub async fn open_with_busy_timeout(path: &Path, busy: Duration) -> StoreResult<Self> {
         let shown = path.display().to_string();
+        check_not_damaged(path)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
                 path: shown.clone(),
@@ -69,9 +107,11 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Open {
-                path: shown.clone(),
-                message: e.to_string(),
+            .map_err(|e| {
+                damaged_or(&shown, &e, |m| StoreError::Open {
+                    path: shown.clone(),
+                    message: m,
+                })
             })?;
         let store = Self {
             pool,
@@ -95,10 +135,12 @@ impl SqliteStore {
                 found: v,
             }),
             Some(v) if v == newest => Ok(()),
-            _ => MIGRATOR
-                .run(&self.pool)
-                .await
-                .map_err(|e| StoreError::Migrate(e.to_string())),
+            _ => MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => {
+                    damaged_or(shown, &e, StoreError::Migrate)
+                }
+                other => StoreError::Migrate(other.to_string()),
+            }),
         }
     }
 

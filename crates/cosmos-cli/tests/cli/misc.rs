@@ -102,3 +102,29 @@ fn seeded_data_lists_shows_and_searches() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn a_damaged_database_is_refused_and_left_untouched() -> TestResult {
+    let h = Home::new();
+    std::fs::create_dir_all(h.home())?;
+    let db = h.home().join("cosmos.db");
+    std::fs::write(&db, b"")?;
+    let out = h
+        .run(&["list"])
+        .fails_with("is damaged (the file is empty (0 bytes)");
+    assert!(out.stderr.contains("cosmos.db-wal"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("hint: check the path"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::metadata(&db)?.len(), 0, "not re-created");
+    std::fs::write(&db, b"this is not a database, but someone's notes\n")?;
+    h.run(&["list"])
+        .fails_with("it does not start like an SQLite database");
+    assert_eq!(
+        std::fs::read(&db)?,
+        b"this is not a database, but someone's notes\n"
+    );
+    Ok(())
+}
