@@ -65,6 +65,27 @@ fn width(text: &str) -> usize {
 }
 
 /// Cuts `text` to `max` columns, ending with `…` when cut; newlines become spaces.
+/// Text a user wrote, safe to print for people: control characters and escape sequences
+/// are shown (`\e`, `\x07`, `\r`) instead of acting on the terminal; line breaks stay, each
+/// continued under `indent` spaces.
+pub fn visible(text: &str, indent: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => {
+                out.push('\n');
+                out.push_str(&" ".repeat(indent));
+            }
+            '\t' => out.push('\t'),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn truncate(text: &str, max: usize) -> String {
     let flat: String = text
         .chars()
@@ -191,5 +212,19 @@ mod tests {
         assert_eq!(age(now - chrono::Duration::minutes(7), now), "7m ago");
         assert_eq!(age(now - chrono::Duration::hours(3), now), "3h ago");
         assert_eq!(age(now - chrono::Duration::days(4), now), "4d ago");
+    }
+}
+
+#[cfg(test)]
+mod visible_tests {
+    use super::visible;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(
+            visible("red\u{1b}[31m cup\u{7}\r\nnext", 2),
+            "red\\e[31m cup\\x07\\r\n  next"
+        );
+        assert_eq!(visible("café 港口", 0), "café 港口");
     }
 }

@@ -64,6 +64,11 @@ fn field(out: &mut dyn Write, style: Style, name: &str, value: &str) -> io::Resu
     writeln!(out, "{} {value}", style.dim(&format!("{name:<10}")))
 }
 
+/// A field holding text a user wrote: its control characters are shown, not obeyed.
+fn text_field(out: &mut dyn Write, style: Style, name: &str, value: &str) -> io::Result<()> {
+    field(out, style, name, &crate::output::visible(value, 11))
+}
+
 pub fn input_set(
     out: &mut dyn Write,
     set: &InputSet,
@@ -71,8 +76,8 @@ pub fn input_set(
     style: Style,
 ) -> io::Result<()> {
     field(out, style, "input set", &style.bold(set.id.as_str()))?;
-    field(out, style, "name", &set.name)?;
-    field(out, style, "folder", &set.dir)?;
+    text_field(out, style, "name", &set.name)?;
+    text_field(out, style, "folder", &set.dir)?;
     field(out, style, "created", &local(set.created_at))?;
     if let Some(first) = set.files.first() {
         let b = cosmos_core::resolution::bucket_for(first.video.width, first.video.height);
@@ -99,7 +104,7 @@ pub fn input_set(
 
 pub fn prompt(out: &mut dyn Write, p: &Prompt, style: Style) -> io::Result<()> {
     field(out, style, "prompt", &style.bold(p.id.as_str()))?;
-    field(out, style, "name", &p.name)?;
+    text_field(out, style, "name", &p.name)?;
     field(out, style, "created", &local(p.created_at))?;
     if p.updated_at != p.created_at {
         field(out, style, "edited", &local(p.updated_at))?;
@@ -113,8 +118,8 @@ pub fn prompt(out: &mut dyn Write, p: &Prompt, style: Style) -> io::Result<()> {
     if let Some(parent) = &p.parent_id {
         field(out, style, "parent", parent.as_str())?;
     }
-    field(out, style, "text", &p.text)?;
-    field(out, style, "negative", p.negative.as_deref().unwrap_or("-"))
+    text_field(out, style, "text", &p.text)?;
+    text_field(out, style, "negative", p.negative.as_deref().unwrap_or("-"))
 }
 
 pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> io::Result<()> {
@@ -122,9 +127,9 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
     field(out, style, "status", &style.status(r.status))?;
     field(out, style, "kind", r.kind.as_str())?;
     if let Some(name) = &r.name {
-        field(out, style, "name", name)?;
+        text_field(out, style, "name", name)?;
     }
-    field(
+    text_field(
         out,
         style,
         "prompt",
@@ -148,7 +153,7 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
         field(out, style, "finished", &local(t))?;
     }
     if let Some(reason) = &r.failure_reason {
-        field(out, style, "reason", reason)?;
+        text_field(out, style, "reason", reason)?;
     }
     if let Some(of) = &r.retry_of {
         field(out, style, "retry of", of.as_str())?;
@@ -181,8 +186,8 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
             p.gpus
         ),
     )?;
-    field(out, style, "text", &r.prompt_text)?;
-    field(
+    text_field(out, style, "text", &r.prompt_text)?;
+    text_field(
         out,
         style,
         "negative",
@@ -204,7 +209,7 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
             e.stage.to_string(),
             e.progress
                 .map_or_else(|| "-".into(), |p| format!("{:.0}%", p * 100.0)),
-            e.message.clone(),
+            crate::output::truncate(&e.message, 240),
         ]);
     }
     t.print(out, style)

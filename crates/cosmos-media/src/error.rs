@@ -25,6 +25,34 @@ pub enum MediaError {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("no control videos in `{}`: {convention}", .dir.display())]
-    NothingFound { dir: PathBuf, convention: String },
+    #[error("no control videos in `{}`: {convention}{}", .dir.display(), seen_text(.seen, .subfolders))]
+    NothingFound {
+        dir: PathBuf,
+        convention: String,
+        /// The files that were there (some of them).
+        seen: Vec<String>,
+        /// Subfolders holding videos (perhaps the folder meant).
+        subfolders: Vec<String>,
+    },
+    #[error(
+        "`{}` has a name that is not valid UTF-8: cosmos keeps names as text and could never find it again; rename it",
+        .0.display()
+    )]
+    NotUtf8(PathBuf),
+}
+
+fn seen_text(seen: &[String], subfolders: &[String]) -> String {
+    let mut out = String::new();
+    if seen.is_empty() {
+        out.push_str("; the folder holds no files");
+    } else {
+        out.push_str(&format!("; it holds: {}", seen.join(", ")));
+    }
+    if !subfolders.is_empty() {
+        out.push_str(&format!(
+            "; subfolders with videos: {} (register one of those instead?)",
+            subfolders.join(", ")
+        ));
+    }
+    out
 }

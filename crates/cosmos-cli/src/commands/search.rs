@@ -34,11 +34,17 @@ pub struct Args {
 impl Args {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let query = self.query.join(" ");
-        let marks = if ctx.style.color && !self.json {
+        // For people, matches are marked with characters no prompt can hold (private-use
+        // code points), so the prompt's own control characters can be shown safely and the
+        // marks become colour or brackets afterwards.
+        const OPEN: &str = "\u{e000}";
+        const CLOSE: &str = "\u{e001}";
+        let (open, close) = if ctx.style.color {
             ("\x1b[1;33m", "\x1b[0m")
         } else {
             ("[", "]")
         };
+        let marks = if self.json { ("[", "]") } else { (OPEN, CLOSE) };
         let services = ctx.services().await?;
         let hits = services.prompts().search(&query, self.limit, marks).await?;
         let mut out = std::io::stdout().lock();
@@ -52,7 +58,9 @@ impl Args {
                 t.row(vec![
                     h.prompt.id.to_string(),
                     output::truncate(&h.prompt.name, 32),
-                    h.snippet.replace('\n', " "),
+                    output::truncate(&output::visible(&h.snippet, 0), 1000)
+                        .replace(OPEN, open)
+                        .replace(CLOSE, close),
                 ]);
             }
             t.print(&mut out, ctx.style)?;

@@ -214,3 +214,33 @@ fn search_supports_phrases_prefixes_and_boolean_operators() -> TestResult {
     assert!(!err.stderr.contains("fts5"), "{}", err.stderr);
     Ok(())
 }
+
+#[test]
+fn control_characters_in_prompt_text_are_shown_not_obeyed() -> TestResult {
+    let h = Home::new();
+    let text = "a red\u{1b}[31m cup\u{7} on a table";
+    let p = h
+        .run(&["prompt", "create", text, "--name", "escape", "--json"])
+        .ok()
+        .json();
+    assert_eq!(p["text"].as_str(), Some(text), "stored exactly");
+    for args in [
+        vec!["prompt", "show", "escape"],
+        vec!["prompt", "list"],
+        vec!["search", "cup"],
+    ] {
+        let out = h.run(&args).ok();
+        assert!(
+            !out.stdout.contains('\u{1b}') && !out.stdout.contains('\u{7}'),
+            "`{}` printed a raw control character: {:?}",
+            args.join(" "),
+            out.stdout
+        );
+    }
+    let shown = h.run(&["prompt", "show", "escape"]).ok().stdout;
+    assert!(
+        shown.contains("a red\\e[31m cup\\x07 on a table"),
+        "{shown}"
+    );
+    Ok(())
+}
