@@ -428,11 +428,8 @@ impl Services {
             });
         }
         self.bus.record(self.store().create_runs(&news)).await?;
-        let mut runs = Vec::with_capacity(news.len());
-        for n in &news {
-            runs.push(self.store().run(&n.id).await?);
-        }
-        Ok(runs)
+        let ids: Vec<RunId> = news.into_iter().map(|n| n.id).collect();
+        Ok(self.store().runs(&ids).await?)
     }
 }
 

@@ -60,6 +60,8 @@ pub struct SubmitRequest {
     pub dry_run: bool,
     /// Queue without contacting a target (no reachability check).
     pub no_wait: bool,
+    /// The most runs this submission may queue ([`sweep::MAX_RUNS`] when `None`).
+    pub max_runs: Option<usize>,
 }
 
 /// What a submission planned and, unless it was a dry run, stored.
@@ -105,7 +107,7 @@ impl RunEntry {
     }
 
     /// Every parameter set this entry asks for: seeds × weight grid.
-    fn variants(&self, defaults: &RunParams) -> EngineResult<Vec<RunParams>> {
+    fn variants(&self, defaults: &RunParams, max: usize) -> EngineResult<Vec<RunParams>> {
         let mut base = defaults.clone();
         base.steps = self.steps.unwrap_or(base.steps);
         base.guidance = self.guidance.unwrap_or(base.guidance);
@@ -115,7 +117,7 @@ impl RunEntry {
         base.canny_threshold = self.canny_threshold.unwrap_or(base.canny_threshold);
         base.gpus = self.gpus.unwrap_or(base.gpus);
         let seed = self.seed.as_ref().map(SeedField::as_list);
-        let mut seeds = sweep::seeds(seed.as_deref(), self.seeds.as_deref())?;
+        let mut seeds = sweep::seeds(seed.as_deref(), self.seeds.as_deref(), max)?;
         if seeds.is_empty() {
             seeds.push(base.seed);
         }
@@ -123,13 +125,10 @@ impl RunEntry {
             Some(w) => sweep::weight_grid(w)?,
             None => vec![base.weights.clone()],
         };
-        if seeds.len() * grid.len() > sweep::MAX_RUNS {
-            return Err(EngineError::Invalid(format!(
-                "{} seeds × {} weight settings make more than {} runs",
-                seeds.len(),
-                grid.len(),
-                sweep::MAX_RUNS
-            )));
+        if seeds.len() * grid.len() > max {
+            return Err(too_many(seeds.len() * grid.len(), max, || {
+                format!("{} seeds × {} weight settings", seeds.len(), grid.len())
+            }));
         }
         let mut out = Vec::with_capacity(seeds.len() * grid.len());
         for w in &grid {
@@ -149,8 +148,9 @@ impl RunEntry {
         services: &Services,
         defaults: &RunParams,
         target: &Target,
+        max: usize,
     ) -> EngineResult<Vec<RunPlan>> {
-        let variants = self.variants(defaults)?;
+        let variants = self.variants(defaults, max)?;
         let request = RunRequest {
             subject: self.subject(services).await?,
             negative: self.negative.clone(),
@@ -169,6 +169,18 @@ impl RunEntry {
     }
 }
 
+/// A submission past its cap: how many it would queue, and how to mean it.
+fn too_many(count: usize, max: usize, what: impl FnOnce() -> String) -> EngineError {
+    EngineError::Refused {
+        kind: crate::error::ErrorKind::InvalidInput,
+        code: "too_many_runs",
+        message: format!(
+            "{} would queue {count} runs, more than the {max} one submission may: pass --max-runs {count} if you mean it",
+            what()
+        ),
+    }
+}
+
 /// An error in entry `i` of a runs file says which.
 fn in_entry(source: &Option<PathBuf>, i: usize, e: EngineError) -> EngineError {
     match source {
@@ -182,6 +194,22 @@ impl Services {
     /// GPU slots and that the targets answer, then queues them all in one transaction.
     #[tracing::instrument(level = "info", skip_all, fields(entries = req.entries.len(), dry_run = req.dry_run))]
     pub(crate) async fn submit(&self, req: SubmitRequest) -> EngineResult<Submitted> {
+        let max = req.max_runs.unwrap_or(sweep::MAX_RUNS);
+        // Counted before anything is planned: a flood is refused at once, with its size.
+        let mut count = 0usize;
+        for (i, entry) in req.entries.iter().enumerate() {
+            count += entry
+                .variants(&req.defaults, max)
+                .map_err(|e| in_entry(&req.source, i, e))?
+                .len();
+        }
+        if count > max {
+            let what = match &req.source {
+                Some(path) => format!("{} ({} entries)", path.display(), req.entries.len()),
+                None => "this submission".to_owned(),
+            };
+            return Err(too_many(count, max, || what));
+        }
         let mut plans = Vec::new();
         let mut targets: Vec<Target> = Vec::new();
         let mut has_target = true;
@@ -201,7 +229,7 @@ impl Services {
                 targets.push(t);
             }
             let planned = entry
-                .plan(self, &req.defaults, &planned_on)
+                .plan(self, &req.defaults, &planned_on, max)
                 .await
                 .map_err(|e| in_entry(&req.source, i, e))?;
             plans.extend(planned);

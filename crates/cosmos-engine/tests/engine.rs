@@ -362,6 +362,7 @@ fn submit_request(entries: Vec<cosmos_engine::RunEntry>, dry_run: bool) -> Submi
         },
         dry_run,
         no_wait: false,
+        max_runs: None,
     }
 }
 

@@ -76,6 +76,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Creates many queued runs in one transaction (a sweep): all or none.
     async fn create_runs(&self, runs: &[NewRun]) -> StoreResult<()>;
     async fn run(&self, id: &RunId) -> StoreResult<Run>;
+    /// Runs by id, in the order given (missing ones left out): one query, not one per run.
+    async fn runs(&self, ids: &[RunId]) -> StoreResult<Vec<Run>>;
     /// Runs, newest first (runs created together, a sweep, in reverse order of creation).
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;
     /// How many runs match `filter`, ignoring its limit.

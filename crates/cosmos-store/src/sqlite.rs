@@ -249,6 +249,10 @@ impl Store for SqliteStore {
         runs::get(&self.pool, id).await
     }
 
+    async fn runs(&self, ids: &[RunId]) -> StoreResult<Vec<Run>> {
+        runs::get_many(&self.pool, ids).await
+    }
+
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>> {
         runs::list(&self.pool, filter).await
     }

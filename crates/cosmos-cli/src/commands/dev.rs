@@ -96,6 +96,7 @@ impl OverheadArgs {
                     launch: ctx.launch_defaults(),
                     dry_run: false,
                     no_wait: false,
+                    max_runs: None,
                 })
                 .await?;
             let ids: Vec<_> = submitted.runs.iter().map(|r| r.id.clone()).collect();

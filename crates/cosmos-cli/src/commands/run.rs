@@ -73,7 +73,7 @@ pub struct Args {
     #[arg(long, allow_negative_numbers = true)]
     priority: Option<i32>,
     /// Runs from a file: TOML `[[run]]` tables or JSON lines, with the flags' names as keys
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "inputs", "dry_run"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "inputs"])]
     from_file: Option<PathBuf>,
     /// Print the spec Cosmos-Transfer1 would receive and the container command; store nothing
     #[arg(long)]
@@ -85,6 +85,10 @@ pub struct Args {
     /// Queue the runs and return at once (no target is contacted)
     #[arg(long)]
     no_wait: bool,
+    /// Allow this submission to queue up to N runs (default 10000: a typo in a range
+    /// should not flood the queue)
+    #[arg(long, value_name = "N")]
+    max_runs: Option<usize>,
     /// `full` re-hashes every input already on the target before the run uses it (when this
     /// process runs it); `stamp` (the default) only those that changed since verified
     #[arg(long, value_name = "stamp|full", value_parser = ["stamp", "full"])]
@@ -140,6 +144,7 @@ impl Args {
                 launch: ctx.launch_defaults(),
                 dry_run: self.dry_run,
                 no_wait: self.no_wait,
+                max_runs: self.max_runs,
             })
             .await?;
         for note in &submitted.notes {

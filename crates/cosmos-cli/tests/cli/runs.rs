@@ -372,6 +372,45 @@ fn sweeps_make_one_run_per_combination_in_one_go() -> TestResult {
         "nothing stored"
     );
 
+    // A TOML entry that does not parse is named, with its line; a runs file may be a dry run.
+    std::fs::write(
+        &file,
+        format!(
+            "[[run]]\nprompt = \"fine\"\ninputs = \"{}\"\n\n[[run]]\nprompt = \"typo\"\ngpus = \"two\"\n",
+            scene.display()
+        ),
+    )?;
+    h.run(&["run", "--from-file", s(&file), "--no-wait"])
+        .fails_with("sweep.toml [[run]] 2 (line 5): invalid type");
+    std::fs::write(
+        &file,
+        format!(
+            "[[run]]\nprompt = \"wide\"\ninputs = \"{0}\"\nseeds = \"1..6000\"\n\n[[run]]\nprompt = \"wider\"\ninputs = \"{0}\"\nseeds = \"1..6000\"\n",
+            scene.display()
+        ),
+    )?;
+    // One submission is capped (the refusal says how many and how to mean it).
+    h.run(&["run", "--from-file", s(&file), "--no-wait"])
+        .fails_with(
+            "would queue 12000 runs, more than the 10000 one submission may: pass --max-runs 12000",
+        );
+    let dry = h
+        .run(&[
+            "run",
+            "--from-file",
+            s(&file),
+            "--dry-run",
+            "--max-runs",
+            "12000",
+        ])
+        .ok();
+    assert!(dry.stdout.contains("more runs like it"), "{}", dry.stdout);
+    assert_eq!(
+        h.run(&["list", "--json"]).ok().json(),
+        before,
+        "a dry run stores nothing"
+    );
+
     h.run(&["run", "x", s(&scene), "--seed", "1,x"])
         .fails_with("`x` in --seed");
     h.run(&["run", "x", s(&scene), "--seeds", "9..2"])

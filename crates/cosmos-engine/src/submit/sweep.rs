@@ -34,11 +34,12 @@ use cosmos_core::Weights;
 
 use super::RunEntry;
 
-/// At most this many runs from one command (a typo in a range should not flood the queue).
-pub(crate) const MAX_RUNS: usize = 10_000;
+/// At most this many runs from one submission unless it says otherwise (`--max-runs`): a
+/// typo in a range should not flood the queue.
+pub const MAX_RUNS: usize = 10_000;
 
 /// Seeds from `--seed` (one or a comma list) and `--seeds A..B` (inclusive).
-pub(crate) fn seeds(list: Option<&str>, range: Option<&str>) -> Result<Vec<u32>> {
+pub(crate) fn seeds(list: Option<&str>, range: Option<&str>, max: usize) -> Result<Vec<u32>> {
     let mut out = Vec::new();
     if let Some(list) = list {
         for part in list.split(',') {
@@ -61,8 +62,12 @@ pub(crate) fn seeds(list: Option<&str>, range: Option<&str>) -> Result<Vec<u32>>
         if b < a {
             bail!("--seeds {range} is empty: the last seed comes first");
         }
-        if (b - a) as usize >= MAX_RUNS {
-            bail!("--seeds {range} makes more than {MAX_RUNS} runs");
+        if (b - a) as usize >= max {
+            bail!(
+                "--seeds {range} makes {} runs, more than the {max} one submission may queue: pass --max-runs {} if you mean it",
+                u64::from(b - a) + 1,
+                u64::from(b - a) + 1
+            );
         }
         out.extend(a..=b);
     }
@@ -160,10 +165,44 @@ impl SeedField {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TomlFile {
-    run: Vec<RunEntry>,
+/// A TOML runs file: `[[run]]` tables, each read on its own so an error names which one (and
+/// the line its table starts on).
+fn read_toml(path: &Path, text: &str) -> Result<Vec<RunEntry>> {
+    let invalid = |what: String| EngineError::Invalid(format!("{}{what}", path.display()));
+    let mut table: toml::Table = toml::from_str(text)
+        .map_err(|e| invalid(format!(" is not valid TOML: {}", e.message().trim_end())))?;
+    let runs = table.remove("run");
+    if let Some(key) = table.keys().next() {
+        return Err(invalid(format!(
+            ": `{key}` is not part of a runs file, which holds only [[run]] tables"
+        )));
+    }
+    let Some(toml::Value::Array(runs)) = runs else {
+        return Err(invalid(": no [[run]] tables".into()));
+    };
+    // Where each `[[run]]` header is, to point at it.
+    let starts: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[run]]"))
+        .map(|(i, _)| i + 1)
+        .collect();
+    runs.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.try_into::<RunEntry>().map_err(|e| {
+                let at = starts
+                    .get(i)
+                    .map(|l| format!(" (line {l})"))
+                    .unwrap_or_default();
+                invalid(format!(
+                    " [[run]] {}{at}: {}",
+                    i + 1,
+                    e.message().trim_end()
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Reads a runs file: `.toml` (`[[run]]` tables) or `.jsonl` (one object per line).
@@ -173,17 +212,7 @@ pub fn read_file(path: &Path) -> Result<Vec<RunEntry>> {
     })?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let runs = match ext {
-        "toml" => {
-            toml::from_str::<TomlFile>(&text)
-                .map_err(|e| {
-                    EngineError::Invalid(format!(
-                        "{} is not a valid runs file: {}",
-                        path.display(),
-                        e.message()
-                    ))
-                })?
-                .run
-        }
+        "toml" => read_toml(path, &text)?,
         "jsonl" | "ndjson" => {
             let mut runs = Vec::new();
             for (i, line) in text.lines().enumerate() {
@@ -213,17 +242,29 @@ mod tests {
 
     #[test]
     fn seeds_come_from_lists_and_ranges() {
-        assert_eq!(seeds(Some("7"), None).ok(), Some(vec![7]));
-        assert_eq!(seeds(Some("1, 2,3"), None).ok(), Some(vec![1, 2, 3]));
-        assert_eq!(seeds(None, Some("3..6")).ok(), Some(vec![3, 4, 5, 6]));
-        assert_eq!(seeds(None, Some("3..=4")).ok(), Some(vec![3, 4]));
+        assert_eq!(seeds(Some("7"), None, MAX_RUNS).ok(), Some(vec![7]));
+        assert_eq!(
+            seeds(Some("1, 2,3"), None, MAX_RUNS).ok(),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(
+            seeds(None, Some("3..6"), MAX_RUNS).ok(),
+            Some(vec![3, 4, 5, 6])
+        );
+        assert_eq!(seeds(None, Some("3..=4"), MAX_RUNS).ok(), Some(vec![3, 4]));
         for (list, range, needle) in [
             (Some("1,x"), None, "`x` in --seed"),
             (None, Some("5"), "FIRST..LAST"),
             (None, Some("6..2"), "is empty"),
-            (None, Some("0..99999"), "more than"),
+            (
+                None,
+                Some("0..99999"),
+                "makes 100000 runs, more than the 10000",
+            ),
         ] {
-            let e = seeds(list, range).expect_err("must fail").to_string();
+            let e = seeds(list, range, MAX_RUNS)
+                .expect_err("must fail")
+                .to_string();
             assert!(e.contains(needle), "{e}");
         }
     }

@@ -126,7 +126,11 @@ pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> 
     get(pool, &new.id).await
 }
 
-/// Inserts runs, each with its first event, in one transaction.
+/// Rows per multi-row INSERT: SQLite takes up to 32766 bound values, a run has 15.
+const INSERT_CHUNK: usize = 1000;
+
+/// Inserts runs, each with its first event, in one transaction: a statement per thousand
+/// rows, so a sweep of ten thousand holds the write lock for moments.
 pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResult<()> {
     // Immediate: a retry's check that its run was not retried yet holds until it commits.
     let mut tx = pool
@@ -134,7 +138,6 @@ pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResu
         .await
         .during("begin a transaction")?;
     for new in runs {
-        let at = millis(new.created_at);
         if let Some(of) = &new.retry_of {
             let by: Option<String> =
                 sqlx::query_scalar("SELECT id FROM runs WHERE parent_run_id = ? LIMIT 1")
@@ -149,32 +152,69 @@ pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResu
                 });
             }
         }
-        sqlx::query(
+    }
+    for chunk in runs.chunks(INSERT_CHUNK) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
              input_set_id, params, gpus, priority, created_at, parent_run_id, target_pin, target, \
-             sweep_id) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(new.id.as_str())
-        .bind(new.prompt_id.as_str())
-        .bind(new.kind.as_str())
-        .bind(new.name.as_deref())
-        .bind(&new.prompt_text)
-        .bind(new.negative_prompt.as_deref())
-        .bind(new.input_set_id.as_ref().map(InputSetId::as_str))
-        .bind(to_json(&new.params))
-        .bind(i64::from(new.params.gpus))
-        .bind(i64::from(new.priority))
-        .bind(at)
-        .bind(new.retry_of.as_ref().map(RunId::as_str))
-        .bind(new.target_pin.as_deref())
-        .bind(new.target_pin.as_deref())
-        .bind(new.sweep_id.as_ref().map(RunId::as_str))
-        .execute(&mut *tx)
-        .await
-        .during("insert a run")?;
-        insert_event(&mut tx, &new.id, at, RunStatus::Queued, &new.note).await?;
+             sweep_id) ",
+        );
+        qb.push_values(chunk, |mut b, new| {
+            b.push_bind(new.id.as_str())
+                .push_bind(new.prompt_id.as_str())
+                .push_bind(new.kind.as_str())
+                .push_bind("queued")
+                .push_bind(new.name.as_deref())
+                .push_bind(&new.prompt_text)
+                .push_bind(new.negative_prompt.as_deref())
+                .push_bind(new.input_set_id.as_ref().map(InputSetId::as_str))
+                .push_bind(to_json(&new.params))
+                .push_bind(i64::from(new.params.gpus))
+                .push_bind(i64::from(new.priority))
+                .push_bind(millis(new.created_at))
+                .push_bind(new.retry_of.as_ref().map(RunId::as_str))
+                .push_bind(new.target_pin.as_deref())
+                .push_bind(new.target_pin.as_deref())
+                .push_bind(new.sweep_id.as_ref().map(RunId::as_str));
+        });
+        qb.build().execute(&mut *tx).await.during("insert runs")?;
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO run_events (run_id, at, stage, progress, message) ",
+        );
+        qb.push_values(chunk, |mut b, new| {
+            b.push_bind(new.id.as_str())
+                .push_bind(millis(new.created_at))
+                .push_bind(RunStatus::Queued.as_str())
+                .push_bind(None::<f64>)
+                .push_bind(&new.note);
+        });
+        qb.build()
+            .execute(&mut *tx)
+            .await
+            .during("record the runs' first events")?;
     }
     tx.commit().await.during("commit runs")
+}
+
+/// Runs by id, in the order asked (ids that do not exist are left out).
+pub(crate) async fn get_many(pool: &SqlitePool, ids: &[RunId]) -> StoreResult<Vec<Run>> {
+    let mut by_id = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(INSERT_CHUNK * 10) {
+        let list: Vec<&str> = chunk.iter().map(RunId::as_str).collect();
+        let rows: Vec<RunRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM runs r JOIN prompts p ON p.id = r.prompt_id \
+             WHERE r.id IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(to_json(&list))
+        .fetch_all(pool)
+        .await
+        .during("read runs")?;
+        for row in rows {
+            let run = row.into_run()?;
+            by_id.insert(run.id.clone(), run);
+        }
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }
 
 pub(crate) async fn get(pool: &SqlitePool, id: &RunId) -> StoreResult<Run> {
