@@ -70,7 +70,7 @@ fn engine_hint(e: &EngineError) -> Option<String> {
             "`cosmos prompt list` shows the prompts you can run by name or id".into()
         }
         (_, "prompt_has_inputs") => {
-            "change a prompt's videos with `cosmos prompt edit ID --inputs DIR`".into()
+            "run it on other videos as new text (`cosmos run \"TEXT\" DIR`), or change its videos with `cosmos prompt edit ID --inputs DIR`".into()
         }
         (_, "target_needs_host") => {
             "`cosmos target add NAME ssh://user@host:port`, `--host HOST`, or `--local`".into()

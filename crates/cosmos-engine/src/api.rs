@@ -15,8 +15,9 @@ use crate::error::EngineResult;
 use crate::reads::RateRequest;
 use crate::{
     AddTargetRequest, AddedInputSet, CancelScope, Cancelled, CheckItem, CreatePromptRequest,
-    EditPromptRequest, Followed, InspectedInputs, LaunchDefaults, PromptDetail, Resolved, RunPlan,
-    RunRequest, Services, StatusView, SubmitRequest, Submitted, TargetSettings, WorkerEvent,
+    CreatedPrompt, EditPromptRequest, Followed, InspectedInputs, LaunchDefaults, PromptDetail,
+    Resolved, RunPlan, RunRequest, Services, StatusView, SubmitRequest, Submitted, TargetSettings,
+    WorkerEvent,
 };
 
 /// Runs: submitting, seeing through, cancelling, retrying, reading.
@@ -147,10 +148,8 @@ impl Runs<'_> {
 }
 
 impl Prompts<'_> {
-    pub async fn create(
-        &self,
-        req: &CreatePromptRequest,
-    ) -> EngineResult<(Prompt, Option<AddedInputSet>)> {
+    /// Creates a prompt, or returns the identical one that exists (unless `req.new`).
+    pub async fn create(&self, req: &CreatePromptRequest) -> EngineResult<CreatedPrompt> {
         self.0.create_prompt(req).await
     }
 

@@ -43,7 +43,7 @@ pub use error::{EngineError, EngineResult, ErrorKind};
 pub use execute::owner_id;
 pub use inputs::{AddedInputSet, InspectedInputs};
 pub use launch::LaunchPlan;
-pub use prompts::{CreatePromptRequest, EditPromptRequest, InputsRef};
+pub use prompts::{CreatePromptRequest, CreatedPrompt, EditPromptRequest, InputsRef};
 pub use reads::{PromptDetail, RateRequest};
 pub use resolve::Resolved;
 pub use runs::{LaunchDefaults, PlannedPrompt, RunPlan, RunRequest, RunSubject};

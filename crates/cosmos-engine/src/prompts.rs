@@ -40,6 +40,19 @@ pub struct CreatePromptRequest {
     pub negative: Option<String>,
     pub name: Option<String>,
     pub inputs: Option<InputsRef>,
+    /// A new prompt even when one with the same text, negative text and input set exists
+    /// (otherwise that one is reused, as `cosmos run "text" DIR` does).
+    pub new: bool,
+}
+
+/// A prompt as `create` left it: made now, or an identical one reused.
+#[derive(Debug, Clone)]
+pub struct CreatedPrompt {
+    pub prompt: Prompt,
+    /// The input set registered on the way, if one was.
+    pub added: Option<AddedInputSet>,
+    /// An existing identical prompt was returned rather than a duplicate made.
+    pub reused: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -132,7 +145,7 @@ impl Services {
     pub(crate) async fn create_prompt(
         &self,
         req: &CreatePromptRequest,
-    ) -> EngineResult<(Prompt, Option<AddedInputSet>)> {
+    ) -> EngineResult<CreatedPrompt> {
         let text = validate_text("prompt text", &req.text)?;
         let negative = normalise_negative(req.negative.as_deref())?;
         let name = match &req.name {
@@ -156,6 +169,21 @@ impl Services {
             }
             None => (None, None),
         };
+        // The same words on the same videos are the same prompt, unless a new one is asked
+        // for (by `new`, or by naming it).
+        if !req.new
+            && req.name.is_none()
+            && let Some(prompt) = self
+                .store()
+                .find_prompt(&text, negative.as_deref(), input_set_id.as_ref())
+                .await?
+        {
+            return Ok(CreatedPrompt {
+                prompt,
+                added,
+                reused: true,
+            });
+        }
         let prompt = self
             .store()
             .create_prompt(&NewPrompt {
@@ -168,7 +196,11 @@ impl Services {
                 created_at: cosmos_core::now(),
             })
             .await?;
-        Ok((prompt, added))
+        Ok(CreatedPrompt {
+            prompt,
+            added,
+            reused: false,
+        })
     }
 
     /// Edits a prompt. Runs keep the text they were created with.

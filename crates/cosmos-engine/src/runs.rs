@@ -9,7 +9,7 @@ use cosmos_core::{
     Hint, InputFile, InputKind, InputSetId, PromptId, Run, RunId, RunKind, RunParams, Target,
     Weights,
 };
-use cosmos_store::{NewPrompt, NewRun, PromptName};
+use cosmos_store::{NewPrompt, NewRun, PromptName, PromptUpdate};
 
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
@@ -20,6 +20,11 @@ use crate::prompts::{InputsRef, PendingInputs, normalise_negative, validate_text
 #[derive(Debug, Clone)]
 pub enum RunSubject {
     Prompt(String),
+    /// A prompt with control videos named too: they become its input set when it has none.
+    PromptOn {
+        prompt: String,
+        inputs: InputsRef,
+    },
     Text {
         text: String,
         inputs: Option<InputsRef>,
@@ -116,6 +121,9 @@ pub struct RunPlan {
     pub target_pin: Option<String>,
     #[serde(skip)]
     pending: Option<PendingInputs>,
+    /// The prompt had no input set: the run's becomes its own when it is stored.
+    #[serde(skip)]
+    attach_inputs: bool,
     /// The control videos, for planning variants.
     #[serde(skip)]
     files: Vec<InputFile>,
@@ -193,7 +201,44 @@ impl Services {
             .map_err(cosmos_core::spec::SpecError::from)?;
         let name = req.name.as_deref().map(validate_name).transpose()?;
         let negative_override = normalise_negative(req.negative.as_deref())?;
+        let mut attach = false;
         let (prompt, pending, files) = match &req.subject {
+            RunSubject::PromptOn { prompt, inputs } => {
+                let id = self.resolve_prompt(prompt).await?;
+                let p = self.store().prompt(&id).await?;
+                let pending = self.pending_inputs(inputs).await?;
+                let files = match (&p.input_set_id, &pending) {
+                    (Some(own), PendingInputs::Stored(given)) if own == given => {
+                        self.store().input_set(own).await?.files
+                    }
+                    (Some(own), _) => {
+                        return Err(EngineError::refused(
+                            crate::ErrorKind::InvalidInput,
+                            "prompt_has_inputs",
+                            format!(
+                                "prompt `{}` already has its input set `{own}`: drop the folder to run it on those videos",
+                                p.name
+                            ),
+                        ));
+                    }
+                    // The prompt has no videos yet: these become its own.
+                    (None, PendingInputs::Stored(given)) => {
+                        attach = true;
+                        self.store().input_set(given).await?.files
+                    }
+                    (None, PendingInputs::New(inspected)) => {
+                        attach = true;
+                        inspected.files.clone()
+                    }
+                };
+                let planned = PlannedPrompt {
+                    id: Some(p.id),
+                    name: p.name,
+                    text: p.text,
+                    negative: negative_override.or(p.negative),
+                };
+                (planned, pending, files)
+            }
             RunSubject::Prompt(text) => {
                 let id = self.resolve_prompt(text).await?;
                 let p = self.store().prompt(&id).await?;
@@ -264,6 +309,13 @@ impl Services {
         plan.input_set_id = input_set_id;
         plan.name = name;
         plan.pending = Some(pending);
+        if attach {
+            plan.attach_inputs = true;
+            plan.notes.push(format!(
+                "prompt `{}` had no input set: these control videos become its own",
+                plan.prompt.name
+            ));
+        }
         Ok(plan)
     }
 
@@ -328,6 +380,7 @@ impl Services {
             priority: 0,
             target_pin: None,
             pending: None,
+            attach_inputs: false,
             files,
         })
     }
@@ -387,6 +440,14 @@ impl Services {
                 Some(pending) => {
                     let (input_set_id, _) = self.commit_inputs(pending).await?;
                     let prompt_id = match &plan.prompt.id {
+                        Some(id) if plan.attach_inputs => {
+                            let update = PromptUpdate {
+                                input_set_id: Some(Some(input_set_id.clone())),
+                                ..Default::default()
+                            };
+                            self.store().update_prompt(id, &update).await?;
+                            id.clone()
+                        }
                         Some(id) => id.clone(),
                         None => {
                             self.store()

@@ -82,17 +82,14 @@ pub struct Submitted {
 impl RunEntry {
     async fn subject(&self, services: &Services) -> EngineResult<RunSubject> {
         if self.subject.to_ascii_lowercase().starts_with("ps_") {
-            if self.inputs.is_some() {
-                return Err(EngineError::refused(
-                    crate::ErrorKind::InvalidInput,
-                    "prompt_has_inputs",
-                    format!(
-                        "a prompt brings its own input set: drop the inputs, or change the prompt's (`{}`)",
-                        self.subject
-                    ),
-                ));
-            }
-            return Ok(RunSubject::Prompt(self.subject.clone()));
+            return Ok(match &self.inputs {
+                // Videos for a prompt that has none become its own (said in the plan).
+                Some(inputs) => RunSubject::PromptOn {
+                    prompt: self.subject.clone(),
+                    inputs: InputsRef::parse(inputs),
+                },
+                None => RunSubject::Prompt(self.subject.clone()),
+            });
         }
         // A prompt's exact name runs that prompt.
         if self.inputs.is_none()

@@ -335,6 +335,7 @@ async fn rehearsal(f: &Fixture, engine: &Services) -> Result<Target, Box<dyn std
             negative: None,
             name: Some("harbour".into()),
             inputs: Some(cosmos_engine::InputsRef::Dir(scene)),
+            new: false,
         })
         .await?;
     Ok(target)

@@ -47,7 +47,7 @@ impl Command {
 pub struct CreateArgs {
     /// What the video should show
     text: String,
-    /// Input set id (any unique prefix), or a folder of control videos to register
+    /// Input set (name, id or unique prefix), or a folder of control videos to register
     #[arg(long, value_name = "ID|DIR")]
     inputs: Option<String>,
     /// What the video should not show
@@ -56,6 +56,10 @@ pub struct CreateArgs {
     /// Name [default: made from the text's meaningful words]
     #[arg(long)]
     name: Option<String>,
+    /// Make a new prompt even when the same text on the same videos exists (it is reused
+    /// otherwise, as `cosmos run "TEXT" DIR` does)
+    #[arg(long)]
+    new: bool,
     /// Print the new prompt as JSON
     #[arg(long)]
     json: bool,
@@ -64,15 +68,26 @@ pub struct CreateArgs {
 impl CreateArgs {
     async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
-        let (prompt, added) = services
+        let created = services
             .prompts()
             .create(&CreatePromptRequest {
                 text: self.text.clone(),
                 negative: self.negative.clone(),
                 name: self.name.clone(),
                 inputs: self.inputs.as_deref().map(InputsRef::parse),
+                new: self.new,
             })
             .await?;
+        let (prompt, added) = (created.prompt, created.added);
+        if created.reused {
+            ctx.say(
+                "note",
+                &format!(
+                    "the same prompt exists already as `{}`; reusing it (--new makes another)",
+                    prompt.name
+                ),
+            );
+        }
         if let Some(added) = &added {
             for w in &added.warnings {
                 ctx.say("warning", w);

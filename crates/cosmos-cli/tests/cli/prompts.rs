@@ -244,3 +244,79 @@ fn control_characters_in_prompt_text_are_shown_not_obeyed() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn the_same_prompt_is_reused_everywhere_unless_new_is_asked_for() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let first = h.prompt_on("a pier at dusk", s(&scene));
+    let again = h
+        .run(&[
+            "prompt",
+            "create",
+            "a pier at dusk",
+            "--inputs",
+            s(&scene),
+            "--json",
+        ])
+        .ok();
+    assert!(
+        again.stderr.contains("reusing it (--new makes another)"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(again.json()["id"], first["id"]);
+    // `run "text" DIR` finds the same one.
+    let run = h
+        .run(&["run", "a pier at dusk", s(&scene), "--no-wait", "--json"])
+        .ok()
+        .json();
+    assert_eq!(run["prompt_id"], first["id"], "{run}");
+    let fresh = h
+        .run(&[
+            "prompt",
+            "create",
+            "a pier at dusk",
+            "--inputs",
+            s(&scene),
+            "--new",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_ne!(fresh["id"], first["id"]);
+    assert_eq!(fresh["name"], "pier-dusk-2", "{fresh}");
+    Ok(())
+}
+
+#[test]
+fn running_a_prompt_without_videos_on_a_folder_gives_it_that_folder() -> TestResult {
+    let h = Home::new();
+    let scene = h.standard_scene("scene");
+    let bare = h
+        .run(&["prompt", "create", "a lighthouse in fog", "--json"])
+        .ok()
+        .json();
+    let id = bare["id"].as_str().ok_or("id")?.to_owned();
+    let out = h.run(&["run", &id, s(&scene), "--no-wait", "--json"]).ok();
+    assert!(
+        out.stderr
+            .contains("had no input set: these control videos become its own"),
+        "{}",
+        out.stderr
+    );
+    let shown = h.run(&["prompt", "show", &id, "--json"]).ok().json();
+    assert!(
+        shown["prompt"]["input_set_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("in_")),
+        "{shown}"
+    );
+    // Now it has videos: other ones are refused, with what to do.
+    let other = h.scene("other", &[("x_color.mp4", 64, 36, 12, 24)]);
+    h.run(&["run", &id, s(&other), "--no-wait"])
+        .fails_with("already has its input set");
+    // The same folder is fine.
+    h.run(&["run", &id, s(&scene), "--no-wait"]).ok();
+    Ok(())
+}
