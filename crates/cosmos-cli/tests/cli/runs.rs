@@ -173,8 +173,9 @@ fn bad_run_parameters_are_usage_errors() -> TestResult {
     h.run(&["run", "harbur"]).fails_with(
         "no prompt has the name or id `harbur`; as new text, a run needs control videos",
     );
+    // An id with a folder: the prompt is looked up first (its videos may be missing).
     h.run(&["run", "ps_0123", s(&scene)])
-        .fails_with("a prompt brings its own input set");
+        .fails_with("no prompt matches `ps_0123`");
     h.run(&["run", "ps_0123"])
         .fails_with("no prompt matches `ps_0123`");
     Ok(())
