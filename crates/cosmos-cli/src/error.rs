@@ -118,6 +118,9 @@ fn engine_hint(e: &EngineError) -> Option<String> {
 pub fn failure_hint(code: &str) -> Option<&'static str> {
     Some(match code {
         "guardrail_blocked" => "rephrase the prompt, then `cosmos retry` the run",
+        "guardrail_video_blocked" => {
+            "the prompt passed; the video did not: run it with another seed (`cosmos run … --seed N`), or change the prompt or the controls"
+        }
         "out_of_memory" => "run with more GPUs (`--gpus`), a shorter input, or on a bigger GPU",
         "checkpoint_missing" | "checkpoints_missing" => {
             "download the checkpoints into the cosmos checkout (`cosmos target check NAME` lists what is there)"

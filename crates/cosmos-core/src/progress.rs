@@ -107,7 +107,10 @@ impl ProgressParser {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
+    /// The guardrail refused the prompt (blocklist, Llama Guard).
     GuardrailBlocked,
+    /// The guardrail refused the generated video (unsafe frames).
+    VideoBlocked,
     OutOfMemory,
     MissingCheckpoint,
     MissingFile,
@@ -122,6 +125,7 @@ impl FailureKind {
     pub fn code(self) -> &'static str {
         match self {
             FailureKind::GuardrailBlocked => "guardrail_blocked",
+            FailureKind::VideoBlocked => "guardrail_video_blocked",
             FailureKind::OutOfMemory => "out_of_memory",
             FailureKind::MissingCheckpoint => "checkpoint_missing",
             FailureKind::MissingFile => "file_missing",
@@ -184,6 +188,15 @@ pub fn classify_failure(exit: Option<i32>, log: &str) -> Failure {
         .find(|m| m.contains("GUARDRAIL BLOCKED"))
     {
         let what = blocked[blocked.find("GUARDRAIL BLOCKED").unwrap_or(0)..].trim();
+        // The video check runs after generation, on the frames: the prompt passed.
+        if what.contains("VIDEOCONTENTSAFETYFILTER") {
+            return fail(
+                FailureKind::VideoBlocked,
+                format!(
+                    "the guardrail blocked the generated video ({what}); the prompt passed: try another seed, or change the prompt or the controls"
+                ),
+            );
+        }
         return fail(
             FailureKind::GuardrailBlocked,
             format!("the guardrail blocked the prompt ({what}); rephrase the prompt"),
@@ -302,12 +315,18 @@ mod tests {
 
     #[test]
     fn failures_are_classified() {
-        let cases: [(Option<i32>, &str, FailureKind, &str); 9] = [
+        let cases: [(Option<i32>, &str, FailureKind, &str); 10] = [
             (
                 Some(1),
                 "[11-24 10:00:00|CRITICAL|p.py:1:f] GUARDRAIL BLOCKED: BLOCKLIST: bad word\nTraceback\nTypeError: x",
                 FailureKind::GuardrailBlocked,
                 "GUARDRAIL BLOCKED: BLOCKLIST: bad word",
+            ),
+            (
+                Some(1),
+                "[11-24 10:00:00|CRITICAL|p.py:1:f] GUARDRAIL BLOCKED: VIDEOCONTENTSAFETYFILTER: unsafe frames detected\nTraceback\nValueError: Guardrail check failed: Generated video is unsafe",
+                FailureKind::VideoBlocked,
+                "blocked the generated video (GUARDRAIL BLOCKED: VIDEOCONTENTSAFETYFILTER: unsafe frames detected); the prompt passed",
             ),
             (
                 Some(1),

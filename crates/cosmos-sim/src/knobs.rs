@@ -21,6 +21,8 @@ pub enum Fail {
     CrashAfterClip(u64),
     /// Stops making progress during the first clip's sampling, until killed.
     Hang,
+    /// The video guardrail finds the generated videos unsafe.
+    UnsafeVideo,
 }
 
 #[derive(Debug, Clone)]
@@ -69,12 +71,15 @@ pub fn parse_fail(raw: &str) -> Result<Fail, String> {
     match raw {
         "oom" => Ok(Fail::Oom),
         "hang" => Ok(Fail::Hang),
+        "unsafe_video" => Ok(Fail::UnsafeVideo),
         _ => raw
             .strip_prefix("crash_after_clip:")
             .and_then(|n| n.parse().ok())
             .map(Fail::CrashAfterClip)
             .ok_or_else(|| {
-                format!("COSMOS_SIM_FAIL={raw}: expected `oom`, `crash_after_clip:N` or `hang`")
+                format!(
+                    "COSMOS_SIM_FAIL={raw}: expected `oom`, `crash_after_clip:N`, `hang` or `unsafe_video`"
+                )
             }),
     }
 }
@@ -121,6 +126,7 @@ mod tests {
     fn failure_injection_values_parse() {
         assert_eq!(parse_fail("oom"), Ok(Fail::Oom));
         assert_eq!(parse_fail("hang"), Ok(Fail::Hang));
+        assert_eq!(parse_fail("unsafe_video"), Ok(Fail::UnsafeVideo));
         assert_eq!(
             parse_fail("crash_after_clip:2"),
             Ok(Fail::CrashAfterClip(2))

@@ -33,7 +33,9 @@ fn fail(text: &str, code: u8) -> u8 {
     code
 }
 
-/// Runs `torchrun ARGS`; returns the exit code (the failing worker's, so argparse's 2 shows).
+/// Runs `torchrun ARGS`; returns the exit code: torchrun's own argparse errors exit 2, and a
+/// failed worker (whatever its own code, argparse's 2 included) makes torchrun re-raise
+/// `ChildFailedError` and exit 1.
 pub fn main(args: &[String], argv: Vec<String>) -> u8 {
     let p = parser();
     let parsed = match p.parse(args, true) {
@@ -84,8 +86,9 @@ pub fn main(args: &[String], argv: Vec<String>) -> u8 {
     let code = script::run(script, script_args, &worker, argv);
     if code != 0 {
         log::stderr(&child_failed(script, code));
+        return 1;
     }
-    code
+    0
 }
 
 /// torchrun's summary when a worker fails.

@@ -13,7 +13,7 @@ use std::path::Path;
 use cosmos_core::spec::{split_spec, validate_controls};
 use serde_json::{Map, Value};
 
-use crate::knobs::Knobs;
+use crate::knobs::{Fail, Knobs};
 use crate::log::{self, site, src};
 use crate::python::{Failure, Frame, Raised, dumps, frame};
 use crate::record::Record;
@@ -283,7 +283,7 @@ fn generate(
                     site(src::GUARDRAIL, 52, "run_text_guardrail"),
                     &format!("GUARDRAIL BLOCKED: {reason}"),
                 );
-                log::critical(pipe, &format!("Input text prompt {i} is not safe"));
+                log::critical(pipe, &format!("Input text prompt {} is not safe", i + 1));
             }
             None => safe.push((item, prompt.clone().unwrap_or_default())),
         }
@@ -351,6 +351,24 @@ fn generate(
     )?;
     log::info(pipe, "Finish generation");
     log::info(pipe, "Run guardrail on generated videos");
+    if run.knobs.fail == Some(Fail::UnsafeVideo) {
+        for i in 0..safe.len() {
+            log::critical(
+                site(src::GUARDRAIL, 77, "run_video_guardrail"),
+                "GUARDRAIL BLOCKED: VIDEOCONTENTSAFETYFILTER: unsafe frames detected",
+            );
+            log::critical(pipe, &format!("Generated video {} is not safe", i + 1));
+        }
+        log::critical(pipe, "All generated videos failed safety checks");
+        log::critical(tr, "Guardrail blocked generation for entire batch.");
+        return Err(Raised::new(
+            "TypeError",
+            "cannot unpack non-iterable NoneType object",
+            &[UNPACK],
+        )
+        .kind("guardrail")
+        .into());
+    }
 
     let folder = run.cfg.text("video_save_folder");
     for (slot, (item, prompt)) in safe.into_iter().enumerate() {

@@ -45,7 +45,9 @@ const READ_BATCH: Frame = frame(
 #[derive(Debug, Clone)]
 pub struct Item {
     pub prompt: Option<String>,
-    pub input_video: String,
+    /// `None` for a batch line without `visual_input` (Cosmos does not fall back to the
+    /// global `--input_video_path`: `p.get("visual_input", None)`).
+    pub input_video: Option<String>,
     pub controls: Map<String, Value>,
     /// Where its intermediates go.
     pub save_dir: String,
@@ -70,7 +72,7 @@ pub fn single(cfg: &Cfg, controls: &Map<String, Value>) -> Item {
             Value::Null => None,
             v => Some(py_str(v)),
         },
-        input_video: cfg.text("input_video_path"),
+        input_video: Some(cfg.text("input_video_path")),
         controls: controls.clone(),
         save_dir: cfg.text("video_save_folder"),
         frames: 0,
@@ -155,11 +157,7 @@ pub fn batch(
         }
         items.push(Item {
             prompt: obj.get("prompt").filter(|p| !p.is_null()).map(py_str),
-            input_video: obj
-                .get("visual_input")
-                .filter(|v| !v.is_null())
-                .map(py_str)
-                .unwrap_or_else(|| cfg.text("input_video_path")),
+            input_video: obj.get("visual_input").filter(|v| !v.is_null()).map(py_str),
             controls: item_controls,
             save_dir: join(&folder, &format!("video_{index}")),
             frames: 0,
@@ -211,7 +209,8 @@ pub fn preprocess(item: &mut Item, cfg: &Cfg, knobs: &Knobs, ranks: u32) -> Resu
         site(src::PREPROCESSORS, 52, "__call__"),
         "running preprocessor",
     );
-    let input = item.input_video.clone();
+    let given = item.input_video.clone();
+    let input = given.clone().unwrap_or_default();
     let input_exists = !input.is_empty() && Path::new(&input).is_file();
     for (hint, model) in GENERATED {
         let Some(Value::Object(block)) = item.controls.get_mut(hint) else {
@@ -219,6 +218,15 @@ pub fn preprocess(item: &mut Item, cfg: &Cfg, knobs: &Knobs, ranks: u32) -> Resu
         };
         if !block.get("input_control").is_none_or(Value::is_null) {
             continue;
+        }
+        if given.is_none() {
+            // `os.path.exists(None)`.
+            return Err(Raised::new(
+                "TypeError",
+                "stat: path should be string, bytes, os.PathLike or integer, not NoneType",
+                &[PREPROCESS],
+            )
+            .into());
         }
         if !input_exists {
             return Err(Raised::new("AssertionError", "", &[PREPROCESS])
@@ -242,7 +250,8 @@ pub fn preprocess(item: &mut Item, cfg: &Cfg, knobs: &Knobs, ranks: u32) -> Resu
     let needs_input =
         cfg.number("sigma_max").is_ok_and(|s| s < 80.0) || item.controls.contains_key("upscale");
     let mut videos = Vec::new();
-    if needs_input || input_exists {
+    // Without an input video at all, generation starts from noise: only the controls shape it.
+    if given.is_some() && (needs_input || input_exists) {
         if !input_exists {
             return Err(Raised::file_not_found(&input, &[READ_VIDEO]).into());
         }

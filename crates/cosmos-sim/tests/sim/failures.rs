@@ -26,8 +26,8 @@ fn guardrail_blocks_a_prompt_with_a_blocked_word() -> TestResult {
         &out.messages(),
         &[
             "Running guardrail checks on all prompts",
-            "GUARDRAIL BLOCKED: BLOCKLIST: Prompt blocked by exact match blocklist: forbiddenfruit",
-            "Input text prompt 0 is not safe",
+            "GUARDRAIL BLOCKED: BLOCKLIST: Prompt blocked by exact match blocklist: Prompt: a bowl of forbiddenfruit on a table, Exact Match Word: forbiddenfruit",
+            "Input text prompt 1 is not safe",
             "All prompts failed safety checks",
             "Guardrail blocked generation for entire batch.",
         ],
@@ -45,7 +45,7 @@ fn guardrail_blocks_a_prompt_with_a_blocked_word() -> TestResult {
     cmd.env("COSMOS_SIM_BLOCKLIST", "bowl,teapot");
     let out = run(&mut cmd).raises(1, "TypeError: cannot unpack non-iterable NoneType object");
     assert!(out.messages().contains(
-        &"GUARDRAIL BLOCKED: BLOCKLIST: Prompt blocked by exact match blocklist: bowl".to_owned()
+        &"GUARDRAIL BLOCKED: BLOCKLIST: Prompt blocked by exact match blocklist: Prompt: a bowl of forbiddenfruit on a table, Exact Match Word: bowl".to_owned()
     ));
     let mut cmd = scene.transfer(&s, &[]);
     cmd.env("COSMOS_SIM_BLOCKLIST", "teapot");
@@ -214,7 +214,8 @@ fn timing_knobs_set_load_and_clip_time() -> TestResult {
     let out = run(scene
         .transfer(&s, &[])
         .env("COSMOS_SIM_CLIP_SECONDS", "soon"));
-    assert_eq!(out.code, 2);
+    // The worker refuses the knob; torchrun, like for any failed worker, exits 1.
+    assert_eq!(out.code, 1);
     assert!(
         out.stderr.contains("COSMOS_SIM_CLIP_SECONDS=soon"),
         "{}",
@@ -223,7 +224,7 @@ fn timing_knobs_set_load_and_clip_time() -> TestResult {
     let out = run(scene.transfer(&s, &[]).env("COSMOS_SIM_FAIL", "explode"));
     assert!(
         out.stderr
-            .contains("expected `oom`, `crash_after_clip:N` or `hang`"),
+            .contains("expected `oom`, `crash_after_clip:N`, `hang` or `unsafe_video`"),
         "{}",
         out.stderr
     );
@@ -265,8 +266,9 @@ fn missing_checkpoints_and_inputs_fail_as_cosmos_does() -> TestResult {
         "{}",
         out.stderr
     );
+    // python exits 2, and torchrun 1, as for any failed worker.
     run(&mut scene.command(&["torchrun", "cosmos_transfer1/nothing.py"]))
-        .raises(2, &format!("python: can't open file '{}/cosmos_transfer1/nothing.py': [Errno 2] No such file or directory", scene.checkout().display()));
+        .raises(1, &format!("python: can't open file '{}/cosmos_transfer1/nothing.py': [Errno 2] No such file or directory", scene.checkout().display()));
     Ok(())
 }
 
@@ -296,5 +298,27 @@ fn a_file_that_is_not_a_video_needs_a_frame_count() -> TestResult {
             &"Making all control and input videos to be length of 130 frames.".to_owned()
         )
     );
+    Ok(())
+}
+
+#[test]
+fn the_video_guardrail_blocks_unsafe_outputs_counting_from_one() -> TestResult {
+    let scene = Scene::new();
+    let s = edge_spec(&scene, "a quiet street", 20);
+    let out = run(scene
+        .transfer(&s, &[])
+        .env("COSMOS_SIM_FAIL", "unsafe_video"))
+    .raises(1, "TypeError: cannot unpack non-iterable NoneType object");
+    assert_in_order(
+        &out.messages(),
+        &[
+            "Run guardrail on generated videos",
+            "GUARDRAIL BLOCKED: VIDEOCONTENTSAFETYFILTER: unsafe frames detected",
+            "Generated video 1 is not safe",
+            "All generated videos failed safety checks",
+            "Guardrail blocked generation for entire batch.",
+        ],
+    );
+    assert!(!scene.checkout().join("out/output.mp4").exists());
     Ok(())
 }

@@ -192,8 +192,9 @@ fn unknown_and_malformed_arguments_are_rejected_like_argparse() -> TestResult {
             "transfer.py: error: argument --blur_strength: invalid choice: 'max' (choose from 'very_low', 'low', 'medium', 'high', 'very_high')",
         ),
     ];
+    // Under torchrun a worker that argparse stops (exit 2) makes torchrun exit 1.
     for (extra, line) in cases {
-        let out = run(&mut scene.transfer(&s, &extra)).raises(2, line);
+        let out = run(&mut scene.transfer(&s, &extra)).raises(1, line);
         assert!(
             out.stderr.starts_with("usage: transfer.py [-h]"),
             "{}",
@@ -208,7 +209,7 @@ fn unknown_and_malformed_arguments_are_rejected_like_argparse() -> TestResult {
     let out =
         run(&mut scene.command(&["torchrun", "--nproc_per_node=1", super::support::TRANSFER]));
     out.raises(
-        2,
+        1,
         "transfer.py: error: the following arguments are required: --controlnet_specs",
     );
     let out = run(&mut scene.command(&["torchrun", "--nprocs=1", super::support::TRANSFER]));
@@ -509,5 +510,38 @@ fn benchmark_noise_and_distilled_flags_follow_transfer_py() -> TestResult {
     );
     run(&mut scene.transfer(&s, &["--use_distilled"]))
         .raises(1, "ValueError: No default distilled checkpoint for depth. Users must specify ckpt_path in config.");
+    Ok(())
+}
+
+#[test]
+fn a_batch_line_without_visual_input_has_no_input_video() -> TestResult {
+    // Cosmos reads `p.get("visual_input", None)`: no fallback to --input_video_path.
+    let scene = Scene::new();
+    let a = scene.video("a.mp4", "160x90", 30);
+    let depth = scene.video("depth.mp4", "160x90", 30);
+    // A control to compute from a missing input: `os.path.exists(None)` raises.
+    let s = spec(
+        &scene,
+        json!({"input_video_path": a, "edge": {"control_weight": 1}}),
+    );
+    scene.file(
+        "batch.jsonl",
+        &(json!({"prompt": "no input"}).to_string() + "\n"),
+    );
+    run(&mut scene.transfer(&s, &["--batch_input_path", "batch.jsonl"])).raises(
+        1,
+        "TypeError: stat: path should be string, bytes, os.PathLike or integer, not NoneType",
+    );
+    // With every control given, it generates (from noise): the output follows the controls.
+    let s = spec(
+        &scene,
+        json!({"input_video_path": a, "sigma_max": 80, "depth": {"control_weight": 1, "input_control": depth}}),
+    );
+    run(&mut scene.transfer(&s, &["--batch_input_path", "batch.jsonl"])).ok();
+    assert_eq!(
+        std::fs::read(scene.checkout().join("out/video_0/output.mp4"))?,
+        std::fs::read(&depth)?,
+        "not a copy of the global input video"
+    );
     Ok(())
 }
