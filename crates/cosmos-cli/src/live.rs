@@ -26,8 +26,12 @@ struct Display {
     started: Instant,
     line_open: bool,
     quiet: bool,
-    /// Prefix lines with the run id (several runs at once).
+    /// Several runs at once: one combined line, and each run's end.
     many: bool,
+    /// Each run's stage and progress within it (several runs).
+    runs: std::collections::HashMap<RunId, (RunStatus, f64)>,
+    /// The combined counts last printed without a terminal (printed again only on change).
+    last_counts: String,
 }
 
 fn clock(secs: u64) -> String {
@@ -54,15 +58,73 @@ impl Display {
         let _ = writeln!(err, "{text}");
     }
 
+    /// Several runs: their ends and waits as lines, the rest as one combined line (running,
+    /// queued and done counts, overall percent, ETA).
+    fn sweep_event(&mut self, e: &RunEvent) {
+        let p = e.progress.unwrap_or(0.0).clamp(0.0, 1.0);
+        let within = match e.stage {
+            RunStatus::Queued => 0.0,
+            RunStatus::Staging => 0.05,
+            RunStatus::Starting => 0.1,
+            RunStatus::Running => 0.1 + 0.85 * p,
+            RunStatus::Collecting => 0.95,
+            _ => 1.0,
+        };
+        self.runs.insert(e.run_id.clone(), (e.stage, within));
+        if e.stage.is_terminal() {
+            self.message(&format!("{} {}: {}", e.run_id, e.stage, e.message));
+        } else if e.message.starts_with("waiting") {
+            self.message(&format!("{} {}", e.run_id, e.message));
+        }
+        let (mut running, mut queued, mut done, mut failed) = (0, 0, 0, 0);
+        for (stage, _) in self.runs.values() {
+            match stage {
+                RunStatus::Queued => queued += 1,
+                RunStatus::Succeeded => done += 1,
+                s if s.is_terminal() => {
+                    done += 1;
+                    failed += 1;
+                }
+                _ => running += 1,
+            }
+        }
+        let overall =
+            self.runs.values().map(|(_, f)| f).sum::<f64>() / self.runs.len().max(1) as f64;
+        let elapsed = self.started.elapsed().as_secs();
+        let eta = if (0.05..1.0).contains(&overall) {
+            let total = elapsed as f64 / overall;
+            format!("  ETA {}", clock((total - elapsed as f64).max(0.0) as u64))
+        } else {
+            String::new()
+        };
+        let failed = if failed > 0 {
+            format!(" ({failed} not succeeded)")
+        } else {
+            String::new()
+        };
+        let counts = format!("{running} running · {queued} queued · {done} done{failed}");
+        let line = format!(
+            "[{} runs] {counts} · {:>3.0}%  elapsed {}{eta}",
+            self.runs.len(),
+            overall * 100.0,
+            clock(elapsed)
+        );
+        if self.tty {
+            self.status_line(&line);
+        } else if counts != self.last_counts {
+            self.last_counts = counts;
+            self.message(&line);
+        }
+    }
+
     fn event(&mut self, e: &RunEvent) {
         if self.quiet {
             return;
         }
-        let who = if self.many {
-            format!("{} ", e.run_id)
-        } else {
-            String::new()
-        };
+        if self.many {
+            return self.sweep_event(e);
+        }
+        let who = String::new();
         match e.progress {
             Some(p) if e.stage == RunStatus::Running => {
                 let elapsed = self.started.elapsed().as_secs();
@@ -130,6 +192,11 @@ pub async fn see_through(
         line_open: false,
         quiet,
         many: ids.len() > 1,
+        runs: ids
+            .iter()
+            .map(|id| (id.clone(), (RunStatus::Queued, 0.0)))
+            .collect(),
+        last_counts: String::new(),
     };
     let head = services.events().head().await?;
     let mut follower = services.events().follow(head, None);
@@ -278,9 +345,11 @@ pub async fn execute(
         [run] => return Ok(report(run)),
         _ if json => crate::output::json(&mut std::io::stdout().lock(), &runs)?,
         _ => {
-            for r in &runs {
-                let label = if r.rehearsal { " (rehearsal)" } else { "" };
-                eprintln!("{} {}{label}", r.id, r.status);
+            // Each run's end was shown as it came; the outputs go to stdout, as for one run.
+            for r in runs.iter().filter(|r| r.status == RunStatus::Succeeded) {
+                if let Some(o) = r.outputs.first() {
+                    println!("{}", o.path);
+                }
             }
             let rehearsed = runs.iter().filter(|r| r.rehearsal).count();
             let of_them = match rehearsed {

@@ -231,9 +231,32 @@ impl Services {
                 .map_err(|e| in_entry(&req.source, i, e))?;
             plans.extend(planned);
         }
-        let notes = plans.first().map(|p| p.notes.clone()).unwrap_or_default();
+        let mut notes = plans.first().map(|p| p.notes.clone()).unwrap_or_default();
         if plans.is_empty() {
             return Err(EngineError::Invalid("nothing to run".into()));
+        }
+        // Cosmos-Transfer1 ignores canny_threshold (reference R4): its edge detector draws
+        // random thresholds seeded by --seed, and a given edge video is used as it is.
+        let mut levels: Vec<&str> = plans
+            .iter()
+            .map(|p| p.params.canny_threshold.as_str())
+            .collect();
+        levels.sort_unstable();
+        levels.dedup();
+        if levels.len() > 1 {
+            return Err(EngineError::refused(
+                crate::ErrorKind::InvalidInput,
+                "canny_sweep",
+                format!(
+                    "these runs differ in canny_threshold ({}), which changes nothing Cosmos-Transfer1 makes: it picks the edge thresholds at random from the seed, or uses a given edge video as it is. Sweep seeds (--seeds) or edge weights instead",
+                    levels.join(", ")
+                ),
+            ));
+        }
+        if req.entries.iter().any(|e| e.canny_threshold.is_some()) {
+            notes.push(
+                "canny_threshold has no effect: Cosmos-Transfer1 picks the edge thresholds at random (seeded by --seed) when it computes the edge video, and uses a given edge video as it is".into(),
+            );
         }
         if req.dry_run {
             return Ok(Submitted {

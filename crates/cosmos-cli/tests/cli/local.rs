@@ -269,6 +269,31 @@ fn quickstart_output_is_labelled_as_rehearsal_wherever_it_is_shown()
         "{}",
         shown.stdout
     );
+
+    // A sweep in the foreground: one combined line, each run's end, and a summary that says
+    // which runs were rehearsals.
+    let prompt = runs[0]["prompt_name"].as_str().ok_or("a prompt")?;
+    let sweep = h.run(&["run", prompt, "--seeds", "1..3"]).ok();
+    assert!(sweep.stderr.contains("[3 runs] "), "{}", sweep.stderr);
+    assert_eq!(
+        sweep.stderr.matches(" succeeded: ").count(),
+        3,
+        "{}",
+        sweep.stderr
+    );
+    assert!(
+        sweep
+            .stderr
+            .contains("3 succeeded, 0 did not (3 on a rehearsal target"),
+        "{}",
+        sweep.stderr
+    );
+    assert_eq!(
+        sweep.stdout.lines().count(),
+        3,
+        "one output path per run: {}",
+        sweep.stdout
+    );
     Ok(())
 }
 

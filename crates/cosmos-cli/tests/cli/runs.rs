@@ -412,6 +412,32 @@ fn sweeps_make_one_run_per_combination_in_one_go() -> TestResult {
         "a dry run stores nothing"
     );
 
+    // canny_threshold changes nothing Cosmos makes: said once, and a sweep over it refused.
+    let noted = h
+        .run(&[
+            "run",
+            "x",
+            s(&scene),
+            "--canny-threshold",
+            "high",
+            "--dry-run",
+        ])
+        .ok();
+    assert!(
+        noted.stderr.contains("canny_threshold has no effect"),
+        "{}",
+        noted.stderr
+    );
+    std::fs::write(
+        &file,
+        format!(
+            "[[run]]\nprompt = \"edges\"\ninputs = \"{0}\"\ncanny_threshold = \"low\"\n\n[[run]]\nprompt = \"edges\"\ninputs = \"{0}\"\ncanny_threshold = \"high\"\n",
+            scene.display()
+        ),
+    )?;
+    h.run(&["run", "--from-file", s(&file), "--no-wait"])
+        .fails_with("these runs differ in canny_threshold (high, low)");
+
     h.run(&["run", "x", s(&scene), "--seed", "1,x"])
         .fails_with("`x` in --seed");
     h.run(&["run", "x", s(&scene), "--seeds", "9..2"])
