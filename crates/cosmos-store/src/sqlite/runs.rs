@@ -132,6 +132,7 @@ const INSERT_CHUNK: usize = 1000;
 /// Inserts runs, each with its first event, in one transaction: a statement per thousand
 /// rows, so a sweep of ten thousand holds the write lock for moments.
 pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResult<()> {
+    let began = std::time::Instant::now();
     // Immediate: a retry's check that its run was not retried yet holds until it commits.
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
@@ -193,7 +194,13 @@ pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResu
             .await
             .during("record the runs' first events")?;
     }
-    tx.commit().await.during("commit runs")
+    tx.commit().await.during("commit runs")?;
+    tracing::debug!(
+        runs = runs.len(),
+        "runs inserted; the write lock was held {:.1} ms",
+        began.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(())
 }
 
 /// Runs by id, in the order asked (ids that do not exist are left out).
