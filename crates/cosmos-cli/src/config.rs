@@ -2,7 +2,7 @@
 //! `COSMOS_HOME` relocates everything (config, database, outputs, logs). Resolved once, in
 //! [`Settings::load`]; commands never read the environment or files themselves.
 
-mod load;
+pub(crate) mod load;
 
 use std::path::PathBuf;
 

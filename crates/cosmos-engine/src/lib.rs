@@ -51,7 +51,10 @@ pub use scheduler::{DirectScheduler, Scheduler};
 #[cfg(feature = "dev-seed")]
 pub use seed::{SeedReport, SeedRequest};
 pub use status::{QueuedView, RunningView, StatusView, TargetView};
-pub use submit::{RunEntry, SeedField, SubmitRequest, Submitted, read_runs_file};
+pub use submit::{
+    MAX_RUNS, RunEntry, SeedField, SubmitRequest, Submitted, parse_runs_text, parse_seeds,
+    parse_weight_grid, read_runs_file,
+};
 pub use targets::{
     AddTargetRequest, CheckItem, Connected, ExecEnv, Fix, Gpu, RetryPolicy, TargetSettings,
     runtime_of, ssh_spec,

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use cosmos_core::{Level, Run, RunParams, Target};
 
-pub use sweep::{SeedField, read_file as read_runs_file};
+pub use sweep::{
+    MAX_RUNS, SeedField, parse_runs as parse_runs_text, read_file as read_runs_file,
+    seeds as parse_seeds, weight_grid as parse_weight_grid,
+};
 
 use crate::Services;
 use crate::error::{EngineError, EngineResult};

@@ -11,4 +11,4 @@ mod probe;
 pub use discover::{Discovery, Skipped, discover};
 pub use error::{MediaError, MediaResult};
 pub use hash::sha256_file;
-pub use probe::{Ffprobe, inspect_files};
+pub use probe::{Ffprobe, ProbeFacts, inspect_files, read_probe};

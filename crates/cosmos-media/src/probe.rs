@@ -52,7 +52,8 @@ struct Format {
 fn rate(text: Option<&str>) -> Option<f64> {
     let (n, d) = text?.split_once('/')?;
     let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
-    (n > 0.0 && d > 0.0).then(|| n / d)
+    let r = n / d;
+    (n > 0.0 && d > 0.0 && r.is_finite()).then_some(r)
 }
 
 fn count(text: Option<&str>) -> Option<u64> {
@@ -112,33 +113,18 @@ impl Ffprobe {
 
     /// Probes the first video stream of `path`.
     pub fn probe(&self, path: &Path) -> MediaResult<VideoInfo> {
-        let not_video = |reason: &str| MediaError::NotAVideo {
+        let not_video = |reason: String| MediaError::NotAVideo {
             path: path.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
         let out = self.run(
             path,
             "stream=codec_name,width,height,avg_frame_rate,r_frame_rate,nb_frames,duration:format=duration",
             false,
         )?;
-        let format_duration = out
-            .format
-            .as_ref()
-            .and_then(|f| f.duration.as_deref())
-            .and_then(|d| d.parse().ok());
-        let stream = out
-            .streams
-            .into_iter()
-            .next()
-            .ok_or_else(|| not_video("it has no video stream"))?;
-        let (Some(width), Some(height)) = (stream.width, stream.height) else {
-            return Err(not_video("its video stream has no size"));
-        };
-        let fps = rate(stream.avg_frame_rate.as_deref())
-            .or_else(|| rate(stream.r_frame_rate.as_deref()))
-            .ok_or_else(|| not_video("its frame rate is unknown"))?;
+        let facts = read_output(out).map_err(not_video)?;
         // Containers such as Matroska carry no frame count: count the packets instead.
-        let frames = match count(stream.nb_frames.as_deref()) {
+        let frames = match facts.frames {
             Some(n) => n,
             None => {
                 let counted = self.run(path, "stream=nb_read_packets", true)?;
@@ -146,24 +132,72 @@ impl Ffprobe {
                     .streams
                     .first()
                     .and_then(|s| count(s.nb_read_packets.as_deref()))
-                    .ok_or_else(|| not_video("it has no frames"))?
+                    .ok_or_else(|| not_video("it has no frames".into()))?
             }
         };
-        let duration = stream
-            .duration
-            .as_deref()
-            .and_then(|d| d.parse().ok())
-            .or(format_duration)
-            .unwrap_or(frames as f64 / fps);
         Ok(VideoInfo {
             frames,
-            fps,
-            width,
-            height,
-            duration_seconds: duration,
-            codec: stream.codec_name.unwrap_or_else(|| "unknown".into()),
+            fps: facts.fps,
+            width: facts.width,
+            height: facts.height,
+            duration_seconds: facts.duration.unwrap_or(frames as f64 / facts.fps),
+            codec: facts.codec,
         })
     }
+}
+
+/// What ffprobe's answer says of a video's first stream; the frame count and duration only
+/// when the container carries them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeFacts {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub frames: Option<u64>,
+    pub duration: Option<f64>,
+}
+
+/// Reads ffprobe's JSON answer (`-show_entries stream=…:format=duration -of json`): the facts
+/// of its first video stream, or why it is not a video we can use.
+pub fn read_probe(stdout: &[u8]) -> Result<ProbeFacts, String> {
+    let out: Output =
+        serde_json::from_slice(stdout).map_err(|e| format!("unexpected ffprobe output: {e}"))?;
+    read_output(out)
+}
+
+fn read_output(out: Output) -> Result<ProbeFacts, String> {
+    let format_duration = out
+        .format
+        .as_ref()
+        .and_then(|f| f.duration.as_deref())
+        .and_then(|d| d.parse::<f64>().ok())
+        .filter(|d| d.is_finite() && *d >= 0.0);
+    let stream = out
+        .streams
+        .into_iter()
+        .next()
+        .ok_or("it has no video stream")?;
+    let (Some(width), Some(height)) = (stream.width, stream.height) else {
+        return Err("its video stream has no size".into());
+    };
+    let fps = rate(stream.avg_frame_rate.as_deref())
+        .or_else(|| rate(stream.r_frame_rate.as_deref()))
+        .ok_or("its frame rate is unknown")?;
+    let duration = stream
+        .duration
+        .as_deref()
+        .and_then(|d| d.parse::<f64>().ok())
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .or(format_duration);
+    Ok(ProbeFacts {
+        codec: stream.codec_name.unwrap_or_else(|| "unknown".into()),
+        width,
+        height,
+        fps,
+        frames: count(stream.nb_frames.as_deref()),
+        duration,
+    })
 }
 
 /// Probes and hashes each file, all at once on separate threads.
@@ -205,6 +239,24 @@ mod tests {
         assert!((rate(Some("24000/1001")).unwrap() - 23.976).abs() < 1e-3);
         assert_eq!(rate(Some("0/0")), None);
         assert_eq!(rate(None), None);
+    }
+
+    #[test]
+    fn probe_answers_are_read_or_refused_with_a_reason() {
+        let ok = br#"{"streams":[{"codec_name":"h264","width":64,"height":36,"avg_frame_rate":"24/1","nb_frames":"24","duration":"1.0"}],"format":{"duration":"1.0"}}"#;
+        let facts = read_probe(ok).unwrap();
+        assert_eq!((facts.width, facts.frames, facts.fps), (64, Some(24), 24.0));
+        for (bad, why) in [
+            (&br#"{"streams":[]}"#[..], "no video stream"),
+            (br#"{"streams":[{"width":1}]}"#, "no size"),
+            (
+                br#"{"streams":[{"width":1,"height":1,"avg_frame_rate":"1/0"}]}"#,
+                "frame rate",
+            ),
+            (b"not json", "unexpected ffprobe output"),
+        ] {
+            assert!(read_probe(bad).unwrap_err().contains(why), "{why}");
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ use super::RunEntry;
 pub const MAX_RUNS: usize = 10_000;
 
 /// Seeds from `--seed` (one or a comma list) and `--seeds A..B` (inclusive).
-pub(crate) fn seeds(list: Option<&str>, range: Option<&str>, max: usize) -> Result<Vec<u32>> {
+pub fn seeds(list: Option<&str>, range: Option<&str>, max: usize) -> Result<Vec<u32>> {
     let mut out = Vec::new();
     if let Some(list) = list {
         for part in list.split(',') {
@@ -76,7 +76,7 @@ pub(crate) fn seeds(list: Option<&str>, range: Option<&str>, max: usize) -> Resu
 
 /// The weights of every grid point: `key=v` keeps a value, `key=start:stop:step` takes each
 /// value from start to stop (inclusive).
-pub(crate) fn weight_grid(text: &str) -> Result<Vec<Weights>> {
+pub fn weight_grid(text: &str) -> Result<Vec<Weights>> {
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((key, value)) = part.split_once('=') else {
@@ -210,9 +210,15 @@ pub fn read_file(path: &Path) -> Result<Vec<RunEntry>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         EngineError::Invalid(format!("cannot read the runs file {}: {e}", path.display()))
     })?;
+    parse_runs(&text, path)
+}
+
+/// The entries of a runs file's text; `path` (its extension) says which format, and names
+/// it in errors.
+pub fn parse_runs(text: &str, path: &Path) -> Result<Vec<RunEntry>> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let runs = match ext {
-        "toml" => read_toml(path, &text)?,
+        "toml" => read_toml(path, text)?,
         "jsonl" | "ndjson" => {
             let mut runs = Vec::new();
             for (i, line) in text.lines().enumerate() {
