@@ -99,6 +99,45 @@ async fn stamp_of(host: &Host, path: &str) -> RemoteResult<Option<String>> {
     Ok((out.success() && text.split(' ').count() == 4).then_some(text))
 }
 
+/// Whether the stamp beside `path` says it is unchanged since it was verified. A stamp written
+/// within [`RACY`] of the blob's last change proves nothing (file times tick coarsely: a write
+/// in the same tick leaves them as they were), so such a blob is hashed again, as git does
+/// with its "racily clean" entries.
+async fn stamp_holds(host: &Host, path: &str) -> RemoteResult<bool> {
+    let stamp = stamp_path(path);
+    let out = host
+        .runner
+        .run(&crate::args(&[
+            "stat",
+            "-c",
+            "%s %.9Y %.9Z %i",
+            "--",
+            path,
+            &stamp,
+        ]))
+        .await?;
+    if !out.success() {
+        return Ok(false);
+    }
+    let text = out.stdout_text();
+    let mut lines = text.lines();
+    let (Some(now), Some(stamp_stat)) = (lines.next(), lines.next()) else {
+        return Ok(false);
+    };
+    let field = |line: &str, i: usize| -> Option<f64> { line.split(' ').nth(i)?.parse().ok() };
+    let (Some(changed), Some(stamped)) = (field(now, 2), field(stamp_stat, 1)) else {
+        return Ok(false);
+    };
+    if stamped - changed < RACY.as_secs_f64() {
+        return Ok(false);
+    }
+    let recorded = host.files.read_at(&stamp, 0, 256).await.unwrap_or_default();
+    Ok(String::from_utf8_lossy(&recorded).trim() == now.trim())
+}
+
+/// How long after a blob's last change its stamp must be written to be trusted.
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Records that `path` was verified as it is now.
 async fn write_stamp(host: &Host, path: &str) -> RemoteResult<()> {
     if let Some(stamp) = stamp_of(host, path).await? {
@@ -121,17 +160,8 @@ async fn verified_present(
     if host.files.size(path).await? != Some(blob.size) {
         return Ok(false);
     }
-    if verify == Verify::Stamp
-        && let Some(now) = stamp_of(host, path).await?
-    {
-        let recorded = host
-            .files
-            .read_at(&stamp_path(path), 0, 256)
-            .await
-            .unwrap_or_default();
-        if String::from_utf8_lossy(&recorded).trim() == now {
-            return Ok(true);
-        }
+    if verify == Verify::Stamp && stamp_holds(host, path).await? {
+        return Ok(true);
     }
     let sum = host.sha256(&[path]).await?.remove(0);
     if sum == blob.sha256 {

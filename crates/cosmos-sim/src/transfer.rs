@@ -14,7 +14,7 @@ use cosmos_core::spec::{split_spec, validate_controls};
 use serde_json::{Map, Value};
 
 use crate::knobs::{Fail, Knobs};
-use crate::log::{self, site, src};
+use crate::log::{self, Site, site, src};
 use crate::python::{Failure, Frame, Raised, dumps, frame};
 use crate::record::Record;
 use crate::script::Worker;
@@ -244,6 +244,20 @@ fn distilled_defaults(
     Ok(())
 }
 
+/// A guardrail blocked everything in the batch: Cosmos says so, then `transfer.py` unpacks the
+/// `None` it got back.
+fn batch_blocked(pipe: Site, tr: Site, all_failed: &str) -> Failure {
+    log::critical(pipe, all_failed);
+    log::critical(tr, "Guardrail blocked generation for entire batch.");
+    Raised::new(
+        "TypeError",
+        "cannot unpack non-iterable NoneType object",
+        &[UNPACK],
+    )
+    .kind("guardrail")
+    .into()
+}
+
 /// One batch: preprocessing, guardrail, text embedding, the clip loop, outputs.
 fn generate(
     run: &Run<'_>,
@@ -289,15 +303,7 @@ fn generate(
         }
     }
     if safe.is_empty() {
-        log::critical(pipe, "All prompts failed safety checks");
-        log::critical(tr, "Guardrail blocked generation for entire batch.");
-        return Err(Raised::new(
-            "TypeError",
-            "cannot unpack non-iterable NoneType object",
-            &[UNPACK],
-        )
-        .kind("guardrail")
-        .into());
+        return Err(batch_blocked(pipe, tr, "All prompts failed safety checks"));
     }
     log::info(pipe, "Running text embedding on all prompts");
     log::info(site(src::T5, 120, "encode_prompts"), "Starting T5 compute");
@@ -359,15 +365,11 @@ fn generate(
             );
             log::critical(pipe, &format!("Generated video {} is not safe", i + 1));
         }
-        log::critical(pipe, "All generated videos failed safety checks");
-        log::critical(tr, "Guardrail blocked generation for entire batch.");
-        return Err(Raised::new(
-            "TypeError",
-            "cannot unpack non-iterable NoneType object",
-            &[UNPACK],
-        )
-        .kind("guardrail")
-        .into());
+        return Err(batch_blocked(
+            pipe,
+            tr,
+            "All generated videos failed safety checks",
+        ));
     }
 
     let folder = run.cfg.text("video_save_folder");

@@ -130,20 +130,33 @@ async fn announced<T>(
     }
 }
 
-/// Opens a TCP (or tunnelled) connection, checks the host key and logs in, recording in
-/// `phase` how far it got.
-async fn connect(spec: &SshSpec, phase: &AtomicU8) -> RemoteResult<Connected> {
-    let seen = Arc::new(StdMutex::new(None));
+/// What a host key seen during a handshake was judged to be.
+type Seen = Arc<StdMutex<Option<(PublicKey, HostKeyVerdict)>>>;
+
+/// A handshake handler for `spec` that checks keys against `known` and remembers what it saw.
+fn client_for(spec: &SshSpec, known: KnownHosts) -> (Client, Seen) {
+    let seen: Seen = Arc::new(StdMutex::new(None));
     let client = Client {
-        known: spec.known_hosts.clone(),
+        known,
         host: spec.host.clone(),
         port: spec.port,
         seen: seen.clone(),
     };
-    let unreachable = |e: &dyn std::fmt::Display| RemoteError::Unreachable {
+    (client, seen)
+}
+
+fn unreachable(spec: &SshSpec, e: &dyn std::fmt::Display) -> RemoteError {
+    RemoteError::Unreachable {
         target: spec.address(),
         message: e.to_string(),
-    };
+    }
+}
+
+/// Opens a TCP (or tunnelled) connection, checks the host key and logs in, recording in
+/// `phase` how far it got.
+async fn connect(spec: &SshSpec, phase: &AtomicU8) -> RemoteResult<Connected> {
+    let (client, seen) = client_for(spec, spec.known_hosts.clone());
+    let unreachable = |e: &dyn std::fmt::Display| unreachable(spec, e);
     let (result, jump) = match &spec.jump {
         None => {
             phase.store(TCP, Ordering::Relaxed);
@@ -210,18 +223,9 @@ pub async fn scan_host_key(spec: &SshSpec) -> RemoteResult<(PublicKey, HostKeyVe
 }
 
 async fn scan(spec: &SshSpec, phase: &AtomicU8) -> RemoteResult<(PublicKey, HostKeyVerdict)> {
-    let seen = Arc::new(StdMutex::new(None));
     // Trust nothing, so the handshake stops right after the key is seen.
-    let client = Client {
-        known: KnownHosts::empty(),
-        host: spec.host.clone(),
-        port: spec.port,
-        seen: seen.clone(),
-    };
-    let unreachable = |e: &dyn std::fmt::Display| RemoteError::Unreachable {
-        target: spec.address(),
-        message: e.to_string(),
-    };
+    let (client, seen) = client_for(spec, KnownHosts::empty());
+    let unreachable = |e: &dyn std::fmt::Display| unreachable(spec, e);
     let result = match &spec.jump {
         None => {
             let tcp = tokio::net::TcpStream::connect((spec.host.as_str(), spec.port))
