@@ -437,3 +437,37 @@ fn an_engine_without_gpu_support_fails_the_check_and_a_run_moves_to_a_target_tha
     );
     assert_eq!(containers(id), "");
 }
+
+#[test]
+fn the_readme_s_runs_file_queues_on_the_rehearsal_target() -> Result<(), Box<dyn std::error::Error>>
+{
+    sim_binary()?;
+    let readme = include_str!("../../../../README.md");
+    let block = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .ok_or("the README has a toml block")?;
+    assert!(block.contains("[[run]]"), "{block}");
+    let h = Home::new();
+    h.run(&["quickstart"]).ok();
+    let scene = h.standard_scene("shot010");
+    h.run(&[
+        "prompt",
+        "create",
+        "a robot arm picks up a red cup in a bright kitchen",
+        "--inputs",
+        s(&scene),
+    ])
+    .ok();
+    let file = h.path().join("sweep.toml");
+    std::fs::write(&file, block.replace("renders/shot010", s(&scene)))?;
+    let dry = h.run(&["run", "--from-file", s(&file), "--dry-run"]).ok();
+    assert!(dry.stdout.contains("more runs like it"), "{}", dry.stdout);
+    let queued = h
+        .run(&["run", "--from-file", s(&file), "--no-wait", "--json"])
+        .ok()
+        .json();
+    assert_eq!(queued.as_array().map(Vec::len), Some(4 + 3), "{queued}");
+    Ok(())
+}
