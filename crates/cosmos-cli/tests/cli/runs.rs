@@ -500,6 +500,23 @@ fn kill_cancels_a_sweep_a_prompt_s_runs_or_every_queued_run() -> TestResult {
         "{shown}"
     );
 
+    // A cancelled run is retried once; the two are linked both ways in `show`.
+    let again = h
+        .run(&["retry", &other[0], "--no-wait", "--json"])
+        .ok()
+        .json();
+    let again_id = again["id"].as_str().ok_or("retry id")?.to_owned();
+    h.run(&["retry", &other[0], "--no-wait"])
+        .fails_with(&format!("was already retried as `{again_id}`"));
+    let shown = h.run(&["show", &other[0]]).ok().stdout;
+    assert!(shown.contains(&format!("retried as {again_id}")), "{shown}");
+    let shown = h.run(&["show", &again_id]).ok().stdout;
+    assert!(
+        shown.contains(&format!("retry of   {}", other[0])),
+        "{shown}"
+    );
+    h.run(&["kill", &again_id]).ok();
+
     // Several runs at once; a run that already finished is said to be, and fails the kill.
     let two = ids(h
         .run(&["run", "rain", s(&scene), "--seeds", "1..2", "--no-wait"])

@@ -91,7 +91,19 @@ pub fn weight_grid(text: &str) -> Result<Vec<Weights>> {
             [start, stop, step] => range_values(key, start, stop, step)?,
             _ => bail!("`{part}`: a weight is a number or start:stop:step, e.g. vis=0.2:0.6:0.2"),
         };
+        // A name that is not a control is refused before any grid point is made.
+        key.trim()
+            .parse::<cosmos_core::Hint>()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         axes.push((key.trim().to_owned(), values));
+    }
+    // The grid's size is known before it is made: a huge one is refused at once, not built.
+    let size = axes
+        .iter()
+        .try_fold(1usize, |n, (_, values)| n.checked_mul(values.len()))
+        .filter(|n| *n <= MAX_RUNS);
+    if size.is_none() {
+        bail!("--weights {text} makes more than {MAX_RUNS} runs");
     }
     let mut points: Vec<Vec<String>> = vec![Vec::new()];
     for (key, values) in &axes {
@@ -102,9 +114,6 @@ pub fn weight_grid(text: &str) -> Result<Vec<Weights>> {
                 q.push(format!("{key}={v}"));
                 next.push(q);
             }
-        }
-        if next.len() > MAX_RUNS {
-            bail!("--weights {text} makes more than {MAX_RUNS} runs");
         }
         points = next;
     }
@@ -273,6 +282,19 @@ mod tests {
                 .to_string();
             assert!(e.contains(needle), "{e}");
         }
+    }
+
+    #[test]
+    fn a_huge_grid_is_refused_before_it_is_built() {
+        // Found by the `weights` fuzz target: two axes of 6,651 values each (44 million
+        // points) were built before the size was checked, which took minutes.
+        let text = "vis=5:670:.1,edge=5:670:.1";
+        let began = std::time::Instant::now();
+        let e = weight_grid(text).expect_err("too big").to_string();
+        assert!(e.contains("makes more than 10000 runs"), "{e}");
+        assert!(began.elapsed() < std::time::Duration::from_secs(1));
+        let bad = "hh=0.3,Seg\0\0\u{12}=5:670:.1,\0\0\0=0.3,Seg\0\0\u{12}=5:670:.1,\0\0\0\u{12}=";
+        assert!(weight_grid(bad).is_err());
     }
 
     #[test]
