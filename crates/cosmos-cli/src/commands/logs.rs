@@ -39,8 +39,8 @@ pub struct KillArgs {
     /// Every unfinished run of the sweep this run belongs to
     #[arg(long, value_name = "RUN")]
     sweep: Option<String>,
-    /// Every queued run
-    #[arg(long)]
+    /// Every queued run (also `--all-queued`)
+    #[arg(long, alias = "all-queued")]
     queued: bool,
 }
 

@@ -491,7 +491,7 @@ fn kill_cancels_a_sweep_a_prompt_s_runs_or_every_queued_run() -> TestResult {
     h.run(&["kill", "--prompt", &prompt]).ok();
     assert_eq!(status(&single[0]), "cancelled");
     assert_eq!(status(&other[0]), "queued");
-    h.run(&["kill", "--queued"]).ok();
+    h.run(&["kill", "--all-queued"]).ok();
     assert_eq!(status(&other[0]), "cancelled");
     // A cancel records its reason.
     let shown = h.run(&["show", &other[0], "--json"]).ok().json();

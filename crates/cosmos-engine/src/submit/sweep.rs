@@ -142,10 +142,12 @@ fn range_values(key: &str, start: &str, stop: &str, step: &str) -> Result<Vec<St
     if b < a {
         bail!("{key}={start}:{stop}:{step} is empty: the stop is below the start");
     }
-    let n = ((b - a) / d + 1e-9).floor() as usize + 1;
-    if n > MAX_RUNS {
+    // Counted as a float first: a tiny step over a wide range is more values than any integer.
+    let steps = ((b - a) / d + 1e-9).floor();
+    if !steps.is_finite() || steps + 1.0 > MAX_RUNS as f64 {
         bail!("{key}={start}:{stop}:{step} makes more than {MAX_RUNS} values");
     }
+    let n = steps as usize + 1;
     Ok((0..n)
         .map(|i| {
             let v = a + d * i as f64;
@@ -293,6 +295,15 @@ mod tests {
         let e = weight_grid(text).expect_err("too big").to_string();
         assert!(e.contains("makes more than 10000 runs"), "{e}");
         assert!(began.elapsed() < std::time::Duration::from_secs(1));
+        // Found the same way: a range whose value count overflowed an integer.
+        let wide = "vis=0.:0666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666662.4:0.2";
+        assert!(
+            weight_grid(wide)
+                .unwrap_err()
+                .to_string()
+                .contains("makes more than 10000 values")
+        );
+        assert!(weight_grid("vis=0:1e300:1e-300").is_err());
         let bad = "hh=0.3,Seg\0\0\u{12}=5:670:.1,\0\0\0=0.3,Seg\0\0\u{12}=5:670:.1,\0\0\0\u{12}=";
         assert!(weight_grid(bad).is_err());
     }
