@@ -91,10 +91,20 @@ pub fn weight_grid(text: &str) -> Result<Vec<Weights>> {
             [start, stop, step] => range_values(key, start, stop, step)?,
             _ => bail!("`{part}`: a weight is a number or start:stop:step, e.g. vis=0.2:0.6:0.2"),
         };
-        // A name that is not a control is refused before any grid point is made.
-        key.trim()
+        // A name that is not a control, or one given twice, is refused before any grid
+        // point is made.
+        let hint = key
+            .trim()
             .parse::<cosmos_core::Hint>()
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if axes
+            .iter()
+            .any(|(k, _)| k.parse::<cosmos_core::Hint>().ok() == Some(hint))
+        {
+            return Err(EngineError::Invalid(
+                cosmos_core::WeightsError::Duplicate(hint).to_string(),
+            ));
+        }
         axes.push((key.trim().to_owned(), values));
     }
     // The grid's size is known before it is made: a huge one is refused at once, not built.
@@ -294,6 +304,17 @@ mod tests {
         let began = std::time::Instant::now();
         let e = weight_grid(text).expect_err("too big").to_string();
         assert!(e.contains("makes more than 10000 runs"), "{e}");
+        assert!(began.elapsed() < std::time::Duration::from_secs(1));
+        // And: a control named again and again (each a range) made thousands of points of
+        // hundreds of pairs before the duplicate was noticed.
+        let many = "vis=0.2:1.2:0.2,edge=0,".repeat(40);
+        let began = std::time::Instant::now();
+        assert!(
+            weight_grid(&many)
+                .unwrap_err()
+                .to_string()
+                .contains("`vis` is given twice")
+        );
         assert!(began.elapsed() < std::time::Duration::from_secs(1));
         // Found the same way: a range whose value count overflowed an integer.
         let wide = "vis=0.:0666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666662.4:0.2";
