@@ -30,8 +30,41 @@ struct Display {
     many: bool,
     /// Each run's stage and progress within it (several runs).
     runs: std::collections::HashMap<RunId, (RunStatus, f64)>,
+    /// The runs' stages counted, and their progress summed.
+    tally: Tally,
     /// The combined counts last printed without a terminal (printed again only on change).
     last_counts: String,
+}
+
+/// How many runs of a sweep are in each state, and their progress summed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    running: i64,
+    queued: i64,
+    done: i64,
+    failed: i64,
+    progress: f64,
+}
+
+impl Tally {
+    fn count(&mut self, (stage, progress): (RunStatus, f64), by: i64) {
+        match stage {
+            RunStatus::Queued => self.queued += by,
+            RunStatus::Succeeded => self.done += by,
+            s if s.is_terminal() => {
+                self.done += by;
+                self.failed += by;
+            }
+            _ => self.running += by,
+        }
+        self.progress += by as f64 * progress;
+    }
+    fn add(&mut self, run: (RunStatus, f64)) {
+        self.count(run, 1);
+    }
+    fn take(&mut self, run: (RunStatus, f64)) {
+        self.count(run, -1);
+    }
 }
 
 fn clock(secs: u64) -> String {
@@ -70,26 +103,25 @@ impl Display {
             RunStatus::Collecting => 0.95,
             _ => 1.0,
         };
-        self.runs.insert(e.run_id.clone(), (e.stage, within));
+        // The tally moves by this run's change alone: a sweep of thousands costs the same per
+        // event as one of three.
+        if let Some(old) = self.runs.insert(e.run_id.clone(), (e.stage, within)) {
+            self.tally.take(old);
+        }
+        self.tally.add((e.stage, within));
         if e.stage.is_terminal() {
             self.message(&format!("{} {}: {}", e.run_id, e.stage, e.message));
         } else if e.message.starts_with("waiting") {
             self.message(&format!("{} {}", e.run_id, e.message));
         }
-        let (mut running, mut queued, mut done, mut failed) = (0, 0, 0, 0);
-        for (stage, _) in self.runs.values() {
-            match stage {
-                RunStatus::Queued => queued += 1,
-                RunStatus::Succeeded => done += 1,
-                s if s.is_terminal() => {
-                    done += 1;
-                    failed += 1;
-                }
-                _ => running += 1,
-            }
-        }
-        let overall =
-            self.runs.values().map(|(_, f)| f).sum::<f64>() / self.runs.len().max(1) as f64;
+        let Tally {
+            running,
+            queued,
+            done,
+            failed,
+            progress,
+        } = self.tally;
+        let overall = progress / self.runs.len().max(1) as f64;
         let elapsed = self.started.elapsed().as_secs();
         let eta = if (0.05..1.0).contains(&overall) {
             let total = elapsed as f64 / overall;
@@ -196,6 +228,10 @@ pub async fn see_through(
             .iter()
             .map(|id| (id.clone(), (RunStatus::Queued, 0.0)))
             .collect(),
+        tally: Tally {
+            queued: ids.len() as i64,
+            ..Tally::default()
+        },
         last_counts: String::new(),
     };
     let head = services.events().head().await?;

@@ -121,6 +121,17 @@ pub enum InputKind {
 /// File extensions recognised as control videos (any case).
 pub const VIDEO_EXTENSIONS: [&str; 3] = ["mp4", "mov", "mkv"];
 
+/// Whether a file extension (any case) is one of [`VIDEO_EXTENSIONS`].
+pub fn is_video_extension(ext: &str) -> bool {
+    VIDEO_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
+}
+
+/// The last word of a file name's stem, the one the convention reads (`shot010_depth` →
+/// `depth`).
+pub fn last_word(stem: &str) -> &str {
+    stem.rsplit(['_', '-', '.', ' ']).next().unwrap_or(stem)
+}
+
 impl InputKind {
     pub const ALL: [InputKind; 7] = [
         InputKind::Color,
@@ -183,16 +194,11 @@ impl InputKind {
     /// we do not read (so the caller can say why it was skipped).
     pub fn classify(file_name: &str) -> Option<Result<InputKind, InputKind>> {
         let (stem, ext) = file_name.rsplit_once('.')?;
-        let last = stem
-            .rsplit(['_', '-', '.', ' '])
-            .next()
-            .unwrap_or(stem)
-            .to_lowercase();
+        let last = last_word(stem).to_lowercase();
         let kind = InputKind::ALL
             .into_iter()
             .find(|k| k.aliases().contains(&last.as_str()))?;
-        let ext = ext.to_ascii_lowercase();
-        if VIDEO_EXTENSIONS.contains(&ext.as_str()) {
+        if is_video_extension(ext) {
             Some(Ok(kind))
         } else {
             Some(Err(kind))

@@ -109,7 +109,7 @@ impl Services {
                 }
                 continue;
             }
-            let (run, missed) = self.cancel_one(id).await?;
+            let (run, missed) = self.cancel_one(before).await?;
             if let Some(t) = missed {
                 if !unreachable.contains(&t) {
                     unreachable.push(t);
@@ -159,8 +159,8 @@ impl Services {
     }
 
     /// Cancels one run; the target that could not be reached to kill its model, if any.
-    async fn cancel_one(&self, id: &RunId) -> EngineResult<(Run, Option<String>)> {
-        let run = self.store().run(id).await?;
+    async fn cancel_one(&self, run: Run) -> EngineResult<(Run, Option<String>)> {
+        let id = &run.id;
         match run.status {
             s if s.is_terminal() => Ok((run, None)),
             RunStatus::Queued | RunStatus::Staging => {
@@ -177,7 +177,7 @@ impl Services {
                 {
                     // It moved on meanwhile: cancel it where it is now.
                     Err(EngineError::Store(cosmos_store::StoreError::Conflict { .. })) => {
-                        Box::pin(self.cancel_one(id)).await
+                        Box::pin(self.cancel_one(self.store().run(id).await?)).await
                     }
                     Err(e) => Err(e),
                     Ok(_) => Ok((self.store().run(id).await?, None)),

@@ -18,15 +18,17 @@ pub struct DirectScheduler;
 
 impl Placer for DirectScheduler {
     fn place(&self, run: &Candidate, slots: &[TargetSlots]) -> Option<(String, Vec<u32>)> {
+        let holds_inputs = |t: &str| run.inputs_on.contains(t);
+        if run.avoid.is_empty() {
+            return place(run.gpus, run.target_pin.as_deref(), slots, holds_inputs);
+        }
         // Never again where it could not start.
         let open: Vec<TargetSlots> = slots
             .iter()
             .filter(|s| !run.avoid.contains(&s.name))
             .cloned()
             .collect();
-        place(run.gpus, run.target_pin.as_deref(), &open, |t| {
-            run.inputs_on.contains(t)
-        })
+        place(run.gpus, run.target_pin.as_deref(), &open, holds_inputs)
     }
 }
 

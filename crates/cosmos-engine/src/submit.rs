@@ -142,15 +142,14 @@ impl RunEntry {
         Ok(out)
     }
 
-    /// Plans every run of the entry: the first fully, the rest as its variants.
+    /// Plans every run of the entry (its `variants`): the first fully, the rest as its
+    /// variants.
     async fn plan(
         &self,
         services: &Services,
-        defaults: &RunParams,
+        variants: Vec<RunParams>,
         target: &Target,
-        max: usize,
     ) -> EngineResult<Vec<RunPlan>> {
-        let variants = self.variants(defaults, max)?;
         let request = RunRequest {
             subject: self.subject(services).await?,
             negative: self.negative.clone(),
@@ -196,13 +195,15 @@ impl Services {
     pub(crate) async fn submit(&self, req: SubmitRequest) -> EngineResult<Submitted> {
         let max = req.max_runs.unwrap_or(sweep::MAX_RUNS);
         // Counted before anything is planned: a flood is refused at once, with its size.
-        let mut count = 0usize;
+        let mut variants = Vec::with_capacity(req.entries.len());
         for (i, entry) in req.entries.iter().enumerate() {
-            count += entry
-                .variants(&req.defaults, max)
-                .map_err(|e| in_entry(&req.source, i, e))?
-                .len();
+            variants.push(
+                entry
+                    .variants(&req.defaults, max)
+                    .map_err(|e| in_entry(&req.source, i, e))?,
+            );
         }
+        let count: usize = variants.iter().map(Vec::len).sum();
         if count > max {
             let what = match &req.source {
                 Some(path) => format!("{} ({} entries)", path.display(), req.entries.len()),
@@ -214,7 +215,7 @@ impl Services {
         let mut targets: Vec<Target> = Vec::new();
         let mut has_target = true;
         let mut planned_on = req.launch.as_target();
-        for (i, entry) in req.entries.iter().enumerate() {
+        for (i, (entry, variants)) in req.entries.iter().zip(variants).enumerate() {
             let target = match self.find_target(entry.target.as_deref()).await {
                 Ok(t) => Some(t),
                 // Validation errors come first; the missing target is reported after planning.
@@ -229,7 +230,7 @@ impl Services {
                 targets.push(t);
             }
             let planned = entry
-                .plan(self, &req.defaults, &planned_on, max)
+                .plan(self, variants, &planned_on)
                 .await
                 .map_err(|e| in_entry(&req.source, i, e))?;
             plans.extend(planned);

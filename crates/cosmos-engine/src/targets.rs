@@ -125,12 +125,7 @@ impl ExecEnv {
 
     /// The SSH login for a target, with this process's connect deadline.
     fn ssh_spec(&self, target: &Target) -> EngineResult<SshSpec> {
-        let mut spec = ssh_spec(target, &self.known())?;
-        spec.connect_timeout = self.connect_timeout;
-        if let Some(j) = spec.jump.as_mut() {
-            j.connect_timeout = self.connect_timeout;
-        }
-        Ok(spec)
+        ssh_spec(target, &self.known(), self.connect_timeout)
     }
 
     /// Leases that last `ms` without a renewal.
@@ -191,7 +186,12 @@ pub struct Connected {
 
 /// The login of a jump host, `[user@]host[:port]` as ProxyJump takes it, resolving
 /// ssh_config aliases.
-fn jump_spec(text: &str, name: &str, known: &KnownHosts) -> EngineResult<SshSpec> {
+fn jump_spec(
+    text: &str,
+    name: &str,
+    known: &KnownHosts,
+    connect_timeout: std::time::Duration,
+) -> EngineResult<SshSpec> {
     let a = parse_ssh_address(text)
         .map_err(|e| EngineError::Invalid(format!("target `{name}`'s jump host: {e}")))?;
     let alias = sshconfig::lookup_user(&a.host);
@@ -203,7 +203,7 @@ fn jump_spec(text: &str, name: &str, known: &KnownHosts) -> EngineResult<SshSpec
         identity: alias.identity_file.clone(),
         jump: None,
         known_hosts: known.clone(),
-        connect_timeout: cosmos_remote::ssh::CONNECT_TIMEOUT,
+        connect_timeout,
     })
 }
 
@@ -212,7 +212,11 @@ pub(crate) fn default_user() -> String {
 }
 
 /// The SSH login for a target.
-pub fn ssh_spec(target: &Target, known: &KnownHosts) -> EngineResult<SshSpec> {
+pub fn ssh_spec(
+    target: &Target,
+    known: &KnownHosts,
+    connect_timeout: std::time::Duration,
+) -> EngineResult<SshSpec> {
     let c = &target.config;
     let host = c
         .host
@@ -227,10 +231,10 @@ pub fn ssh_spec(target: &Target, known: &KnownHosts) -> EngineResult<SshSpec> {
         jump: c
             .jump
             .as_deref()
-            .map(|j| jump_spec(j, &target.name, known).map(Box::new))
+            .map(|j| jump_spec(j, &target.name, known, connect_timeout).map(Box::new))
             .transpose()?,
         known_hosts: known.clone(),
-        connect_timeout: cosmos_remote::ssh::CONNECT_TIMEOUT,
+        connect_timeout,
     })
 }
 
@@ -450,6 +454,17 @@ pub enum Fix {
 /// `n` and the noun in the right number: `1 slot`, `2 slots`.
 pub(crate) fn plural(n: u32, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+impl Fix {
+    /// Whether the check stopped at reaching or logging into the target (a connection error,
+    /// not a failed check of the target itself).
+    pub fn is_connection(&self) -> bool {
+        matches!(
+            self,
+            Fix::HostOrPort | Fix::TrustHostKey | Fix::VerifyHostKey | Fix::UserOrKey
+        )
+    }
 }
 
 fn item(check: &'static str, ok: bool, detail: String, fix: Fix) -> CheckItem {

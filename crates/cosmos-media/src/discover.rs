@@ -138,19 +138,15 @@ pub fn discover(dir: &Path) -> MediaResult<Discovery> {
 
 /// Whether a file name has a video extension.
 fn is_video_name(name: &str) -> bool {
-    name.rsplit_once('.').is_some_and(|(_, ext)| {
-        cosmos_core::modality::VIDEO_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
-    })
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| cosmos_core::modality::is_video_extension(ext))
 }
 
 /// Why a video whose name names no kind was left out, with the name it may have meant.
 fn near_miss(name: &str) -> String {
     let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "mp4"));
-    let last = stem
-        .rsplit(['_', '-', '.', ' '])
-        .next()
-        .unwrap_or(stem)
-        .to_lowercase();
+    let word = cosmos_core::modality::last_word(stem);
+    let last = word.to_lowercase();
     let meant = InputKind::ALL.into_iter().find_map(|k| {
         k.aliases()
             .iter()
@@ -159,7 +155,8 @@ fn near_miss(name: &str) -> String {
     });
     match meant {
         Some(kind) => {
-            let cut = stem.len() - last.len();
+            // The word as written (lowercasing may change its length in bytes).
+            let cut = stem.len() - word.len();
             format!(
                 "a video whose name does not end in a control kind; for a {kind} video, name it `{}{kind}.{ext}`",
                 &stem[..cut]

@@ -89,79 +89,95 @@ fn stamp_path(blob: &str) -> String {
 
 /// What identifies a file's current bytes without reading them: size, modification and
 /// change times to the nanosecond, inode (a change in place moves the change time, which no
-/// user can set back). `None` when the target cannot say.
-async fn stamp_of(host: &Host, path: &str) -> RemoteResult<Option<String>> {
-    let out = host
-        .runner
-        .run(&crate::args(&["stat", "-c", "%s %.9Y %.9Z %i", "--", path]))
-        .await?;
-    let text = out.stdout_text().trim().to_owned();
-    Ok((out.success() && text.split(' ').count() == 4).then_some(text))
+/// user can set back). Its text is what a stamp file holds.
+struct FileStamp {
+    text: String,
+    size: u64,
+    changed: f64,
 }
 
-/// Whether the stamp beside `path` says it is unchanged since it was verified. A stamp written
-/// within [`RACY`] of the blob's last change proves nothing (file times tick coarsely: a write
-/// in the same tick leaves them as they were), so such a blob is hashed again, as git does
-/// with its "racily clean" entries.
-async fn stamp_holds(host: &Host, path: &str) -> RemoteResult<bool> {
+/// A blob's stamp now and when its stamp file was written, in one `stat` (either is `None`
+/// when the file is missing or the target cannot say).
+async fn stat_blob(host: &Host, path: &str) -> RemoteResult<(Option<FileStamp>, Option<f64>)> {
     let stamp = stamp_path(path);
+    // Exit 1 when a file is missing: the lines of those that exist still come.
     let out = host
         .runner
         .run(&crate::args(&[
             "stat",
             "-c",
-            "%s %.9Y %.9Z %i",
+            "%s %.9Y %.9Z %i %n",
             "--",
             path,
             &stamp,
         ]))
         .await?;
-    if !out.success() {
-        return Ok(false);
+    let (mut blob, mut stamped) = (None, None);
+    for line in out.stdout_text().lines() {
+        let fields: Vec<&str> = line.splitn(5, ' ').collect();
+        let [size, modified, changed, inode, name] = fields.as_slice() else {
+            continue;
+        };
+        if *name == path {
+            blob = size
+                .parse()
+                .ok()
+                .zip(changed.parse().ok())
+                .map(|(size, changed)| FileStamp {
+                    text: format!("{size} {modified} {changed} {inode}"),
+                    size,
+                    changed,
+                });
+        } else if *name == stamp {
+            stamped = modified.parse().ok();
+        }
     }
-    let text = out.stdout_text();
-    let mut lines = text.lines();
-    let (Some(now), Some(stamp_stat)) = (lines.next(), lines.next()) else {
-        return Ok(false);
-    };
-    let field = |line: &str, i: usize| -> Option<f64> { line.split(' ').nth(i)?.parse().ok() };
-    let (Some(changed), Some(stamped)) = (field(now, 2), field(stamp_stat, 1)) else {
-        return Ok(false);
-    };
-    if stamped - changed < RACY.as_secs_f64() {
-        return Ok(false);
-    }
-    let recorded = host.files.read_at(&stamp, 0, 256).await.unwrap_or_default();
-    Ok(String::from_utf8_lossy(&recorded).trim() == now.trim())
+    Ok((blob, stamped))
 }
 
-/// How long after a blob's last change its stamp must be written to be trusted.
-const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long after a blob's last change its stamp must be written to be trusted: file times
+/// tick coarsely, and a write in the same tick as the stamp leaves them as they were.
+const RACY: f64 = 2.0;
 
 /// Records that `path` was verified as it is now.
 async fn write_stamp(host: &Host, path: &str) -> RemoteResult<()> {
-    if let Some(stamp) = stamp_of(host, path).await? {
+    if let (Some(now), _) = stat_blob(host, path).await? {
         host.files
-            .write(&stamp_path(path), format!("{stamp}\n").as_bytes(), 0o644)
+            .write(
+                &stamp_path(path),
+                format!("{}\n", now.text).as_bytes(),
+                0o644,
+            )
             .await?;
     }
     Ok(())
 }
 
 /// Whether the blob already at `path` holds the bytes it is named after: trusted on its
-/// stamp unless `verify` is full or the stamp differs, otherwise hashed (and stamped again).
-/// A blob that fails is removed, so it is uploaded again.
+/// stamp unless `verify` is full, the stamp differs, or it was written too soon after the
+/// blob last changed (then it proves nothing, as for git's "racily clean" entries); otherwise
+/// hashed (and stamped again). A blob that fails is removed, so it is uploaded again.
 async fn verified_present(
     host: &Host,
     path: &str,
     blob: &LocalBlob,
     verify: Verify,
 ) -> RemoteResult<bool> {
-    if host.files.size(path).await? != Some(blob.size) {
+    let (Some(now), stamped) = stat_blob(host, path).await? else {
+        return Ok(false);
+    };
+    if now.size != blob.size {
         return Ok(false);
     }
-    if verify == Verify::Stamp && stamp_holds(host, path).await? {
-        return Ok(true);
+    if verify == Verify::Stamp && stamped.is_some_and(|at| at - now.changed >= RACY) {
+        let recorded = host
+            .files
+            .read_at(&stamp_path(path), 0, 256)
+            .await
+            .unwrap_or_default();
+        if String::from_utf8_lossy(&recorded).trim() == now.text {
+            return Ok(true);
+        }
     }
     let sum = host.sha256(&[path]).await?.remove(0);
     if sum == blob.sha256 {

@@ -174,11 +174,7 @@ impl KillArgs {
 
     async fn scope(&self, services: &Services) -> Result<CancelScope> {
         Ok(if let Some(p) = &self.prompt {
-            let id = match services.prompts().named(p.trim()).await? {
-                Some(prompt) => prompt.id,
-                None => services.prompts().resolve(p).await?,
-            };
-            CancelScope::Prompt(id)
+            CancelScope::Prompt(services.prompts().resolve(p).await?)
         } else if let Some(s) = &self.sweep {
             CancelScope::Sweep(services.runs().resolve(s).await?)
         } else if self.queued {

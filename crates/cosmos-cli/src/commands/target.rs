@@ -371,17 +371,9 @@ impl Command {
                 }
                 // Not reached or not logged in is a connection error (2), like everywhere;
                 // a target reached that fails a check is the subject failing (1).
-                let unreachable = items.iter().any(|i| {
-                    matches!(
-                        i.fix,
-                        Some(
-                            Fix::HostOrPort
-                                | Fix::TrustHostKey
-                                | Fix::VerifyHostKey
-                                | Fix::UserOrKey
-                        )
-                    )
-                });
+                let unreachable = items
+                    .iter()
+                    .any(|i| i.fix.as_ref().is_some_and(Fix::is_connection));
                 return Ok(match (ok, unreachable) {
                     (true, _) => ExitCode::SUCCESS,
                     (false, true) => ExitCode::from(2),

@@ -61,10 +61,7 @@ fn timed_out(spec: &SshSpec, phase: u8, limit: Duration) -> RemoteError {
         ),
         _ => format!("logging in to {host}:{port}{via} did not finish within {limit} s"),
     };
-    RemoteError::Unreachable {
-        target: spec.address(),
-        message,
-    }
+    unreachable(spec, &message)
 }
 
 /// Connects, retrying transient failures with backoff while the deadline allows; the notice
