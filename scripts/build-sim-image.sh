@@ -47,7 +47,7 @@ for applet in $("$busybox" --list); do
     [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
 done
 cp "$bin" "$rootfs/usr/local/bin/cosmos-sim"
-for name in torchrun python python3 nvidia-smi; do
+for name in torchrun python python3 nvidia-smi huggingface-cli; do
     ln -sf cosmos-sim "$rootfs/usr/local/bin/$name"
 done
 echo "root:x:0:0:root:/root:/bin/sh" > "$rootfs/etc/passwd"

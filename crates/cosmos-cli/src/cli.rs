@@ -6,7 +6,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
     completions, config, dev, init, inputs, list, logs, prompt, queue, quickstart, rate, run,
-    search, show, status, target,
+    search, secret, show, status, target,
 };
 
 const EXAMPLES: &str = "\
@@ -75,6 +75,9 @@ pub enum Command {
     Show(show::Args),
     /// Full-text search over prompts
     Search(search::Args),
+    /// Store secrets (the Hugging Face token) outside the database, owner-only
+    #[command(subcommand)]
+    Secret(secret::Command),
     /// Print a shell completion script
     Completions(completions::Args),
     /// Developer tools

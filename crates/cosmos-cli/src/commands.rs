@@ -13,6 +13,7 @@ pub mod quickstart;
 pub mod rate;
 pub mod run;
 pub mod search;
+pub mod secret;
 pub mod show;
 pub mod status;
 pub mod target;
@@ -52,6 +53,7 @@ pub async fn dispatch(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCo
         Command::Status(args) => args.run(&ctx).await,
         Command::Show(args) => args.run(&ctx).await,
         Command::Search(args) => args.run(&ctx).await,
+        Command::Secret(cmd) => cmd.run(&ctx),
         Command::Dev(cmd) => cmd.run(&ctx).await,
         Command::Completions(args) => args.run(),
     }

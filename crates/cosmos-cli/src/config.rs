@@ -21,7 +21,22 @@ pub struct Config {
     pub target: TargetDefaults,
     pub queue: QueueConfig,
     pub ssh: SshConfig,
+    pub setup: SetupConfig,
     pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SetupConfig {
+    pub checkpoint_space_gb: f64,
+}
+
+impl Default for SetupConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_space_gb: cosmos_core::setup::CHECKPOINT_SPACE_GB,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,7 +117,7 @@ impl Default for TargetDefaults {
         Self {
             root: "/srv/cosmos".into(),
             cosmos_dir: "/opt/cosmos-transfer1".into(),
-            image: "cosmos-transfer1:latest".into(),
+            image: cosmos_core::setup::image_tag(cosmos_core::setup::COMMIT),
             shm_size: "16g".into(),
         }
     }
@@ -192,8 +207,8 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     (
         "target",
         "image",
-        "\"cosmos-transfer1:latest\"",
-        "Docker image built from cosmos-transfer1's Dockerfile.",
+        "\"cosmos-transfer1:5005e823dbd4\"",
+        "Docker image built from cosmos-transfer1's Dockerfile: the tag `cosmos target setup`\n# builds at the commit cosmos was tested against. A floating tag (`:latest`, none) is\n# refused unless `--allow-floating`.",
     ),
     (
         "target",
@@ -238,10 +253,16 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
         "One deadline for reaching an SSH target: TCP, the SSH handshake and logging in\n# together, every attempt and any jump host included. Every command keeps to it.",
     ),
     (
+        "setup",
+        "checkpoint_space_gb",
+        "300.0",
+        "Free space `cosmos target setup` wants before it downloads the checkpoints (less what\n# is already there): Cosmos-Transfer1's checkpoints take about 300 GB.",
+    ),
+    (
         "secrets",
         "hf_token",
         "",
-        "Hugging Face token, needed only to download checkpoints. Never stored in the\n# database or logged; prefer the COSMOS_SECRETS_HF_TOKEN environment variable.",
+        "Hugging Face token, needed only to download checkpoints. Never stored in the\n# database or logged; prefer `cosmos secret set hf_token` or COSMOS_SECRETS_HF_TOKEN.",
     ),
 ];
 

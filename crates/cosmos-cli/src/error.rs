@@ -109,6 +109,24 @@ fn engine_hint(e: &EngineError) -> Option<String> {
         (_, "target_in_use") => {
             "let them finish, `cosmos kill` them, or remove the target anyway with --force".into()
         }
+        (_, "floating_image") => {
+            "`--image cosmos-transfer1:<tag>` (what `cosmos target setup` builds), or pass `--allow-floating` to accept it".into()
+        }
+        (_, "checkpoints_gated") => {
+            "then `cosmos secret set hf_token` (if the token changes) and `cosmos target setup NAME` again".into()
+        }
+        (_, "setup_interrupted" | "setup_download_failed") => {
+            "`cosmos target setup NAME` picks up where it stopped".into()
+        }
+        (_, "setup_disk_space") => {
+            "the space wanted is `setup.checkpoint_space_gb` in cosmos.toml (300 GB for Cosmos-Transfer1)".into()
+        }
+        (_, "setup_checkout_occupied" | "setup_checkout_changed") => {
+            "`cosmos target edit NAME --cosmos-dir DIR` points the target at another checkout folder".into()
+        }
+        (_, "setup_needs_docker") => {
+            "add a Docker target for the host (`cosmos target add NAME ssh://user@host`)".into()
+        }
         _ => return None,
     };
     Some(hint)
@@ -123,7 +141,7 @@ pub fn failure_hint(code: &str) -> Option<&'static str> {
         }
         "out_of_memory" => "run with more GPUs (`--gpus`), a shorter input, or on a bigger GPU",
         "checkpoint_missing" | "checkpoints_missing" => {
-            "download the checkpoints into the cosmos checkout (`cosmos target check NAME` lists what is there)"
+            "`cosmos target setup NAME` downloads the checkpoints (`cosmos target verify NAME` shows what is there)"
         }
         "image_missing" => {
             "build or `docker load` the image on the host, or `cosmos target edit NAME --image …`"

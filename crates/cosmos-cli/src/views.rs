@@ -168,6 +168,30 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
         let fav = if r.favourite { " · favourite" } else { "" };
         field(out, style, "rating", &format!("{stars}{fav}"))?;
     }
+    if let Some(s) = &r.supply {
+        // What it ran on: two runs with the same three ran the same code on the same weights.
+        if let Some(image) = &s.image {
+            let digest = s.image_digest.as_deref().unwrap_or("digest unknown");
+            field(out, style, "image", &format!("{image} ({digest})"))?;
+        }
+        field(
+            out,
+            style,
+            "checkout",
+            s.checkout_commit
+                .as_deref()
+                .unwrap_or("unknown (not set up by cosmos)"),
+        )?;
+        field(
+            out,
+            style,
+            "checkpoints",
+            &s.manifest_hash.as_deref().map_or_else(
+                || "no manifest (not set up by cosmos)".to_owned(),
+                |h| format!("manifest sha256 {h}"),
+            ),
+        )?;
+    }
     let p = &r.params;
     field(out, style, "weights", &p.weights.to_string())?;
     field(

@@ -150,6 +150,14 @@ pub fn docker_run_argv(c: &ContainerLaunch<'_>) -> Vec<String> {
         format!("{0}:{0}:ro", blobs_dir(c.root)),
         "--volume".into(),
         format!("{0}:{0}", RunLayout::new(c.root, c.run_id).dir()),
+        // The target's Hugging Face cache: preprocessors and guardrail models are fetched
+        // once per target, not per run (`HF_HOME` points there).
+        "--volume".into(),
+        format!(
+            "{}:{}",
+            crate::setup::hf_cache(c.root),
+            crate::setup::CONTAINER_HF_HOME
+        ),
     ]);
     for m in c.mounts {
         argv.push("--volume".into());
@@ -243,6 +251,7 @@ mod tests {
                 "'/opt/cosmos",
                 "/srv/cosmos/blobs:/srv/cosmos/blobs:ro",
                 "/srv/cosmos/runs/rs_01jd3k4w5x6y7z8a9b0c1d2e3f:/srv/cosmos/runs/rs_01jd3k4w5x6y7z8a9b0c1d2e3f",
+                "/srv/cosmos/hf-cache:/cosmos-hf",
                 "/data/hf:/root/.cache/huggingface:ro",
             ],
             "{line}"

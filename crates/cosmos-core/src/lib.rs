@@ -15,6 +15,7 @@ pub mod quote;
 pub mod resolution;
 pub mod run;
 pub mod search;
+pub mod setup;
 pub mod sha256;
 pub mod spec;
 pub mod target;
@@ -25,7 +26,7 @@ pub use id::{BatchId, IdError, IdKind, IdPrefix, InputSetId, PromptId, RunId};
 pub use modality::{Hint, InputKind, UnknownHint};
 pub use run::{Level, ParamError, RunKind, RunParams, RunStatus};
 pub use target::{RuntimeKind, Target, TargetConfig, TargetKind};
-pub use types::{InputFile, InputSet, Prompt, Run, RunEvent, RunOutput, VideoInfo};
+pub use types::{InputFile, InputSet, Prompt, Run, RunEvent, RunOutput, Supply, VideoInfo};
 pub use weights::{Weights, WeightsError};
 
 /// The current time at the precision the store keeps (milliseconds), so a record read back

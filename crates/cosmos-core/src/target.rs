@@ -70,9 +70,18 @@ pub struct TargetConfig {
     /// pre-filled Hugging Face cache, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<String>,
-    /// The image digest `cosmos target check` last saw.
+    /// The image digest `cosmos target check` or `setup` last saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// The commit of the checkout `cosmos target setup` made (hand-made checkouts: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_commit: Option<String>,
+    /// The hash of the checkpoint manifest setup wrote on the host (see `setup::Manifest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_hash: Option<String>,
+    /// Setup filled the target's Hugging Face cache: runs get `HF_HUB_OFFLINE=1`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hf_cache_complete: bool,
 }
 
 /// A named target.

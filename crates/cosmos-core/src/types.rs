@@ -117,6 +117,9 @@ pub struct Run {
     /// The sweep it was submitted in: the id of the sweep's first run.
     #[serde(default)]
     pub sweep_id: Option<RunId>,
+    /// What it ran on (image digest, checkout commit, manifest hash), once it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supply: Option<Supply>,
     /// Placed on a rehearsal target: cosmos-sim made its output (a copy of the input), not
     /// Cosmos.
     #[serde(default)]
@@ -138,4 +141,19 @@ pub struct RunEvent {
     pub stage: RunStatus,
     pub progress: Option<f64>,
     pub message: String,
+}
+
+/// What a run ran on: two runs with the same supply ran the same model code on the same
+/// checkpoints. Each part is `None` when the target could not tell (a hand-prepared host
+/// has no manifest; a plain process has no image).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_hash: Option<String>,
 }

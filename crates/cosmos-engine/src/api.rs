@@ -278,6 +278,33 @@ impl Targets<'_> {
     pub async fn check(&self, target: &Target) -> EngineResult<Vec<CheckItem>> {
         self.0.check_target(target).await
     }
+
+    /// Sets a target up from a bare host (checkout, image, checkpoints, manifest, verify),
+    /// each step skipped when already done and verified; progress goes to `events`.
+    pub async fn setup(
+        &self,
+        req: &crate::SetupRequest,
+        events: Option<mpsc::UnboundedSender<crate::SetupEvent>>,
+    ) -> EngineResult<crate::SetupReport> {
+        self.0.setup_target(req, events).await
+    }
+
+    /// The checkpoints against their manifest (sizes and times, or every sha256 with
+    /// `full`) and readable inside the image.
+    pub async fn verify(
+        &self,
+        req: &crate::VerifyRequest,
+        events: Option<mpsc::UnboundedSender<crate::SetupEvent>>,
+    ) -> EngineResult<Vec<CheckItem>> {
+        let target = self.0.find_target(Some(&req.target)).await?;
+        let c = self.0.connect(&target)?;
+        if let Some(ssh) = &c.ssh {
+            ssh.connect().await?;
+        }
+        self.0
+            .verify_items(&c, req.full, &crate::setup::reporter(events))
+            .await
+    }
 }
 
 impl Queue<'_> {

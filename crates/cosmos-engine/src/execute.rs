@@ -266,6 +266,9 @@ impl Services {
                     // writing it proves the lease is still ours: a driver that lost it
                     // starts nothing.
                     self.store()
+                        .set_supply(id, &self.supply_of(&target), Some(&d.fence))
+                        .await?;
+                    self.store()
                         .set_launch_command(id, &plan.start_command, Some(&d.fence))
                         .await?;
                     // Starting is idempotent (a container of that name, a pid file): a

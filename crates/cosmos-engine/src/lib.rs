@@ -21,6 +21,7 @@ mod runs;
 mod scheduler;
 #[cfg(feature = "dev-seed")]
 mod seed;
+mod setup;
 mod status;
 mod submit;
 mod targets;
@@ -50,6 +51,7 @@ pub use runs::{LaunchDefaults, PlannedPrompt, RunPlan, RunRequest, RunSubject};
 pub use scheduler::{DirectScheduler, Scheduler};
 #[cfg(feature = "dev-seed")]
 pub use seed::{SeedReport, SeedRequest};
+pub use setup::{SetupEvent, SetupReport, SetupRequest, StepOutcome, VerifyRequest};
 pub use status::{QueuedView, RunningView, StatusView, TargetView};
 pub use submit::{
     MAX_RUNS, RunEntry, SeedField, SubmitRequest, Submitted, parse_runs_text, parse_seeds,

@@ -87,6 +87,9 @@ impl LaunchDefaults {
             rehearsal: false,
             mounts: self.mounts.clone(),
             image_digest: None,
+            checkout_commit: None,
+            manifest_hash: None,
+            hf_cache_complete: false,
         }
     }
 }

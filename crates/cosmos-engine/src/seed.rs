@@ -339,6 +339,7 @@ impl Services {
                 exit_code: None,
                 failure_code: None,
                 launch_command: None,
+                supply: None,
                 sweep_id: None,
                 rehearsal: false,
                 favourite: false,

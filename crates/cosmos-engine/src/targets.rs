@@ -87,6 +87,10 @@ pub(crate) struct Preflight {
     pub at: std::time::Instant,
     pub config: TargetConfig,
     pub gpus: Option<u32>,
+    /// The image's id as the host reported it (none without an image).
+    pub image_id: Option<String>,
+    /// Checkpoints (relative to the checkpoints folder) found present.
+    pub present: std::collections::BTreeSet<&'static str>,
 }
 
 impl ExecEnv {
@@ -449,6 +453,15 @@ pub enum Fix {
     Space { root: String },
     /// The root is not writable by the login user.
     Root { root: String },
+    /// `cosmos target setup` makes (or repairs) what is missing.
+    Setup,
+    /// The checkpoints live on a disk the container does not see: mount it.
+    Mount { mount: String },
+    /// Files only look changed (times): re-hash them to tell.
+    FullVerify,
+    /// These files differ from the manifest: remove them and set up again (the download
+    /// fetches them anew).
+    Redownload { files: Vec<String> },
 }
 
 /// `n` and the noun in the right number: `1 slot`, `2 slots`.
@@ -648,19 +661,32 @@ impl Services {
                 dir: cfg.cosmos_dir.clone(),
             },
         ));
-        let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
-        let listed = h.runner.run(&args(&["ls", "-A", "--", &ckpt])).await?;
-        let entries = listed.stdout_text().lines().count();
-        items.push(item(
-            "checkpoints",
-            listed.success() && entries > 0,
-            if listed.success() {
-                format!("{ckpt} ({entries} entries)")
-            } else {
-                format!("{ckpt} is missing")
-            },
-            Fix::Checkpoints,
-        ));
+        // The checkpoints: against setup's manifest when there is one (sizes and times),
+        // and readable where the model will look (inside the image).
+        let manifest =
+            crate::setup::manifest_item(&c, false, &crate::setup::reporter(None)).await?;
+        if manifest.ok || cfg.manifest_hash.is_some() {
+            items.push(manifest);
+        } else {
+            let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
+            let listed = h.runner.run(&args(&["ls", "-A", "--", &ckpt])).await?;
+            let entries = listed.stdout_text().lines().count();
+            items.push(item(
+                "checkpoints",
+                listed.success() && entries > 0,
+                if listed.success() {
+                    format!("{ckpt} ({entries} entries; no manifest: setup writes one)")
+                } else {
+                    format!("{ckpt} is missing")
+                },
+                Fix::Checkpoints,
+            ));
+        }
+        let image_ok = items.iter().all(|i| i.check != "image" || i.ok)
+            && items.iter().all(|i| i.check != "docker" || i.ok);
+        if image_ok {
+            items.push(crate::setup::in_image_all(&c).await?);
+        }
         let smi = h.runner.run(&args(&GPU_QUERY)).await;
         let (ok, detail, fix) = match smi {
             Ok(out) if out.success() => {

@@ -270,6 +270,9 @@ fn reads_answer_from_the_store_while_a_target_is_down() -> TestResult {
                 rehearsal: false,
                 mounts: Vec::new(),
                 image_digest: None,
+                checkout_commit: None,
+                manifest_hash: None,
+                hf_cache_complete: false,
                 gpus_from_host: false,
             },
             is_default: true,
@@ -368,7 +371,7 @@ fn submit_request(entries: Vec<cosmos_engine::RunEntry>, dry_run: bool) -> Submi
         launch: cosmos_engine::LaunchDefaults {
             root: "/unused".into(),
             cosmos_dir: "/unused".into(),
-            image: "unused".into(),
+            image: "unused:1".into(),
             shm_size: "1g".into(),
             mounts: Vec::new(),
         },

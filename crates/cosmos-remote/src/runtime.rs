@@ -17,8 +17,10 @@ use crate::{Host, RemoteError, RemoteResult, Stream, args};
 pub trait ModelRuntime: Send + Sync + std::fmt::Debug {
     /// The exact command that starts the model (what `--dry-run` shows).
     fn start_argv(&self, l: &Launch<'_>) -> Vec<String>;
-    /// Environment lines the model needs beyond the target's own (its env file).
-    fn env_lines(&self, cosmos_dir: &str, devices: &[u32]) -> Vec<String>;
+    /// Environment lines the model needs beyond the target's own (its env file): where the
+    /// target's Hugging Face cache is as the model sees it, and the devices when the runtime
+    /// does not narrow them itself.
+    fn env_lines(&self, cosmos_dir: &str, root: &str, devices: &[u32]) -> Vec<String>;
     /// What a run's event says once the model started.
     fn started(&self, run_id: &RunId) -> String;
     /// Starts the model detached with `argv` (from [`ModelRuntime::start_argv`]). Starting
@@ -240,14 +242,15 @@ impl ModelRuntime for Docker {
         argv
     }
 
-    fn env_lines(&self, _cosmos_dir: &str, devices: &[u32]) -> Vec<String> {
+    fn env_lines(&self, _cosmos_dir: &str, _root: &str, devices: &[u32]) -> Vec<String> {
+        let mut lines = vec![format!("HF_HOME={}", cosmos_core::setup::CONTAINER_HF_HOME)];
         // `--gpus device=…` renumbers the devices inside the container; without it the model
         // sees every GPU and is told which are its own.
-        if self.gpu_flag {
-            return Vec::new();
+        if !self.gpu_flag {
+            let devices: Vec<String> = devices.iter().map(u32::to_string).collect();
+            lines.push(format!("CUDA_VISIBLE_DEVICES={}", devices.join(",")));
         }
-        let devices: Vec<String> = devices.iter().map(u32::to_string).collect();
-        vec![format!("CUDA_VISIBLE_DEVICES={}", devices.join(","))]
+        lines
     }
 
     fn started(&self, run_id: &RunId) -> String {
@@ -465,10 +468,11 @@ impl ModelRuntime for Process {
         argv
     }
 
-    fn env_lines(&self, cosmos_dir: &str, devices: &[u32]) -> Vec<String> {
+    fn env_lines(&self, cosmos_dir: &str, root: &str, devices: &[u32]) -> Vec<String> {
         let devices: Vec<String> = devices.iter().map(u32::to_string).collect();
         vec![
             format!("PYTHONPATH={cosmos_dir}"),
+            format!("HF_HOME={}", cosmos_core::setup::hf_cache(root)),
             format!("CUDA_VISIBLE_DEVICES={}", devices.join(",")),
         ]
     }

@@ -1,16 +1,21 @@
 //! A directory laid out like a cosmos-transfer1 checkout with its checkpoints, holding
 //! placeholder files: what the image carries at `/workspace` and what a rehearsal host needs.
+//! With `--git`, a git repository instead: the scripts and a Dockerfile that builds the
+//! simulator's image, without checkpoints (upstream's download script fetches those).
 
 use std::path::Path;
+use std::process::Command;
 
 /// Scripts, relative to the checkout.
-pub const SCRIPTS: [&str; 2] = [
+pub const SCRIPTS: [&str; 3] = [
     cosmos_core::launch::TRANSFER_SCRIPT,
     "cosmos_transfer1/auxiliary/upsampler/inference/upsampler_pipeline.py",
+    cosmos_core::setup::DOWNLOAD_SCRIPT,
 ];
 
-/// Checkpoint files the simulated model loads, relative to `checkpoints/`.
-pub const CHECKPOINTS: [&str; 23] = [
+/// Checkpoint files, relative to `checkpoints/`: what the simulated model loads and what the
+/// simulated download script fetches, grouped by Hugging Face repository.
+pub const CHECKPOINTS: [&str; 27] = [
     "nvidia/Cosmos-Transfer1-7B/base_model.pt",
     "nvidia/Cosmos-Transfer1-7B/vis_control.pt",
     "nvidia/Cosmos-Transfer1-7B/edge_control.pt",
@@ -30,10 +35,14 @@ pub const CHECKPOINTS: [&str; 23] = [
     "nvidia/Cosmos-UpsamplePrompt1-12B-Transfer/consolidated.safetensors",
     "nvidia/Cosmos-Guardrail1/video_content_safety_filter/safety_filter.pt",
     "nvidia/Cosmos-Guardrail1/face_blur_filter/Resnet50_Final.pth",
+    "nvidia/Cosmos-Guardrail1/blocklist/exact_match/blocked",
+    "nvidia/Cosmos-Transfer1-7B-Sample-AV-Single2MultiView/t2w_base_model.pt",
     "meta-llama/Llama-Guard-3-8B/model-00001-of-00004.safetensors",
     "google-t5/t5-11b/pytorch_model.bin",
+    "google-t5/t5-11b/config.json",
     "facebook/sam2-hiera-large/sam2_hiera_large.pt",
     "depth-anything/Depth-Anything-V2-Small-hf/model.safetensors",
+    "IDEA-Research/grounding-dino-tiny/model.safetensors",
 ];
 
 /// Directories whose presence the model needs at start-up, relative to `checkpoints/`.
@@ -48,16 +57,76 @@ const PLACEHOLDER: &str = "cosmos-sim placeholder: the simulator stands in for t
 
 /// Writes the layout under `dir` (idempotent).
 pub fn create(dir: &Path) -> std::io::Result<()> {
+    write_scripts(dir)?;
+    for ckpt in CHECKPOINTS {
+        write(&dir.join("checkpoints").join(ckpt), PLACEHOLDER)?;
+    }
+    Ok(())
+}
+
+fn write_scripts(dir: &Path) -> std::io::Result<()> {
     for script in SCRIPTS {
         write(
             &dir.join(script),
             "# cosmos-sim stands in for this script; see the cosmos-sim crate\n",
         )?;
     }
-    for ckpt in CHECKPOINTS {
-        write(&dir.join("checkpoints").join(ckpt), PLACEHOLDER)?;
-    }
     Ok(())
+}
+
+/// The image the Dockerfile of `--git` builds from: the simulator's own.
+pub fn default_base() -> String {
+    format!("cosmos-sim:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// `checkout --git DIR [--base IMAGE]`: a git repository with the scripts and a Dockerfile
+/// that builds the simulator's image (`FROM` the base, which holds the simulator), committed
+/// with fixed names and dates so the same tree is the same commit. Returns the commit.
+pub fn create_git(dir: &Path, base: &str) -> Result<String, String> {
+    let io = |e: std::io::Error| format!("cannot write {}: {e}", dir.display());
+    write_scripts(dir).map_err(io)?;
+    write(
+        &dir.join("Dockerfile"),
+        &format!(
+            "# cosmos-sim's stand-in for cosmos-transfer1's Dockerfile: the simulator's image, as\n\
+             # upstream's installs the model's dependencies onto a base image.\n\
+             FROM {base}\n\
+             WORKDIR /workspace\n\
+             CMD [\"/bin/sh\"]\n"
+        ),
+    )
+    .map_err(io)?;
+    write(&dir.join(".gitignore"), "checkpoints/\n").map_err(io)?;
+    let git = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "cosmos-sim")
+            .env("GIT_AUTHOR_EMAIL", "cosmos-sim@example.invalid")
+            .env("GIT_AUTHOR_DATE", "2026-06-07T00:00:00Z")
+            .env("GIT_COMMITTER_NAME", "cosmos-sim")
+            .env("GIT_COMMITTER_EMAIL", "cosmos-sim@example.invalid")
+            .env("GIT_COMMITTER_DATE", "2026-06-07T00:00:00Z")
+            .output()
+            .map_err(|e| format!("cannot run git (install it): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "git {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    git(&["init", "--quiet", "--initial-branch=main"])?;
+    git(&["add", "--all"])?;
+    if git(&["rev-parse", "--verify", "--quiet", "HEAD"]).is_err()
+        || !git(&["status", "--porcelain"])?.is_empty()
+    {
+        git(&["commit", "--quiet", "--message", "cosmos-sim checkout"])?;
+    }
+    git(&["rev-parse", "HEAD"])
 }
 
 fn write(path: &Path, text: &str) -> std::io::Result<()> {

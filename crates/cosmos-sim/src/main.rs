@@ -4,6 +4,7 @@
 
 mod argparse;
 mod checkout;
+mod download;
 mod guardrail;
 mod knobs;
 mod log;
@@ -20,9 +21,15 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: cosmos-sim <torchrun|python|nvidia-smi> ARGS...
        cosmos-sim checkout DIR      lay out a cosmos-transfer1 checkout with placeholder checkpoints
+       cosmos-sim checkout --git DIR [--base IMAGE]
+                                    a git repository of the scripts and a Dockerfile building
+                                    the simulator's image (prints the commit)
        cosmos-sim --version
 
-Linked or copied as `torchrun`, `python`, `python3` or `nvidia-smi`, it answers as that program.
+Linked or copied as `torchrun`, `python`, `python3`, `nvidia-smi` or `huggingface-cli`, it
+answers as that program; `python scripts/download_checkpoints.py` as upstream's download script
+(COSMOS_SIM_CHECKPOINT_BYTES, COSMOS_SIM_DOWNLOAD_SECONDS; a token starting `hf_noaccess` lacks
+access to gated repositories).
 Knobs: COSMOS_SIM_LOAD_SECONDS, COSMOS_SIM_CLIP_SECONDS, COSMOS_SIM_FAIL=oom|crash_after_clip:N|hang,
 COSMOS_SIM_RECORD=PATH, COSMOS_SIM_BLOCKLIST=w1,w2, COSMOS_SIM_FRAMES=N, COSMOS_SIM_GPUS=N,
 COSMOS_SIM_GPU_NAME=NAME.
@@ -45,11 +52,32 @@ fn dispatch(called: &str, argv: &[String]) -> u8 {
         "torchrun" => torchrun::main(args, argv.to_vec()),
         "nvidia-smi" => nvidia_smi(args),
         "python" | "python3" => python_main(args, argv.to_vec()),
+        "huggingface-cli" => download::cli(args),
         _ => match args.split_first() {
             Some((cmd, rest)) if cmd == "torchrun" || cmd == "nvidia-smi" || cmd == "python" => {
                 dispatch(cmd, &[std::slice::from_ref(cmd), rest].concat())
             }
             Some((cmd, rest)) if cmd == "checkout" => match rest {
+                [flag, dir, more @ ..] if flag == "--git" => {
+                    let base = match more {
+                        [] => checkout::default_base(),
+                        [b, image] if b == "--base" => image.clone(),
+                        _ => {
+                            log::stderr("usage: cosmos-sim checkout --git DIR [--base IMAGE]\n");
+                            return 2;
+                        }
+                    };
+                    match checkout::create_git(std::path::Path::new(dir), &base) {
+                        Ok(commit) => {
+                            log::print(&commit);
+                            0
+                        }
+                        Err(e) => {
+                            log::stderr(&format!("cosmos-sim: {e}\n"));
+                            1
+                        }
+                    }
+                }
                 [dir] => match checkout::create(std::path::Path::new(dir)) {
                     Ok(()) => 0,
                     Err(e) => {

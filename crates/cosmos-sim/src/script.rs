@@ -50,9 +50,10 @@ pub fn run(script: &str, args: &[String], worker: &Worker, argv: Vec<String>) ->
                 "demo(args, control_inputs)",
             ),
             "upsampler_pipeline.py" => (upsampler::main(args, worker, &knobs), "main(args)"),
+            "download_checkpoints.py" => (crate::download::main(args), "main()"),
             _ => (
                 Err(Failure::Sim(format!(
-                    "`{script}` is not a script cosmos-sim simulates (transfer.py, upsampler_pipeline.py)"
+                    "`{script}` is not a script cosmos-sim simulates (transfer.py, upsampler_pipeline.py, download_checkpoints.py)"
                 ))),
                 "",
             ),

@@ -157,6 +157,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         argv: &[String],
         fence: Option<&Fence>,
     ) -> StoreResult<()>;
+    /// Records what a run ran on (image digest, checkout commit, manifest hash).
+    async fn set_supply(
+        &self,
+        id: &RunId,
+        supply: &cosmos_core::Supply,
+        fence: Option<&Fence>,
+    ) -> StoreResult<()>;
     /// Takes the lease on a run for `owner` (free, expired, already `owner`'s, or held by
     /// `steal_from`, a holder the caller knows to be dead); `None` when someone else holds
     /// it. The token changes unless the lease was already `owner`'s and unexpired.

@@ -344,6 +344,15 @@ impl Store for SqliteStore {
         execution::set_launch_command(&self.pool, id, argv, fence).await
     }
 
+    async fn set_supply(
+        &self,
+        id: &RunId,
+        supply: &cosmos_core::Supply,
+        fence: Option<&Fence>,
+    ) -> StoreResult<()> {
+        execution::set_supply(&self.pool, id, supply, fence).await
+    }
+
     #[tracing::instrument(level = "debug", skip(self), fields(run = %id))]
     async fn take_lease(
         &self,

@@ -8,7 +8,9 @@ use clap::Subcommand;
 use serde_json::json;
 
 use cosmos_core::{RuntimeKind, Target, TargetKind};
-use cosmos_engine::{AddTargetRequest, Fix, HostKeyVerdict, TargetSettings};
+use cosmos_engine::{
+    AddTargetRequest, CheckItem, Fix, HostKeyVerdict, SetupEvent, SetupRequest, TargetSettings,
+};
 
 use crate::context::Ctx;
 use crate::output;
@@ -29,6 +31,40 @@ pub enum Command {
     Trust(TrustArgs),
     /// Preflight: reachable, trusted, logged in, docker, image, checkout, checkpoints, GPUs, disk
     Check(ShowArgs),
+    /// Set a GPU host up: clone cosmos-transfer1 at the pinned commit, build the image,
+    /// download the checkpoints (token from `cosmos secret set hf_token`), write their
+    /// manifest, verify. Each step is skipped when done and verified: safe to re-run
+    Setup(SetupArgs),
+    /// Compare the checkpoints with their manifest (sizes and times; --full re-hashes) and
+    /// check every checkpoint a run needs is readable inside the image
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetupArgs {
+    /// The target's name
+    name: String,
+    /// The repository to clone: a URL, or a path on the host (a mirror or a fork)
+    #[arg(long, value_name = "URL|PATH")]
+    repo: Option<String>,
+    /// The commit to check out (default: the one cosmos was tested against)
+    #[arg(long)]
+    commit: Option<String>,
+    /// Print the report as JSON (progress still goes to stderr)
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The target's name
+    name: String,
+    /// Re-hash every checkpoint (slow on 300 GB) instead of comparing sizes and times
+    #[arg(long)]
+    full: bool,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -89,6 +125,9 @@ pub struct Settings {
     /// Make it the default target
     #[arg(long)]
     default: bool,
+    /// Accept an image tag that can change under the target (`:latest`, or none)
+    #[arg(long)]
+    allow_floating: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -170,6 +209,7 @@ impl Settings {
             mounts: self.mounts.clone(),
             clear_mounts: self.clear_mounts,
             default: self.default,
+            allow_floating: self.allow_floating,
         }
     }
 }
@@ -336,53 +376,178 @@ impl Command {
                     ctx.say("note", &format!("{} has {n} GPU{s}: {n} slot{s}", t.name));
                 }
             }
+            Command::Setup(a) => return setup(ctx, &services, a).await,
+            Command::Verify(a) => {
+                let t = services.targets().find(Some(&a.name)).await?;
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let shown = tokio::spawn(show_progress(rx, ctx.err_style));
+                let items = services
+                    .targets()
+                    .verify(
+                        &cosmos_engine::VerifyRequest {
+                            target: a.name.clone(),
+                            full: a.full,
+                        },
+                        Some(tx),
+                    )
+                    .await;
+                let _ = shown.await;
+                return print_items(ctx, &t, &items?, a.json);
+            }
             Command::Check(a) => {
                 let t = services.targets().find(Some(&a.name)).await?;
                 let items = services.targets().check(&t).await?;
-                let ok = items.iter().all(|i| i.ok);
-                if a.json {
-                    // Each failed item with its fix in words, beside the engine's own.
-                    let items: Vec<serde_json::Value> = items
-                        .iter()
-                        .map(|i| {
-                            let mut v = json!(i);
-                            if let Some(f) = &i.fix {
-                                v["hint"] = json!(fix_text(f, &t.name));
-                            }
-                            v
-                        })
-                        .collect();
-                    output::json(
-                        &mut out,
-                        &json!({ "target": t.name, "ok": ok, "items": items }),
-                    )?;
-                } else {
-                    for i in &items {
-                        let mark = if i.ok {
-                            ctx.style.paint("32", "ok    ")
-                        } else {
-                            ctx.style.paint("31", "failed")
-                        };
-                        writeln!(out, "{mark} {:<16} {}", i.check, i.detail)?;
-                        if let Some(f) = &i.fix {
-                            writeln!(out, "       {:<16} fix: {}", "", fix_text(f, &t.name))?;
-                        }
-                    }
-                }
-                // Not reached or not logged in is a connection error (2), like everywhere;
-                // a target reached that fails a check is the subject failing (1).
-                let unreachable = items
-                    .iter()
-                    .any(|i| i.fix.as_ref().is_some_and(Fix::is_connection));
-                return Ok(match (ok, unreachable) {
-                    (true, _) => ExitCode::SUCCESS,
-                    (false, true) => ExitCode::from(2),
-                    (false, false) => ExitCode::from(1),
-                });
+                return print_items(ctx, &t, &items, a.json);
             }
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Check items, one per line with the fix under a failed one (or JSON); the exit code says
+/// whether all passed.
+fn print_items(ctx: &Ctx, t: &Target, items: &[CheckItem], json_out: bool) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let ok = items.iter().all(|i| i.ok);
+    if json_out {
+        // Each failed item with its fix in words, beside the engine's own.
+        let items: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| {
+                let mut v = json!(i);
+                if let Some(f) = &i.fix {
+                    v["hint"] = json!(fix_text(f, &t.name));
+                }
+                v
+            })
+            .collect();
+        output::json(
+            &mut out,
+            &json!({ "target": t.name, "ok": ok, "items": items }),
+        )?;
+    } else {
+        for i in items {
+            let mark = if i.ok {
+                ctx.style.paint("32", "ok    ")
+            } else {
+                ctx.style.paint("31", "failed")
+            };
+            writeln!(out, "{mark} {:<16} {}", i.check, i.detail)?;
+            if let Some(f) = &i.fix {
+                writeln!(out, "       {:<16} fix: {}", "", fix_text(f, &t.name))?;
+            }
+        }
+    }
+    // Not reached or not logged in is a connection error (2), like everywhere; a target
+    // reached that fails a check is the subject failing (1).
+    let unreachable = items
+        .iter()
+        .any(|i| i.fix.as_ref().is_some_and(Fix::is_connection));
+    Ok(match (ok, unreachable) {
+        (true, _) => ExitCode::SUCCESS,
+        (false, true) => ExitCode::from(2),
+        (false, false) => ExitCode::from(1),
+    })
+}
+
+/// Renders setup's progress on stderr: a line per step, output lines dimmed, amounts on one
+/// line that redraws on a terminal (every tenth of them otherwise).
+async fn show_progress(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<SetupEvent>,
+    style: crate::output::Style,
+) {
+    let tty = std::io::stderr().is_terminal();
+    let mut amounts = 0u64;
+    let mut redraw = false;
+    while let Some(e) = rx.recv().await {
+        let mut err = std::io::stderr().lock();
+        if redraw && !matches!(e, SetupEvent::Amount { .. }) {
+            let _ = writeln!(err);
+            redraw = false;
+        }
+        let _ = match e {
+            SetupEvent::Step { step, what } => {
+                writeln!(err, "{} {step:<12} {what}", style.paint("36", "▸"))
+            }
+            SetupEvent::Skipped { step, detail } => writeln!(
+                err,
+                "{} {step:<12} {detail} {}",
+                style.paint("32", "✓"),
+                style.paint("2", "(already done)")
+            ),
+            SetupEvent::Done { step, detail } => {
+                writeln!(err, "{} {step:<12} {detail}", style.paint("32", "✓"))
+            }
+            SetupEvent::Line { line, .. } => writeln!(err, "  {}", style.paint("2", &line)),
+            SetupEvent::Amount {
+                step,
+                bytes,
+                files,
+                of_files,
+            } => {
+                amounts += 1;
+                let of = of_files.map(|n| format!("/{n}")).unwrap_or_default();
+                let text = format!(
+                    "  {step}: {files}{of} files, {:.2} GiB",
+                    bytes as f64 / (1u64 << 30) as f64
+                );
+                if tty {
+                    redraw = true;
+                    write!(err, "\r\x1b[2K{text}")
+                } else if amounts % 10 == 1 {
+                    writeln!(err, "{text}")
+                } else {
+                    Ok(())
+                }
+            }
+        };
+    }
+    if redraw {
+        let _ = writeln!(std::io::stderr());
+    }
+}
+
+/// `cosmos target setup NAME`.
+async fn setup(ctx: &Ctx, services: &cosmos_engine::Services, a: &SetupArgs) -> Result<ExitCode> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let shown = tokio::spawn(show_progress(rx, ctx.err_style));
+    let report = services
+        .targets()
+        .setup(
+            &SetupRequest {
+                target: a.name.clone(),
+                repo: a.repo.clone(),
+                commit: a.commit.clone(),
+                checkpoint_space_gb: ctx.settings.config.setup.checkpoint_space_gb,
+            },
+            Some(tx),
+        )
+        .await;
+    let _ = shown.await;
+    let report = report?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        output::json(&mut out, &report)?;
+    } else {
+        let done = report.steps.iter().filter(|s| !s.skipped).count();
+        let ms: u64 = report.steps.iter().map(|s| s.millis).sum();
+        let c = &report.target.config;
+        ctx.say(
+            "note",
+            &format!(
+                "{} is set up ({} of {} steps needed work, {:.1} s): image {}, checkout {}, manifest {}",
+                report.target.name,
+                done,
+                report.steps.len(),
+                ms as f64 / 1000.0,
+                c.image,
+                c.checkout_commit.as_deref().unwrap_or("?"),
+                c.manifest_hash.as_deref().map_or("?", |h| &h[..16.min(h.len())])
+            ),
+        );
+        writeln!(out, "{}", report.target.name)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A preflight fix in words, with the command that applies it.
@@ -421,6 +586,18 @@ fn fix_text(fix: &Fix, name: &str) -> String {
         }
         Fix::Root { root } => format!(
             "make {root} writable by the login user, or `cosmos target edit {name} --root …`"
+        ),
+        Fix::Setup => format!("cosmos target setup {name}"),
+        Fix::Mount { mount } => format!(
+            "`cosmos target edit {name} --mount {mount}` (with the target's other mounts), then `cosmos target verify {name}`"
+        ),
+        Fix::FullVerify => format!(
+            "`cosmos target verify {name} --full` tells a changed file from a touched one"
+        ),
+        Fix::Redownload { files } => format!(
+            "remove {} on the host, then `cosmos target setup {name}` downloads {} again",
+            files.join(" "),
+            if files.len() == 1 { "it" } else { "them" }
         ),
     }
 }

@@ -72,9 +72,16 @@ impl Settings {
                 paths.config.display()
             ),
         };
-        let config = parse_config(&text, &paths.config, env)?;
+        let mut config = parse_config(&text, &paths.config, env)?;
         if loaded {
             refuse_readable_secrets(&paths.config, &text)?;
+        }
+        // `cosmos secret set` keeps secrets in their own owner-only file; its values win over
+        // the config file's, an environment variable over both.
+        for (name, value) in read_secrets(&secrets_file(&paths.config))? {
+            if name == "hf_token" && !env.contains_key(&env_name("secrets", "hf_token")) {
+                config.secrets.hf_token = Some(value);
+            }
         }
         Ok(Self {
             paths,
@@ -100,6 +107,104 @@ impl Settings {
         }
         toml::to_string_pretty(&table).context("cannot render the configuration")
     }
+}
+
+/// The secrets file beside the config file.
+pub fn secrets_file(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("secrets.toml")
+}
+
+/// The secrets in the file (none when there is no file). A file others can read is refused.
+fn read_secrets(path: &Path) -> Result<BTreeMap<String, String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => bail!("cannot read the secrets file `{}`: {e}", path.display()),
+    };
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the secrets file `{p}` can be read by other users (mode {:o}): `chmod 600 {p}`",
+            mode & 0o777,
+            p = path.display()
+        );
+    }
+    let table: BTreeMap<String, String> = toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "the secrets file `{}` is not `name = \"value\"` lines: {}",
+            path.display(),
+            e.to_string().trim_end()
+        )
+    })?;
+    Ok(table)
+}
+
+/// Sets (or, with `None`, removes) one secret in the file, written whole to an owner-only
+/// file that replaces the old one. Returns whether the secret was there before.
+pub fn write_secret(path: &Path, name: &str, value: Option<&str>) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut all = read_secrets(path)?;
+    let had = match value {
+        Some(v) => all.insert(name.to_owned(), v.to_owned()).is_some(),
+        None => all.remove(name).is_some(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    let text = toml::to_string(&all).context("cannot write the secrets")?;
+    let tmp = path.with_extension("toml.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(had)
+}
+
+/// A secret that is set, and where it comes from (never its value).
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretSource {
+    pub name: String,
+    pub source: String,
+}
+
+/// The secrets set, each with the place its value comes from (the one in force first).
+pub fn secret_sources(config: &Path) -> Result<Vec<SecretSource>> {
+    let mut out = Vec::new();
+    let file = read_secrets(&secrets_file(config))?;
+    let config_text = std::fs::read_to_string(config).unwrap_or_default();
+    let config_table: toml::Table = toml::from_str(&config_text).unwrap_or_default();
+    for (section, key) in SECRET_KEYS {
+        let env = env_name(section, key);
+        let source = if std::env::var_os(&env).is_some_and(|v| !v.is_empty()) {
+            format!("environment variable {env}")
+        } else if file.contains_key(*key) {
+            format!("{} (owner-only)", secrets_file(config).display())
+        } else if config_table
+            .get(*section)
+            .and_then(|s| s.get(*key))
+            .is_some()
+        {
+            format!("{} [{section}]", config.display())
+        } else {
+            continue;
+        };
+        out.push(SecretSource {
+            name: (*key).to_owned(),
+            source,
+        });
+    }
+    Ok(out)
 }
 
 /// A config file that holds a secret must be readable by its owner alone, as ssh insists

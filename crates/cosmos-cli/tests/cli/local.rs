@@ -203,6 +203,8 @@ fn a_local_target_runs_the_model_in_docker_on_this_machine() {
                 (format!("{root}/blobs"), false),
                 (run_dir.0.clone(), true),
                 (records, true),
+                // The target's Hugging Face cache, shared by its runs (issue 14).
+                (cosmos_core::setup::CONTAINER_HF_HOME.to_owned(), true),
             ];
             want.sort();
             want

@@ -625,7 +625,7 @@ fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
         (
             &["--cosmos-dir", "/nonexistent/cosmos"],
             &[],
-            "no checkpoints directory at /nonexistent/cosmos/checkpoints",
+            "checkpoint nvidia/Cosmos-Transfer1-7B/base_model.pt (the base model) is not in /nonexistent/cosmos/checkpoints",
         ),
         (
             &["--root", &small_root],

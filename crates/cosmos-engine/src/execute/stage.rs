@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cosmos_core::launch::RunLayout;
+use cosmos_core::spec::TransferSpec;
 use cosmos_core::{Run, RunStatus};
 use cosmos_remote::blobs::{self, LocalBlob};
 use cosmos_remote::{RemoteError, args};
@@ -23,9 +24,15 @@ const PREFLIGHT_FRESH: Duration = Duration::from_secs(60);
 const DISK_MARGIN: u64 = 64 << 20;
 
 /// Makes a run's folders and links blobs into its inputs folder:
-/// `sh -c SCRIPT sh OUTPUTS INPUTS BLOB LINK BLOB LINK …`.
-const LINK_SCRIPT: &str = r#"mkdir -p -- "$1" "$2" || exit 1; shift 2
+/// `sh -c SCRIPT sh OUTPUTS INPUTS HF_CACHE BLOB LINK BLOB LINK …` (the target's Hugging
+/// Face cache is made by the login user, before docker would make it as root).
+const LINK_SCRIPT: &str = r#"mkdir -p -- "$1" "$2" "$3" || exit 1; shift 3
 while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; done"#;
+
+/// Prints which of the paths given (relative to the folder, links followed) are missing:
+/// `sh -c SCRIPT sh DIR PATH…`; a folder that is not there misses everything.
+const MISSING_SCRIPT: &str = r#"cd "$1" 2>/dev/null || { shift; printf '%s\n' "$@"; exit 0; }; shift
+for f; do [ -e "$f" ] || echo "$f"; done"#;
 
 impl Services {
     /// Uploads the inputs (once), links them, writes spec.json and the env file; checks what
@@ -61,6 +68,21 @@ impl Services {
         }
 
         let files = self.input_files(run).await?;
+        let spec = crate::runs::spec_for(
+            &run.prompt_text,
+            run.negative_prompt.as_deref(),
+            &run.params,
+            &files,
+            layout,
+        )
+        .map_err(|e| {
+            Staging::Fail(Failure::new(
+                "invalid_spec",
+                format!("the spec is invalid: {e}"),
+            ))
+        })?;
+        // The checkpoints this run's controls need, before a byte is sent.
+        self.check_needs(c, d, &spec).await?;
         let blobs_in: Vec<LocalBlob> = files
             .iter()
             .map(|f| LocalBlob {
@@ -167,6 +189,7 @@ impl Services {
             "sh",
             &layout.outputs(),
             &inputs_dir,
+            &cosmos_core::setup::hf_cache(&cfg.root),
         ]);
         for (f, blob) in files.iter().zip(&paths) {
             link.push(blob.clone());
@@ -176,19 +199,6 @@ impl Services {
             .await
             .map_err(|e| self.stage_error(e, name))?;
 
-        let spec = crate::runs::spec_for(
-            &run.prompt_text,
-            run.negative_prompt.as_deref(),
-            &run.params,
-            &files,
-            layout,
-        )
-        .map_err(|e| {
-            Staging::Fail(Failure::new(
-                "invalid_spec",
-                format!("the spec is invalid: {e}"),
-            ))
-        })?;
         let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
         text.push('\n');
         h.files
@@ -196,9 +206,16 @@ impl Services {
             .await
             .map_err(|e| self.stage_error(e, name))?;
         let mut lines = String::new();
-        for line in c.runtime.env_lines(&cfg.cosmos_dir, &devices_of(run)) {
+        for line in c
+            .runtime
+            .env_lines(&cfg.cosmos_dir, &cfg.root, &devices_of(run))
+        {
             lines.push_str(&line);
             lines.push('\n');
+        }
+        // Setup filled the cache: the model finds everything there, even without internet.
+        if cfg.hf_cache_complete {
+            lines.push_str("HF_HUB_OFFLINE=1\n");
         }
         // Settings only: no secret reaches a run. Cosmos-Transfer1 reads HF_TOKEN only to
         // download checkpoints, never while it generates (reference §6).
@@ -243,33 +260,16 @@ impl Services {
                 || c.runtime.check_image(h, &cfg.image),
             )
             .await?;
-        if let Some(Err(words)) = image {
-            return Err(Staging::Fail(Failure::new(
-                "image_missing",
-                format!("image {} is not on target {name} ({words})", cfg.image),
-            )));
-        }
-        let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
-        let test = args(&["test", "-d", &ckpt]);
-        let out = self
-            .retrying(
-                self.staging_patience()?,
-                c,
-                d,
-                RunStatus::Staging,
-                "check the checkpoints",
-                || h.runner.run(&test),
-            )
-            .await?;
-        if !out.success() {
-            return Err(Staging::Fail(Failure::new(
-                "checkpoints_missing",
-                format!(
-                    "no checkpoints directory at {ckpt} on target {name}: download the checkpoints into the cosmos-transfer1 checkout"
-                ),
-            )));
-        }
-
+        let image_id = match image {
+            Some(Err(words)) => {
+                return Err(Staging::Fail(Failure::new(
+                    "image_missing",
+                    format!("image {} is not on target {name} ({words})", cfg.image),
+                )));
+            }
+            Some(Ok(id)) => Some(id),
+            None => None,
+        };
         let mut gpus = None;
         if !cfg.rehearsal {
             let smi = args(&GPU_QUERY);
@@ -305,9 +305,115 @@ impl Services {
         if let Ok(mut cache) = env.preflights.lock() {
             let at = std::time::Instant::now();
             let config = cfg.clone();
-            cache.insert(name.clone(), Preflight { at, config, gpus });
+            cache.insert(
+                name.clone(),
+                Preflight {
+                    at,
+                    config,
+                    gpus,
+                    image_id,
+                    present: Default::default(),
+                },
+            );
         }
         Ok(gpus)
+    }
+
+    /// What a run on `target` runs on: the image and its id (as the preflight found it, else
+    /// as last recorded), the checkout's commit and the manifest's hash (from setup).
+    pub(super) fn supply_of(&self, target: &cosmos_core::Target) -> cosmos_core::Supply {
+        let cfg = &target.config;
+        let seen = self.exec_env().ok().and_then(|env| {
+            env.preflights
+                .lock()
+                .ok()?
+                .get(&target.name)
+                .filter(|p| &p.config == cfg)
+                .and_then(|p| p.image_id.clone())
+        });
+        let docker = cfg.runtime == cosmos_core::RuntimeKind::Docker;
+        cosmos_core::Supply {
+            image: docker.then(|| cfg.image.clone()),
+            image_digest: if docker {
+                seen.or_else(|| cfg.image_digest.clone())
+            } else {
+                None
+            },
+            checkout_commit: cfg.checkout_commit.clone(),
+            manifest_hash: cfg.manifest_hash.clone(),
+        }
+    }
+
+    /// Fails the run, naming the checkpoint, when one its spec needs is not on the target
+    /// (base model, each control, the upscaler, tokenizer, T5, guardrails, the preprocessors
+    /// of computed controls). What was found present stays known while the preflight does.
+    async fn check_needs(
+        &self,
+        c: &Connected,
+        d: &Drive,
+        spec: &TransferSpec,
+    ) -> Result<(), Staging> {
+        let cfg = &c.target.config;
+        let name = &c.target.name;
+        let env = self.exec_env().map_err(Staging::Error)?;
+        let needs = cosmos_core::setup::needed_checkpoints(&spec.json, spec.is_av, false);
+        let known = env
+            .preflights
+            .lock()
+            .ok()
+            .and_then(|cache| {
+                cache
+                    .get(name)
+                    .filter(|p| &p.config == cfg)
+                    .map(|p| p.present.clone())
+            })
+            .unwrap_or_default();
+        let unknown: Vec<&cosmos_core::setup::Need> =
+            needs.iter().filter(|n| !known.contains(n.path)).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
+        let mut argv = args(&["sh", "-c", MISSING_SCRIPT, "sh", &ckpt]);
+        argv.extend(unknown.iter().map(|n| n.path.to_owned()));
+        let out = self
+            .retrying(
+                self.staging_patience()?,
+                c,
+                d,
+                RunStatus::Staging,
+                "check the checkpoints",
+                || c.host.runner.run(&argv),
+            )
+            .await?;
+        let text = out.stdout_text();
+        let missing: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if let Some(first) = missing.first() {
+            let why = needs
+                .iter()
+                .find(|n| n.path == *first)
+                .map_or("the model", |n| n.why);
+            let more = match missing.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            return Err(Staging::Fail(Failure::new(
+                "checkpoint_missing",
+                format!(
+                    "checkpoint {first} ({why}) is not in {ckpt} on target {name}{more}: the run needs it; set the target up (or download it there)"
+                ),
+            )));
+        }
+        if let Ok(mut cache) = env.preflights.lock()
+            && let Some(p) = cache.get_mut(name)
+        {
+            p.present.extend(unknown.iter().map(|n| n.path));
+        }
+        Ok(())
     }
 
     fn stage_error(&self, e: RemoteError, target: &str) -> Staging {

@@ -42,6 +42,8 @@ pub struct TargetSettings {
     pub mounts: Vec<String>,
     pub clear_mounts: bool,
     pub default: bool,
+    /// Accept an image tag that floats (`:latest`, none).
+    pub allow_floating: bool,
 }
 
 /// A new target: its name, where it is, and its settings.
@@ -184,6 +186,25 @@ impl TargetSettings {
         }
         c.validate_argv_values().map_err(invalid)
     }
+
+    /// A Docker target's image must say what it is: a digest or a versioned tag.
+    fn check_pinned(&self, c: &TargetConfig) -> EngineResult<()> {
+        if c.runtime == RuntimeKind::Docker
+            && cosmos_core::setup::is_floating(&c.image)
+            && !self.allow_floating
+        {
+            return Err(EngineError::refused(
+                crate::ErrorKind::InvalidInput,
+                "floating_image",
+                format!(
+                    "image `{}` floats (no tag, or `:latest`): it can change under the target without anyone knowing what runs ran on; use a versioned tag or a digest (`name:1.2`, `name@sha256:…`; setup builds `{}`), or allow it explicitly",
+                    c.image,
+                    cosmos_core::setup::image_tag(cosmos_core::setup::COMMIT)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Services {
@@ -231,6 +252,7 @@ impl Services {
             ..req.settings.clone()
         };
         settings.apply(&mut c)?;
+        settings.check_pinned(&c)?;
         let t = Target {
             name: req.name.clone(),
             config: c,
@@ -319,6 +341,9 @@ impl Services {
     ) -> EngineResult<Target> {
         let mut t = self.find_target(Some(name)).await?;
         settings.apply(&mut t.config)?;
+        if settings.image.is_some() || settings.runtime.is_some() {
+            settings.check_pinned(&t.config)?;
+        }
         if settings.default {
             t.is_default = true;
         }

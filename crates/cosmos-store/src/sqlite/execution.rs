@@ -177,6 +177,23 @@ pub(crate) async fn set_launch_command(
     .await
 }
 
+pub(crate) async fn set_supply(
+    pool: &SqlitePool,
+    id: &RunId,
+    supply: &cosmos_core::Supply,
+    fence: Option<&Fence>,
+) -> StoreResult<()> {
+    update_fenced(
+        pool,
+        id,
+        "supply = ?4",
+        to_json(supply),
+        fence,
+        "record what a run ran on",
+    )
+    .await
+}
+
 /// Takes the run's lease for `owner` when it is free, expired, already ours, or held by
 /// `steal_from` (a holder the caller proved dead). The token moves on unless the lease was
 /// ours and still running.
