@@ -10,6 +10,7 @@ mod cli {
     pub mod queue;
     pub mod remote;
     pub mod runs;
+    pub mod setup;
     pub mod support;
     pub mod targets;
 }

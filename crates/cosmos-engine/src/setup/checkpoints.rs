@@ -10,7 +10,7 @@ use cosmos_core::launch::CONTAINER_WORKSPACE;
 use cosmos_core::setup::{self as recipe, Difference, Entry, Manifest};
 use cosmos_core::{RuntimeKind, Target};
 use cosmos_remote::runtime::Docker;
-use cosmos_remote::{Host, args};
+use cosmos_remote::{Host, RemoteError, args};
 
 use super::{Lines, Reporter, SetupEvent, SetupRequest, last_lines, refuse};
 use crate::Services;
@@ -235,6 +235,46 @@ fn download_errors(log: &str) -> Vec<(String, String)> {
 }
 
 impl Services {
+    /// Streams the download container's log as progress lines until it ends, polling bytes
+    /// and files every second.
+    async fn follow_download(
+        &self,
+        h: &Host,
+        docker: &Docker,
+        container: &str,
+        dir: &str,
+        report: &Reporter,
+    ) -> Result<(), RemoteError> {
+        let follow = docker.docker(&["logs", "--follow", container]);
+        let mut lines = Lines::default();
+        let mut sink = |_: cosmos_remote::Stream, b: &[u8]| {
+            lines.push(b, |l| report.line("checkpoints", l));
+        };
+        let fut = h.runner.stream(&follow, &mut sink);
+        tokio::pin!(fut);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                r = &mut fut => return r.map(drop),
+                _ = tick.tick() => {
+                    let amount = args(&["sh", "-c", AMOUNT, "sh", dir]);
+                    if let Ok(out) = h.runner.run(&amount).await {
+                        let text = out.stdout_text();
+                        let mut w = text.split_whitespace();
+                        let kib: u64 = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let files: u64 = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                        report.send(SetupEvent::Amount {
+                            step: "checkpoints",
+                            bytes: kib * 1024,
+                            files,
+                            of_files: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     /// Steps 4–6 of setup: checkpoints and cache, manifest, verify.
     pub(super) async fn checkpoint_steps(
         &self,
@@ -407,7 +447,8 @@ impl Services {
                 .run(&docker.docker(&["rm", "--force", &container]))
                 .await;
             let env_file = format!("{setup}/download.env");
-            let mut env = String::new();
+            // The target's own settings (a proxy, say) reach the download as they reach runs.
+            let mut env: String = cfg.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
             if let Some(t) = &token {
                 if t.contains('\n') {
                     return Err(EngineError::Invalid(
@@ -468,45 +509,34 @@ impl Services {
             }
         }
         // Follow the log while polling bytes and files; a dropped connection leaves the
-        // download running on the host.
-        let follow = docker.docker(&["logs", "--follow", &container]);
-        let mut lines = Lines::default();
-        let mut sink = |_: cosmos_remote::Stream, b: &[u8]| {
-            lines.push(b, |l| report.line("checkpoints", l));
-        };
-        let followed = {
-            let fut = h.runner.stream(&follow, &mut sink);
-            tokio::pin!(fut);
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    r = &mut fut => break r,
-                    _ = tick.tick() => {
-                        if let Ok(out) = h.runner.run(&args(&["sh", "-c", AMOUNT, "sh", &dir])).await {
-                            let text = out.stdout_text();
-                            let mut w = text.split_whitespace();
-                            let kib: u64 = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-                            let files: u64 = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-                            report.send(SetupEvent::Amount { step: "checkpoints", bytes: kib * 1024, files, of_files: None });
-                        }
-                    }
-                }
+        // download running on the host. A follow that ends while the container still runs
+        // (the stream cut short) follows again.
+        let mut state = String::new();
+        for _ in 0..3 {
+            self.follow_download(h, docker, &container, &dir, report)
+                .await
+                .map_err(|e| interrupted(e, &target.name))?;
+            state = h
+                .runner
+                .run(&docker.docker(&[
+                    "inspect",
+                    "--format",
+                    "{{.State.Status}} {{.State.ExitCode}}",
+                    &container,
+                ]))
+                .await
+                .map_err(|e| interrupted(e, &target.name))?
+                .stdout_text();
+            if !state.starts_with("running") {
+                break;
             }
-        };
-        if let Err(e) = followed {
-            return Err(interrupted(e, &target.name));
         }
-        let state = h
-            .runner
-            .run(&docker.docker(&[
-                "inspect",
-                "--format",
-                "{{.State.Status}} {{.State.ExitCode}}",
-                &container,
-            ]))
-            .await
-            .map_err(|e| interrupted(e, &target.name))?
-            .stdout_text();
+        if state.starts_with("running") {
+            return Err(interrupted(
+                RemoteError::Protocol("the log stream keeps ending early".into()),
+                &target.name,
+            ));
+        }
         let log = h
             .runner
             .run(
@@ -593,12 +623,13 @@ impl Services {
     }
 }
 
+/// Setup lost sight of a download that goes on by itself on the host.
 fn interrupted(e: impl Into<EngineError>, name: &str) -> EngineError {
     match e.into() {
-        EngineError::Remote(r) if r.is_transient() => refuse(
+        EngineError::Remote(r) => refuse(
             "setup_interrupted",
             format!(
-                "the connection to {name} dropped during the download ({r}); the download goes on on the host: run setup again to follow it and finish"
+                "setup lost its connection to {name} during the download ({r}); the download goes on on the host: run setup again to follow it and finish"
             ),
         ),
         other => other,
