@@ -113,7 +113,7 @@ fn engine_hint(e: &EngineError) -> Option<String> {
             "`--image cosmos-transfer1:<tag>` (what `cosmos target setup` builds), or pass `--allow-floating` to accept it".into()
         }
         (_, "checkpoints_gated") => {
-            "then `cosmos secret set hf_token` (if the token changes) and `cosmos target setup NAME` again".into()
+            "`cosmos secret set hf_token` sets the token (from a prompt or stdin); `cosmos target setup NAME` resumes".into()
         }
         (_, "setup_interrupted" | "setup_download_failed") => {
             "`cosmos target setup NAME` picks up where it stopped".into()

@@ -478,3 +478,31 @@ pub(crate) use checkpoints::manifest_item;
 pub(crate) fn reporter(events: Option<UnboundedSender<SetupEvent>>) -> Reporter {
     Reporter(events)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hosts_answer_is_read_line_by_line() {
+        let l = parse_look("docker 27.1.0\ngit git version 2.47.3\nat 5005e823\n");
+        assert_eq!(l.docker, Ok("27.1.0".into()));
+        assert!(l.git);
+        assert_eq!(l.checkout, "at 5005e823");
+        let l = parse_look("nodocker permission denied while trying to connect \nnogit\nabsent\n");
+        assert_eq!(
+            l.docker,
+            Err("permission denied while trying to connect".into())
+        );
+        assert!(!l.git);
+        assert_eq!(l.checkout, "absent");
+        let mut lines = Vec::new();
+        let mut split = Lines::default();
+        split.push(
+            b"Fetching 3 files:  33%\rFetching 3 files: 100%\ndone",
+            |l| lines.push(l.to_owned()),
+        );
+        assert_eq!(lines, ["Fetching 3 files:  33%", "Fetching 3 files: 100%"]);
+        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b c");
+    }
+}

@@ -19,7 +19,7 @@ mod upsampler;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cosmos-sim <torchrun|python|nvidia-smi> ARGS...
+const USAGE: &str = "usage: cosmos-sim <torchrun|python|nvidia-smi|huggingface-cli> ARGS...
        cosmos-sim checkout DIR      lay out a cosmos-transfer1 checkout with placeholder checkpoints
        cosmos-sim checkout --git DIR [--base IMAGE]
                                     a git repository of the scripts and a Dockerfile building
@@ -54,7 +54,10 @@ fn dispatch(called: &str, argv: &[String]) -> u8 {
         "python" | "python3" => python_main(args, argv.to_vec()),
         "huggingface-cli" => download::cli(args),
         _ => match args.split_first() {
-            Some((cmd, rest)) if cmd == "torchrun" || cmd == "nvidia-smi" || cmd == "python" => {
+            Some((cmd, rest))
+                if ["torchrun", "nvidia-smi", "python", "huggingface-cli"]
+                    .contains(&cmd.as_str()) =>
+            {
                 dispatch(cmd, &[std::slice::from_ref(cmd), rest].concat())
             }
             Some((cmd, rest)) if cmd == "checkout" => match rest {

@@ -51,6 +51,9 @@ impl Record {
             "script": self.script,
             "world_size": self.world_size,
             "cuda_visible_devices": std::env::var("CUDA_VISIBLE_DEVICES").ok(),
+            // Where the hub cache is, and whether the model may reach the hub (setup).
+            "hf_home": std::env::var("HF_HOME").ok(),
+            "hf_hub_offline": std::env::var("HF_HUB_OFFLINE").ok(),
             "spec_sha256": self.spec_sha256,
             "batch_sha256": self.batch_sha256,
             "outputs": self.outputs,

@@ -5,6 +5,7 @@ mod sim {
     pub mod docker;
     pub mod failures;
     pub mod fixtures;
+    pub mod setup;
     pub mod smi;
     pub mod support;
     pub mod transfer;

@@ -37,7 +37,7 @@ impl Bare {
     /// A host with a bare cosmos-transfer1 repository made by `cosmos-sim checkout --git`
     /// (as the login user, like a mirror on the host), and a target `gpu` whose checkout
     /// folder and image do not exist yet.
-    fn new(env: &[&str]) -> Self {
+    fn new(name: &str, env: &[&str]) -> Self {
         let home = Home::new();
         let host = SshHost::start().expect("sshd fixture");
         let base = host.root().parent().expect("fixture dir").to_path_buf();
@@ -88,7 +88,7 @@ impl Bare {
             repo,
             commit,
         };
-        b.add("gpu", "cosmos-transfer1", env);
+        b.add(name, "cosmos-transfer1", env, &[]);
         b.secret(TOKEN);
         b
     }
@@ -98,7 +98,7 @@ impl Bare {
     }
 
     /// A target on the fixture host with the checkout folder `folder` under its root.
-    fn add(&self, name: &str, folder: &str, env: &[&str]) {
+    fn add(&self, name: &str, folder: &str, env: &[&str], extra: &[&str]) {
         let url = format!("ssh://{}@127.0.0.1:{}", self.host.user(), self.host.port());
         let key = self.host.client_key().display().to_string();
         let root = self.host.root().display().to_string();
@@ -119,6 +119,7 @@ impl Bare {
         for e in env {
             args.extend(["--env", e]);
         }
+        args.extend_from_slice(extra);
         self.run(&args).ok();
         self.run(&["target", "trust", name, "--yes"]).ok();
     }
@@ -214,7 +215,7 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
 
 #[test]
 fn setup_makes_a_bare_host_a_verified_target_and_runs_record_what_they_ran_on() {
-    let b = Bare::new(&["COSMOS_SIM_DOWNLOAD_SECONDS=0.04"]);
+    let b = Bare::new("gpu", &["COSMOS_SIM_DOWNLOAD_SECONDS=0.04"]);
     let home = b.home.path().display().to_string();
     // Setup in the background, while `ps` is sampled: the token is on no command line.
     let mut child = b
@@ -339,13 +340,30 @@ fn setup_makes_a_bare_host_a_verified_target_and_runs_record_what_they_ran_on() 
     b.run(&["target", "verify", "gpu"]).ok();
     b.run(&["target", "verify", "gpu", "--full"]).ok();
 
-    // A run records the image digest, the checkout commit and the manifest hash.
+    // A run records the image digest, the checkout commit and the manifest hash; its model
+    // finds the hub cache and is told it is complete (offline).
+    let record = format!("COSMOS_SIM_RECORD={}", b.host.record_file().display());
+    b.run(&[
+        "target",
+        "edit",
+        "gpu",
+        "--env",
+        &record,
+        "--mount",
+        &b.host.records_mount(),
+    ])
+    .ok();
     let scene = b.home.standard_scene("scene");
     let run = b
         .run(&["run", "a harbour", s(&scene), "--json"])
         .ok()
         .json();
     assert_eq!(run["status"], "succeeded");
+    let records = std::fs::read_to_string(b.host.record_file()).expect("the model's record");
+    let last: Value =
+        serde_json::from_str(records.lines().last().expect("a record")).expect("json");
+    assert_eq!(last["hf_home"], "/cosmos-hf", "{last}");
+    assert_eq!(last["hf_hub_offline"], "1", "{last}");
     assert_eq!(run["supply"]["checkout_commit"], b.commit.as_str());
     assert_eq!(run["supply"]["manifest_hash"], manifest_hash.as_str());
     assert_eq!(run["supply"]["image_digest"], t["image_digest"]);
@@ -384,8 +402,29 @@ fn setup_makes_a_bare_host_a_verified_target_and_runs_record_what_they_ran_on() 
         full.stdout
     );
     assert!(full.stdout.contains("fix: remove"), "{}", full.stdout);
-    // Removed, then set up again: the download fetches it anew.
+    // Removed: a run that needs it fails before staging, naming it; set up again, the
+    // download fetches it anew.
     std::fs::remove_file(&victim).expect("remove");
+    let starts = b.host.record_file();
+    let before = std::fs::read_to_string(&starts)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let missing = b.run(&["run", "a harbour again", s(&scene), "--json"]);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
+    let failed = missing.json();
+    assert_eq!(failed["failure_code"], "checkpoint_missing");
+    assert!(
+        failed["failure_reason"].as_str().is_some_and(
+            |r| r.contains("checkpoint nvidia/Cosmos-Transfer1-7B/seg_control.pt (a control)")
+        ),
+        "{failed}"
+    );
+    let after = std::fs::read_to_string(&starts)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(before, after, "no model started");
     let repaired = b.setup("gpu").ok();
     assert!(
         repaired
@@ -400,8 +439,8 @@ fn setup_makes_a_bare_host_a_verified_target_and_runs_record_what_they_ran_on() 
 
 #[test]
 fn a_symlinked_checkpoints_folder_the_container_cannot_see_is_caught_with_the_mount_to_add() {
-    let b = Bare::new(&[]);
-    b.setup("gpu").ok();
+    let b = Bare::new("linked", &[]);
+    b.setup("linked").ok();
     // The checkpoints move to another disk, a link left in the checkout.
     let ckpt = b.checkout("cosmos-transfer1").join("checkpoints");
     let disk = b
@@ -417,7 +456,7 @@ fn a_symlinked_checkpoints_folder_the_container_cannot_see_is_caught_with_the_mo
         .expect("mv");
     assert!(moved.success());
     std::os::unix::fs::symlink(&disk, &ckpt).expect("symlink");
-    let out = b.run(&["target", "verify", "gpu"]);
+    let out = b.run(&["target", "verify", "linked"]);
     assert_eq!(out.code, 1, "{}", out.stdout);
     let mount = format!("{0}:{0}:ro", disk.display());
     assert!(
@@ -432,20 +471,21 @@ fn a_symlinked_checkpoints_folder_the_container_cannot_see_is_caught_with_the_mo
     );
     // The host itself sees them: the manifest still matches.
     assert!(out.stdout.contains("ok     manifest"), "{}", out.stdout);
-    let check = b.run(&["target", "check", "gpu"]);
+    let check = b.run(&["target", "check", "linked"]);
     assert_eq!(check.code, 1);
     assert!(check.stdout.contains("which the container does not mount"));
-    b.run(&["target", "edit", "gpu", "--mount", &mount]).ok();
-    b.run(&["target", "verify", "gpu"]).ok();
+    b.run(&["target", "edit", "linked", "--mount", &mount]).ok();
+    b.run(&["target", "verify", "linked"]).ok();
 }
 
 #[test]
 fn a_token_without_access_too_little_disk_and_a_dropped_connection_each_say_what_to_do() {
-    let mut b = Bare::new(&["COSMOS_SIM_DOWNLOAD_SECONDS=0.2"]);
+    // Each test's target has its own name: setup containers are labelled with it.
+    let mut b = Bare::new("faults", &["COSMOS_SIM_DOWNLOAD_SECONDS=0.2"]);
     // Too little disk: refused before the download starts.
     let out = b.run_with(
         &[
-            "target", "setup", "gpu", "--repo", &b.repo, "--commit", &b.commit,
+            "target", "setup", "faults", "--repo", &b.repo, "--commit", &b.commit,
         ],
         &[("COSMOS_SETUP_CHECKPOINT_SPACE_GB", "100000000")],
     );
@@ -464,10 +504,10 @@ fn a_token_without_access_too_little_disk_and_a_dropped_connection_each_say_what
     // A dropped connection mid-download: setup says so; the download goes on on the host,
     // and setup run again follows it to the end.
     let home = b.home.path().display().to_string();
-    let mut child = b
+    let child = b
         .home
         .command(&[
-            "target", "setup", "gpu", "--repo", &b.repo, "--commit", &b.commit,
+            "target", "setup", "faults", "--repo", &b.repo, "--commit", &b.commit,
         ])
         .env("HOME", &home)
         .env("COSMOS_SETUP_CHECKPOINT_SPACE_GB", "0.001")
@@ -476,7 +516,7 @@ fn a_token_without_access_too_little_disk_and_a_dropped_connection_each_say_what
         .spawn()
         .expect("setup");
     let began = Instant::now();
-    while containers_labelled("cosmos.setup=gpu").is_empty() {
+    while containers_labelled("cosmos.setup=faults").is_empty() {
         assert!(
             began.elapsed() < Duration::from_secs(60),
             "the download never started"
@@ -494,12 +534,12 @@ fn a_token_without_access_too_little_disk_and_a_dropped_connection_each_say_what
     );
     assert!(stderr.contains("picks up where it stopped"), "{stderr}");
     b.host.restart().expect("sshd again");
-    let resumed = b.setup("gpu").ok();
+    let resumed = b.setup("faults").ok();
     assert!(resumed.stderr.contains("✓ manifest"), "{}", resumed.stderr);
-    b.run(&["target", "verify", "gpu"]).ok();
+    b.run(&["target", "verify", "faults"]).ok();
 
     // A token without access to the gated repository: the hub's words and the licence.
-    b.add("gpu2", "second-checkout", &[]);
+    b.add("gpu2", "second-checkout", &[], &[]);
     b.secret("hf_noaccess_abc");
     let out = b.setup("gpu2");
     assert_eq!(out.code, 2, "{}", out.stderr);
@@ -532,6 +572,18 @@ fn a_token_without_access_too_little_disk_and_a_dropped_connection_each_say_what
         "{}",
         done.stderr
     );
+    // Docker the login user cannot run (through a sudo that is not there): named, with the
+    // fix, before anything is cloned.
+    b.add("nodocker", "third-checkout", &[], &["--docker-sudo"]);
+    let out = b.setup("nodocker");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("docker does not work for the login user"),
+        "{}",
+        out.stderr
+    );
+    assert!(!b.checkout("third-checkout").exists(), "nothing was cloned");
 }
 
 #[test]

@@ -571,23 +571,18 @@ impl Services {
         let errors = download_errors(&log);
         if let Some((repo, cause)) = errors.first() {
             if let Some((_, licence)) = recipe::GATED.iter().find(|(r, _)| r == repo) {
-                let whose = if token.is_some() {
-                    "the Hugging Face token set for cosmos cannot read it"
-                } else {
-                    "no Hugging Face token is set"
-                };
-                return Err(refuse(
-                    "checkpoints_gated",
+                let message = if token.is_some() {
                     format!(
-                        "{repo} is gated and {whose} ({}): accept the {licence} at https://huggingface.co/{repo} with the account the token belongs to{}, then run setup again (what is downloaded stays)",
-                        cause.trim(),
-                        if token.is_some() {
-                            ""
-                        } else {
-                            ", set the token"
-                        }
-                    ),
-                ));
+                        "{repo} is gated and the Hugging Face token set for cosmos cannot read it ({}): accept the {licence} at https://huggingface.co/{repo} with the account the token belongs to, then run setup again (what is downloaded stays)",
+                        cause.trim()
+                    )
+                } else {
+                    format!(
+                        "{repo} is gated and no Hugging Face token is set ({}): set the token of an account that accepted the {licence} at https://huggingface.co/{repo}, then run setup again (what is downloaded stays)",
+                        cause.trim()
+                    )
+                };
+                return Err(refuse("checkpoints_gated", message));
             }
             return Err(refuse(
                 "setup_download_failed",
