@@ -2,6 +2,7 @@
 //! `COSMOS_HOME` relocates everything (config, database, outputs, logs). Resolved once, in
 //! [`Settings::load`]; commands never read the environment or files themselves.
 
+pub(crate) mod keyring;
 pub(crate) mod load;
 
 use std::path::PathBuf;

@@ -40,8 +40,50 @@ impl Ctx {
         self.services_verifying(None).await
     }
 
+    /// The OS keyring of this configuration (it may have none).
+    pub fn keyring(&self) -> crate::config::keyring::Keyring {
+        crate::config::keyring::Keyring::new(
+            self.settings.session_bus.clone(),
+            &self.settings.paths.config,
+        )
+    }
+
+    /// The Hugging Face token in force: its environment variable, else the OS keyring, else
+    /// the secrets file, else cosmos.toml. The keyring is asked only here, by the commands
+    /// that need the token, so other commands never wait on a session bus.
+    pub fn hf_token(&self) -> Option<String> {
+        let configured = self.settings.config.secrets.hf_token.clone();
+        if self
+            .settings
+            .secrets_from_env
+            .iter()
+            .any(|k| k == "hf_token")
+        {
+            return configured;
+        }
+        match self.keyring().get("hf_token") {
+            Ok(Some(v)) => Some(v),
+            _ => configured,
+        }
+    }
+
+    /// [`Ctx::services`] with the secrets from every store, the OS keyring included (for
+    /// `target setup`, which downloads with the token).
+    pub async fn services_with_secrets(&self) -> Result<Services> {
+        self.open_services(None, self.hf_token()).await
+    }
+
     /// [`Ctx::services`], with `--verify-inputs` (`stamp` or `full`) over the configuration.
     pub async fn services_verifying(&self, verify_inputs: Option<&str>) -> Result<Services> {
+        self.open_services(verify_inputs, self.settings.config.secrets.hf_token.clone())
+            .await
+    }
+
+    async fn open_services(
+        &self,
+        verify_inputs: Option<&str>,
+        hf_token: Option<String>,
+    ) -> Result<Services> {
         let verify = match verify_inputs.unwrap_or(&self.settings.config.queue.verify_inputs) {
             "stamp" => cosmos_engine::Verify::Stamp,
             "full" => cosmos_engine::Verify::Full,
@@ -55,8 +97,8 @@ impl Ctx {
                 .await
                 .with_context(|| format!("cannot use the database `{}`", path.display()))?;
         let mut secrets = BTreeMap::new();
-        if let Some(token) = &self.settings.config.secrets.hf_token {
-            secrets.insert("HF_TOKEN".to_owned(), token.clone());
+        if let Some(token) = hf_token {
+            secrets.insert("HF_TOKEN".to_owned(), token);
         }
         Ok(services.with_exec(
             ExecEnv::new(

@@ -73,7 +73,9 @@ pub fn validate_commit(commit: &str) -> Result<(), String> {
 
 /// A repository as `--repo` takes it: a URL or an absolute path on the host, never an option.
 pub fn validate_repo(repo: &str) -> Result<(), String> {
+    // `ext::…`, `fd::…`: git transports that run commands are never a repository here.
     let ok = !repo.starts_with('-')
+        && !repo.contains("::")
         && !repo.is_empty()
         && !repo.chars().any(char::is_control)
         && (repo.starts_with('/') || repo.contains("://") || repo.contains('@'));
@@ -404,7 +406,12 @@ mod tests {
         for ok in [REPO, "/srv/git/cosmos.git", "git@github.com:me/fork.git"] {
             assert!(validate_repo(ok).is_ok(), "{ok}");
         }
-        for bad in ["--upload-pack=touch /tmp/x", "relative/path", ""] {
+        for bad in [
+            "--upload-pack=touch /tmp/x",
+            "relative/path",
+            "",
+            "ext::sh -c touch% /tmp/x@host",
+        ] {
             assert!(validate_repo(bad).is_err(), "{bad}");
         }
     }

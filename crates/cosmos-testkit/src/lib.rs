@@ -6,12 +6,14 @@
 mod containers;
 mod data;
 mod error;
+mod keyring;
 mod sim;
 mod sshd;
 mod tools;
 
 pub use data::{sample_input_set, test_video};
 pub use error::{KitError, KitResult};
+pub use keyring::SecretService;
 pub use sim::{sim_binary, sim_image, workspace_root};
 pub use sshd::{HostOptions, REMOTE_USER, SshHost, start_hosts};
 pub use tools::{Tool, require};

@@ -15,6 +15,8 @@ pub enum Tool {
     Docker,
     Busybox,
     Ffmpeg,
+    DbusRunSession,
+    GnomeKeyring,
 }
 
 impl Tool {
@@ -26,6 +28,8 @@ impl Tool {
             Tool::Docker => "docker",
             Tool::Busybox => "/bin/busybox",
             Tool::Ffmpeg => "ffmpeg",
+            Tool::DbusRunSession => "dbus-run-session",
+            Tool::GnomeKeyring => "gnome-keyring-daemon",
         }
     }
 
@@ -37,6 +41,8 @@ impl Tool {
             Tool::Docker => "the `docker` CLI with a running engine",
             Tool::Busybox => "Debian's static busybox",
             Tool::Ffmpeg => "`ffmpeg`, to make test videos",
+            Tool::DbusRunSession => "`dbus-run-session`, a private session bus",
+            Tool::GnomeKeyring => "`gnome-keyring-daemon`, an OS keyring (Secret Service)",
         }
     }
 
@@ -47,6 +53,8 @@ impl Tool {
             Tool::Docker => "the machine's Docker engine (started before the session)",
             Tool::Busybox => "apt-get install -y busybox-static",
             Tool::Ffmpeg => "apt-get install -y ffmpeg",
+            Tool::DbusRunSession => "apt-get install -y dbus-daemon dbus-bin",
+            Tool::GnomeKeyring => "apt-get install -y gnome-keyring",
         }
     }
 

@@ -1,5 +1,6 @@
-//! `cosmos secret set | list | rm`: secrets kept in an owner-only file beside the config
-//! (`secrets.toml`), never in the database, never on a command line. A value is read from a
+//! `cosmos secret set | list | rm`: secrets kept in the OS keyring where there is one (the
+//! Secret Service on the session bus), else in an owner-only file beside the config
+//! (`secrets.toml`); never in the database, never on a command line. A value is read from a
 //! prompt that does not echo, or from stdin.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 
+use crate::config::keyring::Stored;
 use crate::config::load::{SecretSource, secret_sources, write_secret};
 use crate::context::Ctx;
 use crate::output;
@@ -96,11 +98,30 @@ impl Command {
                 if value.contains(['\n', '\r']) {
                     bail!("a secret is one line; the value given has several");
                 }
-                write_secret(&file, &a.name, Some(&value))?;
-                ctx.say(
-                    "note",
-                    &format!("stored {} in {} (owner-only)", a.name, file.display()),
-                );
+                match ctx.keyring().set(&a.name, &value) {
+                    Stored::Yes => {
+                        // One place for it: an older copy in the file goes.
+                        write_secret(&file, &a.name, None)?;
+                        ctx.say(
+                            "note",
+                            &format!("stored {} in the OS keyring (Secret Service)", a.name),
+                        );
+                    }
+                    other => {
+                        if let Stored::Unavailable(why) = other {
+                            tracing::debug!("no OS keyring: {why}");
+                        }
+                        write_secret(&file, &a.name, Some(&value))?;
+                        ctx.say(
+                            "note",
+                            &format!(
+                                "stored {} in {} (owner-only; no OS keyring here)",
+                                a.name,
+                                file.display()
+                            ),
+                        );
+                    }
+                }
                 let env = crate::config::env_name("secrets", &a.name);
                 if std::env::var_os(&env).is_some() {
                     ctx.say(
@@ -111,7 +132,22 @@ impl Command {
                 writeln!(out, "{}", a.name)?;
             }
             Command::List(a) => {
-                let sources = secret_sources(&ctx.settings.paths.config)?;
+                let mut sources = secret_sources(&ctx.settings.paths.config)?;
+                // The keyring comes after the environment and before the files.
+                for (name, _) in NAMES {
+                    if let Ok(Some(_)) = ctx.keyring().get(name) {
+                        let from_env = ctx.settings.secrets_from_env.iter().any(|k| k == name);
+                        let keyring = "the OS keyring (Secret Service)".to_owned();
+                        match sources.iter_mut().find(|s| s.name == *name) {
+                            Some(s) if !from_env => s.source = keyring,
+                            Some(_) => {}
+                            None => sources.push(SecretSource {
+                                name: (*name).to_owned(),
+                                source: keyring,
+                            }),
+                        }
+                    }
+                }
                 if a.json {
                     output::json(&mut out, &sources)?;
                 } else if sources.is_empty() {
@@ -127,8 +163,14 @@ impl Command {
             }
             Command::Rm(a) => {
                 known(&a.name)?;
-                if !write_secret(&file, &a.name, None)? {
-                    bail!("{} is not in {}", a.name, file.display());
+                let in_keyring = matches!(ctx.keyring().delete(&a.name), Stored::Yes);
+                let in_file = file.exists() && write_secret(&file, &a.name, None)?;
+                if !in_keyring && !in_file {
+                    bail!(
+                        "{} is neither in the OS keyring nor in {}",
+                        a.name,
+                        file.display()
+                    );
                 }
                 writeln!(out, "{}", a.name)?;
             }

@@ -216,6 +216,9 @@ impl Settings {
 
 impl Command {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
+        if let Command::Setup(a) = self {
+            return setup(ctx, a).await;
+        }
         let services = ctx.services().await?;
         let mut out = std::io::stdout().lock();
         match self {
@@ -376,7 +379,7 @@ impl Command {
                     ctx.say("note", &format!("{} has {n} GPU{s}: {n} slot{s}", t.name));
                 }
             }
-            Command::Setup(a) => return setup(ctx, &services, a).await,
+            Command::Setup(_) => unreachable!("handled above"),
             Command::Verify(a) => {
                 let t = services.targets().find(Some(&a.name)).await?;
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -508,7 +511,8 @@ async fn show_progress(
 }
 
 /// `cosmos target setup NAME`.
-async fn setup(ctx: &Ctx, services: &cosmos_engine::Services, a: &SetupArgs) -> Result<ExitCode> {
+async fn setup(ctx: &Ctx, a: &SetupArgs) -> Result<ExitCode> {
+    let services = ctx.services_with_secrets().await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let shown = tokio::spawn(show_progress(rx, ctx.err_style));
     let report = services
@@ -566,12 +570,14 @@ fn fix_text(fix: &Fix, name: &str) -> String {
             "add the user to the docker group, or `cosmos target edit {name} --docker-sudo`"
         ),
         Fix::Image { image } => format!(
-            "build or `docker load` {image} on the host, or `cosmos target edit {name} --image …`"
+            "`cosmos target setup {name}` builds the image; or build or `docker load` {image} on the host, or `cosmos target edit {name} --image …`"
         ),
         Fix::Checkout { dir } => format!(
-            "clone cosmos-transfer1 to {dir} on the host, or `cosmos target edit {name} --cosmos-dir …`"
+            "`cosmos target setup {name}` clones cosmos-transfer1 to {dir}; or `cosmos target edit {name} --cosmos-dir …`"
         ),
-        Fix::Checkpoints => "download the checkpoints into the checkout (scripts/download_checkpoints.py in cosmos-transfer1)".into(),
+        Fix::Checkpoints => format!(
+            "`cosmos target setup {name}` downloads the checkpoints and writes their manifest"
+        ),
         Fix::Slots { gpus, slots } => format!(
             "the target has {gpus} GPU{} but {slots} slot{}: `cosmos target edit {name} --gpus {gpus}`",
             if *gpus == 1 { "" } else { "s" },
@@ -591,9 +597,9 @@ fn fix_text(fix: &Fix, name: &str) -> String {
         Fix::Mount { mount } => format!(
             "`cosmos target edit {name} --mount {mount}` (with the target's other mounts), then `cosmos target verify {name}`"
         ),
-        Fix::FullVerify => format!(
-            "`cosmos target verify {name} --full` tells a changed file from a touched one"
-        ),
+        Fix::FullVerify => {
+            format!("`cosmos target verify {name} --full` tells a changed file from a touched one")
+        }
         Fix::Redownload { files } => format!(
             "remove {} on the host, then `cosmos target setup {name}` downloads {} again",
             files.join(" "),

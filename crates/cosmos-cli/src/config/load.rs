@@ -56,6 +56,10 @@ pub struct Settings {
     pub paths: Paths,
     pub config: Config,
     pub config_loaded: bool,
+    /// The session bus (`DBUS_SESSION_BUS_ADDRESS`), where an OS keyring may be.
+    pub session_bus: Option<String>,
+    /// Secrets given by environment variables (they win over every store).
+    pub secrets_from_env: Vec<String>,
 }
 
 impl Settings {
@@ -87,6 +91,12 @@ impl Settings {
             paths,
             config,
             config_loaded: loaded,
+            session_bus: env.get("DBUS_SESSION_BUS_ADDRESS").cloned(),
+            secrets_from_env: SECRET_KEYS
+                .iter()
+                .filter(|(s, k)| env.get(&env_name(s, k)).is_some_and(|v| !v.is_empty()))
+                .map(|(_, k)| (*k).to_owned())
+                .collect(),
         })
     }
 
@@ -446,6 +456,8 @@ mod tests {
             },
             config: config.clone(),
             config_loaded: true,
+            session_bus: None,
+            secrets_from_env: Vec::new(),
         };
         let shown = s.redacted_toml().unwrap();
         assert!(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::support::{Home, Out, s};
-use cosmos_testkit::SshHost;
+use cosmos_testkit::{SecretService, SshHost};
 
 const TOKEN: &str = "hf_setup_token_do_not_leak_5150";
 
@@ -125,9 +125,13 @@ impl Bare {
     }
 
     fn secret(&self, token: &str) {
-        let mut child = self
-            .home
-            .command(&["secret", "set", "hf_token"])
+        self.secret_with(token, &[]);
+    }
+
+    fn secret_with(&self, token: &str, env: &[(&str, &str)]) {
+        let mut cmd = self.home.command(&["secret", "set", "hf_token"]);
+        cmd.envs(env.iter().copied());
+        let mut child = cmd
             .env("HOME", self.home.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -655,4 +659,55 @@ fn containers_labelled(label: &str) -> String {
         .output()
         .expect("docker ps");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_token_lives_in_the_os_keyring_when_there_is_one_and_reaches_the_download() {
+    let keyring = SecretService::start().expect("a Secret Service");
+    let bus = [("DBUS_SESSION_BUS_ADDRESS", keyring.address())];
+    // Stored in the file first (no keyring), then set again where a keyring is: it moves.
+    let b = Bare::new("ring", &[]);
+    let file = b.home.home().join("secrets.toml");
+    assert!(std::fs::read_to_string(&file).is_ok_and(|t| t.contains(TOKEN)));
+    b.secret_with("hf_noaccess_in_keyring", &bus);
+    assert!(
+        !std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .contains("hf_"),
+        "the file copy went"
+    );
+    let listed = b.run_with(&["secret", "list"], &bus).ok();
+    assert!(listed.stdout.contains("OS keyring"), "{}", listed.stdout);
+    assert!(!listed.stdout.contains("hf_noaccess"), "{}", listed.stdout);
+    // Without the session (another login), nothing is set.
+    let none = b.run(&["secret", "list"]).ok();
+    assert!(!none.stdout.contains("hf_token"), "{}", none.stdout);
+    // The keyring's token is the one the download gets: the hub refuses it, as it is.
+    let out = b.run_with(
+        &[
+            "target", "setup", "ring", "--repo", &b.repo, "--commit", &b.commit,
+        ],
+        &bus,
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the Hugging Face token set for cosmos cannot read it"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("403 Client Error"), "{}", out.stderr);
+    // The environment variable wins over the keyring.
+    let env_wins = b.run_with(
+        &[
+            "target", "setup", "ring", "--repo", &b.repo, "--commit", &b.commit,
+        ],
+        &[bus[0], ("COSMOS_SECRETS_HF_TOKEN", TOKEN)],
+    );
+    assert_eq!(env_wins.code, 0, "{}", env_wins.stderr);
+    b.run_with(&["secret", "rm", "hf_token"], &bus).ok();
+    let gone = b.run_with(&["secret", "list"], &bus).ok();
+    assert!(!gone.stdout.contains("hf_token"), "{}", gone.stdout);
+    b.run_with(&["secret", "rm", "hf_token"], &bus)
+        .fails_with("neither in the OS keyring");
 }

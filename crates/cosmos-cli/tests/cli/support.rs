@@ -77,6 +77,8 @@ impl Home {
                 cmd.env_remove(k);
             }
         }
+        // A desktop session's keyring is never a test's: a test that wants one starts its own.
+        cmd.env_remove("DBUS_SESSION_BUS_ADDRESS");
         cmd.env("COSMOS_HOME", self.home())
             .env("NO_COLOR", "1")
             .args(args);
