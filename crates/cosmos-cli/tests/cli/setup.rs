@@ -178,6 +178,26 @@ impl Bare {
         ])
     }
 
+    /// `cosmos target setup NAME` in the background, its output piped.
+    fn spawn_setup(&self, name: &str) -> std::process::Child {
+        self.home
+            .command(&[
+                "target",
+                "setup",
+                name,
+                "--repo",
+                &self.repo,
+                "--commit",
+                &self.commit,
+            ])
+            .env("HOME", self.home.path())
+            .env("COSMOS_SETUP_CHECKPOINT_SPACE_GB", "0.001")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cosmos target setup")
+    }
+
     fn target(&self, name: &str) -> Value {
         self.run(&["target", "show", name, "--json"]).ok().json()
     }
@@ -220,19 +240,8 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
 #[test]
 fn setup_makes_a_bare_host_a_verified_target_and_runs_record_what_they_ran_on() {
     let b = Bare::new("gpu", &["COSMOS_SIM_DOWNLOAD_SECONDS=0.04"]);
-    let home = b.home.path().display().to_string();
     // Setup in the background, while `ps` is sampled: the token is on no command line.
-    let mut child = b
-        .home
-        .command(&[
-            "target", "setup", "gpu", "--repo", &b.repo, "--commit", &b.commit,
-        ])
-        .env("HOME", &home)
-        .env("COSMOS_SETUP_CHECKPOINT_SPACE_GB", "0.001")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cosmos target setup");
+    let mut child = b.spawn_setup("gpu");
     let mut samples = 0;
     while child.try_wait().expect("setup").is_none() {
         let ps = Command::new("ps")
@@ -327,6 +336,17 @@ fn setup_makes_a_bare_host_a_verified_target_and_runs_record_what_they_ran_on() 
     );
     assert!(!again.stderr.contains("Downloading"), "{}", again.stderr);
     assert_eq!(b.target("gpu")["manifest_hash"], manifest_hash.as_str());
+    // The same as JSON: six steps, all but the last (the in-image check) skipped.
+    let report = b
+        .run(&[
+            "target", "setup", "gpu", "--repo", &b.repo, "--commit", &b.commit, "--json",
+        ])
+        .ok()
+        .json();
+    let steps = report["steps"].as_array().expect("steps");
+    let skipped: Vec<bool> = steps.iter().map(|s| s["skipped"] == true).collect();
+    assert_eq!(skipped, [true, true, true, true, true, false], "{report}");
+    assert_eq!(report["target"]["manifest_hash"], manifest_hash.as_str());
 
     // check includes the quick verify; verify passes quick and full.
     let check = b.run(&["target", "check", "gpu", "--json"]).json();
@@ -507,18 +527,7 @@ fn a_token_without_access_too_little_disk_and_a_dropped_connection_each_say_what
 
     // A dropped connection mid-download: setup says so; the download goes on on the host,
     // and setup run again follows it to the end.
-    let home = b.home.path().display().to_string();
-    let child = b
-        .home
-        .command(&[
-            "target", "setup", "faults", "--repo", &b.repo, "--commit", &b.commit,
-        ])
-        .env("HOME", &home)
-        .env("COSMOS_SETUP_CHECKPOINT_SPACE_GB", "0.001")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("setup");
+    let child = b.spawn_setup("faults");
     let began = Instant::now();
     while containers_labelled("cosmos.setup=faults").is_empty() {
         assert!(

@@ -317,9 +317,17 @@ impl Services {
         let container = container_name(&target.name);
         let state = h
             .runner
-            .run(&docker.docker(&["inspect", "--format", "{{.State.Status}}", &container]))
+            .run(&docker.docker(&["inspect", "--format", "{{.State.Running}}", &container]))
             .await?;
-        let running = state.success();
+        // A download still running (setup lost sight of it) is followed again; one that ended
+        // unseen is discarded and started anew, which skips what is already there.
+        let running = state.success() && state.stdout_text().trim() == "true";
+        if state.success() && !running {
+            let _ = h
+                .runner
+                .run(&docker.docker(&["rm", "--force", &container]))
+                .await;
+        }
         if unchanged && cache_complete && !running {
             let detail = old.as_ref().map(amount_text).unwrap_or_default();
             step(
