@@ -25,14 +25,19 @@ pub const HF_CACHE_DIR: &str = "hf-cache";
 pub const CONTAINER_HF_HOME: &str = "/cosmos-hf";
 /// The file in the cache that says every repository in [`HF_CACHE_REPOS`] is there.
 pub const HF_CACHE_COMPLETE: &str = ".cosmos-complete";
-/// Repositories the preprocessors and the guardrail load by hub id at run time, through the
-/// cache, not from the checkpoints folder (reference §6.6).
-pub const HF_CACHE_REPOS: [&str; 4] = [
+/// Repositories the preprocessors load by hub id at run time, through the cache (`HF_HOME`),
+/// not from the checkpoints folder (reference §6.6).
+pub const HF_CACHE_REPOS: [&str; 3] = [
     "depth-anything/Depth-Anything-V2-Small-hf",
     "IDEA-Research/grounding-dino-tiny",
     "facebook/sam2-hiera-large",
-    "google/siglip-so400m-patch14-384",
 ];
+/// SigLIP, which the video guardrail looks up with its own folder in the checkpoints as the
+/// hub's `cache_dir` (reference §6.6): fetched there, so it is in the manifest too.
+pub const SIGLIP: (&str, &str) = (
+    "google/siglip-so400m-patch14-384",
+    "nvidia/Cosmos-Guardrail1/video_content_safety_filter",
+);
 /// Gated repositories and the licence their page asks to accept.
 pub const GATED: [(&str, &str); 1] =
     [("meta-llama/Llama-Guard-3-8B", "Llama 3.1 Community License")];

@@ -209,22 +209,24 @@ fn revision(repo: &str) -> String {
     cosmos_core::sha256::hex_digest(repo.as_bytes())[..40].to_owned()
 }
 
-/// `huggingface-cli download REPO`: the repository into the hub cache under `HF_HOME`
-/// (`hub/models--org--name/snapshots/<rev>/…`); prints the snapshot folder.
+/// `huggingface-cli download REPO [--cache-dir DIR]`: the repository into the hub cache
+/// (`HF_HOME/hub`, or DIR: `models--org--name/snapshots/<rev>/…`); prints the snapshot folder.
 pub fn cli(args: &[String]) -> u8 {
-    let repo = match args {
-        [cmd, repo] if cmd == "download" && !repo.starts_with('-') => repo,
+    let (repo, cache) = match args {
+        [cmd, repo] if cmd == "download" && !repo.starts_with('-') => (repo, hf_home().join("hub")),
+        [cmd, repo, flag, dir]
+            if cmd == "download" && !repo.starts_with('-') && flag == "--cache-dir" =>
+        {
+            (repo, PathBuf::from(dir))
+        }
         _ => {
             log::stderr(
-                "usage: huggingface-cli download REPO_ID (cosmos-sim simulates only this form)\n",
+                "usage: huggingface-cli download REPO_ID [--cache-dir DIR] (cosmos-sim simulates only this form)\n",
             );
             return 2;
         }
     };
-    let home = hf_home();
-    let base = home
-        .join("hub")
-        .join(format!("models--{}", repo.replace('/', "--")));
+    let base = cache.join(format!("models--{}", repo.replace('/', "--")));
     let rev = revision(repo);
     let snapshot = base.join("snapshots").join(&rev);
     if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1") && !snapshot.is_dir() {

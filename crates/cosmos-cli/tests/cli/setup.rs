@@ -288,7 +288,11 @@ fn setup_makes_a_bare_host_a_verified_target_and_runs_record_what_they_ran_on() 
     assert_eq!(t["hf_cache_complete"], true);
     let manifest = std::fs::read_to_string(b.host.root().join("setup/checkpoints.manifest"))
         .expect("manifest on the host");
-    assert_eq!(manifest.lines().count(), 1 + 27, "{manifest}");
+    // 27 checkpoints, and SigLIP in the guardrail's folder (two files and the ref).
+    assert_eq!(manifest.lines().count(), 1 + 27 + 3, "{manifest}");
+    assert!(manifest.contains(
+        " nvidia/Cosmos-Guardrail1/video_content_safety_filter/models--google--siglip-so400m-patch14-384/refs/main\n"
+    ));
     assert!(manifest.contains(" nvidia/Cosmos-Transfer1-7B/base_model.pt\n"));
     let hub = b.host.root().join("hf-cache/hub");
     assert!(

@@ -44,10 +44,13 @@ const UNREADABLE: &str = r#"cd "$1" 2>/dev/null || { echo "cannot enter $1"; exi
 for f; do [ -r "$f" ] || echo "$f"; done"#;
 
 /// The download inside the image: upstream's script (logging in saves the token in the
-/// container's own /tmp, never in the mounted cache), then the repositories the model reads
-/// through the hub cache, without the token. `sh -c SCRIPT sh REPO…`.
+/// container's own /tmp, never in the mounted cache), then, without the token, SigLIP into
+/// the guardrail's folder and the repositories the preprocessors read through the hub cache.
+/// `sh -c SCRIPT sh SIGLIP SIGLIP_DIR REPO…`.
 const DOWNLOAD: &str = r#"HF_HOME=/tmp/cosmos-login python scripts/download_checkpoints.py --output_dir checkpoints || exit $?
 unset HF_TOKEN
+huggingface-cli download "$1" --cache-dir "checkpoints/$2" || exit $?
+shift 2
 for r; do huggingface-cli download "$r" || exit $?; done"#;
 
 fn container_name(target: &str) -> String {
@@ -495,7 +498,15 @@ impl Services {
                 argv.push("--volume".into());
                 argv.push(m.clone());
             }
-            argv.extend(args(&[&cfg.image, "sh", "-c", DOWNLOAD, "sh"]));
+            argv.extend(args(&[
+                &cfg.image,
+                "sh",
+                "-c",
+                DOWNLOAD,
+                "sh",
+                recipe::SIGLIP.0,
+                recipe::SIGLIP.1,
+            ]));
             argv.extend(recipe::HF_CACHE_REPOS.iter().map(|r| (*r).to_owned()));
             let started = h.runner.run(&argv).await;
             // Docker read the file when it created the container: it goes now, whatever

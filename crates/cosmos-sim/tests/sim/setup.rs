@@ -170,4 +170,24 @@ fn huggingface_cli_fills_the_hub_cache_and_refuses_offline_what_is_not_there() {
     );
     assert!(snapshot.join("model.safetensors").is_file());
     cli(true).ok();
+    // With --cache-dir, into that folder (how the guardrail finds SigLIP).
+    let guard = dir.path().join("guardrail");
+    let out = run(Command::new(SIM)
+        .args([
+            "huggingface-cli",
+            "download",
+            "google/siglip-so400m-patch14-384",
+            "--cache-dir",
+        ])
+        .arg(&guard)
+        .env_remove("COSMOS_SIM_DOWNLOAD_SECONDS"))
+    .ok();
+    assert!(
+        out.stdout.trim().starts_with(
+            &guard
+                .join("models--google--siglip-so400m-patch14-384")
+                .display()
+                .to_string()
+        )
+    );
 }
