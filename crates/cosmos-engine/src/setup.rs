@@ -316,7 +316,15 @@ impl Services {
             what: format!("{tag} from {dir}/Dockerfile"),
         });
         let (id, built) = self
-            .image_step(&c.host, &docker, &dir, &tag, &full, &report)
+            .image_step(
+                &c.host,
+                &docker,
+                &dir,
+                &target.config.root,
+                &tag,
+                &full,
+                &report,
+            )
             .await?;
         step("image", !built, format!("{tag} ({id})"), began);
         target.config.image = tag;
@@ -413,24 +421,37 @@ impl Services {
         Ok(out.stdout_text().trim().to_owned())
     }
 
-    /// The image's id, and whether it was built now.
+    /// The image's id, and whether it was built now. The build runs detached on the host
+    /// (builds of the real image take long): a dropped connection leaves it running, and
+    /// setup run again follows it to its end.
+    #[allow(clippy::too_many_arguments)]
     async fn image_step(
         &self,
         host: &Host,
         docker: &Docker,
         dir: &str,
+        root: &str,
         tag: &str,
         commit: &str,
         report: &Reporter,
     ) -> EngineResult<(String, bool)> {
         let inspect = docker.docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
-        let out = host.runner.run(&inspect).await?;
+        let state = format!(
+            "{}/build-{}",
+            recipe::setup_dir(root),
+            &commit[..commit.len().min(recipe::SHORT_COMMIT)]
+        );
+        // The image there: what a build that ended unseen left of its state goes too.
+        let mut look = args(&["sh", "-c", HAVE_IMAGE, "sh", &state]);
+        look.extend(inspect.iter().cloned());
+        let out = host.runner.run(&look).await?;
         if out.success() {
             return Ok((out.stdout_text().trim().to_owned(), false));
         }
         let label = format!("cosmos.commit={commit}");
         let dockerfile = format!("{dir}/Dockerfile");
-        let build = docker.docker(&[
+        let mut start = args(&["sh", "-c", BUILD, "sh", &state]);
+        start.extend(docker.docker(&[
             "build",
             "--label",
             &label,
@@ -439,14 +460,37 @@ impl Services {
             "--file",
             &dockerfile,
             dir,
-        ]);
-        let (code, text) = streamed(host, &build, report, "image").await?;
-        if code != Some(0) {
+        ]));
+        host.ok("start the image build", &start).await?;
+        let lost = |e: RemoteError| {
+            refuse(
+                "setup_interrupted",
+                format!(
+                    "setup lost its connection during the image build ({e}); the build goes on on the host: run setup again to follow it and finish"
+                ),
+            )
+        };
+        let (_, _) = streamed(
+            host,
+            &args(&["sh", "-c", BUILD_FOLLOW, "sh", &state]),
+            report,
+            "image",
+        )
+        .await
+        .map_err(lost)?;
+        let ended = host
+            .runner
+            .run(&args(&["sh", "-c", BUILD_END, "sh", &state]))
+            .await
+            .map_err(lost)?;
+        let text = ended.stdout_text();
+        let (code, log) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+        if code.trim() != "0" {
             return Err(refuse(
                 "setup_image_failed",
                 format!(
                     "building {tag} from {dockerfile} failed: {}; run setup again once it is fixed (docker keeps the layers already built)",
-                    last_lines(&text, 3)
+                    last_lines(log, 3)
                 ),
             ));
         }
@@ -454,6 +498,37 @@ impl Services {
         Ok((out.stdout_text().trim().to_owned(), true))
     }
 }
+
+/// The image's id when it is there, clearing a finished build's state:
+/// `sh -c SCRIPT sh STATE DOCKER IMAGE INSPECT…`.
+const HAVE_IMAGE: &str = r#"s=$1; shift
+"$@" || exit $?
+if [ -d "$s" ]; then rm -rf -- "$s"; fi"#;
+
+/// Starts the build detached in its own session, unless one is running or has ended:
+/// `sh -c SCRIPT sh STATE DOCKER BUILD…`. Its output goes to STATE/log, its exit status to
+/// STATE/exit (written whole).
+const BUILD: &str = r#"s=$1; shift
+mkdir -p -- "$s" || exit 1
+[ -f "$s/exit" ] && exit 0
+if [ -f "$s/pid" ] && kill -0 "$(cat "$s/pid")" 2>/dev/null; then exit 0; fi
+rm -f -- "$s/log"
+setsid sh -c '"$@" > "$0/log" 2>&1 < /dev/null; echo $? > "$0/exit.tmp" && mv -f "$0/exit.tmp" "$0/exit"' "$s" "$@" > /dev/null 2>&1 < /dev/null &
+echo $! > "$s/pid""#;
+
+/// Prints the build's log from the start and follows it until the build ends:
+/// `sh -c SCRIPT sh STATE`.
+const BUILD_FOLLOW: &str = r#"s=$1
+[ -f "$s/exit" ] && exec cat -- "$s/log"
+exec tail -c +1 -f --pid="$(cat "$s/pid")" -- "$s/log""#;
+
+/// The build's exit status on the first line, then its log; the state is cleared so a later
+/// setup starts a new build: `sh -c SCRIPT sh STATE`.
+const BUILD_END: &str = r#"s=$1
+i=0; while [ ! -f "$s/exit" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+cat -- "$s/exit" 2>/dev/null || echo 255
+cat -- "$s/log" 2>/dev/null
+rm -rf -- "$s""#;
 
 impl Services {
     /// The `verify` step's items as setup's last step (and `target verify`).

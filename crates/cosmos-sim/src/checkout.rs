@@ -79,18 +79,26 @@ pub fn default_base() -> String {
     format!("cosmos-sim:{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// `checkout --git DIR [--base IMAGE]`: a git repository with the scripts and a Dockerfile
+/// `checkout --git DIR [--base IMAGE] [--build-seconds N]`: a git repository with the scripts and a Dockerfile
 /// that builds the simulator's image (`FROM` the base, which holds the simulator), committed
 /// with fixed names and dates so the same tree is the same commit. Returns the commit.
-pub fn create_git(dir: &Path, base: &str) -> Result<String, String> {
+pub fn create_git(dir: &Path, base: &str, build_seconds: u32) -> Result<String, String> {
     let io = |e: std::io::Error| format!("cannot write {}: {e}", dir.display());
     write_scripts(dir).map_err(io)?;
+    // Upstream's build takes long (dependencies from source): a build that lasts lets tests
+    // drop the connection in the middle of it.
+    let slow = if build_seconds > 0 {
+        format!("RUN sleep {build_seconds}\n")
+    } else {
+        String::new()
+    };
     write(
         &dir.join("Dockerfile"),
         &format!(
             "# cosmos-sim's stand-in for cosmos-transfer1's Dockerfile: the simulator's image, as\n\
              # upstream's installs the model's dependencies onto a base image.\n\
              FROM {base}\n\
+             {slow}\
              WORKDIR /workspace\n\
              CMD [\"/bin/sh\"]\n"
         ),

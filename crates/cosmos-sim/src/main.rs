@@ -21,9 +21,9 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: cosmos-sim <torchrun|python|nvidia-smi|huggingface-cli> ARGS...
        cosmos-sim checkout DIR      lay out a cosmos-transfer1 checkout with placeholder checkpoints
-       cosmos-sim checkout --git DIR [--base IMAGE]
+       cosmos-sim checkout --git DIR [--base IMAGE] [--build-seconds N]
                                     a git repository of the scripts and a Dockerfile building
-                                    the simulator's image (prints the commit)
+                                    the simulator's image, taking N s more (prints the commit)
        cosmos-sim --version
 
 Linked or copied as `torchrun`, `python`, `python3`, `nvidia-smi` or `huggingface-cli`, it
@@ -62,15 +62,23 @@ fn dispatch(called: &str, argv: &[String]) -> u8 {
             }
             Some((cmd, rest)) if cmd == "checkout" => match rest {
                 [flag, dir, more @ ..] if flag == "--git" => {
-                    let base = match more {
-                        [] => checkout::default_base(),
-                        [b, image] if b == "--base" => image.clone(),
-                        _ => {
-                            log::stderr("usage: cosmos-sim checkout --git DIR [--base IMAGE]\n");
-                            return 2;
+                    let mut base = checkout::default_base();
+                    let mut build_seconds = 0u32;
+                    for pair in more.chunks(2) {
+                        match pair {
+                            [k, v] if k == "--base" => base = v.clone(),
+                            [k, v] if k == "--build-seconds" && v.parse::<u32>().is_ok() => {
+                                build_seconds = v.parse().unwrap_or(0);
+                            }
+                            _ => {
+                                log::stderr(
+                                    "usage: cosmos-sim checkout --git DIR [--base IMAGE] [--build-seconds N]\n",
+                                );
+                                return 2;
+                            }
                         }
-                    };
-                    match checkout::create_git(std::path::Path::new(dir), &base) {
+                    }
+                    match checkout::create_git(std::path::Path::new(dir), &base, build_seconds) {
                         Ok(commit) => {
                             log::print(&commit);
                             0

@@ -38,6 +38,11 @@ impl Bare {
     /// (as the login user, like a mirror on the host), and a target `gpu` whose checkout
     /// folder and image do not exist yet.
     fn new(name: &str, env: &[&str]) -> Self {
+        Self::with_build(name, env, 0)
+    }
+
+    /// As [`Bare::new`], the image's build taking `build_seconds` more.
+    fn with_build(name: &str, env: &[&str], build_seconds: u32) -> Self {
         let home = Home::new();
         let host = SshHost::start().expect("sshd fixture");
         let base = host.root().parent().expect("fixture dir").to_path_buf();
@@ -62,13 +67,17 @@ impl Bare {
                 &id,
             ],
         );
+        let work_dir = work.display().to_string();
+        let seconds = build_seconds.to_string();
         let commit = ssh_ok(
             &host,
             &[
                 "cosmos-sim",
                 "checkout",
                 "--git",
-                &work.display().to_string(),
+                &work_dir,
+                "--build-seconds",
+                &seconds,
             ],
         );
         ssh_ok(
@@ -723,4 +732,46 @@ fn the_token_lives_in_the_os_keyring_when_there_is_one_and_reaches_the_download(
     assert!(!gone.stdout.contains("hf_token"), "{}", gone.stdout);
     b.run_with(&["secret", "rm", "hf_token"], &bus)
         .fails_with("neither in the OS keyring");
+}
+
+#[test]
+fn an_image_build_goes_on_when_the_connection_drops_and_setup_follows_it_again() {
+    let mut b = Bare::with_build("builds", &[], 4);
+    let child = b.spawn_setup("builds");
+    let state = b.host.root().join("setup");
+    let began = Instant::now();
+    // The build has started once its state folder holds a pid.
+    while !std::fs::read_dir(&state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("pid").is_file())
+    {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the build never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    b.host.stop();
+    let out = child.wait_with_output().expect("setup");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("the build goes on on the host"), "{stderr}");
+    b.host.restart().expect("sshd again");
+    let done = b.setup("builds").ok();
+    assert!(done.stderr.contains("✓ image"), "{}", done.stderr);
+    assert!(done.stderr.contains("✓ verify"), "{}", done.stderr);
+    // One build: the second setup followed (or found) the first, it did not start another.
+    let builds = done.stderr.matches("Step 1/").count();
+    assert!(builds <= 1, "{}", done.stderr);
+    assert!(
+        std::fs::read_dir(&state)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with("build-")),
+        "the build's state is cleared once it ended"
+    );
 }
