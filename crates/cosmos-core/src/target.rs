@@ -79,6 +79,9 @@ pub struct TargetConfig {
     /// The hash of the checkpoint manifest setup wrote on the host (see `setup::Manifest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_hash: Option<String>,
+    /// The user accepted a floating image (`--allow-floating`): it can change under the target.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub floating_image: bool,
     /// Setup filled the target's Hugging Face cache: runs get `HF_HUB_OFFLINE=1`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hf_cache_complete: bool,

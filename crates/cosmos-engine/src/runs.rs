@@ -90,6 +90,7 @@ impl LaunchDefaults {
             checkout_commit: None,
             manifest_hash: None,
             hf_cache_complete: false,
+            floating_image: false,
         }
     }
 }

@@ -328,6 +328,7 @@ impl Services {
             .await?;
         step("image", !built, format!("{tag} ({id})"), began);
         target.config.image = tag;
+        target.config.floating_image = false;
         target.config.image_digest = Some(id);
         target.config.checkout_commit = Some(full);
         self.store().put_target(&target, true).await?;

@@ -455,6 +455,8 @@ pub enum Fix {
     Root { root: String },
     /// `cosmos target setup` makes (or repairs) what is missing.
     Setup,
+    /// The image floats: pin a version (or accept it explicitly).
+    PinImage,
     /// The checkpoints live on a disk the container does not see: mount it.
     Mount { mount: String },
     /// Files only look changed (times): re-hash them to tell.
@@ -630,6 +632,18 @@ impl Services {
                         gpus.is_ok(),
                         gpus.unwrap_or_else(|e| e),
                         Fix::GpuRuntime,
+                    ));
+                }
+                // An image that floats (set before floating tags were refused) is named.
+                if cosmos_core::setup::is_floating(&cfg.image) && !cfg.floating_image {
+                    items.push(item(
+                        "image pinned",
+                        false,
+                        format!(
+                            "{} floats (no tag, or `:latest`): runs cannot say what they ran on",
+                            cfg.image
+                        ),
+                        Fix::PinImage,
                     ));
                 }
                 if let Ok(digest) = image

@@ -273,6 +273,7 @@ fn reads_answer_from_the_store_while_a_target_is_down() -> TestResult {
                 checkout_commit: None,
                 manifest_hash: None,
                 hf_cache_complete: false,
+                floating_image: false,
                 gpus_from_host: false,
             },
             is_default: true,

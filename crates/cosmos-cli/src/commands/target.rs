@@ -594,6 +594,9 @@ fn fix_text(fix: &Fix, name: &str) -> String {
             "make {root} writable by the login user, or `cosmos target edit {name} --root …`"
         ),
         Fix::Setup => format!("cosmos target setup {name}"),
+        Fix::PinImage => format!(
+            "`cosmos target setup {name}` builds a versioned image; or `cosmos target edit {name} --image NAME:VERSION` (`--allow-floating` keeps a floating one)"
+        ),
         Fix::Mount { mount } => format!(
             "`cosmos target edit {name} --mount {mount}` (with the target's other mounts), then `cosmos target verify {name}`"
         ),

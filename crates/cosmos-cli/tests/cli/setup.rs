@@ -645,10 +645,17 @@ fn floating_images_are_refused_unless_allowed_and_setup_needs_a_docker_target() 
         "--allow-floating",
     ])
     .ok();
+    let x = home.run(&["target", "show", "x", "--json"]).ok().json();
+    assert_eq!(
+        x["floating_image"], true,
+        "the target remembers it was allowed"
+    );
     home.run(&["target", "edit", "x", "--image", "img"])
         .fails_with("floats");
     home.run(&["target", "edit", "x", "--image", "img@sha256:0123"])
         .ok();
+    let x = home.run(&["target", "show", "x", "--json"]).ok().json();
+    assert!(x.get("floating_image").is_none(), "pinned now: {x}");
     // The default image is the tag setup builds at the pinned commit.
     home.run(&["target", "add", "y", "ssh://me@gpu"]).ok();
     let y = home.run(&["target", "show", "y", "--json"]).ok().json();

@@ -187,12 +187,12 @@ impl TargetSettings {
         c.validate_argv_values().map_err(invalid)
     }
 
-    /// A Docker target's image must say what it is: a digest or a versioned tag.
-    fn check_pinned(&self, c: &TargetConfig) -> EngineResult<()> {
-        if c.runtime == RuntimeKind::Docker
-            && cosmos_core::setup::is_floating(&c.image)
-            && !self.allow_floating
-        {
+    /// A Docker target's image must say what it is: a digest or a versioned tag; a floating
+    /// one is kept only when allowed, and the target remembers it was.
+    fn check_pinned(&self, c: &mut TargetConfig) -> EngineResult<()> {
+        let floating = cosmos_core::setup::is_floating(&c.image);
+        c.floating_image = floating && self.allow_floating;
+        if c.runtime == RuntimeKind::Docker && floating && !self.allow_floating {
             return Err(EngineError::refused(
                 crate::ErrorKind::InvalidInput,
                 "floating_image",
@@ -252,7 +252,7 @@ impl Services {
             ..req.settings.clone()
         };
         settings.apply(&mut c)?;
-        settings.check_pinned(&c)?;
+        settings.check_pinned(&mut c)?;
         let t = Target {
             name: req.name.clone(),
             config: c,
@@ -341,8 +341,8 @@ impl Services {
     ) -> EngineResult<Target> {
         let mut t = self.find_target(Some(name)).await?;
         settings.apply(&mut t.config)?;
-        if settings.image.is_some() || settings.runtime.is_some() {
-            settings.check_pinned(&t.config)?;
+        if settings.image.is_some() || settings.runtime.is_some() || settings.allow_floating {
+            settings.check_pinned(&mut t.config)?;
         }
         if settings.default {
             t.is_default = true;
