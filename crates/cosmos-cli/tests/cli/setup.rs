@@ -187,6 +187,26 @@ impl Bare {
         ])
     }
 
+    /// Starts `cosmos target setup NAME`, waits until `started` says the step to interrupt
+    /// is under way, lets it run `settle_ms` more, then stops sshd (dropping every
+    /// connection): setup's stderr, once it failed.
+    fn drop_mid_setup(&mut self, name: &str, settle_ms: u64, started: impl Fn() -> bool) -> String {
+        let child = self.spawn_setup(name);
+        let began = Instant::now();
+        while !started() {
+            assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "the step to interrupt never started"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(settle_ms));
+        self.host.stop();
+        let out = child.wait_with_output().expect("setup");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// `cosmos target setup NAME` in the background, its output piped.
     fn spawn_setup(&self, name: &str) -> std::process::Child {
         self.home
@@ -540,20 +560,9 @@ fn a_token_without_access_too_little_disk_and_a_dropped_connection_each_say_what
 
     // A dropped connection mid-download: setup says so; the download goes on on the host,
     // and setup run again follows it to the end.
-    let child = b.spawn_setup("faults");
-    let began = Instant::now();
-    while containers_labelled("cosmos.setup=faults").is_empty() {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "the download never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(600));
-    b.host.stop();
-    let out = child.wait_with_output().expect("setup");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = b.drop_mid_setup("faults", 600, || {
+        !containers_labelled("cosmos.setup=faults").is_empty()
+    });
     assert!(
         stderr.contains("the download goes on on the host"),
         "{stderr}"
@@ -744,27 +753,15 @@ fn the_token_lives_in_the_os_keyring_when_there_is_one_and_reaches_the_download(
 #[test]
 fn an_image_build_goes_on_when_the_connection_drops_and_setup_follows_it_again() {
     let mut b = Bare::with_build("builds", &[], 4);
-    let child = b.spawn_setup("builds");
     let state = b.host.root().join("setup");
-    let began = Instant::now();
     // The build has started once its state folder holds a pid.
-    while !std::fs::read_dir(&state)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| e.path().join("pid").is_file())
-    {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "the build never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(800));
-    b.host.stop();
-    let out = child.wait_with_output().expect("setup");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = b.drop_mid_setup("builds", 800, || {
+        std::fs::read_dir(&state)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("pid").is_file())
+    });
     assert!(stderr.contains("the build goes on on the host"), "{stderr}");
     b.host.restart().expect("sshd again");
     let done = b.setup("builds").ok();
