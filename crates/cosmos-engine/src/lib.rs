@@ -14,6 +14,7 @@ mod error;
 mod execute;
 mod inputs;
 mod launch;
+mod lines;
 mod prompts;
 mod reads;
 mod resolve;

@@ -27,6 +27,7 @@ use cosmos_remote::{Host, RemoteError, Stream, args};
 
 use crate::Services;
 use crate::error::{EngineError, EngineResult, ErrorKind};
+pub(crate) use crate::lines::Lines;
 use crate::targets::{CheckItem, Connected};
 
 pub use checkpoints::VerifyRequest;
@@ -104,26 +105,6 @@ impl Reporter {
 
 pub(crate) fn refuse(code: &'static str, message: String) -> EngineError {
     EngineError::refused(ErrorKind::Conflict, code, message)
-}
-
-/// Splits a stream of bytes into lines (at `\n` or `\r`, as progress bars redraw).
-#[derive(Default)]
-pub(crate) struct Lines {
-    pending: Vec<u8>,
-}
-
-impl Lines {
-    pub(crate) fn push(&mut self, bytes: &[u8], mut each: impl FnMut(&str)) {
-        for &b in bytes {
-            if b == b'\n' || b == b'\r' {
-                let line = String::from_utf8_lossy(&self.pending).into_owned();
-                self.pending.clear();
-                each(&line);
-            } else {
-                self.pending.push(b);
-            }
-        }
-    }
 }
 
 /// Runs a command, handing each line of its output to `report` as it comes; returns its exit
@@ -233,10 +214,7 @@ impl Services {
             .unwrap_or_else(|| recipe::COMMIT.to_owned());
         recipe::validate_commit(&commit).map_err(EngineError::Invalid)?;
         let c = self.connect(&target)?;
-        let docker = Docker {
-            sudo: target.config.docker_sudo,
-            gpu_flag: target.config.gpu_flag,
-        };
+        let docker = crate::targets::docker_of(&target.config);
         let mut steps = Vec::new();
         let mut step = |name: &'static str, skipped: bool, detail: String, began: Instant| {
             report.send(if skipped {
@@ -335,9 +313,9 @@ impl Services {
 
         // 4–6. checkpoints, manifest, verify.
         let c = self.connect(&target)?;
+        // Stores the target as each step records what it made (the manifest's hash last).
         self.checkpoint_steps(&c, &mut target, &docker, req, &report, &mut step)
             .await?;
-        self.store().put_target(&target, true).await?;
         Ok(SetupReport { target, steps })
     }
 
@@ -548,7 +526,7 @@ pub(crate) async fn in_image_all(c: &Connected) -> EngineResult<CheckItem> {
     checkpoints::in_image(c, &checkpoints::all_needs()).await
 }
 
-pub(crate) use checkpoints::manifest_item;
+pub(crate) use checkpoints::{UNREADABLE, manifest_item};
 
 /// The reporter of a front end's channel.
 pub(crate) fn reporter(events: Option<UnboundedSender<SetupEvent>>) -> Reporter {

@@ -245,11 +245,17 @@ pub fn ssh_spec(
 /// The runtime a target's settings name: the one place a runtime kind is looked at.
 pub fn runtime_of(target: &Target) -> Arc<dyn ModelRuntime> {
     match target.config.runtime {
-        RuntimeKind::Docker => Arc::new(Docker {
-            sudo: target.config.docker_sudo,
-            gpu_flag: target.config.gpu_flag,
-        }),
+        RuntimeKind::Docker => Arc::new(docker_of(&target.config)),
         RuntimeKind::None => Arc::new(Process),
+    }
+}
+
+/// The docker CLI as a target runs it (with `sudo -n` when its settings say so), for the
+/// work beside a run's model: setup's build and download, the check inside the image.
+pub(crate) fn docker_of(config: &TargetConfig) -> Docker {
+    Docker {
+        sudo: config.docker_sudo,
+        gpu_flag: config.gpu_flag,
     }
 }
 

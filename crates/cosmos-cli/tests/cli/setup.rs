@@ -176,15 +176,23 @@ impl Bare {
     }
 
     fn setup(&self, name: &str) -> Out {
-        self.run(&[
-            "target",
-            "setup",
-            name,
-            "--repo",
-            &self.repo,
-            "--commit",
-            &self.commit,
-        ])
+        self.setup_with(name, &[])
+    }
+
+    /// `cosmos target setup NAME` from the host's repository, with `env` besides.
+    fn setup_with(&self, name: &str, env: &[(&str, &str)]) -> Out {
+        self.run_with(
+            &[
+                "target",
+                "setup",
+                name,
+                "--repo",
+                &self.repo,
+                "--commit",
+                &self.commit,
+            ],
+            env,
+        )
     }
 
     /// Starts `cosmos target setup NAME`, waits until `started` says the step to interrupt
@@ -540,10 +548,8 @@ fn a_token_without_access_too_little_disk_and_a_dropped_connection_each_say_what
     // Each test's target has its own name: setup containers are labelled with it.
     let mut b = Bare::new("faults", &["COSMOS_SIM_DOWNLOAD_SECONDS=0.2"]);
     // Too little disk: refused before the download starts.
-    let out = b.run_with(
-        &[
-            "target", "setup", "faults", "--repo", &b.repo, "--commit", &b.commit,
-        ],
+    let out = b.setup_with(
+        "faults",
         &[("COSMOS_SETUP_CHECKPOINT_SPACE_GB", "100000000")],
     );
     assert_eq!(out.code, 2, "{}", out.stderr);
@@ -721,12 +727,7 @@ fn the_token_lives_in_the_os_keyring_when_there_is_one_and_reaches_the_download(
     let none = b.run(&["secret", "list"]).ok();
     assert!(!none.stdout.contains("hf_token"), "{}", none.stdout);
     // The keyring's token is the one the download gets: the hub refuses it, as it is.
-    let out = b.run_with(
-        &[
-            "target", "setup", "ring", "--repo", &b.repo, "--commit", &b.commit,
-        ],
-        &bus,
-    );
+    let out = b.setup_with("ring", &bus);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr
@@ -736,12 +737,7 @@ fn the_token_lives_in_the_os_keyring_when_there_is_one_and_reaches_the_download(
     );
     assert!(out.stderr.contains("403 Client Error"), "{}", out.stderr);
     // The environment variable wins over the keyring.
-    let env_wins = b.run_with(
-        &[
-            "target", "setup", "ring", "--repo", &b.repo, "--commit", &b.commit,
-        ],
-        &[bus[0], ("COSMOS_SECRETS_HF_TOKEN", TOKEN)],
-    );
+    let env_wins = b.setup_with("ring", &[bus[0], ("COSMOS_SECRETS_HF_TOKEN", TOKEN)]);
     assert_eq!(env_wins.code, 0, "{}", env_wins.stderr);
     b.run_with(&["secret", "rm", "hf_token"], &bus).ok();
     let gone = b.run_with(&["secret", "list"], &bus).ok();

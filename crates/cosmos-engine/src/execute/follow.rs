@@ -48,7 +48,7 @@ impl Services {
             .min()
             .unwrap_or(121);
         let mut parser = ProgressParser::new(cosmos_core::resolution::clip_count(frames) as u32);
-        let mut partial: Vec<u8> = Vec::new();
+        let mut lines = crate::lines::Lines::default();
         let mut last: Option<String> = None;
         // Milestones go to the store as they arrive (for `status --watch` and followers in
         // other processes), written by a task so the log stream never waits on the database.
@@ -80,10 +80,7 @@ impl Services {
                 if let Err(e) = log.write_all(bytes) {
                     tracing::warn!("cannot append to the local run log: {e}");
                 }
-                partial.extend_from_slice(bytes);
-                while let Some(end) = partial.iter().position(|b| *b == b'\n' || *b == b'\r') {
-                    let line: Vec<u8> = partial.drain(..=end).collect();
-                    let text = String::from_utf8_lossy(&line);
+                lines.push(bytes, |text| {
                     if let Some(m) = parser.feed(text.trim_end()) {
                         let key = m.describe();
                         if last.as_deref() != Some(key.as_str()) || m.fraction >= 0.99 {
@@ -91,7 +88,7 @@ impl Services {
                             let _ = events.send(m);
                         }
                     }
-                }
+                });
             };
             let followed = c
                 .runtime

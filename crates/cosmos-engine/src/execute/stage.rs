@@ -29,11 +29,6 @@ const DISK_MARGIN: u64 = 64 << 20;
 const LINK_SCRIPT: &str = r#"mkdir -p -- "$1" "$2" "$3" || exit 1; shift 3
 while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; done"#;
 
-/// Prints which of the paths given (relative to the folder, links followed) are missing:
-/// `sh -c SCRIPT sh DIR PATH…`; a folder that is not there misses everything.
-const MISSING_SCRIPT: &str = r#"cd "$1" 2>/dev/null || { shift; printf '%s\n' "$@"; exit 0; }; shift
-for f; do [ -e "$f" ] || echo "$f"; done"#;
-
 impl Services {
     /// Uploads the inputs (once), links them, writes spec.json and the env file; checks what
     /// can be checked before any GPU time is spent.
@@ -374,7 +369,7 @@ impl Services {
             return Ok(());
         }
         let ckpt = format!("{}/checkpoints", cfg.cosmos_dir);
-        let mut argv = args(&["sh", "-c", MISSING_SCRIPT, "sh", &ckpt]);
+        let mut argv = args(&["sh", "-c", crate::setup::UNREADABLE, "sh", &ckpt]);
         argv.extend(unknown.iter().map(|n| n.path.to_owned()));
         let out = self
             .retrying(

@@ -38,9 +38,10 @@ echo "$(du -skL . 2>/dev/null | cut -f1) $(find -L . -type f 2>/dev/null | wc -l
 /// `sh -c SCRIPT sh DIR PATH…`.
 const HASH: &str = r#"cd "$1" || exit 3; shift; exec sha256sum -- "$@""#;
 
-/// Which of the paths given (relative to the folder) cannot be read, following links:
-/// `sh -c SCRIPT sh DIR PATH…`.
-const UNREADABLE: &str = r#"cd "$1" 2>/dev/null || { echo "cannot enter $1"; exit 0; }; shift
+/// Which of the paths given (relative to the folder, links followed) cannot be read; a
+/// folder that cannot be entered misses them all: `sh -c SCRIPT sh DIR PATH…`. Used inside
+/// the image (`verify`) and on the host before each run.
+pub(crate) const UNREADABLE: &str = r#"cd "$1" 2>/dev/null || { shift; printf '%s\n' "$@"; exit 0; }; shift
 for f; do [ -r "$f" ] || echo "$f"; done"#;
 
 /// The download inside the image: upstream's script (logging in saves the token in the
@@ -357,24 +358,26 @@ impl Services {
             step: "manifest",
             what: format!("sha256 of every file in {dir}"),
         });
-        let now = match listing(h, &dir).await? {
-            Some(now) if !now.is_empty() => now,
-            _ => {
-                return Err(refuse(
-                    "checkpoints_missing",
-                    format!("the download left no checkpoints in {dir}"),
-                ));
+        let manifest = match old {
+            // Unchanged since the manifest was written: it stands (no second listing).
+            Some(m) if unchanged => m,
+            old => {
+                let now = match listing(h, &dir).await? {
+                    Some(now) if !now.is_empty() => now,
+                    _ => {
+                        return Err(refuse(
+                            "checkpoints_missing",
+                            format!("the download left no checkpoints in {dir}"),
+                        ));
+                    }
+                };
+                let m = make_manifest(h, &dir, &now, old.as_ref(), report).await?;
+                h.mkdirs(&[&recipe::setup_dir(&root)]).await?;
+                h.files
+                    .write(&recipe::manifest_path(&root), m.render().as_bytes(), 0o644)
+                    .await?;
+                m
             }
-        };
-        let manifest = if unchanged {
-            old.clone().unwrap_or_default()
-        } else {
-            let m = make_manifest(h, &dir, &now, old.as_ref(), report).await?;
-            h.mkdirs(&[&recipe::setup_dir(&root)]).await?;
-            h.files
-                .write(&recipe::manifest_path(&root), m.render().as_bytes(), 0o644)
-                .await?;
-            m
         };
         let hash = manifest.hash();
         step(
@@ -397,8 +400,7 @@ impl Services {
             step: "verify",
             what: "every checkpoint a run needs, inside the image".into(),
         });
-        let c = self.connect(target)?;
-        let item = in_image(&c, &all_needs()).await?;
+        let item = in_image(c, &all_needs()).await?;
         if !item.ok {
             return Err(refuse("checkpoints_unreadable", item.detail));
         }
@@ -658,10 +660,7 @@ pub(crate) async fn in_image(c: &Connected, needs: &[&str]) -> EngineResult<Chec
     let inside = format!("{CONTAINER_WORKSPACE}/checkpoints");
     let argv = match cfg.runtime {
         RuntimeKind::Docker => {
-            let docker = Docker {
-                sudo: cfg.docker_sudo,
-                gpu_flag: cfg.gpu_flag,
-            };
+            let docker = crate::targets::docker_of(cfg);
             let workspace = format!("{}:{CONTAINER_WORKSPACE}", cfg.cosmos_dir);
             let mut argv =
                 docker.docker(&["run", "--rm", "--network=none", "--volume", &workspace]);
