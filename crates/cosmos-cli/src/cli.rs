@@ -6,7 +6,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
     completions, config, dev, init, inputs, list, logs, prompt, queue, quickstart, rate, run,
-    search, secret, show, status, target,
+    search, secret, serve, show, status, target,
 };
 
 const EXAMPLES: &str = "\
@@ -56,6 +56,8 @@ pub enum Command {
     Target(target::Command),
     /// Run queued runs on free GPU slots across the targets, until Ctrl-C or SIGTERM
     Worker(queue::WorkerArgs),
+    /// Serve the HTTP API, live events and metrics (and run a worker) until Ctrl-C or SIGTERM
+    Serve(serve::Args),
     /// Pause or resume placing queued runs (all, or one target)
     #[command(subcommand)]
     Queue(queue::QueueCommand),

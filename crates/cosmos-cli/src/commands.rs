@@ -14,6 +14,7 @@ pub mod rate;
 pub mod run;
 pub mod search;
 pub mod secret;
+pub mod serve;
 pub mod show;
 pub mod status;
 pub mod target;
@@ -42,6 +43,7 @@ pub async fn dispatch(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCo
         Command::Prompt(cmd) => cmd.run(&ctx).await,
         Command::Run(args) => args.run(&ctx).await,
         Command::Worker(args) => args.run(&ctx).await,
+        Command::Serve(args) => args.run(&ctx).await,
         Command::Queue(cmd) => cmd.run(&ctx).await,
         Command::Retry(args) => args.run(&ctx).await,
         Command::List(args) => args.run(&ctx).await,

@@ -14,6 +14,8 @@ pub mod queue;
 pub mod quote;
 pub mod resolution;
 pub mod run;
+#[cfg(feature = "openapi")]
+mod schema;
 pub mod search;
 pub mod setup;
 pub mod sha256;

@@ -107,6 +107,7 @@ pub struct UnknownHint(pub String);
 /// The role a video plays in an input set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum InputKind {
     /// The RGB render: Cosmos's `input_video_path`, and the source of the `vis` control.
     Color,

@@ -10,6 +10,7 @@ use crate::weights::Weights;
 /// What a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RunKind {
     Transfer,
     Upscale,
@@ -46,6 +47,7 @@ impl FromStr for RunKind {
 /// Where a run is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RunStatus {
     Queued,
     Staging,
@@ -127,6 +129,7 @@ impl FromStr for RunStatus {
 /// A Cosmos preset level (`--blur_strength`, `--canny_threshold`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Level {
     VeryLow,
     Low,
@@ -203,6 +206,7 @@ pub const GPU_COUNTS: [u32; 4] = [1, 2, 4, 8];
 /// missing keys take defaults and unknown keys are errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunParams {
     /// Empty: one equal share per control video in the input set.
     pub weights: Weights,

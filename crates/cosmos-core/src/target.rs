@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// How cosmos reaches a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TargetKind {
     Ssh,
     Local,
@@ -16,6 +17,7 @@ pub enum TargetKind {
 /// How the model process is wrapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RuntimeKind {
     Docker,
     /// A plain detached process (no container).
@@ -25,6 +27,7 @@ pub enum RuntimeKind {
 /// A target's settings, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TargetConfig {
     pub kind: TargetKind,
     /// SSH only.
@@ -89,6 +92,7 @@ pub struct TargetConfig {
 
 /// A named target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Target {
     pub name: String,
     #[serde(flatten)]

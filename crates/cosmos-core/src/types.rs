@@ -9,6 +9,7 @@ use crate::run::{RunKind, RunParams, RunStatus};
 
 /// What ffprobe says about a video stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VideoInfo {
     pub frames: u64,
     pub fps: f64,
@@ -20,6 +21,7 @@ pub struct VideoInfo {
 
 /// One control video of an input set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InputFile {
     pub kind: InputKind,
     /// Absolute path on this machine.
@@ -31,6 +33,7 @@ pub struct InputFile {
 
 /// A folder of control videos for one scene.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InputSet {
     pub id: InputSetId,
     pub name: String,
@@ -50,6 +53,7 @@ impl InputSet {
 
 /// A prompt: text, negative text and the scene it applies to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Prompt {
     pub id: PromptId,
     pub name: String,
@@ -63,6 +67,7 @@ pub struct Prompt {
 
 /// A file a run produced, verified by its hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunOutput {
     pub path: String,
     pub size: u64,
@@ -72,6 +77,7 @@ pub struct RunOutput {
 /// One execution of the model. The prompt text, negative text and input set are copied in
 /// when the run is created, so editing the prompt later never changes what a run records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
     pub id: RunId,
     pub prompt_id: PromptId,
@@ -134,6 +140,7 @@ pub struct Run {
 
 /// An append-only record of something that happened to a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunEvent {
     pub id: i64,
     pub run_id: RunId,
@@ -147,6 +154,7 @@ pub struct RunEvent {
 /// checkpoints. Each part is `None` when the target could not tell (a hand-prepared host
 /// has no manifest; a plain process has no image).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Supply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,

@@ -141,6 +141,11 @@ impl Runs<'_> {
         self.0.rate_runs(ids, req).await
     }
 
+    /// Changes a queued run's priority (higher runs first).
+    pub async fn set_priority(&self, id: &RunId, priority: i32) -> EngineResult<Run> {
+        self.0.set_priority(id, priority).await
+    }
+
     /// Started runs no live process drives (a crash left them).
     pub async fn orphaned(&self) -> EngineResult<Vec<Run>> {
         self.0.orphaned_runs().await

@@ -143,6 +143,12 @@ impl EventBus {
         }
     }
 
+    /// Up to `limit` stored events after sequence number `after`, of every run, without
+    /// waiting (a client catching up reads page by page).
+    pub async fn page(&self, after: i64, limit: u32) -> EngineResult<Vec<RunEvent>> {
+        Ok(self.store.events_after(after, None, limit).await?)
+    }
+
     /// The newest sequence number stored.
     pub async fn head(&self) -> EngineResult<i64> {
         Ok(self.store.last_event_id().await?)

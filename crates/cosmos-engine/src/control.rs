@@ -29,6 +29,7 @@ pub enum CancelScope {
 
 /// What a cancel did.
 #[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cancelled {
     /// The runs as they stand now: `cancelled`, or still ending (their driver records it).
     pub runs: Vec<Run>,

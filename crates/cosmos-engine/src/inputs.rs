@@ -24,6 +24,7 @@ pub struct InspectedInputs {
 
 /// The outcome of `inputs add`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddedInputSet {
     #[serde(flatten)]
     pub set: InputSet,

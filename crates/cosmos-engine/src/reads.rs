@@ -9,6 +9,7 @@ use crate::error::{EngineError, EngineResult};
 
 /// A prompt with its input set and recent runs.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PromptDetail {
     pub prompt: Prompt,
     pub input_set: Option<InputSet>,
@@ -19,6 +20,7 @@ pub struct PromptDetail {
 
 /// A rating and/or a favourite mark for runs (`cosmos rate`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateRequest {
     /// 1–5, or 0 to clear.
     pub rating: Option<u8>,
@@ -42,6 +44,25 @@ impl Services {
 
     pub(crate) async fn count_matching_runs(&self, filter: &RunFilter) -> EngineResult<u64> {
         Ok(self.store().count_matching_runs(filter).await?)
+    }
+
+    /// Moves a queued run up or down the queue (higher runs first).
+    pub(crate) async fn set_priority(&self, id: &RunId, priority: i32) -> EngineResult<Run> {
+        let run = self.store().run(id).await?;
+        if run.status != cosmos_core::RunStatus::Queued
+            || !self.store().set_priority(id, priority).await?
+        {
+            let now = self.store().run(id).await?;
+            return Err(EngineError::refused(
+                crate::ErrorKind::Conflict,
+                "not_queued",
+                format!(
+                    "run `{id}` is {}: only a queued run's priority can change",
+                    now.status
+                ),
+            ));
+        }
+        Ok(self.store().run(id).await?)
     }
 
     pub(crate) async fn rate_runs(

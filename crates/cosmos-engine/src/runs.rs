@@ -97,6 +97,7 @@ impl LaunchDefaults {
 
 /// The prompt a run will use.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlannedPrompt {
     /// `None` until a new prompt is stored.
     pub id: Option<PromptId>,
@@ -108,6 +109,7 @@ pub struct PlannedPrompt {
 /// Everything about a run before it is stored: what Cosmos will receive and how it will be
 /// started.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunPlan {
     pub run_id: RunId,
     pub prompt: PlannedPrompt,

@@ -17,6 +17,7 @@ use crate::error::EngineResult;
 
 /// A queued run and when it should start and end.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueuedView {
     pub position: usize,
     pub run: Run,
@@ -26,6 +27,7 @@ pub struct QueuedView {
 
 /// A run under way.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunningView {
     pub run: Run,
     /// The last thing it reported (a milestone, a transfer, a status change).
@@ -36,6 +38,7 @@ pub struct RunningView {
 
 /// A target's slots and health.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TargetView {
     pub name: String,
     /// The slots runs can take: as configured, but no more than the GPUs seen.
@@ -53,6 +56,7 @@ pub struct TargetView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusView {
     pub paused: bool,
     pub queue: Vec<QueuedView>,

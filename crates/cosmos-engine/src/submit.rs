@@ -24,6 +24,7 @@ use crate::runs::{LaunchDefaults, RunPlan, RunRequest, RunSubject};
 /// JSON line, keys as the flags are named) or an API request say.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunEntry {
     /// A prompt id or exact name, or the text of a new prompt.
     #[serde(rename = "prompt")]

@@ -420,6 +420,7 @@ impl Services {
 
 /// One preflight item.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckItem {
     pub check: &'static str,
     pub ok: bool,
@@ -432,6 +433,7 @@ pub struct CheckItem {
 /// What fixes a failed preflight item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "fix", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Fix {
     /// The host or port is wrong, or sshd is not running.
     HostOrPort,

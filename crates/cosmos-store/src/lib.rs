@@ -90,6 +90,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         rating: Option<Option<u8>>,
         favourite: Option<bool>,
     ) -> StoreResult<()>;
+    /// Changes a queued run's priority; false when the run is not queued (any more).
+    async fn set_priority(&self, id: &RunId, priority: i32) -> StoreResult<bool>;
     async fn count_runs(&self, prompt_id: &PromptId) -> StoreResult<u64>;
     async fn run_events(&self, id: &RunId) -> StoreResult<Vec<RunEvent>>;
     /// Up to `limit` events with a sequence number above `after`, of every run or of one,

@@ -54,6 +54,7 @@ pub struct PromptFilter {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PromptSummary {
     #[serde(flatten)]
     pub prompt: Prompt,
@@ -61,6 +62,7 @@ pub struct PromptSummary {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InputSetSummary {
     #[serde(flatten)]
     pub set: InputSet,
@@ -69,6 +71,7 @@ pub struct InputSetSummary {
 
 /// One full-text search result.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchHit {
     pub prompt: Prompt,
     /// The best-matching passage with the matches wrapped in the caller's markers.
@@ -186,6 +189,7 @@ pub struct TargetHealth {
 
 /// A live worker process.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Worker {
     pub id: String,
     pub host: String,
@@ -204,6 +208,12 @@ pub struct RunFilter {
     pub min_rating: Option<u8>,
     /// Only favourites.
     pub favourite: bool,
+    /// Runs of this input set.
+    pub input_set_id: Option<InputSetId>,
+    /// Runs placed on (or pinned to) this target.
+    pub target: Option<String>,
+    /// A cursor: only runs listed after this one (older, in list order).
+    pub before: Option<RunId>,
     pub limit: u32,
 }
 

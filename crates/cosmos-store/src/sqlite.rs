@@ -261,6 +261,10 @@ impl Store for SqliteStore {
         runs::count_matching(&self.pool, filter).await
     }
 
+    async fn set_priority(&self, id: &RunId, priority: i32) -> StoreResult<bool> {
+        runs::set_priority(&self.pool, id, priority).await
+    }
+
     async fn rate_runs(
         &self,
         ids: &[RunId],

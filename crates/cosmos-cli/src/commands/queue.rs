@@ -24,63 +24,80 @@ impl WorkerArgs {
         let services = ctx
             .services_verifying(self.verify_inputs.as_deref())
             .await?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            eprintln!(
-                "worker: stopping; running models keep running and another driver takes them over"
-            );
-            let _ = stop.send(true);
-        });
-        fn say(text: String) {
-            let line = format!("{} {text}", chrono::Local::now().format("%H:%M:%S"));
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
-        }
+        let stopped = stop_on_signals(
+            "worker: stopping; running models keep running and another driver takes them over",
+        );
         eprintln!(
             "worker {} on {}: claiming queued runs (Ctrl-C stops)",
             cosmos_engine::owner_id(),
             ctx.settings.paths.data_dir.display()
         );
-        // What happens to runs is on the bus; what only the worker knows comes by channel.
-        let mut events = services.events().subscribe().await?;
-        let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
-        let queue = services.queue();
-        let work = queue.work(stopped, report);
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                r = &mut work => { r?; break; }
-                e = events.next() => match e {
-                    Ok(Some(e)) => say(format!("{} [{}] {}", e.run_id, e.stage, e.message)),
-                    Ok(None) => {}
-                    // The worker waits out a busy store; so does what shows its events.
-                    Err(e) if e.is_transient() => {
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-                Some(note) = reports.recv() => say(match note {
-                    WorkerEvent::Adopted(run) => format!("{run} taken over from a driver that is gone"),
-                    WorkerEvent::Finished(run, status) => format!("{run} {status}"),
-                    WorkerEvent::Error(run, message) => format!("{run} error: {message}"),
-                    WorkerEvent::TargetDown(t) => {
-                        format!("target {t} does not answer: no new work for it")
-                    }
-                    WorkerEvent::TargetUp(t) => format!("target {t} answers again"),
-                    WorkerEvent::Trouble(message) => format!("warning: {message}"),
-                }),
-            }
-        }
+        drive_worker(&services, stopped, true).await?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// A channel that turns true on SIGINT or SIGTERM (saying `message` then).
+pub fn stop_on_signals(message: &'static str) -> tokio::sync::watch::Receiver<bool> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("{message}");
+        let _ = stop.send(true);
+    });
+    stopped
+}
+
+/// Runs a worker until `stopped` turns true, saying on stderr what it does (and, with
+/// `every_event`, every event of the runs it drives).
+pub async fn drive_worker(
+    services: &cosmos_engine::Services,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    every_event: bool,
+) -> Result<()> {
+    fn say(text: String) {
+        let line = format!("{} {text}", chrono::Local::now().format("%H:%M:%S"));
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+    // What happens to runs is on the bus; what only the worker knows comes by channel.
+    let mut events = services.events().subscribe().await?;
+    let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let queue = services.queue();
+    let work = queue.work(stopped, report);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            r = &mut work => { r?; break; }
+            e = events.next() => match e {
+                Ok(Some(e)) if every_event => say(format!("{} [{}] {}", e.run_id, e.stage, e.message)),
+                Ok(_) => {}
+                // The worker waits out a busy store; so does what shows its events.
+                Err(e) if e.is_transient() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Some(note) = reports.recv() => say(match note {
+                WorkerEvent::Adopted(run) => format!("{run} taken over from a driver that is gone"),
+                WorkerEvent::Finished(run, status) => format!("{run} {status}"),
+                WorkerEvent::Error(run, message) => format!("{run} error: {message}"),
+                WorkerEvent::TargetDown(t) => {
+                    format!("target {t} does not answer: no new work for it")
+                }
+                WorkerEvent::TargetUp(t) => format!("target {t} answers again"),
+                WorkerEvent::Trouble(message) => format!("warning: {message}"),
+            }),
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Subcommand)]

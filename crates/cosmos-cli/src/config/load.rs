@@ -156,18 +156,27 @@ fn read_secrets(path: &Path) -> Result<BTreeMap<String, String>> {
 /// Sets (or, with `None`, removes) one secret in the file, written whole to an owner-only
 /// file that replaces the old one. Returns whether the secret was there before.
 pub fn write_secret(path: &Path, name: &str, value: Option<&str>) -> Result<bool> {
-    use std::os::unix::fs::OpenOptionsExt;
     let mut all = read_secrets(path)?;
     let had = match value {
         Some(v) => all.insert(name.to_owned(), v.to_owned()).is_some(),
         None => all.remove(name).is_some(),
     };
+    let text = toml::to_string(&all).context("cannot write the secrets")?;
+    write_private(path, text.as_bytes())?;
+    Ok(had)
+}
+
+/// Writes a file only its owner may read, whole or not at all (a temporary file renamed
+/// into place), creating its folder.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
     }
-    let text = toml::to_string(&all).context("cannot write the secrets")?;
-    let tmp = path.with_extension("toml.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -175,10 +184,10 @@ pub fn write_secret(path: &Path, name: &str, value: Option<&str>) -> Result<bool
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    std::io::Write::write_all(&mut f, bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(had)
+    Ok(())
 }
 
 /// A secret that is set, and where it comes from (never its value).

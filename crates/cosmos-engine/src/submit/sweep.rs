@@ -170,6 +170,7 @@ fn range_values(key: &str, start: &str, stop: &str, step: &str) -> Result<Vec<St
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SeedField {
     One(u32),
     Many(Vec<u32>),

@@ -269,6 +269,23 @@ fn push_filter<'a>(qb: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, filter: &'a Ru
     if filter.favourite {
         qb.push(" AND r.favourite = 1");
     }
+    if let Some(set) = &filter.input_set_id {
+        qb.push(" AND r.input_set_id = ").push_bind(set.as_str());
+    }
+    if let Some(target) = &filter.target {
+        qb.push(" AND (r.target = ")
+            .push_bind(target.as_str())
+            .push(" OR (r.target IS NULL AND r.target_pin = ")
+            .push_bind(target.as_str())
+            .push("))");
+    }
+    if let Some(before) = &filter.before {
+        // List order is (created_at, rowid) descending; a cursor whose run is gone yields
+        // nothing rather than starting over.
+        qb.push(" AND (r.created_at, r.rowid) < (SELECT c.created_at, c.rowid FROM runs c WHERE c.id = ")
+            .push_bind(before.as_str())
+            .push(")");
+    }
 }
 
 pub(crate) async fn list(pool: &SqlitePool, filter: &RunFilter) -> StoreResult<Vec<Run>> {
@@ -296,6 +313,20 @@ pub(crate) async fn count_matching(pool: &SqlitePool, filter: &RunFilter) -> Sto
         .await
         .during("count runs")?;
     Ok(unsigned(n))
+}
+
+pub(crate) async fn set_priority(
+    pool: &SqlitePool,
+    id: &RunId,
+    priority: i32,
+) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE runs SET priority = ? WHERE id = ? AND status = 'queued'")
+        .bind(priority)
+        .bind(id.as_str())
+        .execute(pool)
+        .await
+        .during("change a run's priority")?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub(crate) async fn rate(

@@ -1,0 +1,117 @@
+//! The router: `/api/v1` resources (each module lists its routes with their OpenAPI
+//! operations, so the document is generated from the handlers and the types they take and
+//! return), the OpenAPI document, metrics, the login form, and the guard around them all.
+
+mod events;
+mod inputs;
+mod prompts;
+mod queue;
+mod runs;
+mod targets;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::guard::{self, Access};
+use crate::{AppState, metrics};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cosmos",
+        description = "Runs NVIDIA Cosmos-Transfer on GPU targets: prompts, input sets, runs and sweeps, targets, the queue, and live events (`GET /api/v1/events`, a WebSocket). Errors are `{\"error\":{\"code\",\"message\"}}`. A server bound beyond loopback needs its access token as `Authorization: Bearer TOKEN`."
+    ),
+    modifiers(&Security),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "runs", description = "Runs and sweeps: submit, follow, cancel, retry, rate, outputs"),
+        (name = "prompts", description = "Prompts and full-text search"),
+        (name = "inputs", description = "Input sets: folders of control videos"),
+        (name = "targets", description = "Where runs execute"),
+        (name = "queue", description = "The queue, its estimates, pausing"),
+        (name = "events", description = "Live events"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(guard::SESSION_COOKIE))),
+        );
+    }
+}
+
+fn resources() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(
+        "/api/v1",
+        OpenApiRouter::new()
+            .merge(runs::routes())
+            .merge(prompts::routes())
+            .merge(inputs::routes())
+            .merge(targets::routes())
+            .merge(queue::routes())
+            .merge(events::routes()),
+    )
+}
+
+/// The OpenAPI document of every `/api/v1` route.
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
+    resources().split_for_parts().1
+}
+
+pub(crate) fn router(state: AppState, access: Arc<Access>, max_body: usize) -> Router {
+    let (api, _) = resources().split_for_parts();
+    let site = Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::render))
+        .fallback(not_found)
+        .with_state(state.clone());
+    let login = Router::new()
+        .route("/login", get(guard::login_form).post(guard::login))
+        .route("/logout", post(guard::logout))
+        .with_state(access.clone());
+    api.with_state(state)
+        .merge(site)
+        .merge(login)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(access, guard::check))
+}
+
+async fn openapi(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such page: the API is under /api/v1 (see /api/v1/openapi.json)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method (see /api/v1/openapi.json)",
+    )
+}

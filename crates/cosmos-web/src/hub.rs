@@ -1,0 +1,68 @@
+//! One follower of the engine's event bus for the whole server, fanned out to every live
+//! client through a bounded broadcast: publishing never waits for a client, and a client
+//! that falls more than its buffer behind learns it lagged (and is told to resync) instead
+//! of slowing anyone down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+
+use cosmos_core::RunEvent;
+use cosmos_engine::Services;
+
+#[derive(Debug)]
+pub(crate) struct Hub {
+    tx: broadcast::Sender<Arc<RunEvent>>,
+}
+
+impl Hub {
+    /// Starts following from the newest event stored now.
+    pub(crate) async fn start(
+        services: Services,
+        buffer: usize,
+        mut stop: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(buffer.max(1));
+        let hub = Arc::new(Self { tx: tx.clone() });
+        let head = loop {
+            match services.events().head().await {
+                Ok(h) => break h,
+                Err(e) => {
+                    tracing::warn!("events: cannot read where the sequence stands: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        let mut follower = services.events().follow(head, None);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = crate::stopped(&mut stop) => break,
+                    batch = follower.next_batch() => match batch {
+                        Ok(events) => {
+                            for e in events {
+                                // No client listening is fine: the store has it.
+                                let _ = tx.send(Arc::new(e));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("events: reading the store failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    },
+                }
+            }
+        });
+        hub
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<RunEvent>> {
+        self.tx.subscribe()
+    }
+
+    /// Clients listening now.
+    pub(crate) fn clients(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
