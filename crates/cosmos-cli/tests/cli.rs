@@ -3,6 +3,7 @@
 
 mod cli {
     pub mod config;
+    pub mod events;
     pub mod inputs;
     pub mod local;
     pub mod misc;
@@ -10,6 +11,7 @@ mod cli {
     pub mod queue;
     pub mod remote;
     pub mod runs;
+    pub mod serve;
     pub mod setup;
     pub mod support;
     pub mod targets;

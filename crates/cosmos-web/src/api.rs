@@ -93,7 +93,34 @@ pub(crate) fn router(state: AppState, access: Arc<Access>, max_body: usize) -> R
         .merge(login)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            max_body,
+            refuse_declared_oversize,
+        ))
         .layer(middleware::from_fn_with_state(access, guard::check))
+}
+
+/// A body whose declared length is over the limit is refused before a byte of it is read
+/// (the limit on reading catches bodies that do not declare it).
+async fn refuse_declared_oversize(
+    State(max): State<usize>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is over {max} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn openapi(State(state): State<AppState>) -> Response {

@@ -39,6 +39,10 @@ pub struct ServeConfig {
     pub heartbeat: Duration,
     /// Events a WebSocket client may fall behind before it is told to resync.
     pub client_buffer: usize,
+    /// The kernel's send buffer per connection, in bytes: fixed, so a client that stops
+    /// reading holds at most this much of the server's memory (and soon lags), instead of
+    /// the megabytes autotuning would let it pin.
+    pub socket_send_buffer: usize,
     /// Parameters a submitted run leaves out (the config's `[defaults]`).
     pub run_defaults: RunParams,
     /// The layout runs are planned with while no target exists.
@@ -59,7 +63,8 @@ impl ServeConfig {
             launch,
             max_body_bytes: 1024 * 1024,
             heartbeat: Duration::from_secs(15),
-            client_buffer: 1024,
+            client_buffer: 4096,
+            socket_send_buffer: 256 * 1024,
         }
     }
 }
@@ -103,6 +108,13 @@ pub async fn serve(
     };
     let app = api::router(state, Arc::new(config.access), config.max_body_bytes);
     let mut stopped = stop;
+    let send_buffer = config.socket_send_buffer;
+    let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+        if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(&*tcp, send_buffer) {
+            tracing::debug!("cannot size a connection's send buffer: {e}");
+        }
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

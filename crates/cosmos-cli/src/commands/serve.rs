@@ -49,8 +49,11 @@ pub struct Args {
     #[arg(long, default_value_t = 15_000, hide = true)]
     heartbeat_ms: u64,
     /// Events a WebSocket client may fall behind before it is told to resync
-    #[arg(long, default_value_t = 1024, hide = true)]
+    #[arg(long, default_value_t = 4096, hide = true)]
     client_buffer: usize,
+    /// The kernel send buffer of each connection, in bytes
+    #[arg(long, default_value_t = 256 * 1024, hide = true)]
+    socket_send_buffer: usize,
 }
 
 /// Where the hash of a generated token is kept.
@@ -133,6 +136,7 @@ impl Args {
         );
         config.heartbeat = Duration::from_millis(self.heartbeat_ms.max(10));
         config.client_buffer = self.client_buffer.max(1);
+        config.socket_send_buffer = self.socket_send_buffer.max(4096);
         let stopped = stop_on_signals(
             "serve: stopping; running models keep running and another driver takes them over",
         );
