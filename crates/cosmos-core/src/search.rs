@@ -286,6 +286,13 @@ fn collapse(mut parts: Vec<Query>, make: fn(Vec<Query>) -> Query) -> Query {
 impl Query {
     /// Parses what a user typed.
     pub fn parse(input: &str) -> Result<Query, QueryError> {
+        // Control characters (a NUL from a URL, a stray escape) separate words like spaces:
+        // no prompt text holds them, and the FTS5 engine refuses them.
+        let input: String = input
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let input = input.as_str();
         if input.trim().is_empty() {
             return Err(QueryError::Empty);
         }
@@ -420,5 +427,19 @@ mod tests {
         ] {
             assert_eq!(Query::parse(input), Err(err), "{input}");
         }
+    }
+
+    #[test]
+    fn control_characters_separate_words() -> Result<(), QueryError> {
+        assert_eq!(
+            Query::parse("fog\u{0}harbour\u{1b}")?,
+            Query::parse("fog harbour")?
+        );
+        assert_eq!(
+            Query::parse("\"fog\u{0}dawn\"")?,
+            Query::parse("\"fog dawn\"")?
+        );
+        assert!(matches!(Query::parse("\u{0}\u{7}"), Err(QueryError::Empty)));
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! that falls more than its buffer behind learns it lagged (and is told to resync) instead
 //! of slowing anyone down.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
@@ -11,9 +11,13 @@ use tokio::sync::{broadcast, watch};
 use cosmos_core::RunEvent;
 use cosmos_engine::Services;
 
+use crate::observe::Observed;
+
 #[derive(Debug)]
 pub(crate) struct Hub {
     tx: broadcast::Sender<Arc<RunEvent>>,
+    /// Durations and totals measured from the stream, for `/metrics`.
+    pub observed: Mutex<Observed>,
 }
 
 impl Hub {
@@ -24,7 +28,10 @@ impl Hub {
         mut stop: watch::Receiver<bool>,
     ) -> Arc<Self> {
         let (tx, _) = broadcast::channel(buffer.max(1));
-        let hub = Arc::new(Self { tx: tx.clone() });
+        let hub = Arc::new(Self {
+            tx: tx.clone(),
+            observed: Mutex::new(Observed::new()),
+        });
         let head = loop {
             match services.events().head().await {
                 Ok(h) => break h,
@@ -35,6 +42,7 @@ impl Hub {
             }
         };
         let mut follower = services.events().follow(head, None);
+        let me = hub.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -42,8 +50,15 @@ impl Hub {
                     batch = follower.next_batch() => match batch {
                         Ok(events) => {
                             for e in events {
+                                let ended = me.observed.lock().is_ok_and(|mut o| o.event(&e));
+                                let id = e.run_id.clone();
                                 // No client listening is fine: the store has it.
                                 let _ = tx.send(Arc::new(e));
+                                if ended && let Ok(run) = services.runs().get(&id).await
+                                    && let Ok(mut o) = me.observed.lock()
+                                {
+                                    o.ended(&run);
+                                }
                             }
                         }
                         Err(e) => {

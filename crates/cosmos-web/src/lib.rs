@@ -12,6 +12,7 @@ mod files;
 mod guard;
 mod hub;
 mod metrics;
+mod observe;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -111,6 +111,44 @@ pub(crate) async fn render(State(s): State<AppState>) -> Result<Response, ApiErr
         "WebSocket clients of this server.",
     );
     let _ = writeln!(out, "cosmos_event_clients {}", s.hub.clients());
+    if let Ok(o) = s.hub.observed.lock() {
+        o.claim_latency.render(
+            &mut out,
+            "cosmos_claim_latency_seconds",
+            "From queued to claimed (staging starts), for runs queued while this server ran.",
+        );
+        o.run_duration.render(
+            &mut out,
+            "cosmos_run_duration_seconds",
+            "From start to end of runs that ended while this server ran.",
+        );
+        o.model_time.render(
+            &mut out,
+            "cosmos_model_seconds",
+            "How long the model itself ran (running until collecting or the end).",
+        );
+        family(
+            &mut out,
+            "cosmos_runs_finished_total",
+            "counter",
+            "Runs that ended while this server ran, by final status.",
+        );
+        for status in [
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ] {
+            let n = o.finished.get(&status).copied().unwrap_or(0);
+            let _ = writeln!(out, "cosmos_runs_finished_total{{status=\"{status}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "cosmos_output_bytes_total",
+            "counter",
+            "Bytes of verified outputs downloaded from targets while this server ran.",
+        );
+        let _ = writeln!(out, "cosmos_output_bytes_total {}", o.output_bytes);
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
