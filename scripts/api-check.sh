@@ -43,9 +43,11 @@ if [ -z "$addr" ]; then
     exit 1
 fi
 
+# One worker: schemathesis 4.32 with two can trip over its own threads (hypothesis reports an
+# "AST constructor recursion depth mismatch" as a runtime error, nothing to do with the API).
 "$venv/bin/schemathesis" run "http://$addr/api/v1/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" \
-    --workers 2 \
+    --workers 1 \
     --seed "${SCHEMATHESIS_SEED:-20261127}" \
     --no-color

@@ -468,7 +468,12 @@ fn a_slow_websocket_client_is_told_to_resync_while_a_fast_one_keeps_up() {
         }
     };
     let seen = seqs(&slow_events);
-    assert!(seen.len() <= all.len(), "{} events seen of {}", seen.len(), all.len());
+    assert!(
+        seen.len() <= all.len(),
+        "{} events seen of {}",
+        seen.len(),
+        all.len()
+    );
     assert_eq!(
         resync["seq"].as_i64(),
         seen.last().copied().or(Some(all[0] - 1)),
