@@ -62,6 +62,7 @@ pub struct QueueConfig {
     pub staging_patience_seconds: f64,
     pub lease_seconds: f64,
     pub verify_inputs: String,
+    pub gpu_sample_seconds: f64,
 }
 
 impl Default for QueueConfig {
@@ -72,6 +73,7 @@ impl Default for QueueConfig {
             staging_patience_seconds: 20.0,
             lease_seconds: 30.0,
             verify_inputs: "stamp".into(),
+            gpu_sample_seconds: 5.0,
         }
     }
 }
@@ -246,6 +248,12 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
         "verify_inputs",
         "\"stamp\"",
         "How far an input already on a target is trusted: \"stamp\" re-hashes it only when its\n# size, times or inode changed since it was verified; \"full\" re-hashes it for every run.",
+    ),
+    (
+        "queue",
+        "gpu_sample_seconds",
+        "5.0",
+        "How often a running model's GPUs are sampled (nvidia-smi on its target): each run keeps\n# its peak and mean utilisation and memory (`cosmos show`, the HTTP API).",
     ),
     (
         "ssh",

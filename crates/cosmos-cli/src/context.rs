@@ -120,6 +120,13 @@ impl Ctx {
                 }))),
             )
             .with_verify_inputs(verify)
+            .with_gpu_sampling(std::time::Duration::from_secs_f64(
+                self.settings
+                    .config
+                    .queue
+                    .gpu_sample_seconds
+                    .clamp(0.05, 3600.0),
+            ))
             .with_retry(cosmos_engine::RetryPolicy {
                 max_attempts: self.settings.config.queue.max_retries,
                 backoff_ms: millis(self.settings.config.queue.retry_backoff_seconds),

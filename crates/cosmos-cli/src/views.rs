@@ -192,6 +192,21 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
             ),
         )?;
     }
+    if let Some(g) = &r.gpu_usage {
+        field(
+            out,
+            style,
+            "GPU load",
+            &format!(
+                "utilisation {:.0}% mean, {}% peak · memory {:.1} GiB mean, {:.1} GiB peak ({} samples)",
+                g.utilization_mean,
+                g.utilization_peak,
+                g.memory_mean_mib / 1024.0,
+                g.memory_peak_mib as f64 / 1024.0,
+                g.samples
+            ),
+        )?;
+    }
     let p = &r.params;
     field(out, style, "weights", &p.weights.to_string())?;
     field(

@@ -28,7 +28,9 @@ pub use id::{BatchId, IdError, IdKind, IdPrefix, InputSetId, PromptId, RunId};
 pub use modality::{Hint, InputKind, UnknownHint};
 pub use run::{Level, ParamError, RunKind, RunParams, RunStatus};
 pub use target::{RuntimeKind, Target, TargetConfig, TargetKind};
-pub use types::{InputFile, InputSet, Prompt, Run, RunEvent, RunOutput, Supply, VideoInfo};
+pub use types::{
+    GpuUsage, InputFile, InputSet, Prompt, Run, RunEvent, RunOutput, Supply, VideoInfo,
+};
 pub use weights::{Weights, WeightsError};
 
 /// The current time at the precision the store keeps (milliseconds), so a record read back

@@ -136,6 +136,39 @@ pub struct Run {
     /// The run that retries this one (`cosmos retry`), once there is one.
     #[serde(default)]
     pub retried_by: Option<RunId>,
+    /// Its GPUs' load while the model ran, sampled from `nvidia-smi` on the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_usage: Option<GpuUsage>,
+}
+
+/// A run's GPUs while its model ran: utilisation (percent, the busiest of its GPUs at its
+/// peak; the mean over samples of their mean) and memory in use (MiB, summed over its GPUs).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuUsage {
+    pub samples: u32,
+    pub utilization_peak: u32,
+    pub utilization_mean: f64,
+    pub memory_peak_mib: u64,
+    pub memory_mean_mib: f64,
+}
+
+impl GpuUsage {
+    /// Adds one sample: each of the run's GPUs as (utilisation %, memory used MiB).
+    pub fn add(&mut self, gpus: &[(u32, u64)]) {
+        if gpus.is_empty() {
+            return;
+        }
+        let util_peak = gpus.iter().map(|g| g.0).max().unwrap_or(0);
+        let util_mean = gpus.iter().map(|g| f64::from(g.0)).sum::<f64>() / gpus.len() as f64;
+        let memory: u64 = gpus.iter().map(|g| g.1).sum();
+        let n = f64::from(self.samples);
+        self.utilization_peak = self.utilization_peak.max(util_peak);
+        self.memory_peak_mib = self.memory_peak_mib.max(memory);
+        self.utilization_mean = (self.utilization_mean * n + util_mean) / (n + 1.0);
+        self.memory_mean_mib = (self.memory_mean_mib * n + memory as f64) / (n + 1.0);
+        self.samples += 1;
+    }
 }
 
 /// An append-only record of something that happened to a run.
@@ -164,4 +197,24 @@ pub struct Supply {
     pub checkout_commit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_hash: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GpuUsage;
+
+    #[test]
+    fn gpu_usage_keeps_peaks_and_running_means() {
+        let mut u = GpuUsage::default();
+        u.add(&[]);
+        assert_eq!(u.samples, 0);
+        u.add(&[(90, 30_000), (70, 20_000)]);
+        u.add(&[(10, 1_000), (30, 1_000)]);
+        assert_eq!(
+            (u.samples, u.utilization_peak, u.memory_peak_mib),
+            (2, 90, 50_000)
+        );
+        assert!((u.utilization_mean - 50.0).abs() < 1e-9);
+        assert!((u.memory_mean_mib - 26_000.0).abs() < 1e-9);
+    }
 }

@@ -80,7 +80,7 @@ pub fn local_outputs(data_dir: &Path, id: &RunId) -> PathBuf {
 }
 
 /// The GPUs a run uses: those the scheduler gave it, else the first `--gpus` of them.
-fn devices_of(run: &Run) -> Vec<u32> {
+pub(crate) fn devices_of(run: &Run) -> Vec<u32> {
     if run.devices.is_empty() {
         (0..run.params.gpus).collect()
     } else {

@@ -344,6 +344,7 @@ impl Services {
                 rehearsal: false,
                 favourite: false,
                 retried_by: None,
+                gpu_usage: None,
             });
             if batch.runs.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;

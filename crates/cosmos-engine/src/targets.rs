@@ -57,6 +57,8 @@ pub struct ExecEnv {
     pub connect_notice: Option<ConnectNotice>,
     /// How far inputs already on a target are trusted before a run uses them.
     pub verify_inputs: cosmos_remote::blobs::Verify,
+    /// How often a running model's GPUs are sampled (`nvidia-smi` on its target).
+    pub gpu_sample: std::time::Duration,
 }
 
 /// How often, and how patiently, a run that could not be staged is tried again.
@@ -107,7 +109,14 @@ impl ExecEnv {
             connect_timeout: cosmos_remote::ssh::CONNECT_TIMEOUT,
             connect_notice: None,
             verify_inputs: Default::default(),
+            gpu_sample: std::time::Duration::from_secs(5),
         }
+    }
+
+    /// How often a running model's GPUs are sampled.
+    pub fn with_gpu_sampling(mut self, every: std::time::Duration) -> Self {
+        self.gpu_sample = every;
+        self
     }
 
     /// Re-hash every input already on a target (`Verify::Full`), or trust its stamp.
@@ -514,6 +523,11 @@ pub(crate) const GPU_QUERY: [&str; 3] = [
     "--query-gpu=index,name,uuid,memory.total,memory.used,utilization.gpu",
     "--format=csv,noheader,nounits",
 ];
+
+/// [`GPU_QUERY`] as a command line.
+pub(crate) fn gpu_query() -> Vec<String> {
+    args(&GPU_QUERY)
+}
 
 /// A GPU as nvidia-smi reports it.
 #[derive(Debug, Clone, Serialize)]

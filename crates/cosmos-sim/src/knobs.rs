@@ -36,6 +36,8 @@ pub struct Knobs {
     pub frames: Option<u64>,
     pub gpus: u32,
     pub gpu_name: String,
+    /// Where the model marks its GPUs busy and `nvidia-smi` reads their load.
+    pub gpu_state: Option<PathBuf>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -103,6 +105,7 @@ impl Knobs {
             frames: count("COSMOS_SIM_FRAMES")?,
             gpus: count("COSMOS_SIM_GPUS")?.unwrap_or(DEFAULT_GPUS),
             gpu_name: var("COSMOS_SIM_GPU_NAME").unwrap_or_else(|| DEFAULT_GPU_NAME.to_owned()),
+            gpu_state: var("COSMOS_SIM_GPU_STATE").map(PathBuf::from),
         })
     }
 

@@ -5,6 +5,7 @@
 mod argparse;
 mod checkout;
 mod download;
+mod gpu_state;
 mod guardrail;
 mod knobs;
 mod log;

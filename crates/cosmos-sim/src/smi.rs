@@ -12,6 +12,8 @@ struct Gpu {
     index: u32,
     name: String,
     uuid: String,
+    /// Utilisation % and memory used (MiB) now.
+    load: (u32, u64),
 }
 
 fn gpus(knobs: &Knobs) -> Vec<Gpu> {
@@ -20,6 +22,7 @@ fn gpus(knobs: &Knobs) -> Vec<Gpu> {
             let h = cosmos_core::sha256::hex_digest(format!("cosmos-sim gpu {index}").as_bytes());
             Gpu {
                 index,
+                load: crate::gpu_state::load(knobs, index),
                 name: knobs.gpu_name.clone(),
                 uuid: format!(
                     "GPU-{}-{}-{}-{}-{}",
@@ -42,9 +45,13 @@ fn field(name: &str, gpu: &Gpu) -> Option<(&'static str, &'static str, String)> 
         "uuid" | "gpu_uuid" => ("uuid", "", gpu.uuid.clone()),
         "count" => ("count", "", String::new()),
         "memory.total" => ("memory.total", "MiB", MEMORY_MIB.to_string()),
-        "memory.used" => ("memory.used", "MiB", "0".into()),
-        "memory.free" => ("memory.free", "MiB", MEMORY_MIB.to_string()),
-        "utilization.gpu" => ("utilization.gpu", "%", "0".into()),
+        "memory.used" => ("memory.used", "MiB", gpu.load.1.to_string()),
+        "memory.free" => (
+            "memory.free",
+            "MiB",
+            MEMORY_MIB.saturating_sub(gpu.load.1).to_string(),
+        ),
+        "utilization.gpu" => ("utilization.gpu", "%", gpu.load.0.to_string()),
         "utilization.memory" => ("utilization.memory", "%", "0".into()),
         "temperature.gpu" => ("temperature.gpu", "", "32".into()),
         "driver_version" => ("driver_version", "", DRIVER.into()),

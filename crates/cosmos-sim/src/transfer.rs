@@ -347,6 +347,8 @@ fn generate(
         .into());
     }
     let benchmark = run.cfg.flag("benchmark");
+    // Sampling is what keeps GPUs busy; nvidia-smi says so meanwhile.
+    let _busy = crate::gpu_state::Busy::start(run.knobs);
     clips::sample(
         run.knobs,
         clips,

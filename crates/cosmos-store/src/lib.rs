@@ -166,6 +166,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         supply: &cosmos_core::Supply,
         fence: Option<&Fence>,
     ) -> StoreResult<()>;
+    /// Records a run's GPU usage so far (samples while its model runs).
+    async fn set_gpu_usage(
+        &self,
+        id: &RunId,
+        usage: &cosmos_core::GpuUsage,
+        fence: Option<&Fence>,
+    ) -> StoreResult<()>;
     /// Takes the lease on a run for `owner` (free, expired, already `owner`'s, or held by
     /// `steal_from`, a holder the caller knows to be dead); `None` when someone else holds
     /// it. The token changes unless the lease was already `owner`'s and unexpired.

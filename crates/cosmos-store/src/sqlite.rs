@@ -357,6 +357,15 @@ impl Store for SqliteStore {
         execution::set_supply(&self.pool, id, supply, fence).await
     }
 
+    async fn set_gpu_usage(
+        &self,
+        id: &RunId,
+        usage: &cosmos_core::GpuUsage,
+        fence: Option<&Fence>,
+    ) -> StoreResult<()> {
+        execution::set_gpu_usage(&self.pool, id, usage, fence).await
+    }
+
     #[tracing::instrument(level = "debug", skip(self), fields(run = %id))]
     async fn take_lease(
         &self,

@@ -227,7 +227,7 @@ PermitRootLogin prohibit-password\n\
 AllowUsers {user}\n\
 MaxSessions 64\n\
 MaxStartups 64:30:128\n\
-SetEnv PATH={d}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin COSMOS_SIM_GPUS={gpus}\n\
+SetEnv PATH={d}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin COSMOS_SIM_GPUS={gpus} COSMOS_SIM_GPU_STATE={d}/records\n\
 Subsystem sftp internal-sftp\n",
             user = self.user
         );
@@ -351,6 +351,13 @@ Subsystem sftp internal-sftp\n",
     /// target root, which containers do not see whole; mount it with [`Self::records_mount`].
     pub fn record_file(&self) -> PathBuf {
         self.dir.path().join("records/record.jsonl")
+    }
+
+    /// Where the simulated model marks its GPUs busy and the host's `nvidia-smi` reads their
+    /// load (`COSMOS_SIM_GPU_STATE`: give it to the model too; [`Self::records_mount`]
+    /// mounts it).
+    pub fn gpu_state_dir(&self) -> PathBuf {
+        self.dir.path().join("records")
     }
 
     /// The `--mount` that lets containers write [`Self::record_file`].

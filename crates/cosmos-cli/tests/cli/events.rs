@@ -141,8 +141,16 @@ fn fixture(env: &[&str]) -> (Home, SshHost) {
 
 #[test]
 fn a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_sees_it() {
-    let (home, _host) = fixture(&[]);
+    // A clip long enough for several GPU samples while the model is busy.
+    let (home, _host) = fixture(&["COSMOS_SIM_CLIP_SECONDS=1"]);
     let scene = home.standard_scene("shot");
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.home().join("cosmos.toml"))
+        .and_then(|mut f| f.write_all(b"\n[queue]\ngpu_sample_seconds = 0.1\n"))
+        .expect("config");
     let server = Server::start(&home, &["--heartbeat-ms", "300"]);
     let api = |p: &str| server.url(&format!("/api/v1{p}"));
 
@@ -221,6 +229,28 @@ fn a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_
 
     // The output, whole and by range, with an ETag; nothing outside the data directory.
     let (_, run) = get(&api(&format!("/runs/{id}")));
+    // Its GPU's load while the model ran, sampled from the host's nvidia-smi.
+    let gpu = &run["gpu_usage"];
+    assert!(gpu["samples"].as_u64().unwrap_or(0) >= 2, "{run}");
+    assert_eq!(
+        (
+            gpu["utilization_peak"].as_u64(),
+            gpu["memory_peak_mib"].as_u64()
+        ),
+        (Some(93), Some(38_912)),
+        "{gpu}"
+    );
+    let mean = gpu["utilization_mean"].as_f64().unwrap_or(0.0);
+    assert!(mean > 0.0 && mean <= 93.0, "{gpu}");
+    let h = home.path().display().to_string();
+    let shown = home
+        .run_with(&["show", &id], &[("HOME", h.as_str())])
+        .ok()
+        .stdout;
+    assert!(
+        shown.contains("GPU load") && shown.contains("93% peak"),
+        "{shown}"
+    );
     let output = run["outputs"][0].clone();
     let local = output["path"].as_str().expect("output path").to_owned();
     let name = Path::new(&local)

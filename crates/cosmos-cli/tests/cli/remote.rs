@@ -80,6 +80,7 @@ pub(super) fn add_fixture_target(
 pub(super) fn fixture_target_add(name: &str, destination: &str, host: &SshHost) -> Vec<String> {
     let image = sim_image().expect("sim image");
     let record = format!("COSMOS_SIM_RECORD={}", host.record_file().display());
+    let gpu_state = format!("COSMOS_SIM_GPU_STATE={}", host.gpu_state_dir().display());
     let mut args: Vec<String> = ["target", "add", name, destination]
         .map(str::to_owned)
         .to_vec();
@@ -93,6 +94,8 @@ pub(super) fn fixture_target_add(name: &str, destination: &str, host: &SshHost) 
         "--no-gpu-flag".into(),
         "--env".into(),
         record,
+        "--env".into(),
+        gpu_state,
         "--mount".into(),
         host.records_mount(),
     ]);

@@ -71,6 +71,13 @@ impl Services {
                 }
             })
         };
+        // The GPUs' load, sampled beside the log for as long as the model is followed.
+        let sampler = (!c.target.config.rehearsal).then(|| {
+            let (me, c, d) = (self.clone(), c.clone(), d.clone());
+            let devices = super::devices_of(run);
+            let every = env.gpu_sample;
+            tokio::spawn(async move { me.sample_gpus(&c, &d, &devices, every).await })
+        });
         let ended = loop {
             let mut on_bytes = |bytes: &[u8]| {
                 // Paused past the lease: another driver may own the run now.
@@ -120,9 +127,48 @@ impl Services {
                 Err(e) => break Err(e),
             }
         };
+        if let Some(task) = sampler {
+            task.abort();
+        }
         // Every milestone is stored before the run moves on.
         drop(events);
         let _ = writer.await;
         ended
+    }
+
+    /// Asks the target's `nvidia-smi` every `every` for the run's GPUs and records their
+    /// load (a sample that cannot be taken is skipped: the log stream says if the target is
+    /// gone). Runs until aborted.
+    async fn sample_gpus(&self, c: &Connected, d: &Drive, devices: &[u32], every: Duration) {
+        let mut usage = cosmos_core::GpuUsage::default();
+        let query = crate::targets::gpu_query();
+        loop {
+            tokio::time::sleep(every).await;
+            let Ok(out) = c.host.runner.run(&query).await else {
+                continue;
+            };
+            if !out.success() {
+                continue;
+            }
+            let gpus: Vec<(u32, u64)> = crate::targets::parse_gpus(&out.stdout_text())
+                .into_iter()
+                .filter(|g| devices.contains(&g.index))
+                .map(|g| (g.utilization_percent, g.memory_used_mib))
+                .collect();
+            if gpus.is_empty() {
+                continue;
+            }
+            usage.add(&gpus);
+            if !d.until.held() {
+                return;
+            }
+            if let Err(e) = self
+                .store()
+                .set_gpu_usage(&d.id, &usage, Some(&d.fence))
+                .await
+            {
+                tracing::debug!("GPU usage not recorded: {e}");
+            }
+        }
     }
 }

@@ -194,6 +194,23 @@ pub(crate) async fn set_supply(
     .await
 }
 
+pub(crate) async fn set_gpu_usage(
+    pool: &SqlitePool,
+    id: &RunId,
+    usage: &cosmos_core::GpuUsage,
+    fence: Option<&Fence>,
+) -> StoreResult<()> {
+    update_fenced(
+        pool,
+        id,
+        "gpu_usage = ?4",
+        to_json(usage),
+        fence,
+        "record a run's GPU usage",
+    )
+    .await
+}
+
 /// Takes the run's lease for `owner` when it is free, expired, already ours, or held by
 /// `steal_from` (a holder the caller proved dead). The token moves on unless the lease was
 /// ours and still running.

@@ -38,6 +38,7 @@ struct RunRow {
     launch_command: Option<String>,
     sweep_id: Option<String>,
     supply: Option<String>,
+    gpu_usage: Option<String>,
     rehearsal: bool,
     favourite: bool,
     retried_by: Option<String>,
@@ -47,7 +48,7 @@ const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.statu
     r.prompt_text, r.negative_prompt, r.input_set_id, r.params, r.target, r.priority, \
     r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs, \
     r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin, r.exit_code, r.failure_code, \
-    r.launch_command, r.sweep_id, r.supply, r.rehearsal, r.favourite, \
+    r.launch_command, r.sweep_id, r.supply, r.gpu_usage, r.rehearsal, r.favourite, \
     (SELECT c.id FROM runs c WHERE c.parent_run_id = r.id LIMIT 1) AS retried_by";
 
 impl RunRow {
@@ -92,6 +93,10 @@ impl RunRow {
             rehearsal: self.rehearsal,
             favourite: self.favourite,
             retried_by: parse_opt("run id", self.retried_by.as_deref())?,
+            gpu_usage: match &self.gpu_usage {
+                Some(u) => Some(json("run GPU usage", u)?),
+                None => None,
+            },
         })
     }
 }
