@@ -12,7 +12,7 @@
 mod collect;
 mod follow;
 pub(crate) mod lease;
-mod stage;
+pub(crate) mod stage;
 mod transfer_events;
 
 use std::future::Future;

@@ -43,6 +43,7 @@ pub use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
 pub use cosmos_store::{PromptFilter, RunFilter};
 pub use error::{EngineError, EngineResult, ErrorKind};
 pub use execute::owner_id;
+pub use execute::stage::uploaded_bytes;
 pub use inputs::{AddedInputSet, InspectedInputs};
 pub use launch::LaunchPlan;
 pub use prompts::{CreatePromptRequest, CreatedPrompt, EditPromptRequest, InputsRef};

@@ -143,11 +143,20 @@ pub(crate) async fn render(State(s): State<AppState>) -> Result<Response, ApiErr
         }
         family(
             &mut out,
-            "cosmos_output_bytes_total",
+            "cosmos_transferred_bytes_total",
             "counter",
-            "Bytes of verified outputs downloaded from targets while this server ran.",
+            "Bytes moved to and from targets while this server ran: inputs uploaded, verified outputs downloaded.",
         );
-        let _ = writeln!(out, "cosmos_output_bytes_total {}", o.output_bytes);
+        let _ = writeln!(
+            out,
+            "cosmos_transferred_bytes_total{{direction=\"up\"}} {}",
+            o.input_bytes
+        );
+        let _ = writeln!(
+            out,
+            "cosmos_transferred_bytes_total{{direction=\"down\"}} {}",
+            o.output_bytes
+        );
     }
     Ok((
         [(

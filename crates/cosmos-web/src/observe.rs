@@ -79,6 +79,8 @@ pub(crate) struct Observed {
     pub finished: HashMap<RunStatus, u64>,
     /// Bytes of verified outputs brought back.
     pub output_bytes: u64,
+    /// Bytes of inputs uploaded to targets.
+    pub input_bytes: u64,
 }
 
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -94,6 +96,7 @@ impl Observed {
             model_time: Histogram::new(RUN_BOUNDS),
             finished: HashMap::new(),
             output_bytes: 0,
+            input_bytes: 0,
         }
     }
 
@@ -106,6 +109,7 @@ impl Observed {
                 self.marks.entry(e.run_id.clone()).or_default().queued = Some(e.at);
             }
             RunStatus::Staging => {
+                self.input_bytes += cosmos_engine::uploaded_bytes(&e.message).unwrap_or(0);
                 if let Some(m) = self.marks.get_mut(&e.run_id)
                     && let Some(q) = m.queued.take()
                 {

@@ -353,6 +353,18 @@ fn a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_
         "{text}"
     );
     assert!(text.contains("cosmos_event_clients 2"), "{text}");
+    let inputs: u64 = std::fs::read_dir(&scene)
+        .expect("scene")
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(
+        text.contains(&format!(
+            "cosmos_transferred_bytes_total{{direction=\"up\"}} {inputs}\n"
+        )),
+        "{inputs} bytes uploaded in {text}"
+    );
     for measured in [
         "cosmos_claim_latency_seconds_count 1\n",
         "cosmos_run_duration_seconds_count 1\n",
@@ -368,7 +380,9 @@ fn a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_
         .filter_map(|o| o["size"].as_u64())
         .sum();
     assert!(
-        text.contains(&format!("cosmos_output_bytes_total {produced}\n")),
+        text.contains(&format!(
+            "cosmos_transferred_bytes_total{{direction=\"down\"}} {produced}\n"
+        )),
         "{text}"
     );
 

@@ -680,10 +680,75 @@ fn the_guard_checks_the_token_the_login_cookie_the_origin_and_the_host() {
     );
     assert_eq!(st, 200, "localhost names a loopback server");
 
+    // No CORS unless configured: a foreign page's preflight gets no allowance.
+    let preflight = agent()
+        .options(&runs)
+        .header("Origin", "http://notebook.lan:8888")
+        .header("Access-Control-Request-Method", "GET")
+        .call()
+        .expect("OPTIONS");
+    assert!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
     // The token is nowhere the server writes.
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains("correct-horse"), "{log}");
+}
+
+#[test]
+fn a_configured_cors_origin_may_call_the_api_from_a_browser_and_no_other() {
+    let home = Home::new();
+    let server = Server::start(
+        &home,
+        &["--no-worker", "--cors-origin", "http://notebook.lan:8888"],
+    );
+    let runs = server.url("/api/v1/runs");
+    let preflight = agent()
+        .options(&runs)
+        .header("Origin", "http://notebook.lan:8888")
+        .header("Access-Control-Request-Method", "POST")
+        .call()
+        .expect("OPTIONS");
+    assert_eq!(preflight.status().as_u16(), 204);
+    let allowed = |r: &ureq::http::Response<ureq::Body>| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        allowed(&preflight).as_deref(),
+        Some("http://notebook.lan:8888")
+    );
+    let listed = agent()
+        .get(&runs)
+        .header("Origin", "http://notebook.lan:8888")
+        .call()
+        .expect("GET");
+    assert_eq!(
+        allowed(&listed).as_deref(),
+        Some("http://notebook.lan:8888")
+    );
+    let paused = json_of(
+        agent()
+            .post(&server.url("/api/v1/queue/pause"))
+            .header("Origin", "http://notebook.lan:8888")
+            .send_json(json!({}))
+            .expect("POST"),
+    );
+    assert_eq!(paused.0, 200, "{}", paused.1);
+    let other = agent()
+        .get(&runs)
+        .header("Origin", "http://evil.example")
+        .call()
+        .expect("GET");
+    assert_eq!(allowed(&other), None);
+    assert_eq!(server.stop().0, 0);
 }
 
 #[test]

@@ -173,7 +173,7 @@ impl Services {
         let sent = if sent.bytes == 0 {
             "inputs already on the target: nothing uploaded".to_owned()
         } else {
-            format!("uploaded {} bytes, verified by sha256", sent.bytes)
+            format!("{UPLOADED}{} bytes, verified by sha256", sent.bytes)
         };
         self.note(d, RunStatus::Staging, &sent).await?;
         let inputs_dir = format!("{}/inputs", layout.dir());
@@ -447,5 +447,31 @@ impl From<EngineError> for Staging {
             }
             other => Staging::Error(other),
         }
+    }
+}
+
+/// How a staging event that uploaded inputs begins; [`uploaded_bytes`] reads it back.
+const UPLOADED: &str = "uploaded ";
+
+/// The bytes a staging event says were uploaded (for metrics that follow the event stream).
+pub fn uploaded_bytes(message: &str) -> Option<u64> {
+    message
+        .strip_prefix(UPLOADED)?
+        .split_once(" bytes, verified")?
+        .0
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_upload_note_reads_back_as_bytes() {
+        let note = format!("{}1234 bytes, verified by sha256", super::UPLOADED);
+        assert_eq!(super::uploaded_bytes(&note), Some(1234));
+        assert_eq!(
+            super::uploaded_bytes("inputs already on the target: nothing uploaded"),
+            None
+        );
     }
 }
