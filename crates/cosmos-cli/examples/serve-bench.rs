@@ -2,7 +2,7 @@
 //! while the embedded worker runs cosmos-sim jobs on the rehearsal target:
 //! - `wrk` with 100 connections for 30 s against `GET /api/v1/runs?limit=50` and a prompt
 //!   search (budget: p99 under 20 ms, no errors); baseline in the same run: the same load on
-//!   a route that touches no database (an unknown path's JSON 404, through the same guard);
+//!   a route that touches no database (the login form, through the same guard);
 //! - WebSocket fan-out: 1,000 events, each one run queued over HTTP, to 100 clients, the
 //!   delivery latency being the client's clock at receipt minus the event's stored time
 //!   (budget: p99 under 50 ms); baseline: the same 1,000 events to one client;
@@ -229,8 +229,8 @@ fn main() {
         "wrk -t2 -c100 -d{seconds}s, {runs} runs in the database, the worker running sim jobs:"
     );
     println!(
-        "  baseline (JSON 404, no database)     {}",
-        wrk(&format!("http://{addr}/nowhere"), seconds)
+        "  baseline: GET /login (no database)   {}",
+        wrk(&format!("http://{addr}/login"), seconds)
     );
     println!(
         "  GET /api/v1/runs?limit=50            {}",

@@ -21,6 +21,18 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::{ApiError, ErrorBody};
+
+/// A JSON body already serialised (a cached answer).
+pub(crate) fn json_bytes(body: axum::body::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Serialises an answer for the cache.
+pub(crate) fn to_bytes<T: serde::Serialize>(value: &T) -> Result<axum::body::Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(axum::body::Bytes::from)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
 use crate::guard::{self, Access};
 use crate::{AppState, metrics};
 
@@ -88,16 +100,37 @@ pub(crate) fn router(state: AppState, access: Arc<Access>, max_body: usize) -> R
         .route("/login", get(guard::login_form).post(guard::login))
         .route("/logout", post(guard::logout))
         .with_state(access.clone());
+    let cache = state.cache.clone();
     api.with_state(state)
         .merge(site)
         .merge(login)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(cache, count_writes))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             max_body,
             refuse_declared_oversize,
         ))
         .layer(middleware::from_fn_with_state(access, guard::check))
+}
+
+/// Counts requests that may have changed state, so cached reads are made afresh after them.
+async fn count_writes(
+    State(cache): State<Arc<crate::cache::Cache>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let changes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let response = next.run(req).await;
+    if changes {
+        cache
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+    response
 }
 
 /// A body whose declared length is over the limit is refused before a byte of it is read

@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, watch};
 use cosmos_core::RunEvent;
 use cosmos_engine::Services;
 
+use crate::cache::Cache;
 use crate::observe::Observed;
 
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl Hub {
     pub(crate) async fn start(
         services: Services,
         buffer: usize,
+        cache: Arc<Cache>,
         mut stop: watch::Receiver<bool>,
     ) -> Arc<Self> {
         let (tx, _) = broadcast::channel(buffer.max(1));
@@ -49,6 +51,10 @@ impl Hub {
                     _ = crate::stopped(&mut stop) => break,
                     batch = follower.next_batch() => match batch {
                         Ok(events) => {
+                            if let Some(last) = events.last() {
+                                // Cached answers are stale from here.
+                                cache.events.store(last.id, std::sync::atomic::Ordering::Release);
+                            }
                             for e in events {
                                 let ended = me.observed.lock().is_ok_and(|mut o| o.event(&e));
                                 let id = e.run_id.clone();

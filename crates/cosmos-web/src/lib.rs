@@ -7,6 +7,7 @@
 //! Must not depend on cosmos-cli.
 
 mod api;
+mod cache;
 mod error;
 mod files;
 mod guard;
@@ -81,6 +82,7 @@ pub(crate) struct AppState {
     pub openapi: Arc<String>,
     pub run_defaults: Arc<RunParams>,
     pub launch: Arc<LaunchDefaults>,
+    pub cache: Arc<cache::Cache>,
 }
 
 /// The OpenAPI 3.1 document, as served at `/api/v1/openapi.json`.
@@ -96,7 +98,14 @@ pub async fn serve(
     config: ServeConfig,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let hub = hub::Hub::start(services.clone(), config.client_buffer, stop.clone()).await;
+    let cache = Arc::new(cache::Cache::default());
+    let hub = hub::Hub::start(
+        services.clone(),
+        config.client_buffer,
+        cache.clone(),
+        stop.clone(),
+    )
+    .await;
     let state = AppState {
         services,
         data_dir: Arc::new(config.data_dir),
@@ -106,6 +115,7 @@ pub async fn serve(
         openapi: Arc::new(openapi_json()),
         run_defaults: Arc::new(config.run_defaults),
         launch: Arc::new(config.launch),
+        cache,
     };
     let app = api::router(state, Arc::new(config.access), config.max_body_bytes);
     let mut stopped = stop;

@@ -383,10 +383,23 @@ fn every_rest_endpoint_works_and_errors_carry_the_engine_s_codes() {
         queue.1
     );
     assert_eq!(queue.1["queued_total"], 5);
+    let before = get(&api("/runs?limit=50"));
+    let find = |page: &Value| {
+        page["runs"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["id"] == id.as_str()).cloned())
+    };
+    assert_eq!(
+        find(&before.1).map(|r| r["rating"].clone()),
+        Some(Value::Null)
+    );
     let (st, rated) = put(
         &api(&format!("/runs/{id}/rating")),
         json!({"rating": 4, "favourite": true}),
     );
+    // A page read just before the change is not served after it.
+    let after = get(&api("/runs?limit=50"));
+    assert_eq!(find(&after.1).map(|r| r["rating"].clone()), Some(json!(4)));
     assert_eq!(
         (st, &rated["rating"], &rated["favourite"]),
         (200, &json!(4), &json!(true))

@@ -184,12 +184,20 @@ fn escape_html(text: &str) -> String {
     ))]
 async fn search(
     State(s): State<AppState>,
+    uri: axum::http::Uri,
     Query(q): Query<SearchQuery>,
-) -> ApiResult<Json<Vec<SearchHitView>>> {
+) -> ApiResult<axum::response::Response> {
+    let key = uri.to_string();
+    let body = s.cache.get(&key, hits(&s, q)).await?;
+    Ok(super::json_bytes(body))
+}
+
+async fn hits(s: &AppState, q: SearchQuery) -> ApiResult<axum::body::Bytes> {
     let n = limit(q.limit, 20, 500)?;
     let hits = s.services.prompts().search(&q.q, n, (OPEN, CLOSE)).await?;
-    Ok(Json(
-        hits.into_iter()
+    super::to_bytes(
+        &hits
+            .into_iter()
             .map(|h| SearchHitView {
                 snippet: h.snippet.replace(OPEN, "").replace(CLOSE, ""),
                 snippet_html: escape_html(&h.snippet)
@@ -198,8 +206,8 @@ async fn search(
                 prompt: h.prompt,
                 rank: h.rank,
             })
-            .collect(),
-    ))
+            .collect::<Vec<_>>(),
+    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

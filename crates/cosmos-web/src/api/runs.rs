@@ -96,7 +96,17 @@ fn statuses(text: &str) -> ApiResult<Vec<RunStatus>> {
         (status = 400, description = "A filter is malformed", body = ErrorBody),
         (status = 404, description = "The prompt or input set named does not exist", body = ErrorBody),
     ))]
-async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<RunPage>> {
+async fn list(
+    State(s): State<AppState>,
+    uri: axum::http::Uri,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let key = uri.to_string();
+    let body = s.cache.get(&key, page(&s, q)).await?;
+    Ok(super::json_bytes(body))
+}
+
+async fn page(s: &AppState, q: ListQuery) -> ApiResult<axum::body::Bytes> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -158,11 +168,11 @@ async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResul
     } else {
         None
     };
-    Ok(Json(RunPage {
+    super::to_bytes(&RunPage {
         runs,
         next_cursor,
         total,
-    }))
+    })
 }
 
 /// Runs to submit: each entry takes `cosmos run`'s parameters; seed lists, seed ranges and
