@@ -3,7 +3,9 @@
 //! state change) or a request to this server that changes state — and at most a second
 //! (for what changes without an event, a rating set from the CLI). One request computes an
 //! answer while others asking the same wait for it, so a change never sends a hundred
-//! clients to the database at once.
+//! clients to the database at once; while it computes, the others get the answer before it
+//! if only events (other processes' changes) made it stale — never after a change made
+//! through this server, which a client must see in its next read.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,7 +30,25 @@ struct Entry {
     body: Bytes,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
+/// One request's answers: the latest, and a lock held by whoever is making the next.
+#[derive(Debug, Default)]
+struct SlotInner {
+    latest: Mutex<Option<Entry>>,
+    computing: tokio::sync::Mutex<()>,
+}
+
+type Slot = Arc<SlotInner>;
+
+impl SlotInner {
+    /// The latest answer, when `usable` says it may be served.
+    fn latest_if(&self, usable: impl Fn(&Entry) -> bool) -> Option<Bytes> {
+        let latest = self.latest.lock().ok()?;
+        latest
+            .as_ref()
+            .filter(|e| e.at.elapsed() < TTL && usable(e))
+            .map(|e| e.body.clone())
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
@@ -65,21 +85,34 @@ impl Cache {
         compute: impl Future<Output = Result<Bytes, E>>,
     ) -> Result<Bytes, E> {
         let slot = self.slot(key);
-        let mut entry = slot.lock().await;
-        // Read after the wait: an answer made meanwhile for the same data is good.
         let now = self.generation();
-        if let Some(e) = entry.as_ref()
-            && e.generation == now
-            && e.at.elapsed() < TTL
-        {
-            return Ok(e.body.clone());
+        if let Some(body) = slot.latest_if(|e| e.generation == now) {
+            return Ok(body);
+        }
+        let _computing = match slot.computing.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // Someone is making a newer answer: the one before it will do unless this
+                // server changed something since.
+                if let Some(body) = slot.latest_if(|e| e.generation.1 == now.1) {
+                    return Ok(body);
+                }
+                slot.computing.lock().await
+            }
+        };
+        // An answer made while this request waited may be current.
+        let now = self.generation();
+        if let Some(body) = slot.latest_if(|e| e.generation == now) {
+            return Ok(body);
         }
         let body = compute.await?;
-        *entry = Some(Entry {
-            generation: now,
-            at: Instant::now(),
-            body: body.clone(),
-        });
+        if let Ok(mut latest) = slot.latest.lock() {
+            *latest = Some(Entry {
+                generation: now,
+                at: Instant::now(),
+                body: body.clone(),
+            });
+        }
         Ok(body)
     }
 }
@@ -110,6 +143,52 @@ mod tests {
             cache.get("a", compute()).await,
             Ok(Bytes::from("3")),
             "errors are not kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn while_one_computes_others_get_the_answer_before_unless_this_server_wrote() {
+        let cache = Cache::default();
+        let fixed = |v: &'static str| async move { Ok::<_, ()>(Bytes::from(v)) };
+        cache.get("a", fixed("old")).await.ok();
+        cache.events.store(1, Ordering::Release);
+        let slow = async {
+            cache
+                .get("a", async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok::<_, ()>(Bytes::from("new"))
+                })
+                .await
+        };
+        let meanwhile = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let started = Instant::now();
+            let got = cache.get("a", fixed("unused")).await;
+            (got, started.elapsed())
+        };
+        let (first, (second, waited)) = tokio::join!(slow, meanwhile);
+        assert_eq!(first, Ok(Bytes::from("new")));
+        assert_eq!(second, Ok(Bytes::from("old")), "served the answer before");
+        assert!(
+            waited < Duration::from_millis(100),
+            "without waiting: {waited:?}"
+        );
+
+        cache.events.store(2, Ordering::Release);
+        cache.writes.fetch_add(1, Ordering::AcqRel);
+        let slow = cache.get("a", async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, ()>(Bytes::from("newest"))
+        });
+        let meanwhile = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            cache.get("a", fixed("unused")).await
+        };
+        let (_, second) = tokio::join!(slow, meanwhile);
+        assert_eq!(
+            second,
+            Ok(Bytes::from("newest")),
+            "after a write here, it waits"
         );
     }
 }
