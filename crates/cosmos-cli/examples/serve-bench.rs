@@ -61,16 +61,19 @@ fn wrk(url: &str, seconds: u64) -> String {
             .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
             .unwrap_or_else(|| "?".into())
     };
-    let errors: u64 = text
+    // wrk prints these lines only when something went wrong: name it.
+    let errors: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-        .flat_map(|l| {
-            l.split(|c: char| !c.is_ascii_digit())
-                .filter_map(|n| n.parse::<u64>().ok())
-        })
-        .sum();
+        .map(str::trim)
+        .filter(|l| l.starts_with("Non-2xx") || l.starts_with("Socket errors"))
+        .collect();
+    let errors = if errors.is_empty() {
+        "no errors".to_owned()
+    } else {
+        errors.join("; ")
+    };
     format!(
-        "p50 {:>8}  p99 {:>8}  {:>9} req/s  errors {errors}",
+        "p50 {:>8}  p99 {:>8}  {:>9} req/s  {errors}",
         field("50%"),
         field("99%"),
         field("Requests/sec:")
@@ -225,6 +228,22 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let idle = rss_kib(pid);
 
+    let finished = |agent: &ureq::Agent| -> u64 {
+        let mut r = agent
+            .get(&format!("http://{addr}/metrics"))
+            .call()
+            .expect("metrics");
+        let text = r.body_mut().read_to_string().expect("metrics text");
+        text.lines()
+            .filter(|l| l.starts_with("cosmos_runs_finished_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let done_before = finished(&agent);
     println!(
         "wrk -t2 -c100 -d{seconds}s, {runs} runs in the database, the worker running sim jobs:"
     );
@@ -244,11 +263,11 @@ fn main() {
         )
     );
 
+    println!(
+        "  (the worker finished {} sim runs meanwhile)",
+        finished(&agent) - done_before
+    );
     // Queued runs stay queued during the fan-out: only the events measured flow.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
     agent
         .post(&format!("http://{addr}/api/v1/queue/pause"))
         .send_json(json!({}))

@@ -45,7 +45,7 @@ impl SlotInner {
         let latest = self.latest.lock().ok()?;
         latest
             .as_ref()
-            .filter(|e| e.at.elapsed() < TTL && usable(e))
+            .filter(|e| usable(e))
             .map(|e| e.body.clone())
     }
 }
@@ -86,25 +86,29 @@ impl Cache {
     ) -> Result<Bytes, E> {
         let slot = self.slot(key);
         let now = self.generation();
-        if let Some(body) = slot.latest_if(|e| e.generation == now) {
+        if let Some(body) = slot.latest_if(|e| e.generation == now && e.at.elapsed() < TTL) {
             return Ok(body);
         }
         let _computing = match slot.computing.try_lock() {
             Ok(guard) => guard,
             Err(_) => {
-                // Someone is making a newer answer: the one before it will do unless this
-                // server changed something since.
+                // Someone is making a newer answer: the one before it (however old: the
+                // newer one is moments away) will do unless this server changed something
+                // since.
                 if let Some(body) = slot.latest_if(|e| e.generation.1 == now.1) {
                     return Ok(body);
                 }
                 slot.computing.lock().await
             }
         };
-        // An answer made while this request waited may be current.
-        let now = self.generation();
-        if let Some(body) = slot.latest_if(|e| e.generation == now) {
+        // An answer made while this request waited, from data at least as new as when it
+        // asked, is its answer (waiters never recompute one by one as events go by).
+        if let Some(body) = slot.latest_if(|e| {
+            e.generation.0 >= now.0 && e.generation.1 >= now.1 && e.at.elapsed() < TTL
+        }) {
             return Ok(body);
         }
+        let now = self.generation();
         let body = compute.await?;
         if let Ok(mut latest) = slot.latest.lock() {
             *latest = Some(Entry {
