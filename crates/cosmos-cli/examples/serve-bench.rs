@@ -24,20 +24,14 @@ use tungstenite::Message;
 
 use cosmos_testkit::workspace_root;
 
+#[path = "bench/common.rs"]
+mod common;
+use common::ok;
+
 fn cosmos(home: &Path) -> Command {
     let mut c = Command::new(workspace_root().join("target/release/cosmos"));
     c.env("COSMOS_HOME", home).env("NO_COLOR", "1");
     c
-}
-
-fn ok(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -80,6 +74,14 @@ fn wrk(url: &str, seconds: u64) -> String {
     )
 }
 
+/// An HTTP client that reports every status.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -87,10 +89,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 /// Connects `clients` WebSockets after `since`, queues `events` runs over HTTP one at a
 /// time, and returns every client's delivery latencies (ms) for those runs' events.
 fn fan_out(addr: &str, prompt: &str, clients: usize, events: usize, pid: u32) -> (Vec<i64>, u64) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     let head: i64 = {
         let mut r = agent
             .get(&format!("http://{addr}/metrics"))
@@ -239,10 +238,7 @@ fn main() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     let done_before = finished(&agent);
     println!(
         "wrk -t2 -c100 -d{seconds}s, {runs} runs in the database, the worker running sim jobs:"

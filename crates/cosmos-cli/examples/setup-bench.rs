@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 
 use cosmos_testkit::{SshHost, workspace_root};
 
+#[path = "bench/common.rs"]
+mod common;
+use common::ok;
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -36,16 +40,6 @@ fn timed(times: usize, mut f: impl FnMut()) -> (Duration, Duration) {
     }
     let max = *all.iter().max().expect("at least one");
     (median(all), max)
-}
-
-fn ok(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn main() {

@@ -535,3 +535,85 @@ fn a_slow_websocket_client_is_told_to_resync_while_a_fast_one_keeps_up() {
     assert_eq!(together, all);
     assert_eq!(server.stop().0, 0);
 }
+
+/// Server-sent events: the `data:` JSON of each frame until `stop` says so; `id:` lines are
+/// checked against the message's `seq`.
+fn sse_until(
+    reader: &mut impl std::io::BufRead,
+    mut stop: impl FnMut(&Value) -> bool,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut id: Option<i64> = None;
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "the stream ended"
+        );
+        let line = line.trim_end();
+        if let Some(v) = line.strip_prefix("id: ") {
+            id = v.parse().ok();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            let m: Value = serde_json::from_str(data).expect("JSON data");
+            if let Some(seq) = m["seq"].as_i64()
+                && m["type"] != "heartbeat"
+            {
+                assert_eq!(id, Some(seq), "the id is the sequence number: {m}");
+            }
+            id = None;
+            let done = stop(&m);
+            out.push(m);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+#[test]
+fn clients_without_websocket_get_the_same_events_as_server_sent_events() {
+    let home = Home::new();
+    let scene = home.standard_scene("shot");
+    let server = Server::start(&home, &["--no-worker", "--heartbeat-ms", "200"]);
+    let url = server.url("/api/v1/events");
+    let open = |extra: Option<(&str, String)>| {
+        let mut req = agent().get(&url).header("Accept", "text/event-stream");
+        if let Some((k, v)) = extra {
+            req = req.header(k, &v);
+        }
+        let resp = req.call().expect("GET events");
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            resp.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("text/event-stream")
+        );
+        std::io::BufReader::new(resp.into_body().into_reader())
+    };
+    let mut stream = open(None);
+    let snapshot = sse_until(&mut stream, |_| true);
+    assert_eq!(snapshot[0]["type"], "snapshot", "{}", snapshot[0]);
+    let start = snapshot[0]["seq"].as_i64().expect("seq");
+
+    let created = post(
+        &server.url("/api/v1/runs"),
+        json!({"runs": [{"prompt": "gulls over a pier", "inputs": s(&scene)}]}),
+    );
+    assert_eq!(created.0, 201, "{}", created.1);
+    let id = created.1["runs"][0]["id"]
+        .as_str()
+        .expect("run id")
+        .to_owned();
+    let got = sse_until(&mut stream, |m| m["type"] == "event");
+    let event = got.last().expect("an event");
+    assert_eq!(event["event"]["run_id"], id.as_str());
+    assert_eq!(event["event"]["stage"], "queued");
+
+    // An EventSource reconnecting with Last-Event-ID gets what came after it, no snapshot.
+    let mut resumed = open(Some(("Last-Event-ID", start.to_string())));
+    let first = sse_until(&mut resumed, |_| true);
+    assert_eq!(first[0]["type"], "event", "{}", first[0]);
+    assert_eq!(first[0]["seq"], event["seq"]);
+    assert_eq!(server.stop().0, 0);
+}

@@ -2,13 +2,15 @@
 //! targets) and then every event in sequence order, or, with `since=N`, every event after N
 //! (a reconnect loses and repeats nothing). Idle connections get heartbeats; a client more
 //! than its buffer behind is told to resync and closed, so it never holds anyone up.
+//! Clients without WebSocket ask with `Accept: text/event-stream` and get the same messages
+//! as server-sent events (each `id:` its sequence number; `Last-Event-ID` resumes).
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
@@ -59,7 +61,8 @@ pub(crate) enum ServerMessage {
     Resync { seq: i64, reason: String },
 }
 
-/// Live events over a WebSocket (messages: `ServerMessage`).
+/// Live events over a WebSocket (messages: `ServerMessage`); with `Accept:
+/// text/event-stream`, the same messages as server-sent events.
 #[utoipa::path(get, path = "/events", tag = "events", params(EventsQuery),
     responses(
         (status = 101, description = "Switching to a WebSocket; each message is a ServerMessage"),
@@ -69,6 +72,7 @@ pub(crate) enum ServerMessage {
 async fn events(
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if q.since.is_some_and(|n| n < 0) {
@@ -76,6 +80,19 @@ async fn events(
             .into_response();
     }
     let Ok(ws) = ws else {
+        let wants_stream = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+        if wants_stream {
+            // `Last-Event-ID` is how an EventSource resumes; `since` works too.
+            let resume = headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|n| *n >= 0);
+            return event_stream(s, q.since.or(resume));
+        }
         return ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
             "websocket_required",
@@ -90,6 +107,25 @@ async fn events(
     })
 }
 
+/// The events as server-sent events: the session writes into a pipe the body reads from.
+fn event_stream(s: AppState, since: Option<i64>) -> Response {
+    let (writer, reader) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        if let Err(e) = session(EventStream(writer), s, since).await {
+            tracing::debug!("events: a stream ended: {e}");
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
     #[error("the socket failed: {0}")]
@@ -98,24 +134,81 @@ enum SessionError {
     Engine(#[from] cosmos_engine::EngineError),
     #[error("encoding a message: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("the event stream failed: {0}")]
+    Stream(#[from] std::io::Error),
 }
 
-async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), SessionError> {
-    let text = serde_json::to_string(message)?;
-    socket.send(Message::Text(text.into())).await?;
-    Ok(())
+/// Where a session's messages go: a WebSocket, or a stream of server-sent events.
+trait Channel {
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), SessionError>;
+    /// Says why the server ends the session (best effort: the client may be gone).
+    async fn close(&mut self, code: u16, reason: &str);
+    /// Resolves when the client has gone or said goodbye.
+    async fn gone(&mut self);
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+impl Channel for WebSocket {
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), SessionError> {
+        let text = serde_json::to_string(message)?;
+        WebSocket::send(self, Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = WebSocket::send(self, Message::Close(Some(frame))).await;
+    }
+
+    async fn gone(&mut self) {
+        loop {
+            match self.recv().await {
+                // The client says nothing the server acts on; pings are answered for us.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// Server-sent events written into the response body's pipe: a client that stops reading
+/// fills it, and the session lags like a slow WebSocket.
+struct EventStream(tokio::io::DuplexStream);
+
+impl Channel for EventStream {
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), SessionError> {
+        use tokio::io::AsyncWriteExt;
+        let data = serde_json::to_string(message)?;
+        let frame = match message {
+            ServerMessage::Snapshot { seq, .. } | ServerMessage::Event { seq, .. } => {
+                format!("id: {seq}\ndata: {data}\n\n")
+            }
+            _ => format!("data: {data}\n\n"),
+        };
+        self.0.write_all(frame.as_bytes()).await?;
+        Ok(())
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        use tokio::io::AsyncWriteExt;
+        let data = serde_json::json!({"type": "close", "code": code, "reason": reason});
+        let _ = self
+            .0
+            .write_all(format!("data: {data}\n\n").as_bytes())
+            .await;
+        let _ = self.0.shutdown().await;
+    }
+
+    async fn gone(&mut self) {
+        // A client that leaves drops the body: the next write fails.
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn session(
-    mut socket: WebSocket,
+    mut socket: impl Channel,
     s: AppState,
     since: Option<i64>,
 ) -> Result<(), SessionError> {
@@ -127,14 +220,12 @@ async fn session(
         None => {
             let seq = s.services.events().head().await?;
             let status = s.services.queue().status(SNAPSHOT_QUEUE).await?;
-            send(
-                &mut socket,
-                &ServerMessage::Snapshot {
+            socket
+                .send(&ServerMessage::Snapshot {
                     seq,
                     status: Box::new(status),
-                },
-            )
-            .await?;
+                })
+                .await?;
             seq
         }
     };
@@ -144,14 +235,12 @@ async fn session(
             break;
         };
         for event in page {
-            send(
-                &mut socket,
-                &ServerMessage::Event {
+            socket
+                .send(&ServerMessage::Event {
                     seq: event.id,
                     event,
-                },
-            )
-            .await?;
+                })
+                .await?;
         }
         last = end;
     }
@@ -163,33 +252,29 @@ async fn session(
     loop {
         tokio::select! {
             _ = crate::stopped(&mut stop) => {
-                close(&mut socket, CLOSE_GOING_AWAY, "the server is shutting down").await;
+                socket.close(CLOSE_GOING_AWAY, "the server is shutting down").await;
                 return Ok(());
             }
             got = live.recv() => match got {
                 Ok(e) if e.id <= last => {}
                 Ok(e) => {
                     last = e.id;
-                    send(&mut socket, &ServerMessage::Event { seq: e.id, event: (*e).clone() }).await?;
+                    socket.send(&ServerMessage::Event { seq: e.id, event: (*e).clone() }).await?;
                     beat.reset();
                 }
                 Err(RecvError::Lagged(_)) => {
                     let reason = format!("too far behind: reconnect with since={last}");
-                    send(&mut socket, &ServerMessage::Resync { seq: last, reason }).await?;
-                    close(&mut socket, CLOSE_RESYNC, "resync").await;
+                    socket.send(&ServerMessage::Resync { seq: last, reason }).await?;
+                    socket.close(CLOSE_RESYNC, "resync").await;
                     return Ok(());
                 }
                 Err(RecvError::Closed) => {
-                    close(&mut socket, CLOSE_GOING_AWAY, "the server is shutting down").await;
+                    socket.close(CLOSE_GOING_AWAY, "the server is shutting down").await;
                     return Ok(());
                 }
             },
-            _ = beat.tick() => send(&mut socket, &ServerMessage::Heartbeat { seq: last }).await?,
-            incoming = socket.recv() => match incoming {
-                // The client says nothing the server acts on; pings are answered for us.
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
-                Some(Ok(_)) => {}
-            },
+            _ = beat.tick() => socket.send(&ServerMessage::Heartbeat { seq: last }).await?,
+            _ = socket.gone() => return Ok(()),
         }
     }
 }
