@@ -82,6 +82,15 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The server's `/metrics` text.
+fn metrics(agent: &ureq::Agent, addr: &str) -> String {
+    let mut r = agent
+        .get(&format!("http://{addr}/metrics"))
+        .call()
+        .expect("metrics");
+    r.body_mut().read_to_string().expect("metrics text")
+}
+
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -91,12 +100,8 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 fn fan_out(addr: &str, prompt: &str, clients: usize, events: usize, pid: u32) -> (Vec<i64>, u64) {
     let agent = agent();
     let head: i64 = {
-        let mut r = agent
-            .get(&format!("http://{addr}/metrics"))
-            .call()
-            .expect("metrics");
-        let text = r.body_mut().read_to_string().expect("metrics text");
-        text.lines()
+        metrics(&agent, addr)
+            .lines()
             .find_map(|l| l.strip_prefix("cosmos_event_sequence "))
             .and_then(|v| v.parse().ok())
             .expect("sequence")
@@ -228,12 +233,8 @@ fn main() {
     let idle = rss_kib(pid);
 
     let finished = |agent: &ureq::Agent| -> u64 {
-        let mut r = agent
-            .get(&format!("http://{addr}/metrics"))
-            .call()
-            .expect("metrics");
-        let text = r.body_mut().read_to_string().expect("metrics text");
-        text.lines()
+        metrics(agent, &addr)
+            .lines()
             .filter(|l| l.starts_with("cosmos_runs_finished_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
