@@ -141,6 +141,11 @@ impl Runs<'_> {
         self.0.rate_runs(ids, req).await
     }
 
+    /// How many runs are in each status (every status, zero included).
+    pub async fn count_by_status(&self) -> EngineResult<Vec<(cosmos_core::RunStatus, u64)>> {
+        self.0.count_by_status().await
+    }
+
     /// Changes a queued run's priority (higher runs first).
     pub async fn set_priority(&self, id: &RunId, priority: i32) -> EngineResult<Run> {
         self.0.set_priority(id, priority).await

@@ -46,6 +46,17 @@ impl Services {
         Ok(self.store().count_matching_runs(filter).await?)
     }
 
+    pub(crate) async fn count_by_status(&self) -> EngineResult<Vec<(cosmos_core::RunStatus, u64)>> {
+        let counted = self.store().count_runs_by_status().await?;
+        Ok(cosmos_core::RunStatus::ALL
+            .into_iter()
+            .map(|s| {
+                let n = counted.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n);
+                (s, n)
+            })
+            .collect())
+    }
+
     /// Moves a queued run up or down the queue (higher runs first).
     pub(crate) async fn set_priority(&self, id: &RunId, priority: i32) -> EngineResult<Run> {
         let run = self.store().run(id).await?;

@@ -524,11 +524,6 @@ pub(crate) const GPU_QUERY: [&str; 3] = [
     "--format=csv,noheader,nounits",
 ];
 
-/// [`GPU_QUERY`] as a command line.
-pub(crate) fn gpu_query() -> Vec<String> {
-    args(&GPU_QUERY)
-}
-
 /// A GPU as nvidia-smi reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Gpu {

@@ -90,6 +90,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         rating: Option<Option<u8>>,
         favourite: Option<bool>,
     ) -> StoreResult<()>;
+    /// How many runs are in each status (statuses without runs left out).
+    async fn count_runs_by_status(&self) -> StoreResult<Vec<(RunStatus, u64)>>;
     /// Changes a queued run's priority; false when the run is not queued (any more).
     async fn set_priority(&self, id: &RunId, priority: i32) -> StoreResult<bool>;
     async fn count_runs(&self, prompt_id: &PromptId) -> StoreResult<u64>;

@@ -261,6 +261,10 @@ impl Store for SqliteStore {
         runs::count_matching(&self.pool, filter).await
     }
 
+    async fn count_runs_by_status(&self) -> StoreResult<Vec<(RunStatus, u64)>> {
+        runs::count_by_status(&self.pool).await
+    }
+
     async fn set_priority(&self, id: &RunId, priority: i32) -> StoreResult<bool> {
         runs::set_priority(&self.pool, id, priority).await
     }

@@ -13,7 +13,7 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use sha2::{Digest, Sha256};
+use cosmos_core::sha256::{hex_digest, to_hex};
 
 use crate::error::ApiError;
 
@@ -23,31 +23,31 @@ pub const SESSION_COOKIE: &str = "cosmos_session";
 /// What the server lets in.
 #[derive(Debug)]
 pub struct Access {
-    /// sha256 of the access token; `None`: no token (loopback only).
-    token_hash: Option<[u8; 32]>,
+    /// sha256 of the access token, lowercase hex; `None`: no token (loopback only).
+    token_hash: Option<String>,
     /// `Host` values accepted (lowercase); empty when bound to every address (the token
     /// guards it then).
     hosts: Vec<String>,
     /// Origins allowed besides the server's own (CORS), exactly as browsers send them.
     cors: Vec<String>,
-    /// sha256 of each live session id.
-    sessions: Mutex<HashSet<[u8; 32]>>,
-}
-
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
+    /// sha256 of each live session id, lowercase hex.
+    sessions: Mutex<HashSet<String>>,
 }
 
 /// Equal without an early exit: how long a comparison takes says nothing of where it differs.
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 impl Access {
     /// `extra_hosts`: names the server is also reached by (`gpu-box.lan`, a proxy's name).
     pub fn new(
         bind: SocketAddr,
-        token_hash: Option<[u8; 32]>,
+        token_hash: Option<String>,
         extra_hosts: &[String],
         cors: Vec<String>,
     ) -> Self {
@@ -99,11 +99,11 @@ impl Access {
     fn token_ok(&self, token: &str) -> bool {
         self.token_hash
             .as_ref()
-            .is_some_and(|h| same(h, &sha256(token.as_bytes())))
+            .is_some_and(|h| same(h, &hex_digest(token.as_bytes())))
     }
 
     fn session_ok(&self, id: &str) -> bool {
-        let hash = sha256(id.as_bytes());
+        let hash = hex_digest(id.as_bytes());
         self.sessions
             .lock()
             .map(|s| s.iter().any(|h| same(h, &hash)))
@@ -111,17 +111,16 @@ impl Access {
     }
 
     fn new_session(&self) -> String {
-        let id: [u8; 32] = rand::random();
-        let text: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let text = to_hex(&rand::random::<[u8; 32]>());
         if let Ok(mut s) = self.sessions.lock() {
-            s.insert(sha256(text.as_bytes()));
+            s.insert(hex_digest(text.as_bytes()));
         }
         text
     }
 
     fn end_session(&self, id: &str) {
         if let Ok(mut s) = self.sessions.lock() {
-            s.remove(&sha256(id.as_bytes()));
+            s.remove(&hex_digest(id.as_bytes()));
         }
     }
 }
@@ -320,7 +319,7 @@ mod tests {
         assert!(!loopback.host_ok("127.0.0.1:9999"));
         let named = Access::new(
             "10.0.0.5:80".parse().unwrap(),
-            Some([0; 32]),
+            Some("0".repeat(64)),
             &["GPU-box.lan".into()],
             vec![],
         );
@@ -328,7 +327,12 @@ mod tests {
         assert!(named.host_ok("gpu-box.lan"));
         assert!(named.host_ok("gpu-box.lan:80"));
         assert!(!named.host_ok("localhost:80"));
-        let any = Access::new("0.0.0.0:8080".parse().unwrap(), Some([0; 32]), &[], vec![]);
+        let any = Access::new(
+            "0.0.0.0:8080".parse().unwrap(),
+            Some("0".repeat(64)),
+            &[],
+            vec![],
+        );
         assert!(any.host_ok("whatever:8080"));
     }
 
@@ -350,7 +354,7 @@ mod tests {
     fn tokens_and_sessions_are_checked_by_hash() {
         let a = Access::new(
             "127.0.0.1:1".parse().unwrap(),
-            Some(sha256(b"s3cret-token")),
+            Some(hex_digest(b"s3cret-token")),
             &[],
             vec![],
         );

@@ -60,10 +60,16 @@ impl Hub {
                                 let id = e.run_id.clone();
                                 // No client listening is fine: the store has it.
                                 let _ = tx.send(Arc::new(e));
-                                if ended && let Ok(run) = services.runs().get(&id).await
-                                    && let Ok(mut o) = me.observed.lock()
-                                {
-                                    o.ended(&run);
+                                if ended {
+                                    // Read off the fan-out path: later events go out at once.
+                                    let (services, me) = (services.clone(), me.clone());
+                                    tokio::spawn(async move {
+                                        if let Ok(run) = services.runs().get(&id).await
+                                            && let Ok(mut o) = me.observed.lock()
+                                        {
+                                            o.ended(&run);
+                                        }
+                                    });
                                 }
                             }
                         }

@@ -8,7 +8,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use cosmos_core::RunStatus;
-use cosmos_engine::RunFilter;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -28,12 +27,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 pub(crate) async fn render(State(s): State<AppState>) -> Result<Response, ApiError> {
     let mut out = String::new();
     family(&mut out, "cosmos_runs", "gauge", "Runs by status.");
-    for status in RunStatus::ALL {
-        let filter = RunFilter {
-            statuses: vec![status],
-            ..RunFilter::default()
-        };
-        let n = s.services.runs().count(&filter).await?;
+    for (status, n) in s.services.runs().count_by_status().await? {
         let _ = writeln!(out, "cosmos_runs{{status=\"{status}\"}} {n}");
     }
     let view = s.services.queue().status(0).await?;

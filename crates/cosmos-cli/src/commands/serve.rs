@@ -8,8 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use sha2::{Digest, Sha256};
-
+use cosmos_core::sha256::{hex_digest, to_hex};
 use cosmos_web::{Access, ServeConfig};
 
 use crate::commands::queue::{drive_worker, stop_on_signals};
@@ -61,25 +60,16 @@ fn token_hash_file(data_dir: &Path) -> PathBuf {
     data_dir.join("serve-token.sha256")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_hash(text: &str) -> Option<[u8; 32]> {
+/// A stored hash as written: 64 lowercase hex digits.
+fn parse_hash(text: &str) -> Option<String> {
     let text = text.trim();
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
+    (text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| text.to_owned())
 }
 
 impl Args {
     /// The hash of the token in force, if any.
-    fn token_hash(&self, data_dir: &Path) -> Result<Option<[u8; 32]>> {
+    fn token_hash(&self, data_dir: &Path) -> Result<Option<String>> {
         if let Some(file) = &self.token_file {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read the token file `{}`", file.display()))?;
@@ -90,13 +80,13 @@ impl Args {
                     file.display()
                 );
             }
-            return Ok(Some(Sha256::digest(token.as_bytes()).into()));
+            return Ok(Some(hex_digest(token.as_bytes())));
         }
         let stored = token_hash_file(data_dir);
         if self.new_token {
-            let token = hex(&rand::random::<[u8; 32]>());
-            let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            write_private(&stored, format!("{}\n", hex(&hash)).as_bytes())?;
+            let token = to_hex(&rand::random::<[u8; 32]>());
+            let hash = hex_digest(token.as_bytes());
+            write_private(&stored, format!("{hash}\n").as_bytes())?;
             eprintln!("access token (shown once; only its hash is kept): {token}");
             return Ok(Some(hash));
         }
@@ -127,6 +117,7 @@ impl Args {
             .await
             .with_context(|| format!("cannot listen on {}", self.bind))?;
         let bound = listener.local_addr()?;
+        let guarded = token_hash.is_some();
         let access = Access::new(bound, token_hash, &self.hosts, self.cors_origins.clone());
         let mut config = ServeConfig::new(
             data_dir,
@@ -142,7 +133,7 @@ impl Args {
         );
         eprintln!(
             "serving http://{bound}/api/v1 ({}){}",
-            if token_hash.is_some() {
+            if guarded {
                 "access token required"
             } else {
                 "loopback, no token"
@@ -172,8 +163,8 @@ mod tests {
 
     #[test]
     fn stored_hashes_read_back() {
-        let hash: [u8; 32] = Sha256::digest(b"t").into();
-        assert_eq!(parse_hash(&format!("{}\n", hex(&hash))), Some(hash));
+        let hash = hex_digest(b"t");
+        assert_eq!(parse_hash(&format!("{hash}\n")), Some(hash));
         assert_eq!(parse_hash("abc"), None);
         assert_eq!(parse_hash(&"zz".repeat(32)), None);
     }

@@ -759,6 +759,22 @@ fn a_configured_cors_origin_may_call_the_api_from_a_browser_and_no_other() {
     assert_eq!(server.stop().0, 0);
 }
 
+/// `/api/v1/runs` of a server bound to every address, reached over loopback.
+fn loopback_runs(server: &Server) -> String {
+    let port = server.addr.rsplit(':').next().unwrap_or_default();
+    format!("http://127.0.0.1:{port}/api/v1/runs")
+}
+
+/// The status of listing runs with `token` as the bearer.
+fn runs_with_token(server: &Server, token: &str) -> u16 {
+    let r = agent()
+        .get(&loopback_runs(server))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("GET");
+    r.status().as_u16()
+}
+
 #[test]
 fn a_non_loopback_bind_needs_a_token_that_is_printed_once_and_kept_as_a_hash() {
     let home = Home::new();
@@ -778,22 +794,8 @@ fn a_non_loopback_bind_needs_a_token_that_is_printed_once_and_kept_as_a_hash() {
         .trim()
         .to_owned();
     assert_eq!(token.len(), 64, "{log}");
-    let port = server
-        .addr
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let runs = format!("http://127.0.0.1:{port}/api/v1/runs");
-    assert_error(&get(&runs), 401, "unauthorized");
-    let ok = json_of(
-        agent()
-            .get(&runs)
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .expect("GET"),
-    );
-    assert_eq!(ok.0, 200);
+    assert_error(&get(&loopback_runs(&server)), 401, "unauthorized");
+    assert_eq!(runs_with_token(&server, &token), 200);
     assert_eq!(server.stop().0, 0);
 
     // Only the hash is stored, owner-only; the next start uses it and prints nothing.
@@ -818,15 +820,6 @@ fn a_non_loopback_bind_needs_a_token_that_is_printed_once_and_kept_as_a_hash() {
     assert_eq!(mode, 0o600);
     let again = Server::start_raw(&home, &["serve", "--bind", "0.0.0.0:0", "--no-worker"]);
     assert!(!again.log().contains("only its hash is kept"));
-    let port = again.addr.rsplit(':').next().unwrap_or_default().to_owned();
-    let runs = format!("http://127.0.0.1:{port}/api/v1/runs");
-    let ok = json_of(
-        agent()
-            .get(&runs)
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .expect("GET"),
-    );
-    assert_eq!(ok.0, 200);
+    assert_eq!(runs_with_token(&again, &token), 200);
     assert_eq!(again.stop().0, 0);
 }

@@ -179,20 +179,22 @@ impl Bare {
         self.setup_with(name, &[])
     }
 
+    /// `target setup NAME` from the host's repository at this fixture's commit.
+    fn setup_args<'a>(&'a self, name: &'a str) -> [&'a str; 7] {
+        [
+            "target",
+            "setup",
+            name,
+            "--repo",
+            &self.repo,
+            "--commit",
+            &self.commit,
+        ]
+    }
+
     /// `cosmos target setup NAME` from the host's repository, with `env` besides.
     fn setup_with(&self, name: &str, env: &[(&str, &str)]) -> Out {
-        self.run_with(
-            &[
-                "target",
-                "setup",
-                name,
-                "--repo",
-                &self.repo,
-                "--commit",
-                &self.commit,
-            ],
-            env,
-        )
+        self.run_with(&self.setup_args(name), env)
     }
 
     /// Starts `cosmos target setup NAME`, waits until `started` says the step to interrupt
@@ -218,15 +220,7 @@ impl Bare {
     /// `cosmos target setup NAME` in the background, its output piped.
     fn spawn_setup(&self, name: &str) -> std::process::Child {
         self.home
-            .command(&[
-                "target",
-                "setup",
-                name,
-                "--repo",
-                &self.repo,
-                "--commit",
-                &self.commit,
-            ])
+            .command(&self.setup_args(name))
             .env("HOME", self.home.path())
             .env("COSMOS_SETUP_CHECKPOINT_SPACE_GB", "0.001")
             .stdout(Stdio::piped())

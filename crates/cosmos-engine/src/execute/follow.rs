@@ -141,7 +141,7 @@ impl Services {
     /// gone). Runs until aborted.
     async fn sample_gpus(&self, c: &Connected, d: &Drive, devices: &[u32], every: Duration) {
         let mut usage = cosmos_core::GpuUsage::default();
-        let query = crate::targets::gpu_query();
+        let query = cosmos_remote::args(&crate::targets::GPU_QUERY);
         loop {
             tokio::time::sleep(every).await;
             let Ok(out) = c.host.runner.run(&query).await else {

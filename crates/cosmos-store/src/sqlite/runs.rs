@@ -320,6 +320,17 @@ pub(crate) async fn count_matching(pool: &SqlitePool, filter: &RunFilter) -> Sto
     Ok(unsigned(n))
 }
 
+pub(crate) async fn count_by_status(pool: &SqlitePool) -> StoreResult<Vec<(RunStatus, u64)>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM runs GROUP BY status")
+            .fetch_all(pool)
+            .await
+            .during("count runs by status")?;
+    rows.into_iter()
+        .map(|(status, n)| Ok((parse("run status", &status)?, unsigned(n))))
+        .collect()
+}
+
 pub(crate) async fn set_priority(
     pool: &SqlitePool,
     id: &RunId,

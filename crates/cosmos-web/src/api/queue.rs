@@ -64,9 +64,6 @@ pub(crate) struct PauseView {
 }
 
 async fn set_paused(s: &AppState, body: PauseBody, paused: bool) -> ApiResult<Json<PauseView>> {
-    if let Some(t) = &body.target {
-        s.services.targets().find(Some(t)).await?;
-    }
     s.services
         .queue()
         .set_paused(body.target.as_deref(), paused)

@@ -381,10 +381,10 @@ async fn events(
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Json<Vec<RunEvent>>> {
     let id = run_id(&s, &id).await?;
-    let mut events = s.services.runs().events(&id).await?;
-    if let Some(after) = q.after {
-        events.retain(|e| e.id > after);
-    }
+    let events = match q.after {
+        Some(after) => s.services.events().follow(after, Some(id)).drain().await?,
+        None => s.services.runs().events(&id).await?,
+    };
     Ok(Json(events))
 }
 
