@@ -227,7 +227,14 @@ fn main() {
                 .map(str::to_owned)
         })
         .expect("the server's address");
-    std::thread::spawn(move || for _ in lines {});
+    // The server's warnings (a slow request, a slow refresh) are part of the result.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains(" WARN ") || line.contains(" ERROR ") {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     let pid = server.id();
     std::thread::sleep(Duration::from_secs(2));
     let idle = rss_kib(pid);

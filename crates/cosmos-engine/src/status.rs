@@ -101,15 +101,20 @@ impl Services {
                 ..Default::default()
             })
             .await?;
+        let mut stages: BTreeMap<_, _> = store
+            .live_stages()
+            .await?
+            .into_iter()
+            .map(|s| (s.run_id.clone(), s))
+            .collect();
         let mut used: BTreeMap<String, u32> = BTreeMap::new();
         let mut running = Vec::new();
         for run in live {
             if let Some(t) = &run.target {
                 *used.entry(t.clone()).or_default() += run.devices.len() as u32;
             }
-            let events = store.run_events(&run.id).await?;
-            let last = events.last();
-            let progress = events.iter().rev().find_map(|e| e.progress);
+            let stage = stages.remove(&run.id);
+            let progress = stage.as_ref().and_then(|s| s.progress);
             let elapsed = run
                 .started_at
                 .map(|s| (now - s).as_seconds_f64())
@@ -120,7 +125,7 @@ impl Services {
                 _ => None,
             };
             running.push(RunningView {
-                stage: last.map(|e| e.message.clone()).unwrap_or_default(),
+                stage: stage.and_then(|s| s.message).unwrap_or_default(),
                 progress,
                 estimated_finish: remaining.map(|r| now + secs(r)),
                 run,

@@ -5,7 +5,7 @@
 //! on work queued in its own process and within [`CROSS_PROCESS_POLL`] on work queued by
 //! another, by asking the store for its newest event id (not by reading the queue).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -135,8 +135,21 @@ impl Services {
                 // Runs a dead driver left mid-way.
                 if orphans_at.is_none_or(|t| t.elapsed() >= ORPHANS_EVERY) {
                     orphans_at = Some(Instant::now());
+                    let known: BTreeSet<String> = self
+                        .store()
+                        .list_targets()
+                        .await?
+                        .into_iter()
+                        .map(|t| t.name)
+                        .collect();
                     for run in self.orphaned_runs().await? {
-                        if run.target.as_ref().is_some_and(|t| down.contains(t)) {
+                        // A run on a removed target waits for a target of that name to
+                        // return (`target remove --force`); trying it now only fails.
+                        if run
+                            .target
+                            .as_ref()
+                            .is_some_and(|t| down.contains(t) || !known.contains(t))
+                        {
                             continue;
                         }
                         if driving.insert(run.id.clone()) {

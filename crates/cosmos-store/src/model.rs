@@ -175,6 +175,16 @@ pub struct Claim {
     pub event: RunEvent,
 }
 
+/// Where a live run stands by its events: its latest message and latest progress.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LiveStage {
+    pub run_id: cosmos_core::RunId,
+    /// Its latest event's message (a milestone, a transfer, a status change).
+    pub message: Option<String>,
+    /// The latest progress it reported (0–1).
+    pub progress: Option<f64>,
+}
+
 /// Whether a target answered when a worker last tried.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TargetHealth {

@@ -402,6 +402,10 @@ impl Store for SqliteStore {
         queue::recent_durations(&self.pool, limit).await
     }
 
+    async fn live_stages(&self) -> StoreResult<Vec<LiveStage>> {
+        queue::live_stages(&self.pool).await
+    }
+
     async fn set_target_health(
         &self,
         target: &str,

@@ -114,7 +114,11 @@ pub(crate) fn router(state: AppState, access: Arc<Access>, max_body: usize) -> R
         .layer(middleware::from_fn_with_state(access, guard::check))
 }
 
-/// Counts requests that may have changed state, so cached reads are made afresh after them.
+/// A request answered slower than this is logged (the time to its response's head).
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Counts requests that may have changed state, so cached reads are made afresh after them;
+/// logs the slow ones.
 async fn count_writes(
     State(cache): State<Arc<crate::cache::Cache>>,
     req: axum::extract::Request,
@@ -124,7 +128,17 @@ async fn count_writes(
         *req.method(),
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
+    let began = std::time::Instant::now();
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let response = next.run(req).await;
+    let took = began.elapsed();
+    if took > SLOW_REQUEST {
+        tracing::warn!(
+            "{method} {} took {took:?} to answer ({})",
+            uri.path(),
+            response.status()
+        );
+    }
     if changes {
         cache
             .writes

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::remote::{Tmpfs, add_fixture_target, large_scene, partial_files, wait_for};
-use super::support::{Home, Out, s};
+use super::support::{Home, Out, TestResult, s};
 use cosmos_testkit::{HostOptions, SshHost};
 
 /// A home with targets on fresh sshd fixtures.
@@ -919,4 +919,49 @@ fn slots_follow_the_host_s_gpus_unless_set_and_a_changed_key_needs_replace() {
             .stderr
             .contains("already trusted")
     );
+}
+
+/// Runs left started on targets that no longer exist wait for a target of that name to
+/// return: the worker neither takes them over nor fails trying, sweep after sweep.
+#[test]
+fn a_worker_leaves_runs_on_removed_targets_alone() -> TestResult {
+    let fleet = Fleet {
+        home: Home::new(),
+        hosts: Vec::new(),
+    };
+    // Seeded runs include started ones on targets `gpu-1`..`gpu-3`, which are not stored.
+    fleet
+        .run(&[
+            "dev",
+            "seed",
+            "--prompts",
+            "10",
+            "--runs",
+            "60",
+            "--input-sets",
+            "2",
+        ])
+        .ok();
+    let started: BTreeMap<String, String> = fleet
+        .runs()
+        .into_iter()
+        .filter(|r| r["status"] == "running")
+        .map(|r| {
+            let id = r["id"].as_str().unwrap_or_default().to_owned();
+            (id, r["target"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    assert!(!started.is_empty(), "the seed starts some runs");
+    let worker = fleet.worker();
+    // Two orphan sweeps (one every 2 s).
+    std::thread::sleep(Duration::from_secs(5));
+    let said = stop(worker);
+    assert!(!said.contains("taken over"), "{said}");
+    assert!(!said.contains("no target named"), "{said}");
+    for (id, target) in &started {
+        let run = fleet.run_json(id);
+        assert_eq!(run["status"], "running", "{run}");
+        assert_eq!(run["target"].as_str(), Some(target.as_str()), "{run}");
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ use cosmos_core::{RunEvent, RunId, RunStatus};
 use super::convert::{json, millis, parse, time, to_json};
 use super::execution::{FENCE_SQL, missing};
 use crate::error::{Context, StoreError, StoreResult};
-use crate::model::{Candidate, Claim, ClaimRequest, Fence, TargetHealth, Worker};
+use crate::model::{Candidate, Claim, ClaimRequest, Fence, LiveStage, TargetHealth, Worker};
 
 /// How many queued runs one claim looks through for one that fits (the rest wait their turn).
 const LOOKAHEAD: i64 = 64;
@@ -368,6 +368,29 @@ pub(crate) async fn recent_durations(pool: &SqlitePool, limit: u32) -> StoreResu
     .fetch_all(pool)
     .await
     .during("read recent run durations")
+}
+
+pub(crate) async fn live_stages(pool: &SqlitePool) -> StoreResult<Vec<LiveStage>> {
+    let rows: Vec<(String, Option<String>, Option<f64>)> = sqlx::query_as(
+        "SELECT r.id, \
+           (SELECT e.message FROM run_events e WHERE e.run_id = r.id ORDER BY e.id DESC LIMIT 1), \
+           (SELECT e.progress FROM run_events e WHERE e.run_id = r.id AND e.progress IS NOT NULL \
+            ORDER BY e.id DESC LIMIT 1) \
+         FROM runs r INDEXED BY runs_live \
+         WHERE r.status IN ('staging', 'starting', 'running', 'collecting')",
+    )
+    .fetch_all(pool)
+    .await
+    .during("read live runs' stages")?;
+    rows.into_iter()
+        .map(|(id, message, progress)| {
+            Ok(LiveStage {
+                run_id: parse("run id", &id)?,
+                message,
+                progress,
+            })
+        })
+        .collect()
 }
 
 pub(crate) async fn set_health(

@@ -188,11 +188,11 @@ async fn search(
     Query(q): Query<SearchQuery>,
 ) -> ApiResult<axum::response::Response> {
     let key = uri.to_string();
-    let body = s.cache.get(&key, hits(&s, q)).await?;
+    let body = s.cache.get(&key, hits(s.clone(), q)).await?;
     Ok(super::json_bytes(body))
 }
 
-async fn hits(s: &AppState, q: SearchQuery) -> ApiResult<axum::body::Bytes> {
+async fn hits(s: AppState, q: SearchQuery) -> ApiResult<axum::body::Bytes> {
     let n = limit(q.limit, 20, 500)?;
     let hits = s.services.prompts().search(&q.q, n, (OPEN, CLOSE)).await?;
     super::to_bytes(

@@ -102,11 +102,11 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     let key = uri.to_string();
-    let body = s.cache.get(&key, page(&s, q)).await?;
+    let body = s.cache.get(&key, page(s.clone(), q)).await?;
     Ok(super::json_bytes(body))
 }
 
-async fn page(s: &AppState, q: ListQuery) -> ApiResult<axum::body::Bytes> {
+async fn page(s: AppState, q: ListQuery) -> ApiResult<axum::body::Bytes> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
