@@ -3,6 +3,7 @@
 
 mod cli {
     pub mod config;
+    pub mod dashboard;
     pub mod events;
     pub mod inputs;
     pub mod local;

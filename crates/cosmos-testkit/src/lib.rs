@@ -3,6 +3,7 @@
 //! A dev-dependency only. Missing infrastructure is an error naming the piece and the `.ci/run`
 //! step that installs it; nothing here passes silently.
 
+mod browser;
 mod containers;
 mod data;
 mod error;
@@ -11,6 +12,7 @@ mod sim;
 mod sshd;
 mod tools;
 
+pub use browser::{Browser, Element};
 pub use data::{sample_input_set, test_video};
 pub use error::{KitError, KitResult};
 pub use keyring::SecretService;

@@ -17,6 +17,8 @@ pub enum Tool {
     Ffmpeg,
     DbusRunSession,
     GnomeKeyring,
+    Chromium,
+    Chromedriver,
 }
 
 impl Tool {
@@ -30,6 +32,8 @@ impl Tool {
             Tool::Ffmpeg => "ffmpeg",
             Tool::DbusRunSession => "dbus-run-session",
             Tool::GnomeKeyring => "gnome-keyring-daemon",
+            Tool::Chromium => "chromium",
+            Tool::Chromedriver => "chromedriver",
         }
     }
 
@@ -43,6 +47,8 @@ impl Tool {
             Tool::Ffmpeg => "`ffmpeg`, to make test videos",
             Tool::DbusRunSession => "`dbus-run-session`, a private session bus",
             Tool::GnomeKeyring => "`gnome-keyring-daemon`, an OS keyring (Secret Service)",
+            Tool::Chromium => "Chromium, the browser the dashboard tests drive",
+            Tool::Chromedriver => "`chromedriver`, WebDriver for Chromium",
         }
     }
 
@@ -55,6 +61,7 @@ impl Tool {
             Tool::Ffmpeg => "apt-get install -y ffmpeg",
             Tool::DbusRunSession => "apt-get install -y dbus-daemon dbus-bin",
             Tool::GnomeKeyring => "apt-get install -y gnome-keyring",
+            Tool::Chromium | Tool::Chromedriver => "apt-get install -y chromium chromium-driver",
         }
     }
 

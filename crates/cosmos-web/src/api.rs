@@ -101,7 +101,9 @@ pub(crate) fn router(state: AppState, access: Arc<Access>, max_body: usize) -> R
         .route("/logout", post(guard::logout))
         .with_state(access.clone());
     let cache = state.cache.clone();
+    let pages = crate::ui::routes().with_state(state.clone());
     api.with_state(state)
+        .merge(pages)
         .merge(site)
         .merge(login)
         .method_not_allowed_fallback(method_not_allowed)

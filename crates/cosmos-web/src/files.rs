@@ -1,6 +1,7 @@
-//! Files the server hands out, confined to the data directory: a run's outputs (single HTTP
-//! ranges, `ETag` from the recorded sha256, `Content-Type` from the file's name) and pieces
-//! of its log.
+//! Files the server hands out: a run's outputs, confined to the data directory (single HTTP
+//! ranges, `ETag` from the recorded sha256, `Content-Type` from the file's name), pieces of
+//! its log, and the control videos of input sets (exactly the files registered, nothing
+//! else by path).
 
 use std::io::SeekFrom;
 use std::path::{Component, Path};
@@ -195,14 +196,55 @@ pub(crate) async fn serve_output(
         tracing::warn!(run = %run.id, name, "an output resolves outside the data directory: refused");
         return Err(missing());
     }
-    let mut file = tokio::fs::File::open(&real).await.map_err(|_| missing())?;
-    let size = file.metadata().await.map_err(|_| missing())?.len();
-    let etag = format!("\"{}\"", recorded.sha256);
+    send_file(&real, name, &recorded.sha256, headers)
+        .await
+        .ok_or_else(missing)
+}
+
+/// Serves one control video of an input set: exactly the file registered, while it still
+/// has the size it was registered with (a changed file is refused, not served as the old).
+pub(crate) async fn serve_input(
+    set: &cosmos_core::InputSet,
+    kind: cosmos_core::InputKind,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let missing = || ApiError::not_found(format!("input set `{}` has no `{kind}` video", set.id));
+    let file = set.file(kind).ok_or_else(missing)?;
+    let path = Path::new(&file.path);
+    let meta = tokio::fs::metadata(path).await.map_err(|_| {
+        ApiError::not_found(format!(
+            "`{}` is gone from this machine; register the folder again",
+            file.path
+        ))
+    })?;
+    if !meta.is_file() || meta.len() != file.size {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "input_changed",
+            format!(
+                "`{}` changed since it was registered ({} bytes then, {} now); register the folder again",
+                file.path,
+                file.size,
+                meta.len()
+            ),
+        ));
+    }
+    send_file(path, &file.path, &file.sha256, headers)
+        .await
+        .ok_or_else(missing)
+}
+
+/// A file with its `ETag` (from `sha256`), single ranges and `If-Range`, typed by `name`'s
+/// extension; `None` when it cannot be read.
+async fn send_file(path: &Path, name: &str, sha256: &str, headers: &HeaderMap) -> Option<Response> {
+    let mut file = tokio::fs::File::open(path).await.ok()?;
+    let size = file.metadata().await.ok()?.len();
+    let etag = format!("\"{sha256}\"");
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok());
     if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+        return Some((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     // A range applies only to the version the client has (`If-Range`).
     let range_text = headers
@@ -225,15 +267,13 @@ pub(crate) async fn serve_output(
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
             }
-            return Ok(r);
+            return Some(r);
         }
         Ask::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
         Ask::Whole => (StatusCode::OK, 0, size),
     };
     let (status, start, len) = range;
-    file.seek(SeekFrom::Start(start))
-        .await
-        .map_err(|_| missing())?;
+    file.seek(SeekFrom::Start(start)).await.ok()?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(len)));
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
@@ -251,7 +291,7 @@ pub(crate) async fn serve_output(
     {
         h.insert(header::CONTENT_RANGE, v);
     }
-    Ok(response)
+    Some(response)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod guard;
 mod hub;
 mod metrics;
 mod observe;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ use cosmos_engine::{LaunchDefaults, Services};
 
 pub use error::{ApiError, ErrorBody};
 pub use guard::{Access, SESSION_COOKIE};
+pub use ui::asset_bytes;
 
 /// How a server runs.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use cosmos_core::InputSet;
+use cosmos_core::{InputKind, InputSet};
 use cosmos_engine::AddedInputSet;
 use cosmos_store::InputSetSummary;
 
@@ -22,6 +22,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, add))
         .routes(routes!(show))
+        .routes(routes!(file))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -63,6 +64,41 @@ async fn list(
 async fn show(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<InputSet>> {
     let id = s.services.inputs().resolve(&id).await?;
     Ok(Json(s.services.inputs().get(&id).await?))
+}
+
+/// One control video of an input set, as registered, with HTTP ranges (a browser can scrub
+/// it beside an output) and an `ETag` from its sha256.
+#[utoipa::path(get, path = "/inputs/{id}/files/{kind}", tag = "inputs",
+    params(
+        ("id" = String, Path, description = "An input set id or unique prefix"),
+        ("kind" = String, Path, description = "The control: `color`, `depth`, `seg`, `edge`, …"),
+    ),
+    responses(
+        (status = 200, description = "The whole video", content_type = "application/octet-stream"),
+        (status = 206, description = "The range asked for", content_type = "application/octet-stream"),
+        (status = 304, description = "Unchanged since the `ETag` given"),
+        (status = 400, description = "Not an id, ambiguous, or no such control", body = ErrorBody),
+        (status = 404, description = "No such input set or video", body = ErrorBody),
+        (status = 409, description = "The file changed since it was registered", body = ErrorBody),
+        (status = 416, description = "The range is outside the file", body = ErrorBody),
+    ))]
+async fn file(
+    State(s): State<AppState>,
+    Path((id, kind)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    let id = s.services.inputs().resolve(&id).await?;
+    let kind = InputKind::ALL
+        .into_iter()
+        .find(|k| k.aliases().contains(&kind.to_ascii_lowercase().as_str()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_kind",
+                format!("`{kind}` is not a control; use color, depth, seg, edge, keypoint, hdmap or lidar"),
+            )
+        })?;
+    let set = s.services.inputs().get(&id).await?;
+    crate::files::serve_input(&set, kind, &headers).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -1,0 +1,129 @@
+//! The dashboard's stylesheet and modules, compiled in. Each is served under its name with a
+//! `?v=` of its content's hash, so a browser may keep it for a year and still never runs an
+//! old module against a new page.
+
+use std::sync::LazyLock;
+
+use axum::extract::{Path, RawQuery};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use cosmos_core::sha256::hex_digest;
+
+/// (name, content type, content).
+const FILES: [(&str, &str, &str); 8] = [
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/app.css"),
+    ),
+    ("common.js", JS, include_str!("../../assets/common.js")),
+    ("runs.js", JS, include_str!("../../assets/runs.js")),
+    ("run.js", JS, include_str!("../../assets/run.js")),
+    ("lockstep.js", JS, include_str!("../../assets/lockstep.js")),
+    ("gallery.js", JS, include_str!("../../assets/gallery.js")),
+    ("compare.js", JS, include_str!("../../assets/compare.js")),
+    ("queue.js", JS, include_str!("../../assets/queue.js")),
+];
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Each file's version: the first 12 hex digits of its sha256.
+static VERSIONS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    FILES
+        .iter()
+        .map(|(_, _, text)| hex_digest(text.as_bytes())[..12].to_owned())
+        .collect()
+});
+
+fn find(name: &str) -> Option<usize> {
+    FILES.iter().position(|(n, _, _)| *n == name)
+}
+
+/// Where a page links an asset.
+pub(crate) fn url(name: &str) -> String {
+    match find(name) {
+        Some(i) => format!("/assets/{name}?v={}", VERSIONS[i]),
+        None => format!("/assets/{name}"),
+    }
+}
+
+/// Every asset's size together (the dashboard's weight).
+pub fn total_bytes() -> usize {
+    FILES.iter().map(|(_, _, text)| text.len()).sum()
+}
+
+/// Served for a year when asked for by version (as pages link them); otherwise (a module's
+/// import of another) checked with the server each time by its `ETag`.
+pub(crate) async fn serve(
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let Some(i) = find(&name) else {
+        return crate::error::ApiError::not_found(format!("no asset `{name}`")).into_response();
+    };
+    let (_, kind, text) = FILES[i];
+    let etag = format!("\"{}\"", VERSIONS[i]);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let versioned = query.is_some_and(|q| q == format!("v={}", VERSIONS[i]));
+    let mut response = ([(header::CONTENT_TYPE, kind)], text).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if versioned {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_the_assets_folder_is_served() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        for entry in std::fs::read_dir(&dir).expect("assets folder").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(
+                find(&name).is_some(),
+                "{name} is in assets/ but not in FILES"
+            );
+        }
+    }
+
+    #[test]
+    fn modules_import_only_assets_that_are_served() {
+        for (name, _, text) in FILES {
+            for line in text.lines().filter(|l| l.starts_with("import ")) {
+                let from = line
+                    .rsplit_once("from \"./")
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .map(|(file, _)| file);
+                let file = from.unwrap_or_else(|| panic!("{name}: an import not from ./: {line}"));
+                assert!(
+                    find(file).is_some(),
+                    "{name} imports {file}, which is not served"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_dashboard_weighs_under_200_kb() {
+        assert!(total_bytes() < 200 * 1024, "{} bytes", total_bytes());
+    }
+}
