@@ -155,6 +155,16 @@ impl Runs<'_> {
     pub async fn orphaned(&self) -> EngineResult<Vec<Run>> {
         self.0.orphaned_runs().await
     }
+
+    /// A run's poster (a still of its output video), made now if it has none yet; `None`
+    /// when the run has no output video.
+    pub async fn poster(
+        &self,
+        id: &RunId,
+        data_dir: &Path,
+    ) -> EngineResult<Option<std::path::PathBuf>> {
+        self.0.run_poster(id, data_dir).await
+    }
 }
 
 impl Prompts<'_> {
@@ -226,6 +236,17 @@ impl Inputs<'_> {
 
     pub async fn delete(&self, id: &InputSetId, force: bool) -> EngineResult<u64> {
         self.0.delete_input_set(id, force).await
+    }
+
+    /// A JPEG thumbnail of one control video (kept under `data_dir/thumbs` by the video's
+    /// hash) and that hash; `None` when the set has no such control.
+    pub async fn thumbnail(
+        &self,
+        id: &InputSetId,
+        kind: cosmos_core::InputKind,
+        data_dir: &Path,
+    ) -> EngineResult<Option<(std::path::PathBuf, String)>> {
+        self.0.input_thumbnail(id, kind, data_dir).await
     }
 }
 

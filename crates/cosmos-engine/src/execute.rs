@@ -79,6 +79,11 @@ pub fn local_outputs(data_dir: &Path, id: &RunId) -> PathBuf {
     data_dir.join("outputs").join(id.as_str())
 }
 
+/// A run's poster: a still of its output video, made when the run is collected.
+pub fn local_poster(data_dir: &Path, id: &RunId) -> PathBuf {
+    local_outputs(data_dir, id).join("poster.jpg")
+}
+
 /// The GPUs a run uses: those the scheduler gave it, else the first `--gpus` of them.
 pub(crate) fn devices_of(run: &Run) -> Vec<u32> {
     if run.devices.is_empty() {

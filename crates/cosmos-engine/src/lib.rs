@@ -24,6 +24,7 @@ mod scheduler;
 mod seed;
 mod setup;
 mod status;
+mod stills;
 mod submit;
 mod targets;
 mod worker;
@@ -67,7 +68,7 @@ pub use worker::{WORKER_TTL_MS, WorkerEvent};
 
 /// Where a run's files go locally.
 pub mod execute_paths {
-    pub use crate::execute::{local_log, local_outputs};
+    pub use crate::execute::{local_log, local_outputs, local_poster};
 }
 
 /// The engine: one store, the event bus, the scheduler, and (for executing runs) the

@@ -67,6 +67,11 @@ impl Ffprobe {
         }
     }
 
+    /// The ffprobe program run.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
     fn run(&self, path: &Path, entries: &str, count_packets: bool) -> MediaResult<Output> {
         let mut cmd = Command::new(&self.program);
         cmd.args([

@@ -55,6 +55,7 @@ export function follow(since, onEvent, onSnapshot) {
   const dot = document.querySelector(".live");
   let seq = since;
   let delay = 500;
+  if (dot) dot.textContent = "connecting";
   const open = () => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${location.host}/api/v1/events?since=${seq}`);

@@ -234,6 +234,17 @@ pub(crate) async fn serve_input(
         .ok_or_else(missing)
 }
 
+/// A JPEG still (a poster, a thumbnail) whose `ETag` is `tag`.
+pub(crate) async fn serve_still(
+    path: &Path,
+    tag: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    send_file(path, "still.jpg", tag, headers)
+        .await
+        .ok_or_else(|| ApiError::not_found("the still is gone"))
+}
+
 /// A file with its `ETag` (from `sha256`), single ranges and `If-Range`, typed by `name`'s
 /// extension; `None` when it cannot be read.
 async fn send_file(path: &Path, name: &str, sha256: &str, headers: &HeaderMap) -> Option<Response> {

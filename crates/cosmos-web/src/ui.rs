@@ -4,6 +4,7 @@
 //! build step, works offline. Actions go through the same `/api/v1` as any other client.
 
 mod assets;
+mod author;
 mod gallery;
 mod library;
 mod queue;
@@ -32,6 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/inputs/{id}", get(library::input))
         .route("/prompts", get(library::prompts))
         .route("/prompts/{id}", get(library::prompt))
+        .route("/new", get(author::page))
         .route("/assets/{name}", get(assets::serve))
 }
 
@@ -83,7 +85,7 @@ pub(crate) fn layout(title: &str, here: Nav, script: Option<&str>, body: Markup)
                             a href=(href) class=[(nav == here).then_some("here")] { (label) }
                         }
                     }
-                    span.live { @if script.is_some() { "connecting" } }
+                    span.live {}
                 }
                 main { (body) }
             }

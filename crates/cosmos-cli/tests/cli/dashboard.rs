@@ -400,3 +400,116 @@ fn off_loopback_the_dashboard_asks_for_the_token_and_refuses_a_wrong_one() -> Te
     shot(&b, "runs-after-login")?;
     Ok(())
 }
+
+#[test]
+fn a_prompt_and_a_four_run_sweep_made_in_the_browser_are_queued_and_finish() -> TestResult {
+    let (home, _) = quickstarted()?;
+    let server = Server::start(&home, &[]);
+    let b = Browser::start()?;
+    b.goto(&server.url("/new"))?;
+    // Each control of the input set shows as a thumbnail ffmpeg made.
+    let thumbs = b.wait_for(
+        "[...document.querySelectorAll('.thumbs img')].every(i => i.complete && i.naturalWidth === 320)
+         && document.querySelectorAll('.thumbs img').length",
+        WAIT,
+    )?;
+    assert!(thumbs.as_u64().is_some_and(|n| n >= 3), "{thumbs}");
+    b.type_into(
+        "textarea[name=text]",
+        "a lighthouse in a winter storm, waves breaking",
+        true,
+    )?;
+    b.click("input[name=inputs]")?;
+    b.type_into("input[name=seeds]", "1..4", true)?;
+    // A value Cosmos refuses is named inline, with the reason, before anything is queued.
+    b.type_into("input[name=steps]", "0", true)?;
+    let problem = b.wait_for("document.querySelector('#problems li')?.textContent", WAIT)?;
+    assert!(
+        problem.as_str().is_some_and(|p| p.contains("steps")),
+        "{problem}"
+    );
+    // The browser notes that refusal (a 400 to the dry run) and nothing else.
+    let refused = b.console_errors()?;
+    assert!(
+        !refused.is_empty()
+            && refused
+                .iter()
+                .all(|e| e.contains("/api/v1/runs") && e.contains("400")),
+        "{refused:#?}"
+    );
+    b.type_into("input[name=steps]", "35", true)?;
+    b.exec(
+        "const s = document.querySelector('input[name=w-depth]'); s.value = 0.6;
+         s.dispatchEvent(new Event('input', { bubbles: true }));",
+        &[],
+    )?;
+    let count = b.wait_for(
+        "document.querySelector('#count').textContent.includes('4 runs') && document.querySelector('#count').textContent",
+        WAIT,
+    )?;
+    assert_eq!(count, json!("4 runs will be queued"));
+    assert!(b.text("#spec")?.contains("a lighthouse in a winter storm"));
+    assert!(b.text("#spec")?.contains("depth"), "{}", b.text("#spec")?);
+    assert_eq!(
+        b.exec(
+            "return document.querySelector('#problems').children.length;",
+            &[]
+        )?,
+        json!(0)
+    );
+    shot(&b, "new")?;
+    no_console_errors(&b, "/new");
+    b.click("#queue")?;
+    b.wait_for("location.pathname === '/'", WAIT)?;
+    let runs = || -> Vec<Value> {
+        home.run(&["list", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| {
+                r["prompt_text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("lighthouse"))
+            })
+            .collect()
+    };
+    let mine = runs();
+    assert_eq!(mine.len(), 4, "{mine:?}");
+    let mut seeds: Vec<u64> = mine
+        .iter()
+        .filter_map(|r| r["params"]["seed"].as_u64())
+        .collect();
+    seeds.sort_unstable();
+    assert_eq!(seeds, [1, 2, 3, 4]);
+    assert!(
+        mine.iter().all(|r| r["params"]["weights"] == "depth=0.6"),
+        "{mine:?}"
+    );
+    // They appear in the table and finish there.
+    for r in &mine {
+        let id = r["id"].as_str().ok_or("an id")?;
+        b.wait_for(
+            &format!(
+                "document.querySelector('tr[data-run=\"{id}\"]')?.dataset.status === 'succeeded'"
+            ),
+            Duration::from_secs(90),
+        )?;
+    }
+    assert!(runs().iter().all(|r| r["status"] == "succeeded"));
+    // Each has a poster, made when it was collected.
+    let id = mine[0]["id"].as_str().ok_or("an id")?;
+    let poster = home.home().join("outputs").join(id).join("poster.jpg");
+    let data_poster = std::fs::metadata(&poster).map(|m| m.len()).unwrap_or(0);
+    assert!(data_poster > 0, "{} is missing", poster.display());
+    let fetched = b.exec_async(
+        "const done = arguments[arguments.length - 1];
+         fetch(arguments[0]).then(r => done([r.status, r.headers.get('content-type')]));",
+        &[json!(format!("/api/v1/runs/{id}/poster"))],
+    )?;
+    assert_eq!(fetched, json!([200, "image/jpeg"]));
+    no_console_errors(&b, "/ after queueing");
+    Ok(())
+}

@@ -8,10 +8,11 @@ use cosmos_remote::runtime::ModelState;
 use cosmos_remote::{args, blobs};
 
 use super::transfer_events::TransferEvents;
-use super::{Drive, local_log, local_outputs};
+use super::{Drive, local_log, local_outputs, local_poster};
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
 use crate::targets::Connected;
+use std::path::PathBuf;
 
 /// Lists a run's outputs with their hashes: `sh -c SCRIPT sh OUTPUTS_DIR`.
 const LIST_OUTPUTS: &str =
@@ -252,6 +253,18 @@ impl Services {
         self.store()
             .set_run_outputs(&run.id, &outputs, Some(&d.fence))
             .await?;
+        // A still for galleries, before the run is seen to succeed; none is no failure.
+        if let Some(video) = outputs.first().filter(|o| o.path.ends_with(".mp4")) {
+            let made = self
+                .make_poster(
+                    PathBuf::from(&video.path),
+                    local_poster(&env.data_dir, &run.id),
+                )
+                .await;
+            if let Err(e) = made {
+                tracing::warn!(run = %run.id, "no poster: {e}");
+            }
+        }
         Ok((
             RunStatus::Succeeded,
             format!(

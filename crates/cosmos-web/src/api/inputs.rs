@@ -23,6 +23,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list, add))
         .routes(routes!(show))
         .routes(routes!(file))
+        .routes(routes!(thumbnail))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -88,17 +89,49 @@ async fn file(
     headers: axum::http::HeaderMap,
 ) -> ApiResult<axum::response::Response> {
     let id = s.services.inputs().resolve(&id).await?;
-    let kind = InputKind::ALL
+    let kind = kind_of(&kind)?;
+    let set = s.services.inputs().get(&id).await?;
+    crate::files::serve_input(&set, kind, &headers).await
+}
+
+fn kind_of(text: &str) -> ApiResult<InputKind> {
+    InputKind::ALL
         .into_iter()
-        .find(|k| k.aliases().contains(&kind.to_ascii_lowercase().as_str()))
+        .find(|k| k.aliases().contains(&text.to_ascii_lowercase().as_str()))
         .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_kind",
-                format!("`{kind}` is not a control; use color, depth, seg, edge, keypoint, hdmap or lidar"),
+                format!("`{text}` is not a control; use color, depth, seg, edge, keypoint, hdmap or lidar"),
             )
-        })?;
-    let set = s.services.inputs().get(&id).await?;
-    crate::files::serve_input(&set, kind, &headers).await
+        })
+}
+
+/// A still of one control video (a JPEG 320 px wide), made on first request and kept.
+#[utoipa::path(get, path = "/inputs/{id}/thumbs/{kind}", tag = "inputs",
+    params(
+        ("id" = String, Path, description = "An input set id or unique prefix"),
+        ("kind" = String, Path, description = "The control: `color`, `depth`, `seg`, `edge`, …"),
+    ),
+    responses(
+        (status = 200, description = "The thumbnail", content_type = "image/jpeg"),
+        (status = 304, description = "Unchanged since the `ETag` given"),
+        (status = 400, description = "Not an id, ambiguous, or no such control", body = ErrorBody),
+        (status = 404, description = "No such input set or video", body = ErrorBody),
+    ))]
+async fn thumbnail(
+    State(s): State<AppState>,
+    Path((id, kind)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    let id = s.services.inputs().resolve(&id).await?;
+    let kind = kind_of(&kind)?;
+    let (path, sha) = s
+        .services
+        .inputs()
+        .thumbnail(&id, kind, &s.data_dir)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("input set `{id}` has no `{kind}` video")))?;
+    crate::files::serve_still(&path, &format!("{sha}-thumb"), &headers).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -34,6 +34,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
         .routes(routes!(log))
         .routes(routes!(output))
+        .routes(routes!(poster))
 }
 
 /// The most runs one page lists.
@@ -496,4 +497,34 @@ async fn output(
     let id = run_id(&s, &id).await?;
     let run = s.services.runs().get(&id).await?;
     files::serve_output(&s.data_dir, &run, &name, &headers).await
+}
+
+/// A still of the run's output video (a JPEG 320 px wide), made when it was collected.
+#[utoipa::path(get, path = "/runs/{id}/poster", tag = "runs",
+    params(("id" = String, Path, description = "A run id or unique prefix")),
+    responses(
+        (status = 200, description = "The poster", content_type = "image/jpeg"),
+        (status = 304, description = "Unchanged since the `ETag` given"),
+        (status = 400, description = "Not an id, or ambiguous", body = ErrorBody),
+        (status = 404, description = "No such run, or it has no output video", body = ErrorBody),
+    ))]
+async fn poster(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = run_id(&s, &id).await?;
+    let run = s.services.runs().get(&id).await?;
+    let path = s
+        .services
+        .runs()
+        .poster(&id, &s.data_dir)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run `{id}` has no output video")))?;
+    let tag = run
+        .outputs
+        .iter()
+        .find(|o| o.path.ends_with(".mp4"))
+        .map_or_else(|| id.to_string(), |o| format!("{}-poster", o.sha256));
+    files::serve_still(&path, &tag, &headers).await
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use cosmos_core::sha256::hex_digest;
 
 /// (name, content type, content).
-const FILES: [(&str, &str, &str); 8] = [
+const FILES: [(&str, &str, &str); 9] = [
     (
         "app.css",
         "text/css; charset=utf-8",
@@ -24,6 +24,7 @@ const FILES: [(&str, &str, &str); 8] = [
     ("gallery.js", JS, include_str!("../../assets/gallery.js")),
     ("compare.js", JS, include_str!("../../assets/compare.js")),
     ("queue.js", JS, include_str!("../../assets/queue.js")),
+    ("author.js", JS, include_str!("../../assets/author.js")),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";

@@ -140,7 +140,7 @@ pub(crate) async fn page(State(s): State<AppState>, Query(q): Query<GalleryQuery
             @for run in &runs {
                 @let src = output_video(run).unwrap_or_default();
                 div.tile data-run=(run.id) data-rating=(run.rating.unwrap_or(0)) data-favourite=(run.favourite) {
-                    video src={(src) "#t=0.1"} preload="metadata" muted loop playsinline {}
+                    video src=(src) poster={"/api/v1/runs/" (run.id) "/poster"} preload="none" muted loop playsinline {}
                     div.meta {
                         div.line {
                             a href={"/runs/" (run.id)} { (run.prompt_name) }

@@ -205,7 +205,7 @@ pub(crate) async fn prompt(State(s): State<AppState>, Path(id): Path<String>) ->
         div.gallery {
             @for run in d.runs.iter().filter(|r| output_video(r).is_some()) {
                 div.tile data-run=(run.id) {
-                    video src={(output_video(run).unwrap_or_default()) "#t=0.1"} preload="metadata" muted loop playsinline {}
+                    video src=(output_video(run).unwrap_or_default()) poster={"/api/v1/runs/" (run.id) "/poster"} preload="none" muted loop playsinline {}
                     div.meta { div.line {
                         a href={"/runs/" (run.id)} { "seed " (run.params.seed) }
                         span { (stars(run.rating)) }
