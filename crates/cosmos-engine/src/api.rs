@@ -156,6 +156,11 @@ impl Runs<'_> {
         self.0.orphaned_runs().await
     }
 
+    /// The latest message and progress of each run named (one query).
+    pub async fn stages_of(&self, ids: &[RunId]) -> EngineResult<Vec<cosmos_store::LiveStage>> {
+        Ok(self.0.store().stages_of(ids).await?)
+    }
+
     /// A run's poster (a still of its output video), made now if it has none yet; `None`
     /// when the run has no output video.
     pub async fn poster(

@@ -39,7 +39,11 @@ impl Services {
             return Ok(Some(out));
         }
         let run = self.store().run(id).await?;
-        let Some(video) = run.outputs.iter().find(|o| o.path.ends_with(".mp4")) else {
+        let Some(video) = run
+            .outputs
+            .iter()
+            .find(|o| o.path.ends_with(".mp4") && Path::new(&o.path).is_file())
+        else {
             return Ok(None);
         };
         self.make_poster(PathBuf::from(&video.path), out.clone())
@@ -55,7 +59,7 @@ impl Services {
         data_dir: &Path,
     ) -> EngineResult<Option<(PathBuf, String)>> {
         let set = self.store().input_set(set).await?;
-        let Some(file) = set.file(kind) else {
+        let Some(file) = set.file(kind).filter(|f| Path::new(&f.path).is_file()) else {
             return Ok(None);
         };
         let out = data_dir.join("thumbs").join(format!("{}.jpg", file.sha256));

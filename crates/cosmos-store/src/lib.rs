@@ -227,6 +227,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn recent_durations_ms(&self, limit: u32) -> StoreResult<Vec<i64>>;
     /// Every live run's latest message and progress, in one read (not one per run).
     async fn live_stages(&self) -> StoreResult<Vec<LiveStage>>;
+    /// The same for the runs named (whatever their status), in one read.
+    async fn stages_of(&self, ids: &[RunId]) -> StoreResult<Vec<LiveStage>>;
     /// Records whether a target answered (a change of state keeps its `since`) and, when
     /// known, how many GPUs it showed (`None` keeps the last count).
     async fn set_target_health(

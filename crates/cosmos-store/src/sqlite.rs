@@ -403,7 +403,14 @@ impl Store for SqliteStore {
     }
 
     async fn live_stages(&self) -> StoreResult<Vec<LiveStage>> {
-        queue::live_stages(&self.pool).await
+        queue::live_stages(&self.pool, None).await
+    }
+
+    async fn stages_of(&self, ids: &[RunId]) -> StoreResult<Vec<LiveStage>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        queue::live_stages(&self.pool, Some(ids)).await
     }
 
     async fn set_target_health(

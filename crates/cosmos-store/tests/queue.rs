@@ -434,6 +434,17 @@ fn live_stages_give_each_live_runs_latest_message_and_progress_in_one_read() -> 
         assert_eq!(got[&first], (Some("uploading".into()), Some(0.25)));
         assert_eq!(got[&second].0.as_deref(), Some("staging on a"));
         assert_eq!(got[&second].1, None, "no progress yet");
+        // By id, whatever the status; none asked, none read.
+        let named: BTreeMap<RunId, Option<String>> = s
+            .stages_of(&[waiting.clone(), first.clone()])
+            .await?
+            .into_iter()
+            .map(|l| (l.run_id, l.message))
+            .collect();
+        assert_eq!(named.len(), 2, "{named:?}");
+        assert_eq!(named[&first].as_deref(), Some("uploading"));
+        assert!(named[&waiting].is_some(), "its queued event");
+        assert!(s.stages_of(&[]).await?.is_empty());
         Ok(())
     })
 }

@@ -256,6 +256,14 @@ impl Browser {
             .to_owned())
     }
 
+    /// Sends a Chrome DevTools Protocol command (`Network.clearBrowserCache`, …).
+    pub fn cdp(&self, cmd: &str, params: Value) -> KitResult<Value> {
+        self.post(
+            "/goog/cdp/execute",
+            &json!({ "cmd": cmd, "params": params }),
+        )
+    }
+
     /// Reloads the page.
     pub fn reload(&self) -> KitResult<()> {
         self.post("/refresh", &json!({})).map(drop)

@@ -6,16 +6,24 @@ const grid = document.querySelector(".gallery");
 const tiles = () => [...grid.querySelectorAll(".tile")];
 let cursor = 0;
 
+/** The tile's video, made the first time it is wanted (until then the tile is its poster). */
 function video(tile) {
-  return tile.querySelector("video");
+  let v = tile.querySelector("video");
+  if (!v) {
+    v = document.createElement("video");
+    Object.assign(v, { muted: true, loop: true, playsInline: true, preload: "auto", src: tile.dataset.src });
+    v.poster = tile.querySelector("img.poster")?.src ?? "";
+    tile.querySelector("img.poster")?.replaceWith(v);
+  }
+  return v;
 }
 
-function focusTile(i) {
+function focusTile(i, scroll = true) {
   const all = tiles();
   if (!all.length) return;
   cursor = Math.max(0, Math.min(i, all.length - 1));
   for (const [n, t] of all.entries()) t.classList.toggle("cursor", n === cursor);
-  all[cursor].scrollIntoView({ block: "nearest" });
+  if (scroll) all[cursor].scrollIntoView({ block: "nearest" });
 }
 
 function columns() {
@@ -55,7 +63,7 @@ grid.addEventListener("mouseover", (ev) => {
 });
 grid.addEventListener("mouseout", (ev) => {
   const tile = ev.target.closest(".tile");
-  if (tile && !tile.contains(ev.relatedTarget)) video(tile)?.pause();
+  if (tile && !tile.contains(ev.relatedTarget)) tile.querySelector("video")?.pause();
 });
 grid.addEventListener("click", (ev) => {
   const tile = ev.target.closest(".tile");
@@ -98,5 +106,5 @@ document.addEventListener("keydown", (ev) => {
   ev.preventDefault();
 });
 
-focusTile(0);
+focusTile(0, false);
 updateCompare();

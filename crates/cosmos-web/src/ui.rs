@@ -75,6 +75,9 @@ pub(crate) fn layout(title: &str, here: Nav, script: Option<&str>, body: Markup)
                 link rel="icon" href="data:,";
                 @if let Some(s) = script {
                     script type="module" src=(assets::url(s)) {}
+                    @for m in assets::imports(s) {
+                        link rel="modulepreload" href=(assets::url(m));
+                    }
                 }
             }
             body {

@@ -370,18 +370,39 @@ pub(crate) async fn recent_durations(pool: &SqlitePool, limit: u32) -> StoreResu
     .during("read recent run durations")
 }
 
-pub(crate) async fn live_stages(pool: &SqlitePool) -> StoreResult<Vec<LiveStage>> {
-    let rows: Vec<(String, Option<String>, Option<f64>)> = sqlx::query_as(
+/// Each run's latest message and progress: the live ones, or those in `ids`.
+pub(crate) async fn live_stages(
+    pool: &SqlitePool,
+    ids: Option<&[RunId]>,
+) -> StoreResult<Vec<LiveStage>> {
+    let mut qb = sqlx::QueryBuilder::new(
         "SELECT r.id, \
            (SELECT e.message FROM run_events e WHERE e.run_id = r.id ORDER BY e.id DESC LIMIT 1), \
            (SELECT e.progress FROM run_events e WHERE e.run_id = r.id AND e.progress IS NOT NULL \
             ORDER BY e.id DESC LIMIT 1) \
-         FROM runs r INDEXED BY runs_live \
-         WHERE r.status IN ('staging', 'starting', 'running', 'collecting')",
-    )
-    .fetch_all(pool)
-    .await
-    .during("read live runs' stages")?;
+         FROM runs r ",
+    );
+    match ids {
+        None => {
+            qb.push(
+                "INDEXED BY runs_live \
+                 WHERE r.status IN ('staging', 'starting', 'running', 'collecting')",
+            );
+        }
+        Some(ids) => {
+            qb.push("WHERE r.id IN (");
+            let mut list = qb.separated(", ");
+            for id in ids {
+                list.push_bind(id.as_str());
+            }
+            qb.push(")");
+        }
+    }
+    let rows: Vec<(String, Option<String>, Option<f64>)> = qb
+        .build_query_as()
+        .fetch_all(pool)
+        .await
+        .during("read live runs' stages")?;
     rows.into_iter()
         .map(|(id, message, progress)| {
             Ok(LiveStage {

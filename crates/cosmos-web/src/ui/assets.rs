@@ -29,11 +29,41 @@ const FILES: [(&str, &str, &str); 9] = [
 
 const JS: &str = "text/javascript; charset=utf-8";
 
-/// Each file's version: the first 12 hex digits of its sha256.
-static VERSIONS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    FILES
+/// Each file as served, with its version: modules import each other by versioned URL (so
+/// a page's `modulepreload` and the import are one fetch), and a version (the first 12 hex
+/// digits of the sha256 of the text served) changes when anything it imports changes.
+static BUILT: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
+    let mut built: Vec<(String, String)> = FILES
         .iter()
-        .map(|(_, _, text)| hex_digest(text.as_bytes())[..12].to_owned())
+        .map(|(_, _, text)| ((*text).to_owned(), String::new()))
+        .collect();
+    // Imports are at most a few deep: a few rounds settle every version.
+    for _ in 0..4 {
+        let versions: Vec<String> = built
+            .iter()
+            .map(|(text, _)| hex_digest(text.as_bytes())[..12].to_owned())
+            .collect();
+        built = FILES
+            .iter()
+            .zip(&versions)
+            .map(|((_, _, text), version)| {
+                let mut out = (*text).to_owned();
+                for (j, (dep, _, _)) in FILES.iter().enumerate() {
+                    out = out.replace(
+                        &format!("from \"./{dep}\""),
+                        &format!("from \"./{dep}?v={}\"", versions[j]),
+                    );
+                }
+                (out, version.clone())
+            })
+            .collect();
+    }
+    built
+        .into_iter()
+        .map(|(text, _)| {
+            let version = hex_digest(text.as_bytes())[..12].to_owned();
+            (text, version)
+        })
         .collect()
 });
 
@@ -41,10 +71,31 @@ fn find(name: &str) -> Option<usize> {
     FILES.iter().position(|(n, _, _)| *n == name)
 }
 
+/// The modules `name` imports, directly or through others (a page preloads them all, so
+/// the browser fetches them together instead of one import after another).
+pub(crate) fn imports(name: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    let mut todo = vec![name.to_owned()];
+    while let Some(next) = todo.pop() {
+        let Some(i) = find(&next) else { continue };
+        for line in FILES[i].2.lines().filter(|l| l.starts_with("import ")) {
+            if let Some((_, rest)) = line.rsplit_once("from \"./")
+                && let Some((file, _)) = rest.split_once('"')
+                && let Some(j) = find(file)
+                && !out.contains(&FILES[j].0)
+            {
+                out.push(FILES[j].0);
+                todo.push(file.to_owned());
+            }
+        }
+    }
+    out
+}
+
 /// Where a page links an asset.
 pub(crate) fn url(name: &str) -> String {
     match find(name) {
-        Some(i) => format!("/assets/{name}?v={}", VERSIONS[i]),
+        Some(i) => format!("/assets/{name}?v={}", BUILT[i].1),
         None => format!("/assets/{name}"),
     }
 }
@@ -64,8 +115,9 @@ pub(crate) async fn serve(
     let Some(i) = find(&name) else {
         return crate::error::ApiError::not_found(format!("no asset `{name}`")).into_response();
     };
-    let (_, kind, text) = FILES[i];
-    let etag = format!("\"{}\"", VERSIONS[i]);
+    let kind = FILES[i].1;
+    let (text, version) = &BUILT[i];
+    let etag = format!("\"{version}\"");
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -73,8 +125,8 @@ pub(crate) async fn serve(
     {
         return StatusCode::NOT_MODIFIED.into_response();
     }
-    let versioned = query.is_some_and(|q| q == format!("v={}", VERSIONS[i]));
-    let mut response = ([(header::CONTENT_TYPE, kind)], text).into_response();
+    let versioned = query.is_some_and(|q| q == format!("v={version}"));
+    let mut response = ([(header::CONTENT_TYPE, kind)], text.clone()).into_response();
     let h = response.headers_mut();
     h.insert(
         header::CACHE_CONTROL,
@@ -121,6 +173,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_page_preloads_every_module_its_module_imports_by_the_same_url() {
+        assert_eq!(imports("run.js"), ["common.js", "lockstep.js"]);
+        assert_eq!(imports("compare.js"), ["lockstep.js"]);
+        assert!(imports("common.js").is_empty());
+        let runs = &BUILT[find("runs.js").expect("runs.js")].0;
+        let common = url("common.js");
+        let imported = common.trim_start_matches("/assets/");
+        assert!(runs.contains(&format!("from \"./{imported}\"")), "{runs}");
     }
 
     #[test]

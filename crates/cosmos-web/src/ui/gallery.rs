@@ -30,7 +30,7 @@ pub(crate) struct GalleryQuery {
 }
 
 /// Outputs per page of the gallery.
-const TILES: u32 = 120;
+const TILES: u32 = 60;
 
 fn nonempty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
@@ -139,8 +139,9 @@ pub(crate) async fn page(State(s): State<AppState>, Query(q): Query<GalleryQuery
         div.gallery {
             @for run in &runs {
                 @let src = output_video(run).unwrap_or_default();
-                div.tile data-run=(run.id) data-rating=(run.rating.unwrap_or(0)) data-favourite=(run.favourite) {
-                    video src=(src) poster={"/api/v1/runs/" (run.id) "/poster"} preload="none" muted loop playsinline {}
+                div.tile data-run=(run.id) data-src=(src) data-rating=(run.rating.unwrap_or(0)) data-favourite=(run.favourite) {
+                    img.poster loading="lazy" width="320" height="180" alt={"poster of " (run.id)}
+                        src={"/api/v1/runs/" (run.id) "/poster"};
                     div.meta {
                         div.line {
                             a href={"/runs/" (run.id)} { (run.prompt_name) }

@@ -205,7 +205,10 @@ pub(crate) async fn prompt(State(s): State<AppState>, Path(id): Path<String>) ->
         div.gallery {
             @for run in d.runs.iter().filter(|r| output_video(r).is_some()) {
                 div.tile data-run=(run.id) {
-                    video src=(output_video(run).unwrap_or_default()) poster={"/api/v1/runs/" (run.id) "/poster"} preload="none" muted loop playsinline {}
+                    a href={"/runs/" (run.id)} {
+                        img.poster loading="lazy" width="320" height="180" alt={"poster of " (run.id)}
+                            src={"/api/v1/runs/" (run.id) "/poster"};
+                    }
                     div.meta { div.line {
                         a href={"/runs/" (run.id)} { "seed " (run.params.seed) }
                         span { (stars(run.rating)) }

@@ -36,7 +36,7 @@ impl Filters {
 }
 
 /// Runs per page of the table.
-const PAGE: u32 = 100;
+const PAGE: u32 = 50;
 
 /// A run's row; the live module replaces it with a fresh one when the run changes.
 pub(crate) fn row_markup(run: &Run, stage: &str, progress: Option<f64>) -> Markup {
@@ -90,15 +90,22 @@ fn clip_of(message: &str) -> String {
         .to_owned()
 }
 
-/// Each live run's latest message and progress, from the status view the queue keeps.
+/// The latest message and progress of the live runs among `runs`.
 async fn stages(
     s: &AppState,
+    runs: &[&Run],
 ) -> Result<std::collections::HashMap<RunId, (String, Option<f64>)>, PageError> {
-    let view = s.services.queue().status(0).await?;
-    Ok(view
-        .running
+    let live: Vec<RunId> = runs
+        .iter()
+        .filter(|r| !r.status.is_terminal())
+        .map(|r| r.id.clone())
+        .collect();
+    Ok(s.services
+        .runs()
+        .stages_of(&live)
+        .await?
         .into_iter()
-        .map(|r| (r.run.id, (r.stage, r.progress)))
+        .map(|l| (l.run_id, (l.message.unwrap_or_default(), l.progress)))
         .collect())
 }
 
@@ -153,7 +160,7 @@ pub(crate) async fn index(State(s): State<AppState>, Query(f): Query<Filters>) -
         runs.truncate(PAGE as usize);
         runs.last().map(|r| r.id.clone())
     });
-    let live = stages(&s).await?;
+    let live = stages(&s, &runs.iter().collect::<Vec<_>>()).await?;
     let targets = s.services.targets().list().await?;
     let body = html! {
         h1 { "Runs" }
@@ -212,7 +219,7 @@ pub(crate) async fn index(State(s): State<AppState>, Query(f): Query<Filters>) -
 pub(crate) async fn row(State(s): State<AppState>, Path(id): Path<String>) -> PageResult {
     let id = s.services.runs().resolve(&id).await?;
     let run = s.services.runs().get(&id).await?;
-    let live = stages(&s).await?;
+    let live = stages(&s, &[&run]).await?;
     let (stage, p) = stage_of(&run, &live);
     Ok(row_markup(&run, &stage, p).into_response())
 }
