@@ -9,21 +9,14 @@
 //!   cargo build --release -p cosmos-cli -p cosmos-sim
 //!   cargo run --release -p cosmos-cli --example dashboard-bench -- [RUNS] [LOADS]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
-
-use cosmos_testkit::{Browser, workspace_root};
+use cosmos_testkit::Browser;
 
 #[path = "bench/common.rs"]
 mod common;
+#[path = "bench/serve.rs"]
+mod serve;
 use common::ok;
-
-fn cosmos(home: &Path) -> Command {
-    let mut c = Command::new(workspace_root().join("target/release/cosmos"));
-    c.env("COSMOS_HOME", home).env("NO_COLOR", "1");
-    c
-}
+use serve::{cosmos, serve};
 
 /// One load of `url` in `b` with nothing cached (the browser itself already running, as a
 /// user's is): DOMContentLoaded and the first byte (ms from navigation start), and the bytes
@@ -76,23 +69,7 @@ fn main() {
         "seed",
     );
     ok(cosmos(&home).arg("quickstart"), "quickstart");
-    let mut server = cosmos(&home)
-        .args(["serve", "--bind", "127.0.0.1:0", "--no-worker"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cosmos serve");
-    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("serving http://")
-                .and_then(|r| r.split('/').next())
-                .map(str::to_owned)
-        })
-        .expect("the server's address");
-    std::thread::spawn(move || for _ in lines {});
+    let (mut server, addr) = serve(&home, &["--no-worker"]);
     println!(
         "first load (cache cleared) in headless Chromium, {runs} runs in the database, {loads} \
          loads each (DOMContentLoaded, ms; bytes of the page and its stylesheet and modules):"

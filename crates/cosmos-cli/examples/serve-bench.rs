@@ -12,10 +12,9 @@
 //!   cargo build --release -p cosmos-cli -p cosmos-sim
 //!   cargo run --release -p cosmos-cli --example serve-bench -- [RUNS] [SECONDS]
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -26,13 +25,10 @@ use cosmos_testkit::workspace_root;
 
 #[path = "bench/common.rs"]
 mod common;
+#[path = "bench/serve.rs"]
+mod serve;
 use common::ok;
-
-fn cosmos(home: &Path) -> Command {
-    let mut c = Command::new(workspace_root().join("target/release/cosmos"));
-    c.env("COSMOS_HOME", home).env("NO_COLOR", "1");
-    c
-}
+use serve::{cosmos, serve};
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -211,30 +207,7 @@ fn main() {
         "queue sim runs",
     );
 
-    let mut server: Child = cosmos(&home)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cosmos serve");
-    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("serving http://")
-                .and_then(|r| r.split('/').next())
-                .map(str::to_owned)
-        })
-        .expect("the server's address");
-    // The server's warnings (a slow request, a slow refresh) are part of the result.
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if line.contains(" WARN ") || line.contains(" ERROR ") {
-                eprintln!("server: {line}");
-            }
-        }
-    });
+    let (mut server, addr) = serve(&home, &[]);
     let pid = server.id();
     std::thread::sleep(Duration::from_secs(2));
     let idle = rss_kib(pid);

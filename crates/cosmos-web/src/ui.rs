@@ -146,6 +146,19 @@ impl IntoResponse for PageError {
 
 pub(crate) type PageResult = Result<Response, PageError>;
 
+/// The bar that drives a lockstep group: frame steps, play, the scrubber, the time.
+pub(crate) fn lockstep_controls() -> Markup {
+    html! {
+        div.controls {
+            button.back type="button" title="one frame back" { "−1 frame" }
+            button.play type="button" title="play / pause" { "▶" }
+            button.fwd type="button" title="one frame on" { "+1 frame" }
+            input.scrub type="range" min="0" max="1" step="any" value="0" aria-label="position";
+            span.time {}
+        }
+    }
+}
+
 /// A run's status as a badge.
 pub(crate) fn status(s: cosmos_core::RunStatus) -> Markup {
     html! { span class={"status " (s)} { (s) } }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use cosmos_core::{Run, RunId, RunStatus};
 use cosmos_store::RunFilter;
 
-use super::{Nav, PageResult, layout, not_found, output_video, stars};
+use super::{Nav, PageResult, layout, lockstep_controls, not_found, output_video, stars};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -229,13 +229,7 @@ pub(crate) async fn compare(
                     }
                 }
             }
-            div.controls {
-                button.back type="button" title="one frame back" { "−1 frame" }
-                button.play type="button" title="play / pause" { "▶" }
-                button.fwd type="button" title="one frame on" { "+1 frame" }
-                input.scrub type="range" min="0" max="1" step="any" value="0" aria-label="position";
-                span.time {}
-            }
+            (lockstep_controls())
         }
         h2 { "Parameters" }
         table.list.diff {

@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 use cosmos_store::PromptFilter;
 
-use super::{Nav, PageResult, control_video, layout, output_video, stars, status, when};
+use super::{
+    Nav, PageResult, control_video, layout, lockstep_controls, output_video, stars, status, when,
+};
 use crate::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,13 +78,7 @@ pub(crate) async fn input(State(s): State<AppState>, Path(id): Path<String>) -> 
                     }
                 }
             }
-            div.controls {
-                button.back type="button" title="one frame back" { "−1 frame" }
-                button.play type="button" title="play / pause" { "▶" }
-                button.fwd type="button" title="one frame on" { "+1 frame" }
-                input.scrub type="range" min="0" max="1" step="any" value="0" aria-label="position";
-                span.time {}
-            }
+            (lockstep_controls())
         }
         h2 { "Control videos" }
         table.list {

@@ -10,7 +10,10 @@ use serde::Deserialize;
 use cosmos_core::{InputKind, Run, RunId, RunStatus};
 use cosmos_store::RunFilter;
 
-use super::{Nav, PageError, PageResult, control_video, layout, output_video, stars, status, when};
+use super::{
+    Nav, PageError, PageResult, control_video, layout, lockstep_controls, output_video, stars,
+    status, when,
+};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -410,13 +413,7 @@ fn player(
                     }
                 }
             }
-            div.controls {
-                button.back type="button" title="one frame back" { "−1 frame" }
-                button.play type="button" title="play / pause" { "▶" }
-                button.fwd type="button" title="one frame on" { "+1 frame" }
-                input.scrub type="range" min="0" max="1" step="any" value="0" aria-label="position";
-                span.time {}
-            }
+            (lockstep_controls())
         }
     }
 }
