@@ -156,6 +156,12 @@ impl Runs<'_> {
         self.0.orphaned_runs().await
     }
 
+    /// The spec the run gives Cosmos (as the driver builds it), once it is placed on a
+    /// target that still exists.
+    pub async fn spec(&self, id: &RunId) -> EngineResult<Option<serde_json::Value>> {
+        self.0.run_spec(id).await
+    }
+
     /// The latest message and progress of each run named (one query).
     pub async fn stages_of(&self, ids: &[RunId]) -> EngineResult<Vec<cosmos_store::LiveStage>> {
         Ok(self.0.store().stages_of(ids).await?)

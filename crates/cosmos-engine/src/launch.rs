@@ -86,3 +86,23 @@ pub(crate) fn build_launch<'a>(
         start_command,
     })
 }
+
+impl crate::Services {
+    /// The spec a placed run gives (or gave) Cosmos, rebuilt by the one launch builder from
+    /// what the run records; `None` before it is placed, or when its target is gone.
+    pub(crate) async fn run_spec(
+        &self,
+        id: &RunId,
+    ) -> crate::error::EngineResult<Option<serde_json::Value>> {
+        let run = self.store().run(id).await?;
+        let Some(name) = &run.target else {
+            return Ok(None);
+        };
+        let Ok(target) = self.find_target(Some(name)).await else {
+            return Ok(None);
+        };
+        let files = self.input_files(&run).await?;
+        let plan = build_launch(&target, &run, &files, &crate::execute::devices_of(&run))?;
+        Ok(Some(plan.spec.json))
+    }
+}

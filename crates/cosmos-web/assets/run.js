@@ -45,7 +45,7 @@ document.querySelector("input.priority")?.addEventListener("change", (ev) => att
 }));
 
 // The log: the tail now, then what is appended, from where the last read ended.
-const log = document.querySelector("pre.log");
+const log = document.querySelector("#log");
 const search = document.querySelector("#log-search");
 let logText = "";
 let logEnd = 0;

@@ -208,10 +208,17 @@ fn a_run_page_plays_seeks_in_lockstep_and_keeps_its_rating() -> TestResult {
 
     // The log and the timeline are there.
     b.wait_for(
-        "!document.querySelector('pre.log').textContent.startsWith('loading')",
+        "!document.querySelector('#log').textContent.startsWith('loading')",
         WAIT,
     )?;
     assert!(b.text("ol.timeline")?.contains("succeeded"));
+    // The spec it gave the model and the command that started it.
+    let spec: Value = serde_json::from_str(&b.text("pre.spec")?)?;
+    assert!(
+        spec["prompt"].as_str().is_some_and(|p| p.contains("neon")),
+        "{spec}"
+    );
+    assert!(!b.text("pre.command")?.is_empty());
     shot(&b, "run-page")?;
 
     // A rating and a favourite survive a reload, and are the run's.

@@ -242,6 +242,8 @@ pub(crate) async fn page_of(s: &AppState, id: &str) -> PageResult {
         .and_then(|set| set.files.first())
         .map_or(f64::from(run.params.fps), |f| f.video.fps);
     let output = output_video(&run);
+    // A spec that cannot be rebuilt (inputs gone) is left out, not an error of the page.
+    let spec = s.services.runs().spec(&id).await.ok().flatten();
     let p = &run.params;
     let body = html! {
         div #run data-run=(run.id) data-status=(run.status) data-seq=(seq) {
@@ -276,7 +278,7 @@ pub(crate) async fn page_of(s: &AppState, id: &str) -> PageResult {
                 div {
                     h2 { "Log" }
                     div.toolbar { input #log-search type="search" placeholder="search the log" aria-label="search the log"; }
-                    pre.log { "loading…" }
+                    pre #log.log { "loading…" }
                     h2 { "Timeline" }
                     ol.timeline {
                         @for e in &events {
@@ -327,9 +329,13 @@ pub(crate) async fn page_of(s: &AppState, id: &str) -> PageResult {
                             @if let Some(m) = &supply.manifest_hash { tr { td { "manifest" } td.mono { (m) } } }
                         } }
                     }
+                    @if let Some(spec) = &spec {
+                        h2 { "Spec" }
+                        pre.log.spec { (serde_json::to_string_pretty(spec).unwrap_or_default()) }
+                    }
                     @if let Some(argv) = &run.launch_command {
                         h2 { "Command" }
-                        pre.log { (shown_argv(argv)) }
+                        pre.log.command { (shown_argv(argv)) }
                     }
                     @if !run.outputs.is_empty() {
                         h2 { "Outputs" }
