@@ -212,6 +212,8 @@ pub struct Worker {
 pub struct RunFilter {
     pub statuses: Vec<RunStatus>,
     pub prompt_id: Option<PromptId>,
+    /// Runs of any of these prompts (a search's hits); empty: no such condition.
+    pub prompt_ids: Vec<PromptId>,
     pub sweep_id: Option<RunId>,
     pub since: Option<DateTime<Utc>>,
     /// Rated at least this (1–5).

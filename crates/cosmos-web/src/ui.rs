@@ -146,6 +146,20 @@ impl IntoResponse for PageError {
 
 pub(crate) type PageResult = Result<Response, PageError>;
 
+/// The prompts a full-text search finds (best first, at most 200): whose runs a page lists.
+pub(crate) async fn search_hits(
+    s: &AppState,
+    text: &str,
+) -> Result<Vec<cosmos_core::PromptId>, PageError> {
+    Ok(s.services
+        .prompts()
+        .search(text, 200, ("", ""))
+        .await?
+        .into_iter()
+        .map(|h| h.prompt.id)
+        .collect())
+}
+
 /// The bar that drives a lockstep group: frame steps, play, the scrubber, the time.
 pub(crate) fn lockstep_controls() -> Markup {
     html! {

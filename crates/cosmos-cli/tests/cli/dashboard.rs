@@ -368,6 +368,20 @@ fn every_page_renders_without_console_errors() -> TestResult {
         WAIT,
     )?;
     no_console_errors(&b, "/queue after pausing");
+    // The runs page searches every run's prompt, not only the page shown.
+    let word = prompt.split('-').next().unwrap_or("a");
+    b.goto(&server.url(&format!("/?q={word}")))?;
+    let rows = b.wait_for("document.querySelectorAll('#runs tbody tr').length", WAIT)?;
+    assert_eq!(rows, json!(1));
+    b.goto(&server.url("/?q=zeppelin"))?;
+    b.wait_for("document.querySelector('#empty')", WAIT)?;
+    assert_eq!(
+        b.exec(
+            "return document.querySelectorAll('#runs tbody tr').length;",
+            &[]
+        )?,
+        json!(0)
+    );
     // A missing page is a page, not a crash.
     b.goto(&server.url("/runs/rs_00000000000000000000000000"))?;
     assert!(b.text("main")?.contains("no run"), "{}", b.text("main")?);

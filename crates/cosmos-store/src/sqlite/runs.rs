@@ -262,6 +262,14 @@ fn push_filter<'a>(qb: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, filter: &'a Ru
     if let Some(prompt) = &filter.prompt_id {
         qb.push(" AND r.prompt_id = ").push_bind(prompt.as_str());
     }
+    if !filter.prompt_ids.is_empty() {
+        qb.push(" AND r.prompt_id IN (");
+        let mut sep = qb.separated(", ");
+        for p in &filter.prompt_ids {
+            sep.push_bind(p.as_str());
+        }
+        qb.push(")");
+    }
     if let Some(sweep) = &filter.sweep_id {
         qb.push(" AND r.sweep_id = ").push_bind(sweep.as_str());
     }

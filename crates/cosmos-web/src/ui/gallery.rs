@@ -65,37 +65,44 @@ pub(crate) async fn page(State(s): State<AppState>, Query(q): Query<GalleryQuery
         Some(i) => Some(s.services.inputs().resolve(i).await?),
         None => None,
     };
-    // A search names prompts; their runs are the candidates.
-    let prompts: Vec<Option<cosmos_core::PromptId>> = match (nonempty(&q.q), nonempty(&q.prompt)) {
-        (_, Some(p)) => vec![Some(s.services.prompts().resolve(p).await?)],
-        (Some(text), None) => s
-            .services
-            .prompts()
-            .search(text, 20, ("", ""))
-            .await?
-            .into_iter()
-            .map(|h| Some(h.prompt.id))
-            .collect(),
-        (None, None) => vec![None],
+    let prompt_id = match nonempty(&q.prompt) {
+        Some(p) => Some(s.services.prompts().resolve(p).await?),
+        None => None,
     };
-    let mut runs: Vec<Run> = Vec::new();
-    for prompt_id in prompts {
-        runs.extend(
-            s.services
-                .runs()
-                .list(&RunFilter {
-                    statuses: vec![RunStatus::Succeeded],
-                    prompt_id,
-                    input_set_id: input_set_id.clone(),
-                    min_rating: q.rating.filter(|r| *r > 0),
-                    favourite: q.favourite.unwrap_or(false),
-                    since,
-                    limit: TILES * 2,
-                    ..RunFilter::default()
-                })
-                .await?,
-        );
-    }
+    // A search names prompts; their runs are the candidates.
+    let prompt_ids = match nonempty(&q.q) {
+        Some(text) => {
+            let hits = super::search_hits(&s, text).await?;
+            if hits.is_empty() {
+                return Ok(layout(
+                    "Gallery",
+                    Nav::Gallery,
+                    None,
+                    html! {
+                        h1 { "Gallery" }
+                        p.muted { "No prompt matches “" (text) "”. " a href="/gallery" { "Show all" } }
+                    },
+                ));
+            }
+            hits
+        }
+        None => Vec::new(),
+    };
+    let mut runs: Vec<Run> = s
+        .services
+        .runs()
+        .list(&RunFilter {
+            statuses: vec![RunStatus::Succeeded],
+            prompt_id,
+            prompt_ids,
+            input_set_id,
+            min_rating: q.rating.filter(|r| *r > 0),
+            favourite: q.favourite.unwrap_or(false),
+            since,
+            limit: TILES * 2,
+            ..RunFilter::default()
+        })
+        .await?;
     let weights = nonempty(&q.weights).map(str::to_ascii_lowercase);
     runs.retain(|r| {
         output_video(r).is_some()
@@ -108,7 +115,6 @@ pub(crate) async fn page(State(s): State<AppState>, Query(q): Query<GalleryQuery
                     .contains(w)
             })
     });
-    runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     runs.truncate(TILES as usize);
     let body = html! {
         h1 { "Gallery" }

@@ -19,6 +19,8 @@ use crate::error::ApiError;
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Filters {
+    /// Full-text search over the runs' prompts.
+    q: Option<String>,
     status: Option<String>,
     prompt: Option<String>,
     target: Option<String>,
@@ -27,9 +29,46 @@ pub(crate) struct Filters {
     cursor: Option<String>,
 }
 
+/// `text` as a URL query value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 impl Filters {
+    /// These filters with the next page's cursor, as a query string.
+    fn query_with_cursor(&self, cursor: &RunId) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let text = [
+            ("q", &self.q),
+            ("status", &self.status),
+            ("prompt", &self.prompt),
+            ("target", &self.target),
+        ];
+        for (key, value) in text {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                parts.push(format!("{key}={}", encode(v)));
+            }
+        }
+        if let Some(r) = self.rating.filter(|r| *r > 0) {
+            parts.push(format!("rating={r}"));
+        }
+        if self.favourite.unwrap_or(false) {
+            parts.push("favourite=true".into());
+        }
+        parts.push(format!("cursor={cursor}"));
+        parts.join("&")
+    }
+
     fn any(&self) -> bool {
-        self.status.as_deref().is_some_and(|s| !s.is_empty())
+        self.q.as_deref().is_some_and(|s| !s.trim().is_empty())
+            || self.status.as_deref().is_some_and(|s| !s.is_empty())
             || self.prompt.as_deref().is_some_and(|s| !s.is_empty())
             || self.target.as_deref().is_some_and(|s| !s.is_empty())
             || self.rating.is_some_and(|r| r > 0)
@@ -139,26 +178,36 @@ pub(crate) async fn index(State(s): State<AppState>, Query(f): Query<Filters>) -
         Some(p) => Some(s.services.prompts().resolve(p).await?),
         None => None,
     };
+    let prompt_ids = match f.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(text) => super::search_hits(&s, text).await?,
+        None => Vec::new(),
+    };
+    let searched_nothing =
+        f.q.as_deref().is_some_and(|t| !t.trim().is_empty()) && prompt_ids.is_empty();
     let before = match &f.cursor {
         Some(c) => Some(RunId::from_str(c).map_err(|_| {
             ApiError::bad_request("invalid_cursor", format!("`{c}` is not a run id"))
         })?),
         None => None,
     };
-    let mut runs = s
-        .services
-        .runs()
-        .list(&RunFilter {
-            statuses,
-            prompt_id,
-            target: f.target.clone().filter(|t| !t.is_empty()),
-            min_rating: f.rating.filter(|r| *r > 0),
-            favourite: f.favourite.unwrap_or(false),
-            before,
-            limit: PAGE + 1,
-            ..RunFilter::default()
-        })
-        .await?;
+    let mut runs = if searched_nothing {
+        Vec::new()
+    } else {
+        s.services
+            .runs()
+            .list(&RunFilter {
+                statuses,
+                prompt_id,
+                prompt_ids,
+                target: f.target.clone().filter(|t| !t.is_empty()),
+                min_rating: f.rating.filter(|r| *r > 0),
+                favourite: f.favourite.unwrap_or(false),
+                before,
+                limit: PAGE + 1,
+                ..RunFilter::default()
+            })
+            .await?
+    };
     let next = (runs.len() > PAGE as usize).then(|| {
         runs.truncate(PAGE as usize);
         runs.last().map(|r| r.id.clone())
@@ -168,6 +217,7 @@ pub(crate) async fn index(State(s): State<AppState>, Query(f): Query<Filters>) -
     let body = html! {
         h1 { "Runs" }
         form.toolbar method="get" action="/" {
+            input name="q" type="search" placeholder="search prompts" value=[f.q.as_deref()] aria-label="search prompts";
             select name="status" aria-label="status" {
                 option value="" { "any status" }
                 @for st in RunStatus::ALL {
@@ -190,7 +240,7 @@ pub(crate) async fn index(State(s): State<AppState>, Query(f): Query<Filters>) -
             label { input type="checkbox" name="favourite" value="true" checked[f.favourite.unwrap_or(false)]; " favourites" }
             button type="submit" { "Filter" }
             span.grow {}
-            input #quick type="search" placeholder="search this page" aria-label="search this page";
+            input #quick type="search" placeholder="filter this page" aria-label="filter this page";
             button #cancel-picked.danger type="button" { "Cancel picked" }
             button #retry-picked type="button" { "Retry picked" }
         }
@@ -212,7 +262,7 @@ pub(crate) async fn index(State(s): State<AppState>, Query(f): Query<Filters>) -
             p #empty.muted { "No runs yet. " a href="/new" { "Queue one" } ", or use " code { "cosmos run" } "." }
         }
         @if let Some(Some(last)) = next {
-            p { a href={"/?cursor=" (last)} { "Older runs →" } }
+            p { a href={"/?" (f.query_with_cursor(&last))} { "Older runs →" } }
         }
     };
     Ok(layout("Runs", Nav::Runs, Some("runs.js"), body))
@@ -434,5 +484,15 @@ mod tests {
         assert_eq!(shown_argv(&argv), r"docker run --name 'a b' 'it'\''s'");
         assert_eq!(clip_of("generating: clip 2/4"), "2/4");
         assert_eq!(clip_of("staging"), "");
+        let f = Filters {
+            q: Some("harbour \"at dawn\"".into()),
+            favourite: Some(true),
+            ..Filters::default()
+        };
+        let id = RunId::new();
+        assert_eq!(
+            f.query_with_cursor(&id),
+            format!("q=harbour%20%22at%20dawn%22&favourite=true&cursor={id}")
+        );
     }
 }
