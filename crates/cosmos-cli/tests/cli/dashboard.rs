@@ -416,6 +416,8 @@ fn off_loopback_the_dashboard_asks_for_the_token_and_refuses_a_wrong_one() -> Te
     b.click("button[type=submit]")?;
     b.wait_for("document.querySelector('#runs')", WAIT)?;
     assert_eq!(b.exec("return location.pathname;", &[])?, json!("/"));
+    // The live events follow with the session cookie (the WebSocket upgrade carries it).
+    b.wait_for("document.querySelector('.live.on')", WAIT)?;
     // The session cookie is HttpOnly: the page's script cannot read it.
     assert_eq!(b.exec("return document.cookie;", &[])?, json!(""));
     shot(&b, "runs-after-login")?;
