@@ -74,6 +74,7 @@ pub(crate) async fn page(State(s): State<AppState>) -> PageResult {
                 }
             }
         }
+        @if view.running.is_empty() { p.muted { "Nothing is running." } }
         h2 { "Queued, in the order they will start" }
         table.list {
             thead { tr { th { "#" } th { "Run" } th { "Prompt" } th { "Priority" } th { "GPUs" } th { "Pinned to" } th { "Starts about" } th { "Finishes about" } } }
@@ -92,6 +93,7 @@ pub(crate) async fn page(State(s): State<AppState>) -> PageResult {
                 }
             }
         }
+        @if view.queue.is_empty() { p.muted { "The queue is empty. " a href="/new" { "Queue runs" } } }
         @if view.queued_total > view.queue.len() {
             p.muted { "… and " (view.queued_total - view.queue.len()) " more." }
         }
