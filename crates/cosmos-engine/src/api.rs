@@ -163,7 +163,7 @@ impl Runs<'_> {
     }
 
     /// The latest message and progress of each run named (one query).
-    pub async fn stages_of(&self, ids: &[RunId]) -> EngineResult<Vec<cosmos_store::LiveStage>> {
+    pub async fn stages_of(&self, ids: &[RunId]) -> EngineResult<Vec<cosmos_store::RunStage>> {
         Ok(self.0.store().stages_of(ids).await?)
     }
 

@@ -101,8 +101,9 @@ impl Services {
                 ..Default::default()
             })
             .await?;
+        let ids: Vec<_> = live.iter().map(|r| r.id.clone()).collect();
         let mut stages: BTreeMap<_, _> = store
-            .live_stages()
+            .stages_of(&ids)
             .await?
             .into_iter()
             .map(|s| (s.run_id.clone(), s))

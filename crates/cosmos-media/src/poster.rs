@@ -32,7 +32,7 @@ pub fn poster(ffmpeg: &Path, video: &Path, out: &Path, at_seconds: f64) -> Media
     let made = |o: &std::process::Output| {
         o.status.success() && std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
     };
-    let mut out_text = run(at_seconds.max(0.0)).map_err(|e| match e.kind() {
+    let mut output = run(at_seconds.max(0.0)).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => MediaError::ToolMissing { tool: "ffmpeg" },
         _ => MediaError::Io {
             path: ffmpeg.to_owned(),
@@ -40,12 +40,12 @@ pub fn poster(ffmpeg: &Path, video: &Path, out: &Path, at_seconds: f64) -> Media
         },
     })?;
     // Past the end, ffmpeg writes nothing: take the first frame instead.
-    if !made(&out_text) {
-        out_text = run(0.0).map_err(io(ffmpeg))?;
+    if !made(&output) {
+        output = run(0.0).map_err(io(ffmpeg))?;
     }
-    if !made(&out_text) {
+    if !made(&output) {
         let _ = std::fs::remove_file(&partial);
-        let stderr = String::from_utf8_lossy(&out_text.stderr);
+        let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(MediaError::NotAVideo {
             path: video.to_owned(),
             reason: stderr

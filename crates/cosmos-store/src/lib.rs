@@ -19,9 +19,9 @@ use cosmos_core::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    Candidate, Claim, ClaimRequest, Fence, ImportBatch, InputSetSummary, Lease, LiveStage,
-    NewPrompt, NewRun, Placer, PromptFilter, PromptName, PromptSummary, PromptUpdate, RunFilter,
-    SearchHit, StatusChange, TargetHealth, TargetOffer, Worker,
+    Candidate, Claim, ClaimRequest, Fence, ImportBatch, InputSetSummary, Lease, NewPrompt, NewRun,
+    Placer, PromptFilter, PromptName, PromptSummary, PromptUpdate, RunFilter, RunStage, SearchHit,
+    StatusChange, TargetHealth, TargetOffer, Worker,
 };
 pub use sqlite::SqliteStore;
 
@@ -225,10 +225,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn queued_runs(&self, limit: u32) -> StoreResult<Vec<Run>>;
     /// How long the latest succeeded runs took, start to finish, in milliseconds.
     async fn recent_durations_ms(&self, limit: u32) -> StoreResult<Vec<i64>>;
-    /// Every live run's latest message and progress, in one read (not one per run).
-    async fn live_stages(&self) -> StoreResult<Vec<LiveStage>>;
-    /// The same for the runs named (whatever their status), in one read.
-    async fn stages_of(&self, ids: &[RunId]) -> StoreResult<Vec<LiveStage>>;
+    /// Each named run's latest message and progress, in one read (not one per run).
+    async fn stages_of(&self, ids: &[RunId]) -> StoreResult<Vec<RunStage>>;
     /// Records whether a target answered (a change of state keeps its `since`) and, when
     /// known, how many GPUs it showed (`None` keeps the last count).
     async fn set_target_health(

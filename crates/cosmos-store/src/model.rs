@@ -175,9 +175,9 @@ pub struct Claim {
     pub event: RunEvent,
 }
 
-/// Where a live run stands by its events: its latest message and latest progress.
+/// Where a run stands by its events: its latest message and latest progress.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct LiveStage {
+pub struct RunStage {
     pub run_id: cosmos_core::RunId,
     /// Its latest event's message (a milestone, a transfer, a status change).
     pub message: Option<String>,

@@ -402,15 +402,8 @@ impl Store for SqliteStore {
         queue::recent_durations(&self.pool, limit).await
     }
 
-    async fn live_stages(&self) -> StoreResult<Vec<LiveStage>> {
-        queue::live_stages(&self.pool, None).await
-    }
-
-    async fn stages_of(&self, ids: &[RunId]) -> StoreResult<Vec<LiveStage>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        queue::live_stages(&self.pool, Some(ids)).await
+    async fn stages_of(&self, ids: &[RunId]) -> StoreResult<Vec<RunStage>> {
+        queue::stages_of(&self.pool, ids).await
     }
 
     async fn set_target_health(

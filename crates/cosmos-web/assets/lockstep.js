@@ -91,17 +91,11 @@ export class Lockstep {
       this.time.textContent = `${t.toFixed(2)} s · frame ${frame}`;
     }
   }
-
-  /** How far apart the videos are now, in seconds (the largest gap to the leader). */
-  spread() {
-    const t = this.lead.currentTime;
-    return Math.max(0, ...this.videos.map((v) => Math.abs(v.currentTime - Math.min(t, v.duration || t))));
-  }
 }
 
-/** Every `.lockstep` on the page, each kept on its element as `.lockstep`. */
+/** Plays every `.lockstep` group on the page as one. */
 export function startAll() {
   for (const root of document.querySelectorAll(".lockstep")) {
-    root.lockstep = new Lockstep(root, Number(root.dataset.fps));
+    new Lockstep(root, Number(root.dataset.fps));
   }
 }

@@ -248,6 +248,15 @@ fn a_run_page_plays_seeks_in_lockstep_and_keeps_its_rating() -> TestResult {
     Ok(())
 }
 
+/// The run of the gallery tile under the keyboard's cursor.
+fn cursor_run(b: &Browser) -> Result<String, Box<dyn std::error::Error>> {
+    let id = b.exec(
+        "return document.querySelector('.tile.cursor').dataset.run;",
+        &[],
+    )?;
+    Ok(id.as_str().ok_or("a tile")?.to_owned())
+}
+
 #[test]
 fn the_gallery_reviews_from_the_keyboard_and_compares_outputs_side_by_side() -> TestResult {
     let (home, prompt) = quickstarted()?;
@@ -258,14 +267,7 @@ fn the_gallery_reviews_from_the_keyboard_and_compares_outputs_side_by_side() -> 
     let tiles = b.wait_for("document.querySelectorAll('.gallery .tile').length", WAIT)?;
     assert_eq!(tiles, json!(3));
     // The first tile has the cursor: 3 rates it, f marks it, c picks it; → and c the next.
-    let first = b
-        .exec(
-            "return document.querySelector('.tile.cursor').dataset.run;",
-            &[],
-        )?
-        .as_str()
-        .ok_or("a tile")?
-        .to_owned();
+    let first = cursor_run(&b)?;
     b.keys("3f")?;
     b.wait_for(
         "document.querySelector('.tile.cursor').dataset.rating === '3'",
@@ -276,14 +278,7 @@ fn the_gallery_reviews_from_the_keyboard_and_compares_outputs_side_by_side() -> 
         WAIT,
     )?;
     b.keys("c\u{E014}c")?;
-    let second = b
-        .exec(
-            "return document.querySelector('.tile.cursor').dataset.run;",
-            &[],
-        )?
-        .as_str()
-        .ok_or("a tile")?
-        .to_owned();
+    let second = cursor_run(&b)?;
     assert_ne!(first, second);
     let run = run_json(&home, &first);
     assert_eq!(
@@ -351,22 +346,23 @@ fn every_page_renders_without_console_errors() -> TestResult {
     }
     // The queue page pauses and resumes a target.
     b.goto(&server.url("/queue"))?;
-    b.click("button[data-queue=\"pause\"][data-target=\"rehearsal\"]")?;
-    b.wait_for(
-        "document.querySelector('button[data-queue=\"resume\"][data-target=\"rehearsal\"]')",
-        WAIT,
-    )?;
-    let status = home.run(&["status", "--json"]).ok().json();
-    let paused = status["targets"]
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["name"] == "rehearsal"))
-        .map(|t| t["paused"].clone());
-    assert_eq!(paused, Some(json!(true)), "{status}");
-    b.click("button[data-queue=\"resume\"][data-target=\"rehearsal\"]")?;
-    b.wait_for(
-        "document.querySelector('button[data-queue=\"pause\"][data-target=\"rehearsal\"]')",
-        WAIT,
-    )?;
+    for (verb, then, paused) in [("pause", "resume", true), ("resume", "pause", false)] {
+        b.click(&format!(
+            "button[data-queue=\"{verb}\"][data-target=\"rehearsal\"]"
+        ))?;
+        b.wait_for(
+            &format!(
+                "document.querySelector('button[data-queue=\"{then}\"][data-target=\"rehearsal\"]')"
+            ),
+            WAIT,
+        )?;
+        let status = home.run(&["status", "--json"]).ok().json();
+        let state = status["targets"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == "rehearsal"))
+            .map(|t| t["paused"].clone());
+        assert_eq!(state, Some(json!(paused)), "after {verb}: {status}");
+    }
     no_console_errors(&b, "/queue after pausing");
     // The runs page searches every run's prompt, not only the page shown.
     let word = prompt.split('-').next().unwrap_or("a");
@@ -381,6 +377,15 @@ fn every_page_renders_without_console_errors() -> TestResult {
             &[]
         )?,
         json!(0)
+    );
+    // A bad filter is named on the page, with what to write instead.
+    b.goto(&server.url("/gallery?seed=abc&since=yesterday"))?;
+    assert!(b.text("main")?.contains("is not a"), "{}", b.text("main")?);
+    b.goto(&server.url("/?status=sleeping"))?;
+    assert!(
+        b.text("main .err")?.contains("sleeping"),
+        "{}",
+        b.text("main")?
     );
     // A missing page is a page, not a crash.
     b.goto(&server.url("/runs/rs_00000000000000000000000000"))?;

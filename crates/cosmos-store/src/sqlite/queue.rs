@@ -13,7 +13,7 @@ use cosmos_core::{RunEvent, RunId, RunStatus};
 use super::convert::{json, millis, parse, time, to_json};
 use super::execution::{FENCE_SQL, missing};
 use crate::error::{Context, StoreError, StoreResult};
-use crate::model::{Candidate, Claim, ClaimRequest, Fence, LiveStage, TargetHealth, Worker};
+use crate::model::{Candidate, Claim, ClaimRequest, Fence, RunStage, TargetHealth, Worker};
 
 /// How many queued runs one claim looks through for one that fits (the rest wait their turn).
 const LOOKAHEAD: i64 = 64;
@@ -370,48 +370,37 @@ pub(crate) async fn recent_durations(pool: &SqlitePool, limit: u32) -> StoreResu
     .during("read recent run durations")
 }
 
-/// Each run's latest message and progress: the live ones, or those in `ids`.
-pub(crate) async fn live_stages(
-    pool: &SqlitePool,
-    ids: Option<&[RunId]>,
-) -> StoreResult<Vec<LiveStage>> {
-    let mut qb = sqlx::QueryBuilder::new(
-        "SELECT r.id, \
-           (SELECT e.message FROM run_events e WHERE e.run_id = r.id ORDER BY e.id DESC LIMIT 1), \
-           (SELECT e.progress FROM run_events e WHERE e.run_id = r.id AND e.progress IS NOT NULL \
-            ORDER BY e.id DESC LIMIT 1) \
-         FROM runs r ",
-    );
-    match ids {
-        None => {
-            qb.push(
-                "INDEXED BY runs_live \
-                 WHERE r.status IN ('staging', 'starting', 'running', 'collecting')",
-            );
+/// Each of `ids`' latest message and progress, by the `run_events_run` index.
+pub(crate) async fn stages_of(pool: &SqlitePool, ids: &[RunId]) -> StoreResult<Vec<RunStage>> {
+    let mut stages = Vec::with_capacity(ids.len());
+    // Within SQLite's limit on bound parameters, however many runs are live.
+    for chunk in ids.chunks(10_000) {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT r.id, \
+               (SELECT e.message FROM run_events e WHERE e.run_id = r.id ORDER BY e.id DESC LIMIT 1), \
+               (SELECT e.progress FROM run_events e WHERE e.run_id = r.id AND e.progress IS NOT NULL \
+                ORDER BY e.id DESC LIMIT 1) \
+             FROM runs r WHERE r.id IN (",
+        );
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
         }
-        Some(ids) => {
-            qb.push("WHERE r.id IN (");
-            let mut list = qb.separated(", ");
-            for id in ids {
-                list.push_bind(id.as_str());
-            }
-            qb.push(")");
-        }
-    }
-    let rows: Vec<(String, Option<String>, Option<f64>)> = qb
-        .build_query_as()
-        .fetch_all(pool)
-        .await
-        .during("read live runs' stages")?;
-    rows.into_iter()
-        .map(|(id, message, progress)| {
-            Ok(LiveStage {
+        qb.push(")");
+        let rows: Vec<(String, Option<String>, Option<f64>)> = qb
+            .build_query_as()
+            .fetch_all(pool)
+            .await
+            .during("read runs' stages")?;
+        for (id, message, progress) in rows {
+            stages.push(RunStage {
                 run_id: parse("run id", &id)?,
                 message,
                 progress,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(stages)
 }
 
 pub(crate) async fn set_health(

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use cosmos_core::{InputKind, InputSet};
+use cosmos_core::{InputKind, InputSet, InputSetId};
 use cosmos_engine::AddedInputSet;
 use cosmos_store::InputSetSummary;
 
@@ -88,22 +88,24 @@ async fn file(
     Path((id, kind)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<axum::response::Response> {
-    let id = s.services.inputs().resolve(&id).await?;
-    let kind = kind_of(&kind)?;
+    let (id, kind) = set_and_kind(&s, &id, &kind).await?;
     let set = s.services.inputs().get(&id).await?;
     crate::files::serve_input(&set, kind, &headers).await
 }
 
-fn kind_of(text: &str) -> ApiResult<InputKind> {
-    InputKind::ALL
+/// An input set named by id or prefix, and a control named by kind or alias.
+async fn set_and_kind(s: &AppState, id: &str, kind: &str) -> ApiResult<(InputSetId, InputKind)> {
+    let id = s.services.inputs().resolve(id).await?;
+    let kind = InputKind::ALL
         .into_iter()
-        .find(|k| k.aliases().contains(&text.to_ascii_lowercase().as_str()))
+        .find(|k| k.aliases().contains(&kind.to_ascii_lowercase().as_str()))
         .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_kind",
-                format!("`{text}` is not a control; use color, depth, seg, edge, keypoint, hdmap or lidar"),
+                format!("`{kind}` is not a control; use color, depth, seg, edge, keypoint, hdmap or lidar"),
             )
-        })
+        })?;
+    Ok((id, kind))
 }
 
 /// A still of one control video (a JPEG 320 px wide), made on first request and kept.
@@ -123,8 +125,7 @@ async fn thumbnail(
     Path((id, kind)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<axum::response::Response> {
-    let id = s.services.inputs().resolve(&id).await?;
-    let kind = kind_of(&kind)?;
+    let (id, kind) = set_and_kind(&s, &id, &kind).await?;
     let (path, sha) = s
         .services
         .inputs()

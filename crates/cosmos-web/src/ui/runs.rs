@@ -278,9 +278,9 @@ pub(crate) async fn row(State(s): State<AppState>, Path(id): Path<String>) -> Pa
 }
 
 /// A run: its player beside its controls, parameters, timeline, log and what it ran on.
-pub(crate) async fn page_of(s: &AppState, id: &str) -> PageResult {
+pub(crate) async fn page(State(s): State<AppState>, Path(id): Path<String>) -> PageResult {
     let seq = s.services.events().head().await?;
-    let id = s.services.runs().resolve(id).await?;
+    let id = s.services.runs().resolve(&id).await?;
     let run = s.services.runs().get(&id).await?;
     let events = s.services.runs().events(&id).await?;
     let set = match &run.input_set_id {
@@ -405,10 +405,6 @@ pub(crate) async fn page_of(s: &AppState, id: &str) -> PageResult {
         Some("run.js"),
         body,
     ))
-}
-
-pub(crate) async fn page(State(s): State<AppState>, Path(id): Path<String>) -> PageResult {
-    page_of(&s, &id).await
 }
 
 /// An argument vector as a reader would type it: each argument quoted when it must be.
