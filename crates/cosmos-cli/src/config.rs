@@ -63,6 +63,7 @@ pub struct QueueConfig {
     pub lease_seconds: f64,
     pub verify_inputs: String,
     pub gpu_sample_seconds: f64,
+    pub max_batch: u32,
 }
 
 impl Default for QueueConfig {
@@ -74,6 +75,7 @@ impl Default for QueueConfig {
             lease_seconds: 30.0,
             verify_inputs: "stamp".into(),
             gpu_sample_seconds: 5.0,
+            max_batch: 0,
         }
     }
 }
@@ -254,6 +256,12 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
         "gpu_sample_seconds",
         "5.0",
         "How often a running model's GPUs are sampled (nvidia-smi on its target): each run keeps\n# its peak and mean utilisation and memory (`cosmos show`, the HTTP API).",
+    ),
+    (
+        "queue",
+        "max_batch",
+        "0",
+        "The most queued runs one Cosmos process takes (a JSONL batch: the model loads once).\n# Runs share a process only when everything Cosmos treats as global in batch mode is\n# equal (parameters, negative prompt, controls and their weights, seed, GPUs, resolution\n# bucket, frame count). 0 sizes each target's batches to its GPUs' memory (one run per\n# 10 GiB of its smallest GPU, at most 16; 4 before its GPUs were seen); 1 turns batching off.",
     ),
     (
         "ssh",

@@ -127,6 +127,10 @@ impl Ctx {
                     .gpu_sample_seconds
                     .clamp(0.05, 3600.0),
             ))
+            .with_max_batch(match self.settings.config.queue.max_batch {
+                0 => None,
+                n => Some(n),
+            })
             .with_retry(cosmos_engine::RetryPolicy {
                 max_attempts: self.settings.config.queue.max_retries,
                 backoff_ms: millis(self.settings.config.queue.retry_backoff_seconds),

@@ -145,6 +145,17 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
     if r.rehearsal {
         field(out, style, "rehearsal", REHEARSAL_NOTE)?;
     }
+    if let Some(b) = &r.batch_id {
+        let line = r
+            .batch_line
+            .map_or_else(String::new, |l| format!(", line {} (video_{l})", l + 1));
+        field(
+            out,
+            style,
+            "batch",
+            &format!("{b}{line}: one model process for several runs"),
+        )?;
+    }
     field(out, style, "created", &local(r.created_at))?;
     if let Some(t) = r.started_at {
         field(out, style, "started", &local(t))?;

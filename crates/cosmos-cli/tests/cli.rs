@@ -2,6 +2,7 @@
 //! videos made by the real ffmpeg.
 
 mod cli {
+    pub mod batches;
     pub mod config;
     pub mod dashboard;
     pub mod events;

@@ -1,8 +1,6 @@
 //! The command lines that start Cosmos-Transfer1 (DESIGN.md Appendix A.1), built as argument
 //! vectors. Nothing a user typed is ever part of them besides paths; prompts live in files.
 
-use crate::id::RunId;
-
 /// The inference script, relative to the cosmos-transfer1 checkout.
 pub const TRANSFER_SCRIPT: &str = "cosmos_transfer1/diffusion/inference/transfer.py";
 /// Where the checkout is mounted inside the container (the image holds no source).
@@ -15,9 +13,10 @@ pub struct RunLayout {
 }
 
 impl RunLayout {
-    pub fn new(root: &str, run_id: &RunId) -> Self {
+    /// The folder of a job: a run's id, or a batch's (one process for several runs).
+    pub fn new(root: &str, job: impl std::fmt::Display) -> Self {
         Self {
-            dir: format!("{}/runs/{run_id}", root.trim_end_matches('/')),
+            dir: format!("{}/runs/{job}", root.trim_end_matches('/')),
         }
     }
 
@@ -41,6 +40,25 @@ impl RunLayout {
         format!("{}/env", self.dir)
     }
 
+    /// A batch's JSONL file (`--batch_input_path`): one line per run.
+    pub fn batch_file(&self) -> String {
+        format!("{}/batch.jsonl", self.dir)
+    }
+
+    /// Where Cosmos writes line `line` of a batch: `outputs/video_<N>/` (reference §3).
+    pub fn line_outputs(&self, line: u32) -> String {
+        format!("{}/outputs/video_{line}", self.dir)
+    }
+
+    /// The name an input file of batch line `line` gets: `inputs/<N>/<kind>.<ext>`.
+    pub fn line_input(&self, line: u32, kind: crate::InputKind, extension: &str) -> String {
+        format!(
+            "{}/inputs/{line}/{kind}.{}",
+            self.dir,
+            extension.to_ascii_lowercase()
+        )
+    }
+
     /// The name an input file gets in the run's `inputs/` folder.
     pub fn input(&self, kind: crate::InputKind, extension: &str) -> String {
         format!(
@@ -59,6 +77,9 @@ pub struct TransferLaunch<'a> {
     pub output_dir: &'a str,
     pub is_av: bool,
     pub checkpoint_dir: &'a str,
+    /// A batch's JSONL file: one process for its lines, `--batch_size 1` so that output
+    /// folder `video_<N>` is line N's (reference §3).
+    pub batch_input: Option<&'a str>,
 }
 
 /// The video a single (not batch) run writes: Cosmos's default `--video_save_name` (`output`)
@@ -85,13 +106,22 @@ pub fn torchrun_argv(l: &TransferLaunch<'_>) -> Vec<String> {
     if l.is_av {
         argv.push("--is_av_sample".into());
     }
+    if let Some(file) = l.batch_input {
+        argv.extend([
+            "--batch_input_path".into(),
+            file.into(),
+            "--batch_size".into(),
+            "1".into(),
+        ]);
+    }
     argv
 }
 
 /// How to wrap a model command in a detached Docker container.
 #[derive(Debug, Clone)]
 pub struct ContainerLaunch<'a> {
-    pub run_id: &'a RunId,
+    /// The run's id, or the batch's: names the container and the folder mounted.
+    pub job: &'a str,
     pub image: &'a str,
     /// GPU indices to expose; `None` leaves out `--gpus` (engines without GPUs).
     pub gpu_devices: Option<&'a [u32]>,
@@ -115,8 +145,8 @@ pub fn blobs_dir(root: &str) -> String {
 }
 
 /// The container's name for a run.
-pub fn container_name(run_id: &RunId) -> String {
-    format!("cosmos-{run_id}")
+pub fn container_name(job: &str) -> String {
+    format!("cosmos-{job}")
 }
 
 /// `docker run -d …` for one run.
@@ -126,9 +156,9 @@ pub fn docker_run_argv(c: &ContainerLaunch<'_>) -> Vec<String> {
         "run".into(),
         "--detach".into(),
         "--name".into(),
-        container_name(c.run_id),
+        container_name(c.job),
         "--label".into(),
-        format!("cosmos.run={}", c.run_id),
+        format!("cosmos.run={}", c.job),
     ];
     if let Some(devices) = c.gpu_devices {
         let list: Vec<String> = devices.iter().map(u32::to_string).collect();
@@ -149,7 +179,7 @@ pub fn docker_run_argv(c: &ContainerLaunch<'_>) -> Vec<String> {
         "--volume".into(),
         format!("{0}:{0}:ro", blobs_dir(c.root)),
         "--volume".into(),
-        format!("{0}:{0}", RunLayout::new(c.root, c.run_id).dir()),
+        format!("{0}:{0}", RunLayout::new(c.root, c.job).dir()),
         // The target's Hugging Face cache: preprocessors and guardrail models are fetched
         // once per target, not per run (`HF_HOME` points there).
         "--volume".into(),
@@ -181,6 +211,7 @@ pub fn docker_run_argv(c: &ContainerLaunch<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::RunId;
     use crate::quote::shell_join;
 
     #[test]
@@ -209,6 +240,7 @@ mod tests {
             output_dir: "/r/outputs",
             is_av: true,
             checkpoint_dir: "checkpoints",
+            batch_input: None,
         };
         assert_eq!(
             shell_join(&torchrun_argv(&l)),
@@ -222,7 +254,7 @@ mod tests {
     fn docker_command_names_labels_and_mounts() {
         let id: RunId = "rs_01jd3k4w5x6y7z8a9b0c1d2e3f".parse().unwrap();
         let c = ContainerLaunch {
-            run_id: &id,
+            job: id.as_str(),
             image: "cosmos-transfer1:1",
             gpu_devices: Some(&[0, 1]),
             shm_size: "16g",

@@ -4,6 +4,7 @@
 //!
 //! Pure: no I/O, no async runtime, and no dependency on any other cosmos crate.
 
+pub mod batch;
 pub mod id;
 pub mod inputs;
 pub mod launch;

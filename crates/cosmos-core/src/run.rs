@@ -99,6 +99,9 @@ impl RunStatus {
             (Queued, Staging) | (Staging, Starting) | (Starting, Running) => true,
             (Running, Collecting) | (Starting, Collecting) | (Collecting, Succeeded) => true,
             (Staging, Queued) => true,
+            // A batch's unfinished runs go back when its process ran out of GPU memory or
+            // stopped at another run's line (the guardrail).
+            (Running, Queued) => true,
             (from, Failed | Cancelled) => !from.is_terminal(),
             _ => false,
         }
@@ -293,13 +296,15 @@ mod tests {
             (Running, Failed),
             (Queued, Cancelled),
             (Collecting, Failed),
+            // A batch's unfinished runs go back to the queue (issue 17).
+            (Running, Queued),
         ];
         let illegal = [
             (Queued, Running),
             (Succeeded, Failed),
             (Failed, Queued),
             (Cancelled, Cancelled),
-            (Running, Queued),
+            (Collecting, Queued),
             (Collecting, Running),
             (Queued, Succeeded),
         ];

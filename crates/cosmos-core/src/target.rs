@@ -88,6 +88,10 @@ pub struct TargetConfig {
     /// Setup filled the target's Hugging Face cache: runs get `HF_HUB_OFFLINE=1`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hf_cache_complete: bool,
+    /// The memory of the host's smallest GPU (MiB), as `nvidia-smi` last reported it: sizes
+    /// the target's batches when `queue.max_batch` leaves them to the GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_mib: Option<u64>,
 }
 
 /// A named target.

@@ -139,6 +139,12 @@ pub struct Run {
     /// Its GPUs' load while the model ran, sampled from `nvidia-smi` on the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_usage: Option<GpuUsage>,
+    /// The batch it was last placed in (one Cosmos process for several runs), if any.
+    #[serde(default)]
+    pub batch_id: Option<crate::BatchId>,
+    /// Its line in that batch's JSONL file (0-based; its outputs were `video_<line>`).
+    #[serde(default)]
+    pub batch_line: Option<u32>,
 }
 
 /// A run's GPUs while its model ran: utilisation (percent, the busiest of its GPUs at its

@@ -188,11 +188,20 @@ impl Services {
                 self.bus
                     .record_event(self.store().request_cancel(id, run.status))
                     .await?;
+                // In a batch the process serves other runs too: their driver ends this one
+                // (and stops the process once no run of the batch wants it).
+                if let Some(batch) = &run.batch_id
+                    && self.batch_goes_on(batch, id).await?
+                {
+                    return Ok((self.store().run(id).await?, None));
+                }
+                let job = run.batch_id.as_ref().map_or(id.as_str(), |b| b.as_str());
                 let target = self.find_target(run.target.as_deref()).await?;
                 let c = self.connect(&target)?;
-                let layout = cosmos_core::launch::RunLayout::new(&target.config.root, id);
+                let layout = cosmos_core::launch::RunLayout::new(&target.config.root, job);
                 let killed =
-                    tokio::time::timeout(KILL_PATIENCE, c.runtime.kill(&c.host, id, &layout)).await;
+                    tokio::time::timeout(KILL_PATIENCE, c.runtime.kill(&c.host, job, &layout))
+                        .await;
                 let missed = match killed {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) if !e.is_transient() => return Err(e.into()),
@@ -205,6 +214,23 @@ impl Services {
                 Ok((self.store().run(id).await?, missed))
             }
         }
+    }
+
+    /// Whether a run of `batch` other than `except` still wants the batch's process.
+    async fn batch_goes_on(
+        &self,
+        batch: &cosmos_core::BatchId,
+        except: &RunId,
+    ) -> EngineResult<bool> {
+        for other in self.store().batch_runs(batch).await? {
+            if &other.id != except
+                && !other.status.is_terminal()
+                && !self.store().cancel_requested(&other.id).await?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// A failed or cancelled run again, as a new queued run linked to it.
@@ -404,8 +430,11 @@ impl Services {
             })
             .await?;
         if let Some(c) = &claim {
-            // The claim recorded its `placed on …` event in its own transaction.
+            // The claim recorded its `placed on …` events in its own transaction.
             self.bus.record_event(async { Ok(c.event.clone()) }).await?;
+            for event in c.batch.iter().flat_map(|b| &b.events) {
+                self.bus.record_event(async { Ok(event.clone()) }).await?;
+            }
         }
         Ok(claim)
     }

@@ -9,6 +9,7 @@
 //! lease's fence, and a renewal that fails stops it at once, so a driver paused past its
 //! lease while another took over writes nothing and starts nothing.
 
+mod batch;
 mod collect;
 mod follow;
 pub(crate) mod lease;
@@ -72,7 +73,20 @@ const PATIENCE: Duration = Duration::from_secs(15 * 60);
 
 /// The local run log and outputs folder of a run.
 pub fn local_log(data_dir: &Path, id: &RunId) -> PathBuf {
-    data_dir.join("logs").join(format!("{id}.log"))
+    local_job_log(data_dir, id.as_str())
+}
+
+/// The local log of a job: a run, or a batch (one process, one log, for its runs).
+pub fn local_job_log(data_dir: &Path, job: &str) -> PathBuf {
+    data_dir.join("logs").join(format!("{job}.log"))
+}
+
+/// Where a run's model log is kept here: its batch's when it ran in one.
+pub fn run_log(data_dir: &Path, run: &Run) -> PathBuf {
+    match &run.batch_id {
+        Some(batch) => local_job_log(data_dir, batch.as_str()),
+        None => local_log(data_dir, &run.id),
+    }
 }
 
 pub fn local_outputs(data_dir: &Path, id: &RunId) -> PathBuf {
@@ -105,6 +119,12 @@ impl Services {
             stage = tracing::field::Empty
         );
         async {
+            // A run placed in a batch is driven with the batch's other runs.
+            let run = self.store().run(id).await?;
+            if let Some(batch) = run.batch_id.as_ref().filter(|_| !run.status.is_terminal()) {
+                self.drive_batch(batch).await?;
+                return Ok(self.store().run(id).await?);
+            }
             let mut held = self.acquire(id).await?;
             let drive = Drive {
                 id: id.clone(),
@@ -286,13 +306,13 @@ impl Services {
                         .await;
                     match state {
                         Ok(()) => {
-                            let message = c.runtime.started(id);
+                            let message = c.runtime.started(id.as_str());
                             self.step(d, from, RunStatus::Running, &message, None)
                                 .await?;
                             // A kill that came while the model was being started found
                             // nothing to kill: honour it now.
                             if self.store().cancel_requested(id).await? {
-                                c.runtime.kill(&c.host, id, &layout).await?;
+                                c.runtime.kill(&c.host, id.as_str(), &layout).await?;
                             }
                         }
                         Err(EngineError::Remote(e)) if !e.is_transient() => {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use cosmos_core::launch::{RunLayout, TransferLaunch, torchrun_argv};
 use cosmos_core::spec::{SpecError, TransferSpec};
-use cosmos_core::{InputFile, Run, RunId, RunParams, Target};
+use cosmos_core::{BatchId, InputFile, Run, RunId, RunParams, Target};
 use cosmos_remote::runtime::Launch;
 
 use crate::runs::spec_for;
@@ -59,19 +59,86 @@ pub(crate) fn build_launch<'a>(
         })?;
     let layout = RunLayout::new(&cfg.root, s.run_id);
     let spec = spec_for(s.text, s.negative, s.params, files, &layout)?;
+    Ok(launch_of(
+        target,
+        s.run_id.as_str(),
+        &layout,
+        spec,
+        s.params.gpus,
+        None,
+        devices,
+    ))
+}
+
+/// The spec and commands of a batch on `target`: the spec of its first line (whose inputs
+/// are `inputs/0/`, so Cosmos's check of the global input video holds) and its JSONL file.
+pub(crate) fn build_batch_launch(
+    target: &Target,
+    batch: &BatchId,
+    first: &Run,
+    first_files: &[InputFile],
+    devices: &[u32],
+) -> Result<LaunchPlan, SpecError> {
+    let cfg = &target.config;
+    cfg.validate_argv_values()
+        .map_err(|message| SpecError::TargetSetting {
+            target: target.name.clone(),
+            message,
+        })?;
+    let layout = RunLayout::new(&cfg.root, batch);
+    let spec = batch_spec(&layout, first, first_files)?;
+    let file = layout.batch_file();
+    Ok(launch_of(
+        target,
+        batch.as_str(),
+        &layout,
+        spec,
+        first.params.gpus,
+        Some(&file),
+        devices,
+    ))
+}
+
+/// A batch's spec: its first run's, with that run's inputs in `inputs/0/`.
+pub(crate) fn batch_spec(
+    layout: &RunLayout,
+    first: &Run,
+    first_files: &[InputFile],
+) -> Result<TransferSpec, SpecError> {
+    crate::runs::spec_with_inputs(
+        &first.prompt_text,
+        first.negative_prompt.as_deref(),
+        &first.params,
+        first_files,
+        &|kind, ext| layout.line_input(0, kind, ext),
+    )
+}
+
+/// The commands that start `spec` as job `job` (a run's id or a batch's).
+fn launch_of(
+    target: &Target,
+    job: &str,
+    layout: &RunLayout,
+    spec: TransferSpec,
+    gpus: u32,
+    batch_input: Option<&str>,
+    devices: &[u32],
+) -> LaunchPlan {
+    let cfg = &target.config;
     let mut model_command = torchrun_argv(&TransferLaunch {
-        gpus: s.params.gpus,
+        gpus,
         spec_path: &layout.spec(),
         output_dir: &layout.outputs(),
         is_av: spec.is_av,
         checkpoint_dir: "checkpoints",
+        batch_input,
     });
     if let Some(t) = &cfg.torchrun {
         model_command[0] = t.clone();
     }
     let start_command = runtime_of(target).start_argv(&Launch {
-        run_id: s.run_id,
-        layout: &layout,
+        job,
+        layout,
         root: &cfg.root,
         cosmos_dir: &cfg.cosmos_dir,
         image: &cfg.image,
@@ -80,11 +147,11 @@ pub(crate) fn build_launch<'a>(
         mounts: &cfg.mounts,
         command: model_command.clone(),
     });
-    Ok(LaunchPlan {
+    LaunchPlan {
         spec,
         model_command,
         start_command,
-    })
+    }
 }
 
 impl crate::Services {

@@ -68,7 +68,7 @@ pub use worker::{WORKER_TTL_MS, WorkerEvent};
 
 /// Where a run's files go locally.
 pub mod execute_paths {
-    pub use crate::execute::{local_log, local_outputs, local_poster};
+    pub use crate::execute::{local_job_log, local_log, local_outputs, local_poster, run_log};
 }
 
 /// The engine: one store, the event bus, the scheduler, and (for executing runs) the

@@ -90,6 +90,7 @@ impl LaunchDefaults {
             checkout_commit: None,
             manifest_hash: None,
             hf_cache_complete: false,
+            gpu_memory_mib: None,
             floating_image: false,
         }
     }
@@ -166,6 +167,23 @@ pub(crate) fn extension(path: &str) -> &str {
 }
 
 /// The spec Cosmos receives for a run whose inputs sit in `layout`'s inputs folder.
+/// The batch signature of a transfer run (`cosmos_core::batch::signature`): what Cosmos
+/// treats as global in batch mode, so runs that agree on it may share one process.
+pub(crate) fn signature_for(
+    text: &str,
+    negative: Option<&str>,
+    params: &RunParams,
+    files: &[InputFile],
+) -> Option<String> {
+    let layout = RunLayout::new("/", "signature");
+    let spec = spec_for(text, negative, params, files, &layout).ok()?;
+    Some(cosmos_core::batch::signature(
+        &spec.json,
+        params.gpus,
+        files,
+    ))
+}
+
 pub(crate) fn spec_for(
     text: &str,
     negative: Option<&str>,
@@ -173,16 +191,30 @@ pub(crate) fn spec_for(
     files: &[InputFile],
     layout: &RunLayout,
 ) -> Result<TransferSpec, cosmos_core::spec::SpecError> {
+    spec_with_inputs(text, negative, params, files, &|kind, ext| {
+        layout.input(kind, ext)
+    })
+}
+
+/// The spec of a run whose input files are where `path_of(kind, extension)` says (a batch's
+/// lines each have their own folder).
+pub(crate) fn spec_with_inputs(
+    text: &str,
+    negative: Option<&str>,
+    params: &RunParams,
+    files: &[InputFile],
+    path_of: &dyn Fn(InputKind, &str) -> String,
+) -> Result<TransferSpec, cosmos_core::spec::SpecError> {
     let input_video = files
         .iter()
         .find(|f| f.kind == InputKind::Color)
-        .map(|f| layout.input(InputKind::Color, extension(&f.path)));
+        .map(|f| path_of(InputKind::Color, extension(&f.path)));
     let controls: Vec<(Hint, String)> = files
         .iter()
         .filter_map(|f| {
             f.kind
                 .hint()
-                .map(|h| (h, layout.input(f.kind, extension(&f.path))))
+                .map(|h| (h, path_of(f.kind, extension(&f.path))))
         })
         .collect();
     build_transfer_spec(&TransferSpecInput {
@@ -410,6 +442,18 @@ impl Services {
             retry_of: Some(id.clone()),
             target_pin: old.target_pin.clone(),
             sweep_id: None,
+            signature: match old.kind {
+                RunKind::Transfer => {
+                    let files = self.input_files(&old).await?;
+                    signature_for(
+                        &old.prompt_text,
+                        old.negative_prompt.as_deref(),
+                        &old.params,
+                        &files,
+                    )
+                }
+                _ => None,
+            },
         };
         self.bus.record(self.store().create_run(&new)).await
     }
@@ -492,6 +536,12 @@ impl Services {
                 retry_of: None,
                 target_pin: plan.target_pin.clone(),
                 sweep_id: sweep_id.clone(),
+                signature: signature_for(
+                    &plan.prompt.text,
+                    plan.prompt.negative.as_deref(),
+                    &plan.params,
+                    &plan.files,
+                ),
             });
         }
         self.bus.record(self.store().create_runs(&news)).await?;

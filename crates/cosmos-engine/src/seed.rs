@@ -345,6 +345,8 @@ impl Services {
                 favourite: false,
                 retried_by: None,
                 gpu_usage: None,
+                batch_id: None,
+                batch_line: None,
             });
             if batch.runs.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;

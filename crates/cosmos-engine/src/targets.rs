@@ -59,6 +59,11 @@ pub struct ExecEnv {
     pub verify_inputs: cosmos_remote::blobs::Verify,
     /// How often a running model's GPUs are sampled (`nvidia-smi` on its target).
     pub gpu_sample: std::time::Duration,
+    /// The most runs one process takes (`queue.max_batch`); `None` sizes each target's
+    /// batches to the memory of its GPUs.
+    pub max_batch: Option<u32>,
+    /// Batches this process drives now (each has one driver here).
+    pub(crate) batches_here: Mutex<std::collections::HashSet<cosmos_core::BatchId>>,
 }
 
 /// How often, and how patiently, a run that could not be staged is tried again.
@@ -110,7 +115,21 @@ impl ExecEnv {
             connect_notice: None,
             verify_inputs: Default::default(),
             gpu_sample: std::time::Duration::from_secs(5),
+            max_batch: None,
+            batches_here: Mutex::new(Default::default()),
         }
+    }
+
+    /// At most `n` runs per process (1: no batches); `None` follows each target's GPUs.
+    pub fn with_max_batch(mut self, n: Option<u32>) -> Self {
+        self.max_batch = n.map(|n| n.max(1));
+        self
+    }
+
+    /// The most runs one process may take on a target.
+    pub fn max_batch_on(&self, config: &TargetConfig) -> u32 {
+        self.max_batch
+            .unwrap_or_else(|| cosmos_core::batch::batch_limit_for_memory(config.gpu_memory_mib))
     }
 
     /// How often a running model's GPUs are sampled.
@@ -555,15 +574,28 @@ pub(crate) fn parse_gpus(csv: &str) -> Vec<Gpu> {
 impl Services {
     /// Records the GPUs a target's host reports: its health, and its slot count when its
     /// slots follow the host (the target as it is now, when that changed it).
-    pub(crate) async fn record_gpus(&self, name: &str, found: u32) -> EngineResult<Option<Target>> {
+    /// The memory of its smallest GPU is kept too: it sizes the target's batches.
+    pub(crate) async fn record_gpus(
+        &self,
+        name: &str,
+        gpus: &[Gpu],
+    ) -> EngineResult<Option<Target>> {
+        let found = gpus.len() as u32;
+        let memory = gpus.iter().map(|g| g.memory_total_mib).min();
         self.store()
             .set_target_health(name, true, Some(found))
             .await?;
         match self.store().target(name).await? {
-            Some(mut t) if t.config.gpus_from_host && found > 0 && t.config.gpus != found => {
-                t.config.gpus = found;
+            Some(mut t)
+                if (t.config.gpus_from_host && found > 0 && t.config.gpus != found)
+                    || (memory.is_some() && t.config.gpu_memory_mib != memory) =>
+            {
+                if t.config.gpus_from_host && found > 0 && t.config.gpus != found {
+                    t.config.gpus = found;
+                    tracing::info!(target = %name, "{found} GPUs found: slots set to match");
+                }
+                t.config.gpu_memory_mib = memory.or(t.config.gpu_memory_mib);
                 self.store().put_target(&t, true).await?;
-                tracing::info!(target = %name, "{found} GPUs found: slots set to match");
                 Ok(Some(t))
             }
             _ => Ok(None),
@@ -581,12 +613,12 @@ impl Services {
             Ok(out) if out.success() => out,
             _ => return Ok(None),
         };
-        let found = parse_gpus(&out.stdout_text()).len() as u32;
-        if found == 0 {
+        let gpus = parse_gpus(&out.stdout_text());
+        if gpus.is_empty() {
             return Ok(None);
         }
-        self.record_gpus(&target.name, found).await?;
-        Ok(Some(found))
+        self.record_gpus(&target.name, &gpus).await?;
+        Ok(Some(gpus.len() as u32))
     }
 
     /// Preflight: each item ok or failed with a hint. Stops early only when nothing further
@@ -726,7 +758,7 @@ impl Services {
                 // What `cosmos status` shows of the target's slots, before any worker looks;
                 // slots that follow the host become what it has.
                 let slots = if found > 0 {
-                    self.record_gpus(name, found)
+                    self.record_gpus(name, &gpus)
                         .await?
                         .map_or(cfg.gpus, |t| t.config.gpus)
                 } else {

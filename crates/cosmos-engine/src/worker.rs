@@ -256,6 +256,7 @@ impl Services {
                 let found = env.gpus_seen(&t.name, &t.config);
                 let slots = found.map_or(t.config.gpus, |n| t.config.gpus.min(n));
                 TargetOffer {
+                    max_batch: env.max_batch_on(&t.config),
                     // A rehearsal target beside real ones takes only runs sent to it by name.
                     pinned_only: !anywhere(&t),
                     rehearsal: t.config.rehearsal,

@@ -77,6 +77,7 @@ impl Fixture {
                 retry_of: None,
                 target_pin: None,
                 sweep_id: None,
+                signature: None,
             })
             .collect();
         self.store.create_runs(&runs).await?;
@@ -273,6 +274,7 @@ fn reads_answer_from_the_store_while_a_target_is_down() -> TestResult {
                 checkout_commit: None,
                 manifest_hash: None,
                 hf_cache_complete: false,
+                gpu_memory_mib: None,
                 floating_image: false,
                 gpus_from_host: false,
             },

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use cosmos_core::RunId;
 use cosmos_core::launch::{ContainerLaunch, RunLayout, container_name, docker_run_argv};
 
 use crate::{Host, RemoteError, RemoteResult, Stream, args};
@@ -22,22 +21,17 @@ pub trait ModelRuntime: Send + Sync + std::fmt::Debug {
     /// does not narrow them itself.
     fn env_lines(&self, cosmos_dir: &str, root: &str, devices: &[u32]) -> Vec<String>;
     /// What a run's event says once the model started.
-    fn started(&self, run_id: &RunId) -> String;
+    fn started(&self, job: &str) -> String;
     /// Starts the model detached with `argv` (from [`ModelRuntime::start_argv`]). Starting
     /// a run that was already started does nothing.
     async fn start(&self, host: &Host, argv: &[String]) -> RemoteResult<()>;
-    async fn state(
-        &self,
-        host: &Host,
-        run_id: &RunId,
-        layout: &RunLayout,
-    ) -> RemoteResult<ModelState>;
+    async fn state(&self, host: &Host, job: &str, layout: &RunLayout) -> RemoteResult<ModelState>;
     /// As [`ModelRuntime::state`], and when the model has ended, its log kept in the run
     /// folder in the same round trip (`true` when it was).
     async fn state_keeping_log(
         &self,
         host: &Host,
-        run_id: &RunId,
+        job: &str,
         layout: &RunLayout,
     ) -> RemoteResult<(ModelState, bool)>;
     /// Streams the model's combined output from byte `offset` on, until the model ends;
@@ -45,16 +39,16 @@ pub trait ModelRuntime: Send + Sync + std::fmt::Debug {
     async fn follow(
         &self,
         host: &Host,
-        run_id: &RunId,
+        job: &str,
         layout: &RunLayout,
         offset: &mut u64,
         on_bytes: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
     ) -> RemoteResult<()>;
     /// Keeps the full model log as run.log on the target.
-    async fn save_log(&self, host: &Host, run_id: &RunId, layout: &RunLayout) -> RemoteResult<()>;
-    async fn kill(&self, host: &Host, run_id: &RunId, layout: &RunLayout) -> RemoteResult<()>;
+    async fn save_log(&self, host: &Host, job: &str, layout: &RunLayout) -> RemoteResult<()>;
+    async fn kill(&self, host: &Host, job: &str, layout: &RunLayout) -> RemoteResult<()>;
     /// Removes what is left of a finished model (a stopped container).
-    async fn remove(&self, host: &Host, run_id: &RunId) -> RemoteResult<()>;
+    async fn remove(&self, host: &Host, job: &str) -> RemoteResult<()>;
     /// Checks that the runtime works on the host (`docker version`); `None` when there is
     /// nothing to check. `Ok(detail)` or `Err(what went wrong)`.
     async fn check_engine(&self, host: &Host) -> RemoteResult<Option<Result<String, String>>>;
@@ -102,7 +96,7 @@ pub enum ModelState {
 /// Everything needed to start one run's model.
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
-    pub run_id: &'a RunId,
+    pub job: &'a str,
     pub layout: &'a RunLayout,
     pub root: &'a str,
     pub cosmos_dir: &'a str,
@@ -228,7 +222,7 @@ impl ModelRuntime for Docker {
     fn start_argv(&self, l: &Launch<'_>) -> Vec<String> {
         let env_file = l.layout.env_file();
         let mut argv = docker_run_argv(&ContainerLaunch {
-            run_id: l.run_id,
+            job: l.job,
             image: l.image,
             gpu_devices: self.gpu_flag.then_some(l.gpu_devices),
             shm_size: l.shm_size,
@@ -253,8 +247,8 @@ impl ModelRuntime for Docker {
         lines
     }
 
-    fn started(&self, run_id: &RunId) -> String {
-        format!("container {} started", container_name(run_id))
+    fn started(&self, job: &str) -> String {
+        format!("container {} started", container_name(job))
     }
 
     async fn start(&self, host: &Host, argv: &[String]) -> RemoteResult<()> {
@@ -320,13 +314,8 @@ impl ModelRuntime for Docker {
         }))
     }
 
-    async fn state(
-        &self,
-        host: &Host,
-        run_id: &RunId,
-        _layout: &RunLayout,
-    ) -> RemoteResult<ModelState> {
-        let name = container_name(run_id);
+    async fn state(&self, host: &Host, job: &str, _layout: &RunLayout) -> RemoteResult<ModelState> {
+        let name = container_name(job);
         let argv = self.docker(&[
             "inspect",
             "--format",
@@ -343,11 +332,11 @@ impl ModelRuntime for Docker {
     async fn state_keeping_log(
         &self,
         host: &Host,
-        run_id: &RunId,
+        job: &str,
         layout: &RunLayout,
     ) -> RemoteResult<(ModelState, bool)> {
         let mut argv = args(&["sh", "-c", DOCKER_END, "sh", &layout.log()]);
-        argv.push(container_name(run_id));
+        argv.push(container_name(job));
         argv.extend(self.docker(&[]));
         let out = host.runner.run(&argv).await?;
         if !out.success() {
@@ -362,13 +351,13 @@ impl ModelRuntime for Docker {
     async fn follow(
         &self,
         host: &Host,
-        run_id: &RunId,
+        job: &str,
         _layout: &RunLayout,
         offset: &mut u64,
         on_bytes: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
     ) -> RemoteResult<()> {
         let mut argv = args(&["sh", "-c", DOCKER_LOGS, "sh"]);
-        argv.extend(self.docker(&["logs", "--follow", &container_name(run_id)]));
+        argv.extend(self.docker(&["logs", "--follow", &container_name(job)]));
         let mut seen = 0u64;
         let skip = *offset;
         let mut sink = |_: Stream, bytes: &[u8]| {
@@ -384,16 +373,16 @@ impl ModelRuntime for Docker {
         host.runner.stream(&argv, &mut sink).await.map(drop)
     }
 
-    async fn save_log(&self, host: &Host, run_id: &RunId, layout: &RunLayout) -> RemoteResult<()> {
+    async fn save_log(&self, host: &Host, job: &str, layout: &RunLayout) -> RemoteResult<()> {
         let mut argv = args(&["sh", "-c", DOCKER_SAVE_LOG, "sh", &layout.log()]);
-        argv.extend(self.docker(&["logs", &container_name(run_id)]));
+        argv.extend(self.docker(&["logs", &container_name(job)]));
         host.ok("save the model log", &argv).await.map(drop)
     }
 
-    async fn kill(&self, host: &Host, run_id: &RunId, _layout: &RunLayout) -> RemoteResult<()> {
+    async fn kill(&self, host: &Host, job: &str, _layout: &RunLayout) -> RemoteResult<()> {
         let out = host
             .runner
-            .run(&self.docker(&["kill", &container_name(run_id)]))
+            .run(&self.docker(&["kill", &container_name(job)]))
             .await?;
         let words = out.last_words();
         if out.success() || words.contains("is not running") || words.contains("No such container")
@@ -407,10 +396,10 @@ impl ModelRuntime for Docker {
         })
     }
 
-    async fn remove(&self, host: &Host, run_id: &RunId) -> RemoteResult<()> {
+    async fn remove(&self, host: &Host, job: &str) -> RemoteResult<()> {
         let out = host
             .runner
-            .run(&self.docker(&["rm", "--force", &container_name(run_id)]))
+            .run(&self.docker(&["rm", "--force", &container_name(job)]))
             .await?;
         if !out.success() && !out.last_words().contains("No such container") {
             return Err(RemoteError::Command {
@@ -477,7 +466,7 @@ impl ModelRuntime for Process {
         ]
     }
 
-    fn started(&self, _run_id: &RunId) -> String {
+    fn started(&self, _job: &str) -> String {
         "model process started".into()
     }
 
@@ -487,12 +476,7 @@ impl ModelRuntime for Process {
         started_or_failed(&out, false)
     }
 
-    async fn state(
-        &self,
-        host: &Host,
-        _run_id: &RunId,
-        layout: &RunLayout,
-    ) -> RemoteResult<ModelState> {
+    async fn state(&self, host: &Host, _job: &str, layout: &RunLayout) -> RemoteResult<ModelState> {
         let out = host
             .ok(
                 "read the model's state",
@@ -514,17 +498,17 @@ impl ModelRuntime for Process {
     async fn state_keeping_log(
         &self,
         host: &Host,
-        run_id: &RunId,
+        job: &str,
         layout: &RunLayout,
     ) -> RemoteResult<(ModelState, bool)> {
         // A plain process writes its log in the run folder itself.
-        Ok((self.state(host, run_id, layout).await?, true))
+        Ok((self.state(host, job, layout).await?, true))
     }
 
     async fn follow(
         &self,
         host: &Host,
-        run_id: &RunId,
+        job: &str,
         layout: &RunLayout,
         offset: &mut u64,
         on_bytes: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
@@ -539,7 +523,7 @@ impl ModelRuntime for Process {
                 idle = Duration::from_millis(10);
                 continue;
             }
-            if self.state(host, run_id, layout).await? != ModelState::Running {
+            if self.state(host, job, layout).await? != ModelState::Running {
                 // One last read: output written between the read and the check.
                 let rest = host.files.read_at(&log, *offset, usize::MAX >> 1).await?;
                 if !rest.is_empty() {
@@ -553,16 +537,11 @@ impl ModelRuntime for Process {
         }
     }
 
-    async fn save_log(
-        &self,
-        _host: &Host,
-        _run_id: &RunId,
-        _layout: &RunLayout,
-    ) -> RemoteResult<()> {
+    async fn save_log(&self, _host: &Host, _job: &str, _layout: &RunLayout) -> RemoteResult<()> {
         Ok(())
     }
 
-    async fn kill(&self, host: &Host, _run_id: &RunId, layout: &RunLayout) -> RemoteResult<()> {
+    async fn kill(&self, host: &Host, _job: &str, layout: &RunLayout) -> RemoteResult<()> {
         host.ok(
             "kill the model",
             &args(&["sh", "-c", PROCESS_KILL, "sh", layout.dir()]),
@@ -571,7 +550,7 @@ impl ModelRuntime for Process {
         .map(drop)
     }
 
-    async fn remove(&self, _host: &Host, _run_id: &RunId) -> RemoteResult<()> {
+    async fn remove(&self, _host: &Host, _job: &str) -> RemoteResult<()> {
         Ok(())
     }
 

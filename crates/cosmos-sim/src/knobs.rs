@@ -17,6 +17,8 @@ const DEFAULT_CLIP_SECONDS: f64 = 0.02;
 pub enum Fail {
     /// PyTorch's CUDA out-of-memory error during the first clip's sampling.
     Oom,
+    /// The same, once a batch reaches this line (0-based): a batch too big for the GPU.
+    OomAtLine(u64),
     /// A CUDA crash once this many clips are done.
     CrashAfterClip(u64),
     /// Stops making progress during the first clip's sampling, until killed.
@@ -78,9 +80,14 @@ pub fn parse_fail(raw: &str) -> Result<Fail, String> {
             .strip_prefix("crash_after_clip:")
             .and_then(|n| n.parse().ok())
             .map(Fail::CrashAfterClip)
+            .or_else(|| {
+                raw.strip_prefix("oom_at_line:")
+                    .and_then(|n| n.parse().ok())
+                    .map(Fail::OomAtLine)
+            })
             .ok_or_else(|| {
                 format!(
-                    "COSMOS_SIM_FAIL={raw}: expected `oom`, `crash_after_clip:N`, `hang` or `unsafe_video`"
+                    "COSMOS_SIM_FAIL={raw}: expected `oom`, `oom_at_line:N`, `crash_after_clip:N`, `hang` or `unsafe_video`"
                 )
             }),
     }
@@ -139,6 +146,7 @@ mod tests {
                 .unwrap_err()
                 .contains("crash_after_clip:N")
         );
+        assert_eq!(parse_fail("oom_at_line:3"), Ok(Fail::OomAtLine(3)));
         assert!(parse_fail("explode").is_err());
     }
 }

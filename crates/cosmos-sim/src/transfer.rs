@@ -349,8 +349,20 @@ fn generate(
     let benchmark = run.cfg.flag("benchmark");
     // Sampling is what keeps GPUs busy; nvidia-smi says so meanwhile.
     let _busy = crate::gpu_state::Busy::start(run.knobs);
+    // A batch that reaches the line set by `oom_at_line:N` runs out of memory there.
+    let oom_here;
+    let knobs = match run.knobs.fail {
+        Some(Fail::OomAtLine(n)) if n == start as u64 => {
+            oom_here = Knobs {
+                fail: Some(Fail::Oom),
+                ..run.knobs.clone()
+            };
+            &oom_here
+        }
+        _ => run.knobs,
+    };
     clips::sample(
-        run.knobs,
+        knobs,
         clips,
         run.worker.world_size,
         run.num_gpus,

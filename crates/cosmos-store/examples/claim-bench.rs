@@ -59,6 +59,7 @@ async fn fill(path: &Path, queued: usize) -> SqliteStore {
             retry_of: None,
             target_pin: None,
             sweep_id: None,
+            signature: None,
         })
         .collect();
     store.create_runs(&runs).await.expect("runs");

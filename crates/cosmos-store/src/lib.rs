@@ -19,9 +19,9 @@ use cosmos_core::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    Candidate, Claim, ClaimRequest, Fence, ImportBatch, InputSetSummary, Lease, NewPrompt, NewRun,
-    Placer, PromptFilter, PromptName, PromptSummary, PromptUpdate, RunFilter, RunStage, SearchHit,
-    StatusChange, TargetHealth, TargetOffer, Worker,
+    Candidate, Claim, ClaimRequest, ClaimedBatch, Fence, ImportBatch, InputSetSummary, Lease,
+    NewPrompt, NewRun, Placer, PromptFilter, PromptName, PromptSummary, PromptUpdate, RunFilter,
+    RunStage, SearchHit, StatusChange, TargetHealth, TargetOffer, Worker,
 };
 pub use sqlite::SqliteStore;
 
@@ -147,6 +147,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<RunEvent>;
     /// Records the model's exit status.
     async fn set_exit_code(&self, id: &RunId, code: i32, fence: Option<&Fence>) -> StoreResult<()>;
+    /// The run's line in its batch's JSONL file, as its driver wrote the file.
+    async fn set_batch_line(&self, id: &RunId, line: u32, fence: &Fence) -> StoreResult<()>;
     /// Records a run's verified outputs.
     async fn set_run_outputs(
         &self,
@@ -205,6 +207,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         fence: Option<&Fence>,
         avoid: Option<&str>,
     ) -> StoreResult<()>;
+    /// Back to the queue, together, from a batch that stopped before their lines were done
+    /// (not the runs' fault: no attempt is counted): each `(run, its status, its fence)`; they
+    /// may join batches of at most `batch_limit` from now on (`None` leaves theirs).
+    async fn requeue_from_batch(
+        &self,
+        runs: &[(RunId, RunStatus, Fence)],
+        message: &str,
+        batch_limit: Option<u32>,
+    ) -> StoreResult<()>;
+    /// The runs placed in a batch, by line.
+    async fn batch_runs(&self, batch: &cosmos_core::BatchId) -> StoreResult<Vec<Run>>;
     /// The targets a run could not start on.
     async fn avoided_targets(&self, id: &RunId) -> StoreResult<Vec<String>>;
     /// Pauses or resumes the whole queue (`None`) or one target.

@@ -100,6 +100,9 @@ pub struct NewRun {
     pub target_pin: Option<String>,
     /// The sweep it belongs to (the id of the sweep's first run).
     pub sweep_id: Option<RunId>,
+    /// What Cosmos treats as global in batch mode, hashed: runs with equal signatures may
+    /// share one process. `None` never batches.
+    pub signature: Option<String>,
 }
 
 /// What a worker asks the queue for.
@@ -126,16 +129,19 @@ pub struct TargetOffer {
     pub pinned_only: bool,
     /// Runs cosmos-sim: runs placed there are marked as rehearsal output.
     pub rehearsal: bool,
+    /// The most runs one process may take there (1: no batches).
+    pub max_batch: u32,
 }
 
 impl TargetOffer {
-    /// An ordinary target with `gpus` slots.
+    /// An ordinary target with `gpus` slots, running one run per process.
     pub fn new(name: impl Into<String>, gpus: u32) -> Self {
         Self {
             name: name.into(),
             gpus,
             pinned_only: false,
             rehearsal: false,
+            max_batch: 1,
         }
     }
 }
@@ -173,6 +179,19 @@ pub struct Claim {
     pub fence: Fence,
     /// The `placed on …` event the claim recorded.
     pub event: RunEvent,
+    /// When the run was placed with others that share its signature: their batch, and
+    /// every run in it by line (this run first), each under a lease of the claimer's.
+    pub batch: Option<ClaimedBatch>,
+}
+
+/// Runs claimed together to share one process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedBatch {
+    pub id: cosmos_core::BatchId,
+    /// Line by line: the run and the fence of its lease.
+    pub runs: Vec<(RunId, Fence)>,
+    /// The `placed on …` events of the runs after the first.
+    pub events: Vec<RunEvent>,
 }
 
 /// Where a run stands by its events: its latest message and latest progress.

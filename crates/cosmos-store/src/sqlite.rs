@@ -390,6 +390,10 @@ impl Store for SqliteStore {
         execution::set_exit_code(&self.pool, id, code, fence).await
     }
 
+    async fn set_batch_line(&self, id: &RunId, line: u32, fence: &Fence) -> StoreResult<()> {
+        execution::set_batch_line(&self.pool, id, line, fence).await
+    }
+
     async fn queue_length(&self) -> StoreResult<u64> {
         queue::length(&self.pool).await
     }
@@ -444,8 +448,40 @@ impl Store for SqliteStore {
             message,
             fence,
             avoid,
+            batch_limit: None,
         };
         queue::requeue(&self.pool, self.now(), id, &why).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(runs = runs.len()))]
+    async fn requeue_from_batch(
+        &self,
+        runs: &[(RunId, RunStatus, Fence)],
+        message: &str,
+        batch_limit: Option<u32>,
+    ) -> StoreResult<()> {
+        let now = self.now();
+        let each: Vec<(&RunId, queue::Requeue<'_>)> = runs
+            .iter()
+            .map(|(id, from, fence)| {
+                (
+                    id,
+                    queue::Requeue {
+                        from: *from,
+                        not_before: convert::time(now),
+                        message,
+                        fence: Some(fence),
+                        avoid: None,
+                        batch_limit: Some(batch_limit),
+                    },
+                )
+            })
+            .collect();
+        queue::requeue_many(&self.pool, now, &each).await
+    }
+
+    async fn batch_runs(&self, batch: &cosmos_core::BatchId) -> StoreResult<Vec<Run>> {
+        runs::in_batch(&self.pool, batch).await
     }
 
     async fn set_paused(&self, target: Option<&str>, paused: bool) -> StoreResult<()> {

@@ -89,6 +89,7 @@ impl Queue {
                 retry_of: None,
                 target_pin: pin.map(str::to_owned),
                 sweep_id: None,
+                signature: None,
             })
             .await?;
         Ok(run.id)

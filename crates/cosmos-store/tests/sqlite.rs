@@ -45,6 +45,7 @@ fn new_run(prompt: &PromptId) -> NewRun {
         retry_of: None,
         target_pin: None,
         sweep_id: None,
+        signature: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use cosmos_engine::execute_paths::local_log;
+use cosmos_engine::execute_paths::run_log;
 use cosmos_engine::{CancelScope, Services};
 
 use crate::context::Ctx;
@@ -82,9 +82,9 @@ impl LogsArgs {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
         let services = ctx.services().await?;
         let id = services.runs().resolve(&self.run).await?;
-        let path = local_log(&ctx.settings.paths.data_dir, &id);
+        let run = services.runs().get(&id).await?;
+        let path = run_log(&ctx.settings.paths.data_dir, &run);
         if self.json && !self.follow {
-            let run = services.runs().get(&id).await?;
             let text = std::fs::read(&path).unwrap_or_default();
             let lines: Vec<String> = String::from_utf8_lossy(&text)
                 .lines()
@@ -99,6 +99,7 @@ impl LogsArgs {
             return Ok(ExitCode::SUCCESS);
         }
         // What is stored first, at once, whatever the run's target does.
+        let mut path = path;
         let mut at = print_from(&path, 0, self.json);
         if !self.follow {
             return Ok(ExitCode::SUCCESS);
@@ -115,12 +116,25 @@ impl LogsArgs {
         // The engine follows the run (taking on a started run no process drives) while the
         // log its driver writes is printed as it grows.
         let ids = [id.clone()];
+        let mut batched = run.batch_id.is_some();
         let work = live::see_through(&services, &ids, true, false);
         tokio::pin!(work);
         let ended = loop {
             tokio::select! {
                 r = &mut work => break r?,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => at = print_from(&path, at, self.json),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    // A queued run placed in a batch writes to the batch's log.
+                    if !batched
+                        && let Ok(now) = services.runs().get(&id).await
+                        && now.batch_id.is_some()
+                    {
+                        batched = true;
+                        print_from(&path, at, self.json);
+                        path = run_log(&ctx.settings.paths.data_dir, &now);
+                        at = 0;
+                    }
+                    at = print_from(&path, at, self.json);
+                }
             }
         };
         print_from(&path, at, self.json);

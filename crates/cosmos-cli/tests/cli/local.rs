@@ -12,13 +12,13 @@ use cosmos_testkit::{sim_binary, sim_image};
 
 /// A home, a root and a cosmos-transfer1 checkout for a local target, and a `bin` folder
 /// where cosmos-sim answers as `nvidia-smi` and `torchrun`.
-struct Local {
-    home: Home,
+pub(super) struct Local {
+    pub(super) home: Home,
     dir: tempfile::TempDir,
 }
 
 impl Local {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let home = Home::new();
         let dir = tempfile::tempdir().expect("temp dir");
         let sim = sim_binary().expect("cosmos-sim");
@@ -36,12 +36,12 @@ impl Local {
         Local { home, dir }
     }
 
-    fn root(&self) -> PathBuf {
+    pub(super) fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
 
     /// PATH with the sim's `nvidia-smi` and `torchrun` first.
-    fn path(&self) -> String {
+    pub(super) fn path(&self) -> String {
         format!(
             "{}:{}",
             self.dir.path().join("bin").display(),
@@ -50,11 +50,16 @@ impl Local {
     }
 
     /// `cosmos …` with that PATH.
-    fn run(&self, args: &[&str]) -> super::support::Out {
+    pub(super) fn run(&self, args: &[&str]) -> super::support::Out {
         self.home.run_with(args, &[("PATH", &self.path())])
     }
 
-    fn add(&self, name: &str, runtime: &[&str]) {
+    pub(super) fn add(&self, name: &str, runtime: &[&str]) {
+        self.add_with(name, runtime, &[]);
+    }
+
+    /// As [`Local::add`], with more `KEY=VALUE` settings for the model's environment.
+    pub(super) fn add_with(&self, name: &str, runtime: &[&str], env: &[&str]) {
         let root = self.root().display().to_string();
         let cosmos = self.dir.path().join("cosmos").display().to_string();
         // Outside the root, whose blobs and run folders are all a container sees of it.
@@ -71,27 +76,37 @@ impl Local {
             &root,
             "--cosmos-dir",
             &cosmos,
-            "--gpus",
-            "2",
             "--env",
             &record,
             "--mount",
             &mount,
         ];
+        for e in env {
+            args.extend(["--env", e]);
+        }
+        if !runtime.contains(&"--gpus") {
+            args.extend(["--gpus", "2"]);
+        }
         args.extend_from_slice(runtime);
         self.run(&args).ok();
     }
 
-    fn records(&self) -> usize {
+    pub(super) fn records(&self) -> usize {
+        self.record_lines().len()
+    }
+
+    /// What cosmos-sim recorded of each model start, in order.
+    pub(super) fn record_lines(&self) -> Vec<Value> {
         std::fs::read_to_string(self.dir.path().join("records/record.jsonl"))
             .unwrap_or_default()
             .lines()
-            .count()
+            .map(|l| serde_json::from_str(l).expect("record line"))
+            .collect()
     }
 
     /// Runs TEXT on SCENE on target NAME; checks it succeeded with verified outputs and
     /// returns the run.
-    fn run_ok(&self, name: &str, text: &str, scene: &Path) -> Value {
+    pub(super) fn run_ok(&self, name: &str, text: &str, scene: &Path) -> Value {
         let out = self
             .run(&["run", text, s(scene), "--target", name, "--json"])
             .ok();

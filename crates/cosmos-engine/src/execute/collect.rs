@@ -3,7 +3,7 @@
 
 use cosmos_core::launch::{PRIMARY_OUTPUT, RunLayout};
 use cosmos_core::progress::classify_failure;
-use cosmos_core::{Run, RunOutput, RunStatus};
+use cosmos_core::{Run, RunId, RunOutput, RunStatus};
 use cosmos_remote::runtime::ModelState;
 use cosmos_remote::{args, blobs};
 
@@ -32,7 +32,8 @@ impl Services {
             Some(end) => end,
             None => {
                 self.patiently(c, d, RunStatus::Collecting, "read the exit status", || {
-                    c.runtime.state_keeping_log(&c.host, &run.id, layout)
+                    c.runtime
+                        .state_keeping_log(&c.host, run.id.as_str(), layout)
                 })
                 .await?
             }
@@ -61,7 +62,7 @@ impl Services {
         if remote_log && !log_kept {
             if let Err(e) = self
                 .patiently(c, d, RunStatus::Collecting, "save the model log", || {
-                    c.runtime.save_log(&c.host, &run.id, layout)
+                    c.runtime.save_log(&c.host, run.id.as_str(), layout)
                 })
                 .await
             {
@@ -76,7 +77,7 @@ impl Services {
         // the outputs come down (one round trip less), and before the run ends, so no
         // stopped container outlives a finished run.
         let removal = async {
-            if container && let Err(e) = c.runtime.remove(&c.host, &run.id).await {
+            if container && let Err(e) = c.runtime.remove(&c.host, run.id.as_str()).await {
                 tracing::warn!("could not remove the container of {}: {e}", run.id);
             }
         };
@@ -142,8 +143,22 @@ impl Services {
             let failure = classify_failure(exit, &String::from_utf8_lossy(&tail));
             return Ok((RunStatus::Failed, failure.reason, Some(failure.kind.code())));
         }
+        self.fetch_outputs(c, d, &run.id, &layout.outputs()).await
+    }
+
+    /// Downloads the files under `remote_dir` (a run's outputs folder, or its line's in a
+    /// batch) into the run's local outputs, each verified by its hash; records them and makes
+    /// the poster. A folder without the video is a failure.
+    pub(super) async fn fetch_outputs(
+        &self,
+        c: &Connected,
+        d: &Drive,
+        id: &RunId,
+        remote_dir: &str,
+    ) -> EngineResult<(RunStatus, String, Option<&'static str>)> {
+        let env = self.exec_env()?;
         // Names and hashes in one round trip: `<sha256>  ./<relative path>` per file.
-        let list = args(&["sh", "-c", LIST_OUTPUTS, "sh", &layout.outputs()]);
+        let list = args(&["sh", "-c", LIST_OUTPUTS, "sh", remote_dir]);
         let listed = self
             .patiently(c, d, RunStatus::Collecting, "list outputs", || {
                 c.host.runner.run(&list)
@@ -186,8 +201,8 @@ impl Services {
                 Some("no_video"),
             ));
         }
-        let prefix = format!("{}/", layout.outputs());
-        let local_dir = local_outputs(&env.data_dir, &run.id);
+        let prefix = format!("{remote_dir}/");
+        let local_dir = local_outputs(&env.data_dir, id);
         let mut outputs = Vec::new();
         let sizes: Vec<u64> = {
             let mut v = Vec::new();
@@ -251,18 +266,15 @@ impl Services {
             )
         });
         self.store()
-            .set_run_outputs(&run.id, &outputs, Some(&d.fence))
+            .set_run_outputs(id, &outputs, Some(&d.fence))
             .await?;
         // A still for galleries, before the run is seen to succeed; none is no failure.
         if let Some(video) = outputs.first().filter(|o| o.path.ends_with(".mp4")) {
             let made = self
-                .make_poster(
-                    PathBuf::from(&video.path),
-                    local_poster(&env.data_dir, &run.id),
-                )
+                .make_poster(PathBuf::from(&video.path), local_poster(&env.data_dir, id))
                 .await;
             if let Err(e) = made {
-                tracing::warn!(run = %run.id, "no poster: {e}");
+                tracing::warn!(run = %id, "no poster: {e}");
             }
         }
         Ok((

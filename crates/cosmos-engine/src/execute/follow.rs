@@ -76,7 +76,10 @@ impl Services {
             let (me, c, d) = (self.clone(), c.clone(), d.clone());
             let devices = super::devices_of(run);
             let every = env.gpu_sample;
-            tokio::spawn(async move { me.sample_gpus(&c, &d, &devices, every).await })
+            tokio::spawn(async move {
+                me.sample_gpus(&c, std::slice::from_ref(&d), &devices, every)
+                    .await
+            })
         });
         let ended = loop {
             let mut on_bytes = |bytes: &[u8]| {
@@ -99,7 +102,7 @@ impl Services {
             };
             let followed = c
                 .runtime
-                .follow(&c.host, &run.id, layout, &mut offset, &mut on_bytes)
+                .follow(&c.host, run.id.as_str(), layout, &mut offset, &mut on_bytes)
                 .await;
             if let Err(e) = followed {
                 if !e.is_transient() {
@@ -113,7 +116,8 @@ impl Services {
             // The state, and the log kept on the target once the model has ended.
             let state = self
                 .patiently(c, d, RunStatus::Running, "read the model's state", || {
-                    c.runtime.state_keeping_log(&c.host, &run.id, layout)
+                    c.runtime
+                        .state_keeping_log(&c.host, run.id.as_str(), layout)
                 })
                 .await;
             match state {
@@ -137,9 +141,15 @@ impl Services {
     }
 
     /// Asks the target's `nvidia-smi` every `every` for the run's GPUs and records their
-    /// load (a sample that cannot be taken is skipped: the log stream says if the target is
-    /// gone). Runs until aborted.
-    async fn sample_gpus(&self, c: &Connected, d: &Drive, devices: &[u32], every: Duration) {
+    /// load on each run the model serves (a batch's); a sample that cannot be taken is
+    /// skipped: the log stream says if the target is gone. Runs until aborted.
+    pub(super) async fn sample_gpus(
+        &self,
+        c: &Connected,
+        drives: &[Drive],
+        devices: &[u32],
+        every: Duration,
+    ) {
         let mut usage = cosmos_core::GpuUsage::default();
         let query = cosmos_remote::args(&crate::targets::GPU_QUERY);
         loop {
@@ -159,15 +169,17 @@ impl Services {
                 continue;
             }
             usage.add(&gpus);
-            if !d.until.held() {
-                return;
-            }
-            if let Err(e) = self
-                .store()
-                .set_gpu_usage(&d.id, &usage, Some(&d.fence))
-                .await
-            {
-                tracing::debug!("GPU usage not recorded: {e}");
+            for d in drives {
+                if !d.until.held() {
+                    return;
+                }
+                if let Err(e) = self
+                    .store()
+                    .set_gpu_usage(&d.id, &usage, Some(&d.fence))
+                    .await
+                {
+                    tracing::debug!("GPU usage not recorded: {e}");
+                }
             }
         }
     }

@@ -23,11 +23,15 @@ const PREFLIGHT_FRESH: Duration = Duration::from_secs(60);
 /// Room kept free on a target beyond the inputs, for the model's outputs and log.
 const DISK_MARGIN: u64 = 64 << 20;
 
-/// Makes a run's folders and links blobs into its inputs folder:
+/// Makes a run's folders and links blobs into its inputs folder (a batch line's own folder
+/// under it is made once, for its first link):
 /// `sh -c SCRIPT sh OUTPUTS INPUTS HF_CACHE BLOB LINK BLOB LINK …` (the target's Hugging
 /// Face cache is made by the login user, before docker would make it as root).
-const LINK_SCRIPT: &str = r#"mkdir -p -- "$1" "$2" "$3" || exit 1; shift 3
-while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; done"#;
+const LINK_SCRIPT: &str = r#"mkdir -p -- "$1" "$2" "$3" || exit 1; d=$1; shift 3
+while [ $# -gt 1 ]; do
+  case $2 in "$d"/*) ;; *) d=${2%/*}; mkdir -p -- "$d" || exit 1 ;; esac
+  ln -sfn -- "$1" "$2" || exit 1; shift 2
+done"#;
 
 impl Services {
     /// Uploads the inputs (once), links them, writes spec.json and the env file; checks what
@@ -39,8 +43,52 @@ impl Services {
         layout: &RunLayout,
         d: &Drive,
     ) -> Result<(), Staging> {
-        let cfg = &c.target.config;
         let h = &c.host;
+        let name = &c.target.name;
+        self.check_placement(c, d, run).await?;
+        let files = self.input_files(run).await?;
+        let spec = crate::runs::spec_for(
+            &run.prompt_text,
+            run.negative_prompt.as_deref(),
+            &run.params,
+            &files,
+            layout,
+        )
+        .map_err(invalid_spec)?;
+        // The checkpoints this run's controls need, before a byte is sent.
+        self.check_needs(c, d, &spec).await?;
+        let blobs_in = local_blobs(&files).map_err(Staging::Fail)?;
+        let paths = self.upload_inputs(c, d, &blobs_in).await?;
+        // Placement prefers this target for later runs on these inputs.
+        if let Some(set) = &run.input_set_id {
+            self.store()
+                .note_inputs_on_target(name, set)
+                .await
+                .map_err(|e| Staging::Error(e.into()))?;
+        }
+        let links: Vec<(String, String)> = files
+            .iter()
+            .zip(paths)
+            .map(|(f, blob)| (blob, layout.input(f.kind, extension(&f.path))))
+            .collect();
+        self.link_inputs(c, layout, &links).await?;
+        let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
+        text.push('\n');
+        h.files
+            .write(&layout.spec(), text.as_bytes(), 0o644)
+            .await
+            .map_err(|e| self.stage_error(e, name))?;
+        self.write_env(c, layout, &devices_of(run)).await
+    }
+
+    /// The target's preflight, and the run's GPUs there: as many as it asks for, and
+    /// devices the host has.
+    pub(super) async fn check_placement(
+        &self,
+        c: &Connected,
+        d: &Drive,
+        run: &Run,
+    ) -> Result<(), Staging> {
         let name = &c.target.name;
         let gpus = self.preflight(c, d).await?;
         if let Some(found) = gpus {
@@ -62,53 +110,23 @@ impl Services {
             }
         }
 
-        let files = self.input_files(run).await?;
-        let spec = crate::runs::spec_for(
-            &run.prompt_text,
-            run.negative_prompt.as_deref(),
-            &run.params,
-            &files,
-            layout,
-        )
-        .map_err(|e| {
-            Staging::Fail(Failure::new(
-                "invalid_spec",
-                format!("the spec is invalid: {e}"),
-            ))
-        })?;
-        // The checkpoints this run's controls need, before a byte is sent.
-        self.check_needs(c, d, &spec).await?;
-        let blobs_in: Vec<LocalBlob> = files
-            .iter()
-            .map(|f| LocalBlob {
-                path: PathBuf::from(&f.path),
-                sha256: f.sha256.clone(),
-                size: f.size,
-            })
-            .collect();
-        for b in &blobs_in {
-            match std::fs::metadata(&b.path) {
-                Ok(m) if m.len() == b.size => {}
-                Ok(_) => {
-                    return Err(Staging::Fail(Failure::new(
-                        "input_changed",
-                        format!(
-                            "{} changed since it was registered: register the folder again",
-                            b.path.display()
-                        ),
-                    )));
-                }
-                Err(e) => {
-                    return Err(Staging::Fail(Failure::new(
-                        "input_missing",
-                        format!("cannot read input {}: {e}", b.path.display()),
-                    )));
-                }
-            }
-        }
+        Ok(())
+    }
+
+    /// Uploads the blobs the target lacks (room for them checked first), each verified by
+    /// its hash; returns where each blob is on the target, in order.
+    pub(super) async fn upload_inputs(
+        &self,
+        c: &Connected,
+        d: &Drive,
+        blobs_in: &[LocalBlob],
+    ) -> Result<Vec<String>, Staging> {
+        let cfg = &c.target.config;
+        let h = &c.host;
+        let name = &c.target.name;
         // Room for what is not there yet, checked before a byte is sent.
         let mut missing = 0u64;
-        for b in &blobs_in {
+        for b in blobs_in {
             let at = blobs::blob_path(&cfg.root, &b.sha256);
             let have = h
                 .files
@@ -155,7 +173,7 @@ impl Services {
                 d,
                 RunStatus::Staging,
                 "upload inputs",
-                || blobs::upload_all(h, &cfg.root, &blobs_in, verify, 4, report.clone()),
+                || blobs::upload_all(h, &cfg.root, blobs_in, verify, 4, report.clone()),
             )
             .await;
         steps.finish().await;
@@ -163,19 +181,22 @@ impl Services {
             EngineError::Remote(r) => self.stage_error(r, name),
             other => Staging::Error(other),
         })?;
-        // Placement prefers this target for later runs on these inputs.
-        if let Some(set) = &run.input_set_id {
-            self.store()
-                .note_inputs_on_target(name, set)
-                .await
-                .map_err(|e| Staging::Error(e.into()))?;
-        }
         let sent = if sent.bytes == 0 {
             "inputs already on the target: nothing uploaded".to_owned()
         } else {
             format!("{UPLOADED}{} bytes, verified by sha256", sent.bytes)
         };
         self.note(d, RunStatus::Staging, &sent).await?;
+        Ok(paths)
+    }
+
+    /// Makes the job's folders and links each blob under the name its spec uses.
+    pub(super) async fn link_inputs(
+        &self,
+        c: &Connected,
+        layout: &RunLayout,
+        links: &[(String, String)],
+    ) -> Result<(), Staging> {
         let inputs_dir = format!("{}/inputs", layout.dir());
         let mut link = args(&[
             "sh",
@@ -184,27 +205,29 @@ impl Services {
             "sh",
             &layout.outputs(),
             &inputs_dir,
-            &cosmos_core::setup::hf_cache(&cfg.root),
+            &cosmos_core::setup::hf_cache(&c.target.config.root),
         ]);
-        for (f, blob) in files.iter().zip(&paths) {
+        for (blob, name) in links {
             link.push(blob.clone());
-            link.push(layout.input(f.kind, extension(&f.path)));
+            link.push(name.clone());
         }
-        h.ok("link inputs", &link)
+        c.host
+            .ok("link inputs", &link)
             .await
-            .map_err(|e| self.stage_error(e, name))?;
+            .map(drop)
+            .map_err(|e| self.stage_error(e, &c.target.name))
+    }
 
-        let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
-        text.push('\n');
-        h.files
-            .write(&layout.spec(), text.as_bytes(), 0o644)
-            .await
-            .map_err(|e| self.stage_error(e, name))?;
+    /// Writes the job's owner-only env file: the runtime's lines and the target's settings.
+    pub(super) async fn write_env(
+        &self,
+        c: &Connected,
+        layout: &RunLayout,
+        devices: &[u32],
+    ) -> Result<(), Staging> {
+        let cfg = &c.target.config;
         let mut lines = String::new();
-        for line in c
-            .runtime
-            .env_lines(&cfg.cosmos_dir, &cfg.root, &devices_of(run))
-        {
+        for line in c.runtime.env_lines(&cfg.cosmos_dir, &cfg.root, devices) {
             lines.push_str(&line);
             lines.push('\n');
         }
@@ -223,11 +246,11 @@ impl Services {
             }
             lines.push_str(&format!("{k}={v}\n"));
         }
-        h.files
+        c.host
+            .files
             .write(&layout.env_file(), lines.as_bytes(), 0o600)
             .await
-            .map_err(|e| self.stage_error(e, name))?;
-        Ok(())
+            .map_err(|e| self.stage_error(e, &c.target.name))
     }
 
     /// What can be checked of a target before a byte is sent: the image, the checkpoints
@@ -278,7 +301,8 @@ impl Services {
                     || h.runner.run(&smi),
                 )
                 .await?;
-            let found = parse_gpus(&out.stdout_text()).len() as u32;
+            let listed = parse_gpus(&out.stdout_text());
+            let found = listed.len() as u32;
             if !out.success() || found == 0 {
                 return Err(Staging::Fail(Failure::new(
                     "no_gpu",
@@ -293,7 +317,7 @@ impl Services {
                 )));
             }
             gpus = Some(found);
-            if let Err(e) = self.record_gpus(name, found).await {
+            if let Err(e) = self.record_gpus(name, &listed).await {
                 tracing::warn!(target = %name, "cannot record the GPUs found: {e}");
             }
         }
@@ -342,7 +366,7 @@ impl Services {
     /// Fails the run, naming the checkpoint, when one its spec needs is not on the target
     /// (base model, each control, the upscaler, tokenizer, T5, guardrails, the preprocessors
     /// of computed controls). What was found present stays known while the preflight does.
-    async fn check_needs(
+    pub(super) async fn check_needs(
         &self,
         c: &Connected,
         d: &Drive,
@@ -411,7 +435,7 @@ impl Services {
         Ok(())
     }
 
-    fn stage_error(&self, e: RemoteError, target: &str) -> Staging {
+    pub(super) fn stage_error(&self, e: RemoteError, target: &str) -> Staging {
         if e.is_transient() {
             return Staging::Error(e.into());
         }
@@ -429,6 +453,46 @@ impl Services {
             format!("staging on {target} failed: {text}"),
         ))
     }
+}
+
+/// The spec could not be built: the run fails with Cosmos's words.
+pub(super) fn invalid_spec(e: cosmos_core::spec::SpecError) -> Staging {
+    Staging::Fail(Failure::new(
+        "invalid_spec",
+        format!("the spec is invalid: {e}"),
+    ))
+}
+
+/// The registered input files as blobs to send, each still the size it was registered with.
+pub(super) fn local_blobs(files: &[cosmos_core::InputFile]) -> Result<Vec<LocalBlob>, Failure> {
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let b = LocalBlob {
+            path: PathBuf::from(&f.path),
+            sha256: f.sha256.clone(),
+            size: f.size,
+        };
+        match std::fs::metadata(&b.path) {
+            Ok(m) if m.len() == b.size => {}
+            Ok(_) => {
+                return Err(Failure::new(
+                    "input_changed",
+                    format!(
+                        "{} changed since it was registered: register the folder again",
+                        b.path.display()
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    "input_missing",
+                    format!("cannot read input {}: {e}", b.path.display()),
+                ));
+            }
+        }
+        out.push(b);
+    }
+    Ok(out)
 }
 
 /// Why staging stopped: a reason the run fails with, or an error that leaves it as it is.

@@ -70,13 +70,14 @@ fn launch_with(
         output_dir: &outputs,
         is_av: false,
         checkpoint_dir: "checkpoints",
+        batch_input: None,
     });
     command.extend(extra.iter().map(|a| a.replace("{run}", layout.dir())));
     let image = sim_image()?;
     let cosmos_dir = host.cosmos_dir().display().to_string();
     let env_file = layout.env_file();
     let argv = docker_run_argv(&ContainerLaunch {
-        run_id: &run_id,
+        job: run_id.as_str(),
         image: &image,
         gpu_devices: None,
         shm_size: "1g",
@@ -88,7 +89,7 @@ fn launch_with(
     });
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     ssh_out(host, &argv)?;
-    let name = cosmos_core::launch::container_name(&run_id);
+    let name = cosmos_core::launch::container_name(run_id.as_str());
     let code: i32 = ssh_out(host, &["docker", "wait", &name])?.trim().parse()?;
     let logs_out = host.ssh(&["docker", "logs", &name]).output()?;
     let logs = String::from_utf8_lossy(&logs_out.stdout).into_owned()

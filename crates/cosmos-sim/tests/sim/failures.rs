@@ -223,8 +223,9 @@ fn timing_knobs_set_load_and_clip_time() -> TestResult {
     );
     let out = run(scene.transfer(&s, &[]).env("COSMOS_SIM_FAIL", "explode"));
     assert!(
-        out.stderr
-            .contains("expected `oom`, `crash_after_clip:N`, `hang` or `unsafe_video`"),
+        out.stderr.contains(
+            "expected `oom`, `oom_at_line:N`, `crash_after_clip:N`, `hang` or `unsafe_video`"
+        ),
         "{}",
         out.stderr
     );

@@ -143,6 +143,23 @@ pub(crate) async fn set_exit_code(
     .await
 }
 
+pub(crate) async fn set_batch_line(
+    pool: &SqlitePool,
+    id: &RunId,
+    line: u32,
+    fence: &Fence,
+) -> StoreResult<()> {
+    update_fenced(
+        pool,
+        id,
+        "batch_line = ?4",
+        i64::from(line),
+        Some(fence),
+        "record a run's batch line",
+    )
+    .await
+}
+
 pub(crate) async fn set_outputs(
     pool: &SqlitePool,
     id: &RunId,

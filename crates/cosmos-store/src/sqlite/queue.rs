@@ -11,12 +11,19 @@ use cosmos_core::queue::TargetSlots;
 use cosmos_core::{RunEvent, RunId, RunStatus};
 
 use super::convert::{json, millis, parse, time, to_json};
-use super::execution::{FENCE_SQL, missing};
+use super::execution::FENCE_SQL;
 use crate::error::{Context, StoreError, StoreResult};
-use crate::model::{Candidate, Claim, ClaimRequest, Fence, RunStage, TargetHealth, Worker};
+use crate::model::{
+    Candidate, Claim, ClaimRequest, ClaimedBatch, Fence, RunStage, TargetHealth, Worker,
+};
 
 /// How many queued runs one claim looks through for one that fits (the rest wait their turn).
 const LOOKAHEAD: i64 = 64;
+/// A run's own batch limit (`None`: no limit of its own).
+fn limit_of(limit: Option<i64>) -> u32 {
+    limit.map_or(u32::MAX, |l| u32::try_from(l).unwrap_or(1).max(1))
+}
+
 /// The scope of a whole-queue pause.
 pub(crate) const ALL: &str = "*";
 
@@ -28,6 +35,8 @@ struct CandidateRow {
     target_pin: Option<String>,
     input_set_id: Option<String>,
     avoid_targets: Option<String>,
+    signature: Option<String>,
+    batch_limit: Option<i64>,
 }
 
 pub(crate) async fn claim(
@@ -84,7 +93,8 @@ pub(crate) async fn claim(
         .collect();
     let most_free = slots.iter().map(TargetSlots::free).max().unwrap_or(0);
     let candidates: Vec<CandidateRow> = sqlx::query_as(
-        "SELECT id, gpus, target_pin, input_set_id, avoid_targets FROM runs INDEXED BY runs_queue \
+        "SELECT id, gpus, target_pin, input_set_id, avoid_targets, signature, batch_limit \
+         FROM runs INDEXED BY runs_queue \
          WHERE status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?1) \
          AND (not_before IS NULL OR not_before <= ?1) AND (?2 IS NULL OR id = ?2) \
          AND gpus <= ?4 AND (target_pin IS NULL OR target_pin IN (SELECT value FROM json_each(?5))) \
@@ -104,6 +114,8 @@ pub(crate) async fn claim(
         target_pin: target,
         input_set_id: input_set,
         avoid_targets: avoid,
+        signature,
+        batch_limit,
     } in candidates
     {
         let holders: BTreeSet<String> = match &input_set {
@@ -139,49 +151,133 @@ pub(crate) async fn claim(
                 detail: format!("GPUs {devices:?} of `{target}` are not free"),
             });
         }
-        let rehearsal = req.targets.iter().any(|t| t.name == target && t.rehearsal);
-        let token: i64 = sqlx::query_scalar(
-            "UPDATE runs SET lease_owner = ?, lease_expires_at = ?, lease_token = lease_token + 1, \
-             target = ?, gpu_devices = ?, rehearsal = ? WHERE id = ? RETURNING lease_token",
-        )
-        .bind(req.owner)
-        .bind(now + req.ttl_ms)
-        .bind(&target)
-        .bind(to_json(&devices))
-        .bind(rehearsal)
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await
-        .during("claim a run")?;
+        let offer = req.targets.iter().find(|t| t.name == target);
+        let rehearsal = offer.is_some_and(|t| t.rehearsal);
+        // Runs that share its signature go with it, as lines of one process.
+        let cap = offer.map_or(1, |t| t.max_batch).min(limit_of(batch_limit));
+        let mut lines = vec![(id.clone(), cap)];
+        if let Some(signature) = signature.as_deref().filter(|_| cap > 1) {
+            let pinned_only = offer.is_some_and(|t| t.pinned_only);
+            let others: Vec<(String, Option<i64>)> = sqlx::query_as(
+                "SELECT id, batch_limit FROM runs INDEXED BY runs_signature \
+                 WHERE status = 'queued' AND signature = ?1 AND id != ?2 \
+                 AND (lease_owner IS NULL OR lease_expires_at < ?3) \
+                 AND (not_before IS NULL OR not_before <= ?3) \
+                 AND (target_pin = ?4 OR (target_pin IS NULL AND NOT ?5)) \
+                 AND NOT EXISTS (SELECT 1 FROM json_each(coalesce(avoid_targets, '[]')) \
+                     WHERE value = ?4) \
+                 ORDER BY priority DESC, created_at LIMIT ?6",
+            )
+            .bind(signature)
+            .bind(&id)
+            .bind(now)
+            .bind(&target)
+            .bind(pinned_only)
+            .bind(LOOKAHEAD)
+            .fetch_all(&mut *tx)
+            .await
+            .during("read runs to batch with")?;
+            // Spread over the free slots: 32 runs on 4 free GPUs go as 4 batches of 8, not
+            // one of 16 with GPUs idle beside it.
+            let open: u32 = slots
+                .iter()
+                .filter(|s| match &candidate.target_pin {
+                    Some(pin) => &s.name == pin,
+                    None => !s.pinned_only,
+                })
+                .map(|s| s.free() / candidate.gpus.max(1))
+                .sum();
+            let spread = (others.len() as u32 + 1).div_ceil(open.max(1));
+            lines[0].1 = lines[0].1.min(spread.max(1));
+            for (other, limit) in others {
+                let size = lines.len() as u32 + 1;
+                let room = lines.iter().map(|l| l.1).min().unwrap_or(1);
+                if size > room {
+                    break;
+                }
+                let limit = limit_of(limit);
+                if limit >= size {
+                    lines.push((other, limit));
+                }
+            }
+        }
+        let batch = (lines.len() > 1).then(cosmos_core::BatchId::new);
         let shown: Vec<String> = devices.iter().map(u32::to_string).collect();
-        let message = format!("placed on {target} (GPU {})", shown.join(","));
-        let event: i64 = sqlx::query_scalar(
-            "INSERT INTO run_events (run_id, at, stage, progress, message) \
-             VALUES (?, ?, 'queued', NULL, ?) RETURNING id",
-        )
-        .bind(candidate.run.as_str())
-        .bind(now)
-        .bind(&message)
-        .fetch_one(&mut *tx)
-        .await
-        .during("record a claim")?;
+        let mut placed = Vec::with_capacity(lines.len());
+        for (line, (run, _)) in lines.iter().enumerate() {
+            let token: i64 = sqlx::query_scalar(
+                "UPDATE runs SET lease_owner = ?, lease_expires_at = ?, lease_token = lease_token + 1, \
+                 target = ?, gpu_devices = ?, rehearsal = ?, batch_id = ?, batch_line = ? \
+                 WHERE id = ? RETURNING lease_token",
+            )
+            .bind(req.owner)
+            .bind(now + req.ttl_ms)
+            .bind(&target)
+            .bind(to_json(&devices))
+            .bind(rehearsal)
+            .bind(batch.as_ref().map(|b| b.as_str()))
+            .bind(batch.as_ref().map(|_| line as i64))
+            .bind(run)
+            .fetch_one(&mut *tx)
+            .await
+            .during("claim a run")?;
+            let mut message = format!("placed on {target} (GPU {})", shown.join(","));
+            if let Some(b) = &batch {
+                message.push_str(&format!(
+                    " in batch {b}, line {} of {}: one model load for {} runs",
+                    line + 1,
+                    lines.len(),
+                    lines.len()
+                ));
+            }
+            let event: i64 = sqlx::query_scalar(
+                "INSERT INTO run_events (run_id, at, stage, progress, message) \
+                 VALUES (?, ?, 'queued', NULL, ?) RETURNING id",
+            )
+            .bind(run)
+            .bind(now)
+            .bind(&message)
+            .fetch_one(&mut *tx)
+            .await
+            .during("record a claim")?;
+            let run: RunId = parse("run id", run)?;
+            placed.push((
+                Fence {
+                    owner: req.owner.to_owned(),
+                    token,
+                },
+                RunEvent {
+                    id: event,
+                    run_id: run,
+                    at: time(now),
+                    stage: RunStatus::Queued,
+                    progress: None,
+                    message,
+                },
+            ));
+        }
         tx.commit().await.during("commit a claim")?;
+        let mut placed = placed.into_iter();
+        let Some((fence, event)) = placed.next() else {
+            return Ok(None);
+        };
+        let batch = batch.map(|id| {
+            let rest: Vec<(Fence, RunEvent)> = placed.collect();
+            let mut runs = vec![(candidate.run.clone(), fence.clone())];
+            runs.extend(rest.iter().map(|(f, e)| (e.run_id.clone(), f.clone())));
+            ClaimedBatch {
+                id,
+                runs,
+                events: rest.into_iter().map(|(_, e)| e).collect(),
+            }
+        });
         return Ok(Some(Claim {
-            event: RunEvent {
-                id: event,
-                run_id: candidate.run.clone(),
-                at: time(now),
-                stage: RunStatus::Queued,
-                progress: None,
-                message,
-            },
+            event,
             run: candidate.run,
             target,
             devices,
-            fence: Fence {
-                owner: req.owner.to_owned(),
-                token,
-            },
+            fence,
+            batch,
         }));
     }
     Ok(None)
@@ -208,11 +304,41 @@ pub(crate) struct Requeue<'a> {
     pub fence: Option<&'a Fence>,
     /// A target it must not be placed on again.
     pub avoid: Option<&'a str>,
+    /// From a batch: no attempt counted, and the largest batch it may join from now on.
+    pub batch_limit: Option<Option<u32>>,
 }
 
 /// Puts a run that met an infrastructure error back in the queue, not before `not_before`.
 pub(crate) async fn requeue(
     pool: &SqlitePool,
+    now: i64,
+    id: &RunId,
+    why: &Requeue<'_>,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await.during("begin a transaction")?;
+    requeue_in(&mut tx, now, id, why).await?;
+    tx.commit().await.during("commit a requeue")
+}
+
+/// Puts several runs back in one transaction (a batch's: no claim sees half of them). A run
+/// that moved on meanwhile (a user's cancel) is left where it is.
+pub(crate) async fn requeue_many(
+    pool: &SqlitePool,
+    now: i64,
+    runs: &[(&RunId, Requeue<'_>)],
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await.during("begin a transaction")?;
+    for (id, why) in runs {
+        match requeue_in(&mut tx, now, id, why).await {
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await.during("commit a requeue")
+}
+
+async fn requeue_in(
+    tx: &mut sqlx::SqliteConnection,
     now: i64,
     id: &RunId,
     why: &Requeue<'_>,
@@ -223,11 +349,18 @@ pub(crate) async fn requeue(
         message,
         fence,
         avoid,
+        batch_limit,
     } = *why;
-    let mut tx = pool.begin().await.during("begin a transaction")?;
+    // Out of a batch: not the run's own attempt; its batch limit changes only when given.
+    let counted = if batch_limit.is_some() {
+        "batch_limit = coalesce(?7, batch_limit)"
+    } else {
+        "attempts = attempts + 1"
+    };
     let changed = sqlx::query(&format!(
-        "UPDATE runs SET status = 'queued', attempts = attempts + 1, not_before = ?4, \
+        "UPDATE runs SET status = 'queued', {counted}, not_before = ?4, \
          lease_owner = NULL, lease_expires_at = NULL, gpu_devices = NULL, target = target_pin, \
+         batch_id = NULL, batch_line = NULL, \
          avoid_targets = CASE WHEN ?6 IS NULL THEN avoid_targets \
              ELSE json_insert(coalesce(avoid_targets, '[]'), '$[#]', ?6) END \
          WHERE id = ?3 AND status = ?5 AND {FENCE_SQL}"
@@ -238,14 +371,14 @@ pub(crate) async fn requeue(
     .bind(millis(not_before))
     .bind(from.as_str())
     .bind(avoid)
+    .bind(batch_limit.flatten().map(i64::from))
     .execute(&mut *tx)
     .await
     .during("requeue a run")?;
     if changed.rows_affected() == 0 {
-        drop(tx);
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
             .bind(id.as_str())
-            .fetch_optional(pool)
+            .fetch_optional(&mut *tx)
             .await
             .during("read a run's status")?;
         return Err(match status {
@@ -254,7 +387,11 @@ pub(crate) async fn requeue(
                 expected: from,
                 actual: parse("run status", &s)?,
             },
-            _ => missing(pool, id, fence).await,
+            Some(_) if fence.is_some() => StoreError::LeaseLost { id: id.clone() },
+            _ => StoreError::NotFound {
+                kind: "run",
+                id: id.to_string(),
+            },
         });
     }
     sqlx::query(
@@ -266,7 +403,7 @@ pub(crate) async fn requeue(
     .execute(&mut *tx)
     .await
     .during("record a run event")?;
-    tx.commit().await.during("commit a requeue")
+    Ok(())
 }
 
 pub(crate) async fn set_paused(

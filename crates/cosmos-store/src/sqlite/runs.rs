@@ -42,6 +42,8 @@ struct RunRow {
     rehearsal: bool,
     favourite: bool,
     retried_by: Option<String>,
+    batch_id: Option<String>,
+    batch_line: Option<i64>,
 }
 
 const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.status, r.name, \
@@ -49,7 +51,8 @@ const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.statu
     r.created_at, r.started_at, r.finished_at, r.failure_reason, r.rating, r.outputs, \
     r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin, r.exit_code, r.failure_code, \
     r.launch_command, r.sweep_id, r.supply, r.gpu_usage, r.rehearsal, r.favourite, \
-    (SELECT c.id FROM runs c WHERE c.parent_run_id = r.id LIMIT 1) AS retried_by";
+    (SELECT c.id FROM runs c WHERE c.parent_run_id = r.id LIMIT 1) AS retried_by, \
+    r.batch_id, r.batch_line";
 
 impl RunRow {
     fn into_run(self) -> StoreResult<Run> {
@@ -97,6 +100,8 @@ impl RunRow {
                 Some(u) => Some(json("run GPU usage", u)?),
                 None => None,
             },
+            batch_id: parse_opt("batch id", self.batch_id.as_deref())?,
+            batch_line: self.batch_line.and_then(|l| u32::try_from(l).ok()),
         })
     }
 }
@@ -168,7 +173,7 @@ pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResu
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
              input_set_id, params, gpus, priority, created_at, parent_run_id, target_pin, target, \
-             sweep_id) ",
+             sweep_id, signature) ",
         );
         qb.push_values(chunk, |mut b, new| {
             b.push_bind(new.id.as_str())
@@ -186,7 +191,8 @@ pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResu
                 .push_bind(new.retry_of.as_ref().map(RunId::as_str))
                 .push_bind(new.target_pin.as_deref())
                 .push_bind(new.target_pin.as_deref())
-                .push_bind(new.sweep_id.as_ref().map(RunId::as_str));
+                .push_bind(new.sweep_id.as_ref().map(RunId::as_str))
+                .push_bind(new.signature.as_deref());
         });
         qb.build().execute(&mut *tx).await.during("insert runs")?;
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -232,6 +238,21 @@ pub(crate) async fn get_many(pool: &SqlitePool, ids: &[RunId]) -> StoreResult<Ve
         }
     }
     Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+pub(crate) async fn in_batch(
+    pool: &SqlitePool,
+    batch: &cosmos_core::BatchId,
+) -> StoreResult<Vec<Run>> {
+    let rows: Vec<RunRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM runs r JOIN prompts p ON p.id = r.prompt_id \
+         WHERE r.batch_id = ? ORDER BY r.batch_line"
+    ))
+    .bind(batch.as_str())
+    .fetch_all(pool)
+    .await
+    .during("read a batch's runs")?;
+    rows.into_iter().map(RunRow::into_run).collect()
 }
 
 pub(crate) async fn get(pool: &SqlitePool, id: &RunId) -> StoreResult<Run> {

@@ -430,8 +430,8 @@ async fn log(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Json<LogChunk>> {
     let id = run_id(&s, &id).await?;
-    s.services.runs().get(&id).await?;
-    let path = cosmos_engine::execute_paths::local_log(&s.data_dir, &id);
+    let run = s.services.runs().get(&id).await?;
+    let path = cosmos_engine::execute_paths::run_log(&s.data_dir, &run);
     let piece = match (q.tail, q.offset) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(

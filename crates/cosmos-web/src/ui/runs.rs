@@ -359,6 +359,10 @@ pub(crate) async fn page(State(s): State<AppState>, Path(id): Path<String>) -> P
                             @if !run.devices.is_empty() { " (devices " (run.devices.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) ")" } } }
                         tr { td { "target" } td { (run.target.as_deref().unwrap_or("not placed yet"))
                             @if run.rehearsal { " " span.pill { "rehearsal: cosmos-sim" } } } }
+                        @if let Some(b) = &run.batch_id {
+                            tr { td { "batch" } td.mono { (b)
+                                @if let Some(l) = run.batch_line { ", line " (l + 1) " (video_" (l) ")" } } }
+                        }
                         tr { td { "created" } td { (when(&run.created_at)) } }
                         @if let Some(t) = &run.started_at { tr { td { "started" } td { (when(t)) } } }
                         @if let Some(t) = &run.finished_at { tr { td { "finished" } td { (when(t)) } } }
