@@ -68,6 +68,17 @@ impl Queue {
         priority: i32,
         pin: Option<&str>,
     ) -> Result<RunId, Box<dyn std::error::Error>> {
+        self.add_signed(gpus, priority, pin, None).await
+    }
+
+    /// A run with a batch signature (`None`: never batched).
+    async fn add_signed(
+        &self,
+        gpus: u32,
+        priority: i32,
+        pin: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<RunId, Box<dyn std::error::Error>> {
         let params = RunParams {
             gpus,
             ..RunParams::default()
@@ -89,7 +100,7 @@ impl Queue {
                 retry_of: None,
                 target_pin: pin.map(str::to_owned),
                 sweep_id: None,
-                signature: None,
+                signature: signature.map(str::to_owned),
             })
             .await?;
         Ok(run.id)
@@ -429,6 +440,82 @@ fn stages_give_each_named_runs_latest_message_and_progress_in_one_read() -> Test
         assert_eq!(got[&first], (Some("uploading".into()), Some(0.25)));
         assert_eq!(got[&second], (Some("queued".into()), None));
         assert!(s.stages_of(&[]).await?.is_empty());
+        Ok(())
+    })
+}
+
+#[test]
+fn a_claim_batches_runs_of_one_signature_within_limits_and_spread_over_free_slots() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        let q = Queue::open(&dir.path().join("cosmos.db")).await?;
+        let s = &q.store;
+        let mut a = Vec::new();
+        for _ in 0..6 {
+            a.push(q.add_signed(1, 0, None, Some("A")).await?);
+        }
+        let other = q.add_signed(1, 0, None, Some("B")).await?;
+        let pinned_elsewhere = q.add_signed(1, 0, Some("far"), Some("A")).await?;
+        let lone = q.add_signed(1, 0, None, None).await?;
+        let offers = [TargetOffer {
+            max_batch: 4,
+            ..TargetOffer::new("gpu", 2)
+        }];
+        // 6 runs of A on 2 free GPUs, at most 4 a batch: 3 and 3, on different GPUs.
+        let c = s.claim_run(&req("w", &offers)).await?.ok_or("a claim")?;
+        let batch = c.batch.clone().ok_or("a batch")?;
+        let lines: Vec<RunId> = batch.runs.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(lines, a[..3].to_vec(), "in queue order, the claimed run first");
+        assert_eq!(batch.events.len(), 2);
+        for (i, id) in lines.iter().enumerate() {
+            let run = s.run(id).await?;
+            assert_eq!(run.batch_id.as_ref(), Some(&batch.id));
+            assert_eq!(run.batch_line, Some(i as u32));
+            assert_eq!((run.target.as_deref(), run.devices.clone()), (Some("gpu"), vec![0]));
+            assert_eq!(s.lease(id).await?.map(|l| l.owner), Some("w".to_owned()));
+        }
+        let c = s.claim_run(&req("w", &offers)).await?.ok_or("a claim")?;
+        let second: Vec<RunId> = c.batch.ok_or("a batch")?.runs.into_iter().map(|(r, _)| r).collect();
+        assert_eq!(second, a[3..].to_vec());
+        assert_eq!(s.run(&a[3]).await?.devices, vec![1]);
+        // No slot left: the rest wait.
+        assert_eq!(s.claim_run(&req("w", &offers)).await?, None);
+
+        // Back from a batch that ran out of memory: uncounted, at most 1 a batch from now on.
+        let leases: Vec<_> = {
+            let mut v = Vec::new();
+            for run in s.batch_runs(&batch.id).await? {
+                let (id, status) = (&run.id, &run.status);
+                let l = s.lease(id).await?.ok_or("a lease")?;
+                v.push((
+                    id.clone(),
+                    *status,
+                    cosmos_store::Fence {
+                        owner: l.owner,
+                        token: l.token,
+                    },
+                ));
+            }
+            v
+        };
+        s.requeue_from_batch(&leases, "out of memory", Some(1)).await?;
+        for (id, _, _) in &leases {
+            let run = s.run(id).await?;
+            assert_eq!((run.status, run.attempts, run.batch_id), (RunStatus::Queued, 0, None));
+        }
+        let offers = [TargetOffer {
+            max_batch: 4,
+            ..TargetOffer::new("gpu2", 1)
+        }];
+        let c = s.claim_run(&req("v", &offers)).await?.ok_or("a claim")?;
+        assert_eq!(c.run, a[0]);
+        assert!(c.batch.is_none(), "its limit is 1 now");
+        assert!(s.run(&a[0]).await?.batch_id.is_none());
+        // Another signature, a pin elsewhere and an unsigned run joined no batch.
+        for id in [&other, &pinned_elsewhere, &lone] {
+            let run = s.run(id).await?;
+            assert_eq!((run.status, run.batch_id), (RunStatus::Queued, None));
+        }
         Ok(())
     })
 }
