@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    completions, config, dev, init, inputs, list, logs, prompt, queue, quickstart, rate, run,
-    search, secret, serve, show, status, target,
+    completions, config, dev, export, init, inputs, list, logs, prompt, queue, quickstart, rate,
+    run, search, secret, serve, show, status, target,
 };
 
 const EXAMPLES: &str = "\
@@ -69,6 +69,8 @@ pub enum Command {
     Kill(logs::KillArgs),
     /// Rate runs 1–5 (0 clears) and mark favourites
     Rate(rate::Args),
+    /// Copy chosen outputs and their control videos into a folder, with a manifest
+    Export(export::Args),
     /// Show the queue (with estimates), running runs, targets and workers; --watch refreshes
     Status(status::StatusArgs),
     /// List recent runs

@@ -3,6 +3,7 @@
 pub mod completions;
 pub mod config;
 pub mod dev;
+pub mod export;
 pub mod init;
 pub mod inputs;
 pub mod list;
@@ -52,6 +53,7 @@ pub async fn dispatch(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCo
         Command::Logs(args) => args.run(&ctx).await,
         Command::Kill(args) => args.run(&ctx).await,
         Command::Rate(args) => args.run(&ctx).await,
+        Command::Export(args) => args.run(&ctx).await,
         Command::Status(args) => args.run(&ctx).await,
         Command::Show(args) => args.run(&ctx).await,
         Command::Search(args) => args.run(&ctx).await,

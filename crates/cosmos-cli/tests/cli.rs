@@ -6,6 +6,7 @@ mod cli {
     pub mod config;
     pub mod dashboard;
     pub mod events;
+    pub mod export;
     pub mod inputs;
     pub mod local;
     pub mod misc;

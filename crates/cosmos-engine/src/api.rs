@@ -68,6 +68,12 @@ impl Services {
 }
 
 impl Runs<'_> {
+    /// Copies (or hard-links) the chosen succeeded runs' outputs and control videos into a
+    /// folder with a manifest (JSONL and CSV) for a training-data pipeline.
+    pub async fn export(&self, req: crate::ExportRequest) -> EngineResult<crate::ExportReport> {
+        self.0.export(req).await
+    }
+
     /// Plans entries (one run, a sweep, a runs file), checks them, and queues them.
     pub async fn submit(&self, req: SubmitRequest) -> EngineResult<Submitted> {
         self.0.submit(req).await

@@ -465,17 +465,30 @@ fn a_claim_batches_runs_of_one_signature_within_limits_and_spread_over_free_slot
         let c = s.claim_run(&req("w", &offers)).await?.ok_or("a claim")?;
         let batch = c.batch.clone().ok_or("a batch")?;
         let lines: Vec<RunId> = batch.runs.iter().map(|(r, _)| r.clone()).collect();
-        assert_eq!(lines, a[..3].to_vec(), "in queue order, the claimed run first");
+        assert_eq!(
+            lines,
+            a[..3].to_vec(),
+            "in queue order, the claimed run first"
+        );
         assert_eq!(batch.events.len(), 2);
         for (i, id) in lines.iter().enumerate() {
             let run = s.run(id).await?;
             assert_eq!(run.batch_id.as_ref(), Some(&batch.id));
             assert_eq!(run.batch_line, Some(i as u32));
-            assert_eq!((run.target.as_deref(), run.devices.clone()), (Some("gpu"), vec![0]));
+            assert_eq!(
+                (run.target.as_deref(), run.devices.clone()),
+                (Some("gpu"), vec![0])
+            );
             assert_eq!(s.lease(id).await?.map(|l| l.owner), Some("w".to_owned()));
         }
         let c = s.claim_run(&req("w", &offers)).await?.ok_or("a claim")?;
-        let second: Vec<RunId> = c.batch.ok_or("a batch")?.runs.into_iter().map(|(r, _)| r).collect();
+        let second: Vec<RunId> = c
+            .batch
+            .ok_or("a batch")?
+            .runs
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
         assert_eq!(second, a[3..].to_vec());
         assert_eq!(s.run(&a[3]).await?.devices, vec![1]);
         // No slot left: the rest wait.
@@ -498,10 +511,14 @@ fn a_claim_batches_runs_of_one_signature_within_limits_and_spread_over_free_slot
             }
             v
         };
-        s.requeue_from_batch(&leases, "out of memory", Some(1)).await?;
+        s.requeue_from_batch(&leases, "out of memory", Some(1))
+            .await?;
         for (id, _, _) in &leases {
             let run = s.run(id).await?;
-            assert_eq!((run.status, run.attempts, run.batch_id), (RunStatus::Queued, 0, None));
+            assert_eq!(
+                (run.status, run.attempts, run.batch_id),
+                (RunStatus::Queued, 0, None)
+            );
         }
         let offers = [TargetOffer {
             max_batch: 4,
