@@ -311,8 +311,14 @@ impl Services {
                 if !here || driving.contains(id) {
                     continue;
                 }
-                // The claim's lease is this process's: the drive takes it on.
-                if run.status == RunStatus::Queued {
+                // The claim's lease is this process's: the drive takes it on. A run claimed
+                // into a batch is driven with the batch, while its claim holds.
+                let in_batch = run.batch_id.is_some()
+                    && self.store().lease(id).await?.is_some_and(|l| {
+                        l.expires_at > cosmos_core::now()
+                            && !crate::execute::owner_is_dead(&l.owner)
+                    });
+                if run.status == RunStatus::Queued && !in_batch {
                     let claimed = start_queued && self.claim_one(Some(id)).await?.is_some();
                     if claimed {
                         self.spawn_here(&mut tasks, &mut driving, id);

@@ -158,10 +158,13 @@ fn leftover_containers(fleet: &Fleet) -> Vec<String> {
         .args(["--format", "{{.Label \"cosmos.run\"}}"])
         .output()
         .expect("docker ps");
+    // Runs' containers, and batches' (one container for several runs).
     let ours: BTreeSet<String> = fleet
         .runs()
         .iter()
-        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .flat_map(|r| [r["id"].as_str(), r["batch_id"].as_str()])
+        .flatten()
+        .map(str::to_owned)
         .collect();
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -178,6 +181,48 @@ fn run_id_in(record: &Value) -> String {
     let argv = record["argv"].to_string();
     let at = argv.find("rs_").expect("a run id in the model's arguments");
     argv[at..at + 29].to_owned()
+}
+
+#[test]
+fn compatible_runs_share_one_container_on_an_ssh_docker_target() {
+    let fleet = Fleet::new(&[1], &[]);
+    std::fs::write(
+        fleet.home.home().join("cosmos.toml"),
+        "[queue]\nmax_batch = 8\n",
+    )
+    .expect("config");
+    let scene = fleet.home.standard_scene("shot");
+    let ids: Vec<String> = (0..3)
+        .map(|i| fleet.queue(&format!("a lighthouse, take {i}"), &scene))
+        .collect();
+    let worker = fleet.worker();
+    for id in &ids {
+        fleet.wait_until(id, "succeeded", 120);
+    }
+    wait_for("the container to end", Duration::from_secs(30), || {
+        fleet.records().len() == 1
+    });
+    stop(worker);
+    let records = fleet.records();
+    assert_eq!(records.len(), 1, "one model start: {records:?}");
+    assert!(
+        records[0].1["argv"]
+            .to_string()
+            .contains("--batch_input_path"),
+        "{records:?}"
+    );
+    let runs: Vec<Value> = ids.iter().map(|id| fleet.run_json(id)).collect();
+    let batch = runs[0]["batch_id"].as_str().expect("a batch");
+    let mut videos = BTreeSet::new();
+    for r in &runs {
+        assert_eq!(r["batch_id"], batch, "{r}");
+        let video = &r["outputs"][0];
+        let path = PathBuf::from(video["path"].as_str().expect("path"));
+        assert_eq!(sha256_file(&path), video["sha256"].as_str().expect("sha"));
+        videos.insert(path);
+    }
+    assert_eq!(videos.len(), 3, "each run its own video");
+    assert_eq!(leftover_containers(&fleet), Vec::<String>::new());
 }
 
 #[test]
