@@ -732,12 +732,13 @@ impl Services {
             .filter(|m| !m.run.status.is_terminal())
             .cloned()
             .collect();
-        let Some(d0) = live.first().map(|m| m.drive.clone()) else {
+        // Runs all collected while the model ran still leave its container to remove.
+        let Some(d0) = live.first().or(members.first()).map(|m| m.drive.clone()) else {
             return Ok(());
         };
         let exit = match ended.state {
             ModelState::Exited(code) => {
-                for m in &live {
+                for m in members.iter() {
                     self.store()
                         .set_exit_code(&m.drive.id, code, Some(&m.drive.fence))
                         .await?;
@@ -765,6 +766,9 @@ impl Services {
             if let Err(e) = c.runtime.remove(&c.host, batch.as_str()).await {
                 tracing::warn!("could not remove the container of batch {batch}: {e}");
             }
+        }
+        if live.is_empty() {
+            return Ok(());
         }
         let env = self.exec_env()?;
         let text = {
