@@ -55,10 +55,14 @@ pub(crate) async fn claim(
     if paused.iter().any(|p| p == ALL) {
         return Ok(None);
     }
-    // Slots held: placed runs not finished, except queued ones whose claim lapsed.
+    // Slots held: placed runs whose model has not ended, except queued ones whose claim
+    // lapsed. A run collecting its outputs no longer uses its GPUs (its model exited), so the
+    // next run starts meanwhile; a batch's run collecting holds them while its batch's model
+    // may still run.
     let held: Vec<(String, String)> = sqlx::query_as(
         "SELECT target, gpu_devices FROM runs INDEXED BY runs_placed WHERE gpu_devices IS NOT NULL \
          AND status IN ('queued', 'staging', 'starting', 'running', 'collecting') \
+         AND NOT (status = 'collecting' AND batch_id IS NULL) \
          AND NOT (status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?))",
     )
     .bind(now)
