@@ -194,11 +194,9 @@ fn write_export(
     // rename fails.
     let aside = parent.join(format!(".{name}.replaced-{pid}"));
     let had = dest.exists();
-    if had {
-        if let Err(e) = std::fs::rename(dest, &aside) {
-            let _ = std::fs::remove_dir_all(&work);
-            return Err(io("move aside", dest, e));
-        }
+    if had && let Err(e) = std::fs::rename(dest, &aside) {
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(io("move aside", dest, e));
     }
     if let Err(e) = std::fs::rename(&work, dest) {
         if had {

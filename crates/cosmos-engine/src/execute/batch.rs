@@ -439,7 +439,20 @@ impl Services {
             }
             Err(EngineError::Remote(e)) if !e.is_transient() => {
                 let failure = super::start_failure(&c.target.name, &e);
+                let name = &c.target.name;
+                // Nothing ran: another target may take the runs before they fail.
+                let elsewhere = self.another_target_for(&first.run, name).await?;
                 for m in &starting {
+                    if elsewhere {
+                        let why = format!("{}; placing it on another target", failure.message);
+                        if self
+                            .requeue(&m.drive, &m.run, &why, false, Some(name))
+                            .await?
+                            .is_some()
+                        {
+                            continue;
+                        }
+                    }
                     self.fail(&m.drive, RunStatus::Starting, failure.clone())
                         .await?;
                 }
