@@ -51,12 +51,7 @@ pub(crate) fn build_launch<'a>(
     devices: &[u32],
 ) -> Result<LaunchPlan, SpecError> {
     let s = subject.into();
-    let cfg = &target.config;
-    cfg.validate_argv_values()
-        .map_err(|message| SpecError::TargetSetting {
-            target: target.name.clone(),
-            message,
-        })?;
+    let cfg = checked_settings(target)?;
     let layout = RunLayout::new(&cfg.root, s.run_id);
     let spec = spec_for(s.text, s.negative, s.params, files, &layout)?;
     Ok(launch_of(
@@ -79,12 +74,7 @@ pub(crate) fn build_batch_launch(
     first_files: &[InputFile],
     devices: &[u32],
 ) -> Result<LaunchPlan, SpecError> {
-    let cfg = &target.config;
-    cfg.validate_argv_values()
-        .map_err(|message| SpecError::TargetSetting {
-            target: target.name.clone(),
-            message,
-        })?;
+    let cfg = checked_settings(target)?;
     let layout = RunLayout::new(&cfg.root, batch);
     let spec = batch_spec(&layout, first, first_files)?;
     let file = layout.batch_file();
@@ -97,6 +87,17 @@ pub(crate) fn build_batch_launch(
         Some(&file),
         devices,
     ))
+}
+
+/// The target's settings, once checked to be safe on a command line.
+fn checked_settings(target: &Target) -> Result<&cosmos_core::TargetConfig, SpecError> {
+    let cfg = &target.config;
+    cfg.validate_argv_values()
+        .map_err(|message| SpecError::TargetSetting {
+            target: target.name.clone(),
+            message,
+        })?;
+    Ok(cfg)
 }
 
 /// A batch's spec: its first run's, with that run's inputs in `inputs/0/`.

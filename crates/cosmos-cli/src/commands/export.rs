@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use chrono::Utc;
 
 use cosmos_engine::{ExportRequest, RunFilter};
 
-use crate::commands::list::parse_since;
+use crate::commands::list::prompt_and_since;
 use crate::context::Ctx;
 use crate::output;
 
@@ -46,16 +45,9 @@ pub struct Args {
 
 impl Args {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
-        let since = self
-            .since
-            .as_deref()
-            .map(|s| parse_since(s, Utc::now()))
-            .transpose()?;
         let services = ctx.services().await?;
-        let prompt_id = match &self.prompt {
-            None => None,
-            Some(p) => Some(services.prompts().resolve(p).await?),
-        };
+        let (prompt_id, since) =
+            prompt_and_since(&services, self.prompt.as_deref(), self.since.as_deref()).await?;
         let report = services
             .runs()
             .export(ExportRequest {

@@ -45,6 +45,20 @@ pub struct Args {
     json: bool,
 }
 
+/// `--prompt` (an id prefix or a name) and `--since` as a run filter's parts.
+pub async fn prompt_and_since(
+    services: &cosmos_engine::Services,
+    prompt: Option<&str>,
+    since: Option<&str>,
+) -> Result<(Option<cosmos_core::PromptId>, Option<DateTime<Utc>>)> {
+    let since = since.map(|s| parse_since(s, Utc::now())).transpose()?;
+    let prompt_id = match prompt {
+        None => None,
+        Some(p) => Some(services.prompts().resolve(p).await?),
+    };
+    Ok((prompt_id, since))
+}
+
 /// Parses `--since`.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let t = text.trim();
@@ -76,16 +90,9 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
 
 impl Args {
     pub async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
-        let since = self
-            .since
-            .as_deref()
-            .map(|s| parse_since(s, Utc::now()))
-            .transpose()?;
         let services = ctx.services().await?;
-        let prompt_id = match &self.prompt {
-            None => None,
-            Some(p) => Some(services.prompts().resolve(p).await?),
-        };
+        let (prompt_id, since) =
+            prompt_and_since(&services, self.prompt.as_deref(), self.since.as_deref()).await?;
         let filter = RunFilter {
             statuses: self.status.clone(),
             prompt_id,

@@ -168,12 +168,7 @@ impl Services {
         let c = self.connect(&target)?;
         let layout = RunLayout::new(&target.config.root, batch);
         loop {
-            self.refresh(members).await?;
-            let live: Vec<Member> = members
-                .iter()
-                .filter(|m| !m.run.status.is_terminal())
-                .cloned()
-                .collect();
+            let live = self.live(members).await?;
             let Some(phase) = live.iter().map(|m| m.run.status).min_by_key(|s| rank(*s)) else {
                 let rm = args(&["rm", "-f", "--", &layout.env_file()]);
                 if let Err(e) = c.host.runner.run(&rm).await {
@@ -231,8 +226,8 @@ impl Services {
         }
     }
 
-    /// Reads where each run of the batch is now.
-    async fn refresh(&self, members: &mut [Member]) -> EngineResult<()> {
+    /// Reads where each run of the batch is now; the unfinished ones.
+    async fn live(&self, members: &mut [Member]) -> EngineResult<Vec<Member>> {
         let ids: Vec<RunId> = members.iter().map(|m| m.drive.id.clone()).collect();
         let now = self.store().runs(&ids).await?;
         for m in members.iter_mut() {
@@ -240,7 +235,11 @@ impl Services {
                 m.run = r.clone();
             }
         }
-        Ok(())
+        Ok(members
+            .iter()
+            .filter(|m| !m.run.status.is_terminal())
+            .cloned()
+            .collect())
     }
 
     /// Gives runs that could not be staged back to the queue (each with its own retries).
@@ -474,31 +473,13 @@ impl Services {
     ) -> EngineResult<Ended> {
         let env = self.exec_env()?;
         let log_path = local_job_log(&env.data_dir, batch.as_str());
-        if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                EngineError::Internal(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| {
-                EngineError::Internal(format!("cannot open {}: {e}", log_path.display()))
-            })?;
-        let frames = match members.first() {
-            Some(m) => self
-                .input_files(&m.run)
-                .await?
-                .iter()
-                .map(|f| f.video.frames)
-                .min()
-                .unwrap_or(121),
-            None => 121,
+        let (mut log, mut offset) = super::follow::open_local_log(&log_path)?;
+        let clips = match members.first() {
+            Some(m) => self.clips_of(&m.run).await?,
+            None => 1,
         };
-        let mut parser = BatchLog::new(cosmos_core::resolution::clip_count(frames) as u32);
+        let mut parser = BatchLog::new(clips);
         // What an earlier driver received is read again, so lines keep their numbers.
-        let mut offset = log.metadata().map(|m| m.len()).unwrap_or(0);
         if offset > 0 {
             let before = std::fs::read(&log_path).unwrap_or_default();
             for line in String::from_utf8_lossy(&before).split(['\n', '\r']) {
@@ -571,62 +552,41 @@ impl Services {
         let mut lines = crate::lines::Lines::default();
         let mut last: HashMap<RunId, String> = HashMap::new();
         let held = all.first().map(|d| d.until.clone());
-        let ended = loop {
-            let mut on_bytes = |bytes: &[u8]| {
-                if held.as_ref().is_some_and(|u| !u.held()) {
-                    return;
-                }
-                if let Err(e) = log.write_all(bytes) {
-                    tracing::warn!("cannot append to the batch's local log: {e}");
-                }
-                lines.push(bytes, |text| {
-                    let mut send = |d: &Drive, m: &Milestone| {
-                        let key = m.describe();
-                        if last.get(&d.id) != Some(&key) || m.fraction >= 0.99 {
-                            last.insert(d.id.clone(), key);
-                            let _ = events.send((d.clone(), m.clone()));
-                        }
-                    };
-                    match parser.feed(text.trim_end()) {
-                        Some(BatchSignal::All(m)) => all.iter().for_each(|d| send(d, &m)),
-                        Some(BatchSignal::Line(n, m)) => {
-                            if let Some(d) = by_line.get(&n) {
-                                send(d, &m);
-                            }
-                        }
-                        Some(BatchSignal::Saved(n)) => {
-                            let _ = saved.send(n);
-                        }
-                        None => {}
+        let mut on_bytes = |bytes: &[u8]| {
+            if held.as_ref().is_some_and(|u| !u.held()) {
+                return;
+            }
+            if let Err(e) = log.write_all(bytes) {
+                tracing::warn!("cannot append to the batch's local log: {e}");
+            }
+            lines.push(bytes, |text| {
+                let mut send = |d: &Drive, m: &Milestone| {
+                    let key = m.describe();
+                    if last.get(&d.id) != Some(&key) || m.fraction >= 0.99 {
+                        last.insert(d.id.clone(), key);
+                        let _ = events.send((d.clone(), m.clone()));
                     }
-                });
-            };
-            let followed = c
-                .runtime
-                .follow(&c.host, batch.as_str(), layout, &mut offset, &mut on_bytes)
-                .await;
-            let Some(d0) = all.first() else {
-                break Ok((ModelState::Absent, false));
-            };
-            if let Err(e) = followed {
-                if !e.is_transient() {
-                    break Err(e.into());
+                };
+                match parser.feed(text.trim_end()) {
+                    Some(BatchSignal::All(m)) => all.iter().for_each(|d| send(d, &m)),
+                    Some(BatchSignal::Line(n, m)) => {
+                        if let Some(d) = by_line.get(&n) {
+                            send(d, &m);
+                        }
+                    }
+                    Some(BatchSignal::Saved(n)) => {
+                        let _ = saved.send(n);
+                    }
+                    None => {}
                 }
-                self.exec_env()?.mark_reachable(&c.target.name, false);
-                let note = format!("lost the log stream ({e}); reconnecting");
-                self.note(d0, RunStatus::Running, &note).await?;
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            });
+        };
+        let ended = match all.first() {
+            Some(d0) => {
+                self.follow_to_end(c, d0, batch.as_str(), layout, &mut offset, &mut on_bytes)
+                    .await
             }
-            let state = self
-                .patiently(c, d0, RunStatus::Running, "read the model's state", || {
-                    c.runtime.state_keeping_log(&c.host, batch.as_str(), layout)
-                })
-                .await;
-            match state {
-                Ok((ModelState::Running, _)) => continue,
-                Ok(end) => break Ok(end),
-                Err(e) => break Err(e),
-            }
+            None => Ok((ModelState::Absent, false)),
         };
         canceller.abort();
         if let Some(task) = sampler {
@@ -739,12 +699,7 @@ impl Services {
         members: &mut [Member],
         ended: Ended,
     ) -> EngineResult<()> {
-        self.refresh(members).await?;
-        let live: Vec<Member> = members
-            .iter()
-            .filter(|m| !m.run.status.is_terminal())
-            .cloned()
-            .collect();
+        let live = self.live(members).await?;
         // Runs all collected while the model ran still leave its container to remove.
         let Some(d0) = live.first().or(members.first()).map(|m| m.drive.clone()) else {
             return Ok(());

@@ -14,6 +14,22 @@ use crate::Services;
 use crate::error::{EngineError, EngineResult};
 use crate::targets::Connected;
 
+/// Opens (making it if needed) a local model log for appending; its length is what was
+/// received, where the stream resumes.
+pub(super) fn open_local_log(path: &std::path::Path) -> EngineResult<(std::fs::File, u64)> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| EngineError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| EngineError::Internal(format!("cannot open {}: {e}", path.display())))?;
+    let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((log, offset))
+}
+
 impl Services {
     /// Follows the model's log until it ends; returns the collecting message, how the model
     /// ended and whether its log is already kept on the target.
@@ -25,29 +41,8 @@ impl Services {
         d: &Drive,
     ) -> EngineResult<(String, (ModelState, bool))> {
         let env = self.exec_env()?;
-        let log_path = local_log(&env.data_dir, &run.id);
-        if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                EngineError::Internal(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| {
-                EngineError::Internal(format!("cannot open {}: {e}", log_path.display()))
-            })?;
-        // What is in the local log is what was received: resume after it.
-        let mut offset = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let frames = self
-            .input_files(run)
-            .await?
-            .iter()
-            .map(|f| f.video.frames)
-            .min()
-            .unwrap_or(121);
-        let mut parser = ProgressParser::new(cosmos_core::resolution::clip_count(frames) as u32);
+        let (mut log, mut offset) = open_local_log(&local_log(&env.data_dir, &run.id))?;
+        let mut parser = ProgressParser::new(self.clips_of(run).await?);
         let mut lines = crate::lines::Lines::default();
         let mut last: Option<String> = None;
         // Milestones go to the store as they arrive (for `status --watch` and followers in
@@ -81,32 +76,63 @@ impl Services {
                     .await
             })
         });
-        let ended = loop {
-            let mut on_bytes = |bytes: &[u8]| {
-                // Paused past the lease: another driver may own the run now.
-                if !d.until.held() {
-                    return;
-                }
-                if let Err(e) = log.write_all(bytes) {
-                    tracing::warn!("cannot append to the local run log: {e}");
-                }
-                lines.push(bytes, |text| {
-                    if let Some(m) = parser.feed(text.trim_end()) {
-                        let key = m.describe();
-                        if last.as_deref() != Some(key.as_str()) || m.fraction >= 0.99 {
-                            last = Some(key);
-                            let _ = events.send(m);
-                        }
+        let mut on_bytes = |bytes: &[u8]| {
+            // Paused past the lease: another driver may own the run now.
+            if !d.until.held() {
+                return;
+            }
+            if let Err(e) = log.write_all(bytes) {
+                tracing::warn!("cannot append to the local run log: {e}");
+            }
+            lines.push(bytes, |text| {
+                if let Some(m) = parser.feed(text.trim_end()) {
+                    let key = m.describe();
+                    if last.as_deref() != Some(key.as_str()) || m.fraction >= 0.99 {
+                        last = Some(key);
+                        let _ = events.send(m);
                     }
-                });
-            };
+                }
+            });
+        };
+        let ended = self
+            .follow_to_end(c, d, run.id.as_str(), layout, &mut offset, &mut on_bytes)
+            .await
+            .map(|end| {
+                let message = match end.0 {
+                    ModelState::Exited(code) => format!("the model exited with code {code}"),
+                    _ => "the model process is gone".into(),
+                };
+                (message, end)
+            });
+        if let Some(task) = sampler {
+            task.abort();
+        }
+        // Every milestone is stored before the run moves on.
+        drop(events);
+        let _ = writer.await;
+        ended
+    }
+
+    /// Streams job `job`'s model log into `on_bytes` from `offset` until the model ends,
+    /// reconnecting while the target is unreachable (events as `d`); how it ended, and
+    /// whether its log is kept on the target.
+    pub(super) async fn follow_to_end(
+        &self,
+        c: &Connected,
+        d: &Drive,
+        job: &str,
+        layout: &RunLayout,
+        offset: &mut u64,
+        on_bytes: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
+    ) -> EngineResult<(ModelState, bool)> {
+        loop {
             let followed = c
                 .runtime
-                .follow(&c.host, run.id.as_str(), layout, &mut offset, &mut on_bytes)
+                .follow(&c.host, job, layout, offset, &mut *on_bytes)
                 .await;
             if let Err(e) = followed {
                 if !e.is_transient() {
-                    break Err(e.into());
+                    return Err(e.into());
                 }
                 self.exec_env()?.mark_reachable(&c.target.name, false);
                 let note = format!("lost the log stream ({e}); reconnecting");
@@ -116,28 +142,25 @@ impl Services {
             // The state, and the log kept on the target once the model has ended.
             let state = self
                 .patiently(c, d, RunStatus::Running, "read the model's state", || {
-                    c.runtime
-                        .state_keeping_log(&c.host, run.id.as_str(), layout)
+                    c.runtime.state_keeping_log(&c.host, job, layout)
                 })
-                .await;
-            match state {
-                Ok((ModelState::Running, _)) => continue,
-                Ok(end @ (ModelState::Exited(code), _)) => {
-                    break Ok((format!("the model exited with code {code}"), end));
-                }
-                Ok(end @ (ModelState::Vanished | ModelState::Absent, _)) => {
-                    break Ok(("the model process is gone".into(), end));
-                }
-                Err(e) => break Err(e),
+                .await?;
+            if state.0 != ModelState::Running {
+                return Ok(state);
             }
-        };
-        if let Some(task) = sampler {
-            task.abort();
         }
-        // Every milestone is stored before the run moves on.
-        drop(events);
-        let _ = writer.await;
-        ended
+    }
+
+    /// How many clips a run's inputs make (the shortest input decides).
+    pub(super) async fn clips_of(&self, run: &Run) -> EngineResult<u32> {
+        let frames = self
+            .input_files(run)
+            .await?
+            .iter()
+            .map(|f| f.video.frames)
+            .min()
+            .unwrap_or(121);
+        Ok(cosmos_core::resolution::clip_count(frames) as u32)
     }
 
     /// Asks the target's `nvidia-smi` every `every` for the run's GPUs and records their
