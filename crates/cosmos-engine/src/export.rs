@@ -55,6 +55,13 @@ struct FileRow {
     bytes: u64,
 }
 
+/// What an export is made from: the runs, their input sets, and each prompt's parent.
+struct Chosen {
+    runs: Vec<Run>,
+    sets: HashMap<InputSetId, InputSet>,
+    parents: HashMap<cosmos_core::PromptId, Option<cosmos_core::PromptId>>,
+}
+
 /// The CSV's columns, in order (JSONL rows carry these and more).
 const CSV_COLUMNS: [&str; 30] = [
     "run_id",
@@ -128,7 +135,12 @@ impl Services {
             }
         }
         let link = req.link;
-        tokio::task::spawn_blocking(move || write_export(&dest, link, &runs, &sets, &parents))
+        let chosen = Chosen {
+            runs,
+            sets,
+            parents,
+        };
+        tokio::task::spawn_blocking(move || write_export(&dest, link, &chosen))
             .await
             .map_err(|e| EngineError::Internal(format!("the export stopped: {e}")))?
     }
@@ -163,13 +175,7 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> EngineError {
 }
 
 /// Builds the export beside `dest`, then puts it in its place.
-fn write_export(
-    dest: &Path,
-    link: bool,
-    runs: &[Run],
-    sets: &HashMap<InputSetId, InputSet>,
-    parents: &HashMap<cosmos_core::PromptId, Option<cosmos_core::PromptId>>,
-) -> EngineResult<ExportReport> {
+fn write_export(dest: &Path, link: bool, chosen: &Chosen) -> EngineResult<ExportReport> {
     let parent = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -182,7 +188,7 @@ fn write_export(
     let pid = std::process::id();
     let work = parent.join(format!(".{name}.export-{pid}"));
     let _ = std::fs::remove_dir_all(&work);
-    let built = build(&work, link, runs, sets, parents);
+    let built = build(&work, link, chosen);
     let mut report = match built {
         Ok(r) => r,
         Err(e) => {
@@ -233,17 +239,11 @@ fn place(from: &Path, to: &Path, sha256: &str, link: bool) -> EngineResult<(bool
     Ok((linked, size))
 }
 
-fn build(
-    work: &Path,
-    link: bool,
-    runs: &[Run],
-    sets: &HashMap<InputSetId, InputSet>,
-    parents: &HashMap<cosmos_core::PromptId, Option<cosmos_core::PromptId>>,
-) -> EngineResult<ExportReport> {
+fn build(work: &Path, link: bool, chosen: &Chosen) -> EngineResult<ExportReport> {
     std::fs::create_dir_all(work).map_err(|e| io("create", work, e))?;
     let mut report = ExportReport {
         dir: String::new(),
-        runs: runs.len(),
+        runs: chosen.runs.len(),
         files: 0,
         bytes: 0,
         linked: 0,
@@ -257,7 +257,7 @@ fn build(
     };
     // Control videos once per input set.
     let mut controls: HashMap<InputSetId, Vec<(InputFile, FileRow)>> = HashMap::new();
-    for (id, set) in sets {
+    for (id, set) in &chosen.sets {
         let mut rows = Vec::new();
         for f in &set.files {
             let ext = crate::runs::extension(&f.path);
@@ -277,7 +277,7 @@ fn build(
     }
     let mut jsonl = String::new();
     let mut csv = csv_line(CSV_COLUMNS.iter().map(|c| (*c).to_owned()));
-    for run in runs {
+    for run in &chosen.runs {
         let mut files = Vec::new();
         for o in &run.outputs {
             let from = Path::new(&o.path);
@@ -303,9 +303,9 @@ fn build(
         let set_name = run
             .input_set_id
             .as_ref()
-            .and_then(|id| sets.get(id))
+            .and_then(|id| chosen.sets.get(id))
             .map(|s| s.name.clone());
-        let enhanced_from = parents.get(&run.prompt_id).cloned().flatten();
+        let enhanced_from = chosen.parents.get(&run.prompt_id).cloned().flatten();
         let row = manifest_row(run, &files, &set_rows, set_name, enhanced_from.as_ref());
         jsonl.push_str(&row.to_string());
         jsonl.push('\n');

@@ -496,26 +496,7 @@ impl Services {
             .map(|m| m.drive.clone())
             .collect();
 
-        // Milestones go to the store by a task, so the log stream never waits on it.
-        let (events, mut arrived) = tokio::sync::mpsc::unbounded_channel::<(Drive, Milestone)>();
-        let writer = {
-            let me = self.clone();
-            tokio::spawn(async move {
-                while let Some((d, m)) = arrived.recv().await {
-                    let message = m.describe();
-                    let write = me.store().add_run_event(
-                        &d.id,
-                        RunStatus::Running,
-                        Some(m.fraction),
-                        &message,
-                        Some(&d.fence),
-                    );
-                    if let Err(e) = me.bus.record_event(write).await {
-                        tracing::debug!("progress not recorded: {e}");
-                    }
-                }
-            })
-        };
+        let (events, writer) = self.milestone_writer();
         // Saved lines are collected by another task while the model goes on.
         let (saved, mut to_collect) = tokio::sync::mpsc::unbounded_channel::<u32>();
         let collector = {

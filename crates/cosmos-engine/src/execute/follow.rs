@@ -45,27 +45,7 @@ impl Services {
         let mut parser = ProgressParser::new(self.clips_of(run).await?);
         let mut lines = crate::lines::Lines::default();
         let mut last: Option<String> = None;
-        // Milestones go to the store as they arrive (for `status --watch` and followers in
-        // other processes), written by a task so the log stream never waits on the database.
-        let (events, mut arrived) = tokio::sync::mpsc::unbounded_channel::<Milestone>();
-        let writer = {
-            let (me, d) = (self.clone(), d.clone());
-            tokio::spawn(async move {
-                while let Some(m) = arrived.recv().await {
-                    let message = m.describe();
-                    let write = me.store().add_run_event(
-                        &d.id,
-                        RunStatus::Running,
-                        Some(m.fraction),
-                        &message,
-                        Some(&d.fence),
-                    );
-                    if let Err(e) = me.bus.record_event(write).await {
-                        tracing::debug!("progress not recorded: {e}");
-                    }
-                }
-            })
-        };
+        let (events, writer) = self.milestone_writer();
         // The GPUs' load, sampled beside the log for as long as the model is followed.
         let sampler = (!c.target.config.rehearsal).then(|| {
             let (me, c, d) = (self.clone(), c.clone(), d.clone());
@@ -89,7 +69,7 @@ impl Services {
                     let key = m.describe();
                     if last.as_deref() != Some(key.as_str()) || m.fraction >= 0.99 {
                         last = Some(key);
-                        let _ = events.send(m);
+                        let _ = events.send((d.clone(), m));
                     }
                 }
             });
@@ -111,6 +91,35 @@ impl Services {
         drop(events);
         let _ = writer.await;
         ended
+    }
+
+    /// Records milestones on their runs as they arrive (for `status --watch` and followers
+    /// in other processes), by a task, so the log stream never waits on the database. Drop the
+    /// sender and await the task to have every one stored.
+    pub(super) fn milestone_writer(
+        &self,
+    ) -> (
+        tokio::sync::mpsc::UnboundedSender<(Drive, Milestone)>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (events, mut arrived) = tokio::sync::mpsc::unbounded_channel::<(Drive, Milestone)>();
+        let me = self.clone();
+        let writer = tokio::spawn(async move {
+            while let Some((d, m)) = arrived.recv().await {
+                let message = m.describe();
+                let write = me.store().add_run_event(
+                    &d.id,
+                    RunStatus::Running,
+                    Some(m.fraction),
+                    &message,
+                    Some(&d.fence),
+                );
+                if let Err(e) = me.bus.record_event(write).await {
+                    tracing::debug!("progress not recorded: {e}");
+                }
+            }
+        });
+        (events, writer)
     }
 
     /// Streams job `job`'s model log into `on_bytes` from `offset` until the model ends,
