@@ -6,7 +6,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
     completions, config, dev, export, init, inputs, list, logs, prompt, queue, quickstart, rate,
-    run, search, secret, serve, show, status, target,
+    run, search, secret, serve, show, status, target, upscale,
 };
 
 const EXAMPLES: &str = "\
@@ -61,6 +61,8 @@ pub enum Command {
     /// Pause or resume placing queued runs (all, or one target)
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Upscale a run's output (or a video) to 4K with Cosmos-Transfer1's upscaler
+    Upscale(upscale::Args),
     /// Run a failed or cancelled run again, as a new run linked to it
     Retry(queue::RetryArgs),
     /// Print a run's model log; -f follows it (and reattaches to the run)

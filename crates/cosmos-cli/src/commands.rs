@@ -19,6 +19,7 @@ pub mod serve;
 pub mod show;
 pub mod status;
 pub mod target;
+pub mod upscale;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -54,6 +55,7 @@ pub async fn dispatch(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCo
         Command::Kill(args) => args.run(&ctx).await,
         Command::Rate(args) => args.run(&ctx).await,
         Command::Export(args) => args.run(&ctx).await,
+        Command::Upscale(args) => args.run(&ctx).await,
         Command::Status(args) => args.run(&ctx).await,
         Command::Show(args) => args.run(&ctx).await,
         Command::Search(args) => args.run(&ctx).await,

@@ -172,6 +172,13 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
     if let Some(by) = &r.retried_by {
         field(out, style, "retried as", by.as_str())?;
     }
+    if let Some(of) = &r.upscale_of {
+        field(out, style, "upscale of", of.as_str())?;
+    }
+    if !r.upscaled_by.is_empty() {
+        let ids: Vec<&str> = r.upscaled_by.iter().map(|i| i.as_str()).collect();
+        field(out, style, "upscaled as", &ids.join(", "))?;
+    }
     if r.rating.is_some() || r.favourite {
         let stars = r
             .rating
@@ -236,7 +243,14 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
             p.gpus
         ),
     )?;
-    text_field(out, style, "text", &r.prompt_text)?;
+    if r.prompt_text.is_empty() {
+        field(out, style, "text", "(none: Cosmos's default prompt)")?;
+    } else {
+        text_field(out, style, "text", &r.prompt_text)?;
+    }
+    if let Some(used) = &r.model_prompt {
+        text_field(out, style, "model used", used)?;
+    }
     text_field(
         out,
         style,

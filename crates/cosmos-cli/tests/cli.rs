@@ -18,4 +18,5 @@ mod cli {
     pub mod setup;
     pub mod support;
     pub mod targets;
+    pub mod upscale;
 }

@@ -5,7 +5,7 @@
 mod build;
 mod validate;
 
-pub use build::{TransferSpec, TransferSpecInput, build_transfer_spec};
+pub use build::{TransferSpec, TransferSpecInput, build_transfer_spec, build_upscale_spec};
 pub use validate::{CosmosError, SpecLog, VALID_HINT_KEYS, split_spec, validate_controls};
 
 /// Why a run's spec could not be built.
@@ -31,8 +31,15 @@ pub enum SpecError {
          `{0}.mp4` to the input set or drop `{0}` from `--weights`"
     )]
     MissingControl(crate::Hint),
-    #[error("`upscale` is not a transfer control: the 4K upscaler is a run of its own kind")]
+    #[error(
+        "`upscale` is not a transfer control: the 4K upscaler is a run of its own, made by \
+         `cosmos upscale RUN|VIDEO` or `cosmos run … --upscale`"
+    )]
     UpscaleInTransfer,
+    #[error("the 4K upscaler runs alone: an upscale run's only control is `upscale`")]
+    UpscaleAlone,
+    #[error("the 4K upscaler enlarges an input video, and this run has none")]
+    UpscaleNeedsVideo,
     /// A target setting that would land in the command line is not what its position takes.
     #[error("target `{target}`: {message}; fix it with `cosmos target edit {target}`")]
     TargetSetting { target: String, message: String },

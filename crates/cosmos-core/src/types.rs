@@ -145,6 +145,16 @@ pub struct Run {
     /// Its line in that batch's JSONL file (0-based; its outputs were `video_<line>`).
     #[serde(default)]
     pub batch_line: Option<u32>,
+    /// The run whose output this upscale run enlarges (`cosmos upscale RUN`, `run --upscale`).
+    #[serde(default)]
+    pub upscale_of: Option<RunId>,
+    /// Upscale runs of this one.
+    #[serde(default)]
+    pub upscaled_by: Vec<RunId>,
+    /// The prompt the model used when it differs from `prompt_text` (`--upsample-prompt`:
+    /// Cosmos's upsampler rewrote it), read from the prompt file it saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_prompt: Option<String>,
 }
 
 /// A run's GPUs while its model ran: utilisation (percent, the busiest of its GPUs at its

@@ -117,6 +117,11 @@ impl Runs<'_> {
         self.0.cancel(scope).await
     }
 
+    /// Queues a 4K upscale of a run's output (now, or once it succeeds) or of a video.
+    pub async fn upscale(&self, req: &crate::UpscaleRequest) -> EngineResult<Run> {
+        self.0.upscale(req).await
+    }
+
     pub async fn retry(&self, id: &RunId) -> EngineResult<Run> {
         self.0.retry(id).await
     }

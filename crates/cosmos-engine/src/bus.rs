@@ -65,6 +65,12 @@ impl EventBus {
         let event = write.await?;
         self.send(event.clone());
         *published = Some(published.map_or(event.id, |p| p.max(event.id)));
+        // A run's end may settle others in the same write (its upscale runs released or
+        // cancelled): their events follow its own.
+        if event.stage.is_terminal() {
+            drop(published);
+            self.publish().await?;
+        }
         Ok(event)
     }
 

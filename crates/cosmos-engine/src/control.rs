@@ -363,6 +363,13 @@ impl Services {
 
     /// Why a queued run was not started: a pause (and how to lift it), or GPU slots.
     async fn why_waiting(&self, run: &Run) -> EngineResult<String> {
+        if let Some(parent) = &run.upscale_of
+            && self.store().run(parent).await?.status != RunStatus::Succeeded
+        {
+            return Ok(format!(
+                "waiting for {parent} to succeed: this upscales its output"
+            ));
+        }
         let paused = self.store().paused().await?;
         if paused.iter().any(Option::is_none) {
             return Ok(

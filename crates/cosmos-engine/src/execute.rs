@@ -498,6 +498,10 @@ impl Services {
     }
 
     pub(crate) async fn input_files(&self, run: &Run) -> EngineResult<Vec<InputFile>> {
+        // An upscale of a run enlarges that run's output, whatever scene it came from.
+        if let Some(parent) = &run.upscale_of {
+            return self.upscale_input(parent).await;
+        }
         let set_id = run
             .input_set_id
             .clone()

@@ -63,7 +63,7 @@ struct Chosen {
 }
 
 /// The CSV's columns, in order (JSONL rows carry these and more).
-const CSV_COLUMNS: [&str; 30] = [
+const CSV_COLUMNS: [&str; 31] = [
     "run_id",
     "video",
     "video_sha256",
@@ -94,6 +94,8 @@ const CSV_COLUMNS: [&str; 30] = [
     "retry_of",
     "enhanced_from",
     "rehearsal",
+    // Added in schema 1 after its first release: new columns go last.
+    "upscale_of",
 ];
 
 impl Services {
@@ -387,7 +389,7 @@ fn manifest_row(
         "batch_id": run.batch_id,
         "lineage": {
             "retry_of": run.retry_of,
-            "upscale_of": Value::Null,
+            "upscale_of": run.upscale_of,
             "enhanced_from": enhanced_from,
         },
     })
@@ -429,7 +431,7 @@ fn csv_row(row: &Value) -> String {
             "weights" => weights.clone(),
             "controls" => pairs("path"),
             "control_sha256" => pairs("sha256"),
-            "retry_of" | "enhanced_from" => text(&row["lineage"][column]),
+            "retry_of" | "upscale_of" | "enhanced_from" => text(&row["lineage"][column]),
             other => text(&row[other]),
         }
     };

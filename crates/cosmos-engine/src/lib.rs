@@ -28,6 +28,7 @@ mod status;
 mod stills;
 mod submit;
 mod targets;
+mod upscale;
 mod worker;
 
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub use targets::{
     AddTargetRequest, CheckItem, Connected, ExecEnv, Fix, Gpu, RetryPolicy, TargetSettings,
     runtime_of, ssh_spec,
 };
+pub use upscale::{UpscaleRequest, UpscaleSource};
 pub use worker::{WORKER_TTL_MS, WorkerEvent};
 
 /// Where a run's files go locally.

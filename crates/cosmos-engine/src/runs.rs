@@ -4,7 +4,9 @@ use serde::Serialize;
 
 use cosmos_core::launch::RunLayout;
 use cosmos_core::naming::{name_from_text, validate_name};
-use cosmos_core::spec::{TransferSpec, TransferSpecInput, build_transfer_spec};
+use cosmos_core::spec::{
+    SpecError, TransferSpec, TransferSpecInput, build_transfer_spec, build_upscale_spec,
+};
 use cosmos_core::{
     Hint, InputFile, InputKind, InputSetId, PromptId, Run, RunId, RunKind, RunParams, Target,
     Weights,
@@ -126,6 +128,9 @@ pub struct RunPlan {
     pub priority: i32,
     /// The target the run must use; `None` lets the scheduler place it.
     pub target_pin: Option<String>,
+    /// A 4K upscale of its output follows it, with this control weight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upscale: Option<f64>,
     #[serde(skip)]
     pending: Option<PendingInputs>,
     /// The prompt had no input set: the run's becomes its own when it is stored.
@@ -190,7 +195,7 @@ pub(crate) fn spec_for(
     params: &RunParams,
     files: &[InputFile],
     layout: &RunLayout,
-) -> Result<TransferSpec, cosmos_core::spec::SpecError> {
+) -> Result<TransferSpec, SpecError> {
     spec_with_inputs(text, negative, params, files, &|kind, ext| {
         layout.input(kind, ext)
     })
@@ -204,7 +209,7 @@ pub(crate) fn spec_with_inputs(
     params: &RunParams,
     files: &[InputFile],
     path_of: &dyn Fn(InputKind, &str) -> String,
-) -> Result<TransferSpec, cosmos_core::spec::SpecError> {
+) -> Result<TransferSpec, SpecError> {
     let input_video = files
         .iter()
         .find(|f| f.kind == InputKind::Color)
@@ -217,13 +222,19 @@ pub(crate) fn spec_with_inputs(
                 .map(|h| (h, path_of(f.kind, extension(&f.path))))
         })
         .collect();
-    build_transfer_spec(&TransferSpecInput {
+    let input = TransferSpecInput {
         prompt: text,
         negative_prompt: negative,
         params,
         input_video: input_video.as_deref(),
         controls: &controls,
-    })
+    };
+    // Only upscale runs carry the `upscale` weight: planning a transfer run refuses it.
+    if params.weights.get(Hint::Upscale).is_some() {
+        build_upscale_spec(&input)
+    } else {
+        build_transfer_spec(&input)
+    }
 }
 
 impl Services {
@@ -234,9 +245,7 @@ impl Services {
         req: &RunRequest,
         target: &Target,
     ) -> EngineResult<RunPlan> {
-        req.params
-            .validate()
-            .map_err(cosmos_core::spec::SpecError::from)?;
+        req.params.validate().map_err(SpecError::from)?;
         let name = req.name.as_deref().map(validate_name).transpose()?;
         let negative_override = normalise_negative(req.negative.as_deref())?;
         let mut attach = false;
@@ -365,9 +374,7 @@ impl Services {
         params: &RunParams,
         target: &Target,
     ) -> EngineResult<RunPlan> {
-        params
-            .validate()
-            .map_err(cosmos_core::spec::SpecError::from)?;
+        params.validate().map_err(SpecError::from)?;
         let mut plan = self.plan_with(
             base.prompt.clone(),
             base.files.clone(),
@@ -378,6 +385,7 @@ impl Services {
         plan.name = base.name.clone();
         plan.priority = base.priority;
         plan.target_pin = base.target_pin.clone();
+        plan.upscale = base.upscale;
         Ok(plan)
     }
 
@@ -391,6 +399,9 @@ impl Services {
     ) -> EngineResult<RunPlan> {
         if params.weights.is_empty() {
             params.weights = default_weights(&files);
+        }
+        if params.weights.get(Hint::Upscale).is_some() {
+            return Err(SpecError::UpscaleInTransfer.into());
         }
         let run_id = RunId::new();
         let devices: Vec<u32> = (0..params.gpus).collect();
@@ -417,6 +428,7 @@ impl Services {
             name: None,
             priority: 0,
             target_pin: None,
+            upscale: None,
             pending: None,
             attach_inputs: false,
             files,
@@ -440,6 +452,7 @@ impl Services {
             created_at: cosmos_core::now(),
             note: format!("retry of {id}"),
             retry_of: Some(id.clone()),
+            upscale_of: old.upscale_of.clone(),
             target_pin: old.target_pin.clone(),
             sweep_id: None,
             signature: match old.kind {
@@ -542,7 +555,24 @@ impl Services {
                     &plan.params,
                     &plan.files,
                 ),
+                upscale_of: None,
             });
+            if let Some(weight) = plan.upscale {
+                let parent = &news[news.len() - 1];
+                news.push(NewRun {
+                    id: RunId::new(),
+                    kind: RunKind::Upscale,
+                    name: parent.name.as_ref().map(|n| format!("{n}-4k")),
+                    params: crate::upscale::upscale_params(&parent.params, weight)?,
+                    note: format!(
+                        "queued: 4K upscale of {}, waiting for it to succeed",
+                        parent.id
+                    ),
+                    signature: None,
+                    upscale_of: Some(parent.id.clone()),
+                    ..parent.clone()
+                });
+            }
         }
         self.bus.record(self.store().create_runs(&news)).await?;
         let ids: Vec<RunId> = news.into_iter().map(|n| n.id).collect();

@@ -347,6 +347,9 @@ impl Services {
                 gpu_usage: None,
                 batch_id: None,
                 batch_line: None,
+                upscale_of: None,
+                upscaled_by: Vec::new(),
+                model_prompt: None,
             });
             if batch.runs.len() == CHUNK {
                 self.store().import(&std::mem::take(&mut batch)).await?;

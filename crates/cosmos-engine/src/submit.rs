@@ -48,6 +48,10 @@ pub struct RunEntry {
     pub gpus: Option<u32>,
     pub priority: Option<i32>,
     pub target: Option<String>,
+    /// Chain a 4K upscale of each run's output after it (queued now, held until it succeeds).
+    pub upscale: Option<bool>,
+    /// The chained upscale's control weight (0.5 by default; giving it implies `upscale`).
+    pub upscale_weight: Option<f64>,
 }
 
 /// What to submit, and how.
@@ -160,6 +164,18 @@ impl RunEntry {
         let mut first = services.plan_run(&request, target).await?;
         first.priority = self.priority.unwrap_or(0);
         first.target_pin = self.target.clone();
+        if self.upscale == Some(true) || self.upscale_weight.is_some() {
+            let weight = self
+                .upscale_weight
+                .unwrap_or(crate::upscale::DEFAULT_WEIGHT);
+            // Checked now, not when the first run succeeds.
+            crate::upscale::upscale_params(&first.params, weight)?;
+            first.upscale = Some(weight);
+            first.notes.push(format!(
+                "each run is followed by a 4K upscale of its output (upscale weight {weight}, {} steps), queued now and run on the same target once it succeeds",
+                crate::upscale::STEPS
+            ));
+        }
         let mut plans = Vec::with_capacity(variants.len());
         for params in &variants[1..] {
             plans.push(services.plan_variant(&first, params, target)?);

@@ -78,6 +78,7 @@ impl Fixture {
                 target_pin: None,
                 sweep_id: None,
                 signature: None,
+                upscale_of: None,
             })
             .collect();
         self.store.create_runs(&runs).await?;

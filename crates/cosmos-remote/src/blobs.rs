@@ -283,6 +283,38 @@ pub async fn upload(
     unreachable!("the loop returns")
 }
 
+/// Makes `source`, a file already on the target, the blob `blob` names, without sending a
+/// byte: hashed there and, when it holds exactly those bytes, hard-linked (copied where a
+/// link cannot be made) into the store and stamped as verified. `Ok(false)` when it is
+/// missing or differs: the caller uploads instead.
+pub async fn adopt(host: &Host, root: &str, source: &str, blob: &LocalBlob) -> RemoteResult<bool> {
+    let target = blob_path(root, &blob.sha256);
+    let lock = blob_lock(format!("{}|{target}", host.runner.describe()));
+    let _held = lock.lock().await;
+    if verified_present(host, &target, blob, Verify::Stamp).await? {
+        return Ok(true);
+    }
+    if host.files.size(source).await? != Some(blob.size)
+        || host.sha256(&[source]).await?.remove(0) != blob.sha256
+    {
+        return Ok(false);
+    }
+    let dir = &target[..target.rfind('/').unwrap_or(0)];
+    host.mkdirs(&[dir]).await?;
+    let part = format!("{target}.part");
+    host.ok(
+        "link a file on the target into the blob store",
+        &crate::args(&["sh", "-c", ADOPT, "sh", source, &part]),
+    )
+    .await?;
+    host.rename(&part, &target).await?;
+    write_stamp(host, &target).await?;
+    Ok(true)
+}
+
+/// `sh -c ADOPT sh SOURCE PART`: a hard link where the file system allows, else a copy.
+const ADOPT: &str = r#"rm -f -- "$2" && { ln -- "$1" "$2" 2>/dev/null || cp -- "$1" "$2"; }"#;
+
 /// Uploads blobs, several at once, reporting the total bytes done across all of them.
 pub async fn upload_all(
     host: &Host,

@@ -7,6 +7,7 @@ mod checkout;
 mod download;
 mod gpu_state;
 mod guardrail;
+mod h264;
 mod knobs;
 mod log;
 mod mp4;

@@ -399,12 +399,14 @@ fn generate(
                 join(&folder, &format!("{name}.txt")),
             )
         };
+        let fps = u32::try_from(run.cfg.int("fps")?).unwrap_or(24);
         save(
             item,
             &video,
             &text,
             &prompt,
             run.cfg.flag("save_input_noise"),
+            fps,
             record,
         )?;
     }
@@ -417,6 +419,7 @@ fn save(
     text: &str,
     prompt: &str,
     noise: bool,
+    fps: u32,
     record: &mut Record,
 ) -> Result<(), Failure> {
     let at = site(src::TRANSFER, 410, "demo");
@@ -424,7 +427,25 @@ fn save(
         std::fs::create_dir_all(parent).map_err(|e| items::os_error(video, &e))?;
     }
     let source = item.source.as_deref().unwrap_or_default();
-    std::fs::copy(source, video).map_err(|e| items::os_error(video, &e))?;
+    if item.controls.contains_key("upscale") {
+        // The upscaler decodes 3x3 overlapping tiles and resizes to three times the input's
+        // bucket (reference 1.3): a video of that size and length.
+        let (w, h) = crate::mp4::probe(Path::new(source))
+            .map(|f| (f.width, f.height))
+            .unwrap_or((1280, 704));
+        let bucket = cosmos_core::resolution::bucket_for(w, h);
+        let frames = u32::try_from(item.frames).unwrap_or(u32::MAX);
+        crate::h264::write_grey(
+            Path::new(video),
+            3 * bucket.width,
+            3 * bucket.height,
+            frames,
+            fps,
+        )
+        .map_err(|e| items::os_error(video, &e))?;
+    } else {
+        std::fs::copy(source, video).map_err(|e| items::os_error(video, &e))?;
+    }
     record.outputs.push(video.to_owned());
     log::info(at, &format!("Saved video to {video}"));
     std::fs::write(text, prompt).map_err(|e| items::os_error(text, &e))?;

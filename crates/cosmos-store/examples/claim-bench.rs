@@ -60,6 +60,7 @@ async fn fill(path: &Path, queued: usize) -> SqliteStore {
             target_pin: None,
             sweep_id: None,
             signature: None,
+            upscale_of: None,
         })
         .collect();
     store.create_runs(&runs).await.expect("runs");

@@ -103,6 +103,9 @@ pub struct NewRun {
     /// What Cosmos treats as global in batch mode, hashed: runs with equal signatures may
     /// share one process. `None` never batches.
     pub signature: Option<String>,
+    /// The run whose output this upscale run enlarges: it waits for that run to succeed,
+    /// then goes to its target; it is cancelled if that run fails.
+    pub upscale_of: Option<RunId>,
 }
 
 /// What a worker asks the queue for.

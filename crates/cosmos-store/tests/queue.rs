@@ -101,6 +101,7 @@ impl Queue {
                 target_pin: pin.map(str::to_owned),
                 sweep_id: None,
                 signature: signature.map(str::to_owned),
+                upscale_of: None,
             })
             .await?;
         Ok(run.id)

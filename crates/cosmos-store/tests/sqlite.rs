@@ -46,6 +46,7 @@ fn new_run(prompt: &PromptId) -> NewRun {
         target_pin: None,
         sweep_id: None,
         signature: None,
+        upscale_of: None,
     }
 }
 

@@ -24,6 +24,7 @@ use crate::output;
   cosmos run \"snow at night\" in_01jd --weights edge=0.4,depth=0.6 --seed 7 --dry-run
   cosmos run ps_01jd --seeds 1..8 --no-wait            # a sweep: 8 runs, queued at once
   cosmos run ps_01jd --weights vis=0.2:0.6:0.2,edge=0.5 # a grid: vis 0.2, 0.4, 0.6
+  cosmos run ps_01jd --seeds 1..4 --upscale           # each followed by its 4K upscale
   cosmos run --from-file sweep.toml                   # [[run]] tables (or .jsonl lines)")]
 pub struct Args {
     /// A prompt id (any unique prefix) or name, or the text of a new prompt
@@ -72,6 +73,13 @@ pub struct Args {
     /// Queue order: higher runs first [default: 0]
     #[arg(long, allow_negative_numbers = true)]
     priority: Option<i32>,
+    /// Follow each run with a 4K upscale of its output (10 steps, on the same target, once
+    /// it succeeds; cancelled if it fails)
+    #[arg(long)]
+    upscale: bool,
+    /// The chained upscale's control weight, 0 to 1 [default: 0.5]
+    #[arg(long, value_name = "W", requires = "upscale")]
+    upscale_weight: Option<f64>,
     /// Runs from a file: TOML `[[run]]` tables or JSON lines, with the flags' names as keys
     #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "inputs"])]
     from_file: Option<PathBuf>,
@@ -107,6 +115,10 @@ impl Args {
                 e.target = e.target.take().or(self.target.clone());
                 e.priority = e.priority.or(self.priority);
                 e.gpus = e.gpus.or(self.gpus);
+                if self.upscale {
+                    e.upscale = e.upscale.or(Some(true));
+                    e.upscale_weight = e.upscale_weight.or(self.upscale_weight);
+                }
             }
             return Ok(entries);
         }
@@ -127,6 +139,8 @@ impl Args {
             gpus: self.gpus,
             priority: self.priority,
             target: self.target.clone(),
+            upscale: self.upscale.then_some(true),
+            upscale_weight: self.upscale_weight,
         }])
     }
 

@@ -226,6 +226,62 @@ fn compatible_runs_share_one_container_on_an_ssh_docker_target() {
 }
 
 #[test]
+fn a_chained_upscale_runs_in_docker_on_the_host_that_has_its_parents_output() {
+    // Two hosts: the upscale must follow its parent to whichever took it.
+    let fleet = Fleet::new(&[1, 1], &[]);
+    let scene = fleet.home.standard_scene("shot");
+    let queued = fleet
+        .run(&[
+            "run",
+            "a quay at night",
+            s(&scene),
+            "--upscale",
+            "--no-wait",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let ids: Vec<String> = queued
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{queued}");
+    let worker = fleet.worker();
+    fleet.wait_until(&ids[1], "succeeded", 120);
+    stop(worker);
+    let parent = fleet.run_json(&ids[0]);
+    let child = fleet.run_json(&ids[1]);
+    assert_eq!(parent["kind"], "transfer");
+    assert_eq!(child["upscale_of"], ids[0].as_str());
+    let target = parent["target"].as_str().expect("target");
+    assert_eq!(child["target"], target, "{child}");
+    let events = fleet.run(&["show", &ids[1], "--json"]).ok().json()["events"].to_string();
+    assert!(
+        events.contains(&format!(
+            "already on {target} (verified there, not uploaded)"
+        )),
+        "{events}"
+    );
+    assert!(events.contains("nothing uploaded"), "{events}");
+    let video = child["outputs"][0]["path"].as_str().expect("video");
+    assert_eq!(
+        sha256_file(Path::new(video)),
+        child["outputs"][0]["sha256"].as_str().expect("sha")
+    );
+    assert!(
+        events.contains("its video is 3840×2112, 24 frames"),
+        "{events}"
+    );
+    // Both models ran in the one host's Docker engine, the parent first.
+    let records = fleet.records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0].0, records[1].0, "one host: {records:?}");
+    assert_eq!(leftover_containers(&fleet), Vec::<String>::new());
+}
+
+#[test]
 fn three_workers_run_three_hundred_runs_exactly_once_on_three_targets() {
     let fleet = Fleet::new(&[4, 4, 4], &["COSMOS_SIM_CLIP_SECONDS=0.05"]);
     let short = fleet.home.standard_scene("short");

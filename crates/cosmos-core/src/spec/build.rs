@@ -120,6 +120,51 @@ pub fn build_transfer_spec(input: &TransferSpecInput<'_>) -> Result<TransferSpec
     })
 }
 
+/// Builds the spec of a 4K upscale run (reference §1.3): the `upscale` control alone, on the
+/// input video, whose frames it enlarges to three times their bucket. The prompt is optional
+/// (empty: Cosmos's default prompt); the other parameters are as for a transfer run.
+pub fn build_upscale_spec(input: &TransferSpecInput<'_>) -> Result<TransferSpec, SpecError> {
+    let params = input.params;
+    params.validate()?;
+    let weight = match (
+        params.weights.get(Hint::Upscale),
+        params.weights.iter().count(),
+    ) {
+        (Some(w), 1) => w,
+        _ => return Err(SpecError::UpscaleAlone),
+    };
+    let Some(video) = input.input_video else {
+        return Err(SpecError::UpscaleNeedsVideo);
+    };
+    let mut spec = Map::new();
+    if !input.prompt.trim().is_empty() {
+        spec.insert("prompt".into(), json!(input.prompt));
+    }
+    if let Some(negative) = input.negative_prompt {
+        spec.insert("negative_prompt".into(), json!(negative));
+    }
+    spec.insert("input_video_path".into(), json!(video));
+    spec.insert("sigma_max".into(), json!(params.sigma_max));
+    spec.insert("seed".into(), json!(params.seed));
+    spec.insert("guidance".into(), json!(params.guidance));
+    spec.insert("num_steps".into(), json!(params.steps));
+    spec.insert("fps".into(), json!(params.fps));
+    spec.insert("upscale".into(), json!({ "control_weight": weight }));
+    let (mut controls, args) = split_spec(&spec)?;
+    let input_video = args.get("input_video_path").cloned().unwrap_or(json!(""));
+    validate_controls(
+        &mut controls,
+        &input_video,
+        &json!(params.sigma_max),
+        "checkpoints",
+    )?;
+    Ok(TransferSpec {
+        json: Value::Object(spec),
+        is_av: false,
+        notes: Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +223,41 @@ mod tests {
         let keys: Vec<&String> = spec.json.as_object().unwrap().keys().collect();
         assert_eq!(keys.first().map(|k| k.as_str()), Some("prompt"));
         assert_eq!(keys.last().map(|k| k.as_str()), Some("depth"));
+    }
+
+    #[test]
+    fn an_upscale_spec_is_the_upscale_control_on_the_input_video() {
+        let p = RunParams {
+            steps: 10,
+            ..params("upscale=0.5")
+        };
+        let spec = build_upscale_spec(&TransferSpecInput {
+            prompt: "",
+            negative_prompt: None,
+            params: &p,
+            input_video: Some("/r/inputs/color.mp4"),
+            controls: &[],
+        })
+        .unwrap();
+        let want = serde_json::json!({
+            "input_video_path": "/r/inputs/color.mp4",
+            "sigma_max": 70.0, "seed": 1, "guidance": 5.0, "num_steps": 10, "fps": 24,
+            "upscale": {"control_weight": 0.5},
+        });
+        assert_eq!(spec.json, want, "no prompt: Cosmos's default");
+        let refused = |p: &RunParams, video: Option<&str>| {
+            build_upscale_spec(&TransferSpecInput {
+                prompt: "x",
+                negative_prompt: None,
+                params: p,
+                input_video: video,
+                controls: &[],
+            })
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(refused(&params("upscale=0.5,edge=0.5"), Some("c.mp4")).contains("alone"));
+        assert!(refused(&p, None).contains("input video"));
     }
 
     #[test]

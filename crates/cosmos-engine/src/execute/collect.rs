@@ -3,7 +3,7 @@
 
 use cosmos_core::launch::{PRIMARY_OUTPUT, RunLayout};
 use cosmos_core::progress::classify_failure;
-use cosmos_core::{Run, RunId, RunOutput, RunStatus};
+use cosmos_core::{Run, RunId, RunKind, RunOutput, RunStatus};
 use cosmos_remote::runtime::ModelState;
 use cosmos_remote::{args, blobs};
 
@@ -143,7 +143,38 @@ impl Services {
             let failure = classify_failure(exit, &String::from_utf8_lossy(&tail));
             return Ok((RunStatus::Failed, failure.reason, Some(failure.kind.code())));
         }
-        self.fetch_outputs(c, d, &run.id, &layout.outputs()).await
+        let mut ended = self.fetch_outputs(c, d, &run.id, &layout.outputs()).await?;
+        if run.kind == RunKind::Upscale && ended.0 == RunStatus::Succeeded {
+            ended.1.push_str(&self.upscaled_size(&run.id).await);
+        }
+        Ok(ended)
+    }
+
+    /// What the downloaded upscale is, as ffprobe reads it: `; 3840×2112, 121 frames (3× the
+    /// 1280×704 bucket)`.
+    async fn upscaled_size(&self, id: &RunId) -> String {
+        let Ok(run) = self.store().run(id).await else {
+            return String::new();
+        };
+        let Some(video) = crate::upscale::primary_output(&run) else {
+            return String::new();
+        };
+        match self.probe_video(std::path::Path::new(&video.path)).await {
+            Ok(v) => {
+                let of = cosmos_core::resolution::BUCKETS
+                    .iter()
+                    .find(|b| b.width * 3 == v.width && b.height * 3 == v.height)
+                    .map_or_else(
+                        || " (not three times a Cosmos resolution bucket)".to_owned(),
+                        |b| format!(" (3× the {}×{} bucket)", b.width, b.height),
+                    );
+                format!(
+                    "; its video is {}×{}, {} frames{of}",
+                    v.width, v.height, v.frames
+                )
+            }
+            Err(e) => format!("; its video could not be probed: {e}"),
+        }
     }
 
     /// Downloads the files under `remote_dir` (a run's outputs folder, or its line's in a

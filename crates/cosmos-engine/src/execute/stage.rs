@@ -58,6 +58,9 @@ impl Services {
         // The checkpoints this run's controls need, before a byte is sent.
         self.check_needs(c, d, &spec).await?;
         let blobs_in = local_blobs(&files).map_err(Staging::Fail)?;
+        if let Some(parent) = &run.upscale_of {
+            self.adopt_parent_output(c, d, parent, &blobs_in).await?;
+        }
         let paths = self.upload_inputs(c, d, &blobs_in).await?;
         // Placement prefers this target for later runs on these inputs.
         if let Some(set) = &run.input_set_id {
@@ -79,6 +82,59 @@ impl Services {
             .await
             .map_err(|e| self.stage_error(e, name))?;
         self.write_env(c, layout, &devices_of(run)).await
+    }
+
+    /// An upscale's input is its parent's output: when the parent ran on this target, the
+    /// verified file still there becomes the input's blob (hashed there, linked, nothing
+    /// sent); otherwise the local copy is uploaded as any input is.
+    async fn adopt_parent_output(
+        &self,
+        c: &Connected,
+        d: &Drive,
+        parent: &cosmos_core::RunId,
+        blobs_in: &[LocalBlob],
+    ) -> Result<(), Staging> {
+        let parent = self
+            .store()
+            .run(parent)
+            .await
+            .map_err(|e| Staging::Error(e.into()))?;
+        let (Some(blob), Some(video)) = (blobs_in.first(), crate::upscale::primary_output(&parent))
+        else {
+            return Ok(());
+        };
+        if parent.target.as_deref() != Some(c.target.name.as_str()) {
+            return Ok(());
+        }
+        let env = self.exec_env().map_err(Staging::Error)?;
+        let local_dir = super::local_outputs(&env.data_dir, &parent.id);
+        let Ok(rel) = std::path::Path::new(&video.path).strip_prefix(&local_dir) else {
+            return Ok(());
+        };
+        let root = &c.target.config.root;
+        let remote_dir = match (&parent.batch_id, parent.batch_line) {
+            (Some(batch), Some(line)) => RunLayout::new(root, batch).line_outputs(line),
+            _ => RunLayout::new(root, &parent.id).outputs(),
+        };
+        let remote = format!("{remote_dir}/{}", rel.display());
+        let adopted = blobs::adopt(&c.host, root, &remote, blob)
+            .await
+            .map_err(|e| self.stage_error(e, &c.target.name))?;
+        let message = if adopted {
+            format!(
+                "input: the output of {} already on {} (verified there, not uploaded)",
+                parent.id, c.target.name
+            )
+        } else {
+            format!(
+                "input: the output of {} is no longer on {} as it was verified; uploading this machine's copy",
+                parent.id, c.target.name
+            )
+        };
+        self.note(d, RunStatus::Staging, &message)
+            .await
+            .map_err(Staging::Error)?;
+        Ok(())
     }
 
     /// The target's preflight, and the run's GPUs there: as many as it asks for, and
@@ -508,6 +564,10 @@ impl From<EngineError> for Staging {
         match e {
             EngineError::Remote(r) if !r.is_transient() => {
                 Staging::Fail(Failure::new("staging_failed", r.to_string()))
+            }
+            // What no retry changes (an upscale's input above the size Cosmos takes).
+            EngineError::Refused { code, message, .. } => {
+                Staging::Fail(Failure::new(code, message))
             }
             other => Staging::Error(other),
         }

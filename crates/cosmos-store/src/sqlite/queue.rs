@@ -101,6 +101,8 @@ pub(crate) async fn claim(
          FROM runs INDEXED BY runs_queue \
          WHERE status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?1) \
          AND (not_before IS NULL OR not_before <= ?1) AND (?2 IS NULL OR id = ?2) \
+         AND (upscale_of IS NULL OR EXISTS (SELECT 1 FROM runs p \
+             WHERE p.id = runs.upscale_of AND p.status = 'succeeded')) \
          AND gpus <= ?4 AND (target_pin IS NULL OR target_pin IN (SELECT value FROM json_each(?5))) \
          ORDER BY priority DESC, created_at LIMIT ?3",
     )

@@ -44,6 +44,9 @@ struct RunRow {
     retried_by: Option<String>,
     batch_id: Option<String>,
     batch_line: Option<i64>,
+    upscale_of: Option<String>,
+    upscaled_by: Option<String>,
+    model_prompt: Option<String>,
 }
 
 const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.status, r.name, \
@@ -52,7 +55,9 @@ const COLUMNS: &str = "r.id, r.prompt_id, p.name AS prompt_name, r.kind, r.statu
     r.gpu_devices, r.attempts, r.parent_run_id, r.target_pin, r.exit_code, r.failure_code, \
     r.launch_command, r.sweep_id, r.supply, r.gpu_usage, r.rehearsal, r.favourite, \
     (SELECT c.id FROM runs c WHERE c.parent_run_id = r.id LIMIT 1) AS retried_by, \
-    r.batch_id, r.batch_line";
+    r.batch_id, r.batch_line, r.upscale_of, \
+    (SELECT json_group_array(u.id) FROM runs u WHERE u.upscale_of = r.id) AS upscaled_by, \
+    r.model_prompt";
 
 impl RunRow {
     fn into_run(self) -> StoreResult<Run> {
@@ -102,6 +107,17 @@ impl RunRow {
             },
             batch_id: parse_opt("batch id", self.batch_id.as_deref())?,
             batch_line: self.batch_line.and_then(|l| u32::try_from(l).ok()),
+            upscale_of: parse_opt("run id", self.upscale_of.as_deref())?,
+            upscaled_by: match &self.upscaled_by {
+                Some(list) => {
+                    let ids: Vec<String> = json("upscale runs", list)?;
+                    ids.iter()
+                        .map(|id| parse("run id", id))
+                        .collect::<StoreResult<_>>()?
+                }
+                None => Vec::new(),
+            },
+            model_prompt: self.model_prompt,
         })
     }
 }
@@ -141,7 +157,7 @@ pub(crate) async fn create(pool: &SqlitePool, new: &NewRun) -> StoreResult<Run> 
     get(pool, &new.id).await
 }
 
-/// Rows per multi-row INSERT: SQLite takes up to 32766 bound values, a run has 15.
+/// Rows per multi-row INSERT: SQLite takes up to 32766 bound values, a run has 18.
 const INSERT_CHUNK: usize = 1000;
 
 /// Inserts runs, each with its first event, in one transaction: a statement per thousand
@@ -173,7 +189,7 @@ pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResu
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO runs (id, prompt_id, kind, status, name, prompt_text, negative_prompt, \
              input_set_id, params, gpus, priority, created_at, parent_run_id, target_pin, target, \
-             sweep_id, signature) ",
+             sweep_id, signature, upscale_of) ",
         );
         qb.push_values(chunk, |mut b, new| {
             b.push_bind(new.id.as_str())
@@ -192,7 +208,8 @@ pub(crate) async fn create_many(pool: &SqlitePool, runs: &[NewRun]) -> StoreResu
                 .push_bind(new.target_pin.as_deref())
                 .push_bind(new.target_pin.as_deref())
                 .push_bind(new.sweep_id.as_ref().map(RunId::as_str))
-                .push_bind(new.signature.as_deref());
+                .push_bind(new.signature.as_deref())
+                .push_bind(new.upscale_of.as_ref().map(RunId::as_str));
         });
         qb.build().execute(&mut *tx).await.during("insert runs")?;
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -493,6 +510,76 @@ pub(crate) async fn last_event_id(pool: &SqlitePool) -> StoreResult<i64> {
     Ok(id.unwrap_or(0))
 }
 
+/// The upscale runs waiting for a run that just ended: sent to its target when it succeeded
+/// (its output is there), cancelled otherwise. Their events follow the parent's.
+async fn settle_upscales(
+    tx: &mut sqlx::SqliteConnection,
+    now: i64,
+    parent: &RunId,
+    ended: RunStatus,
+) -> StoreResult<()> {
+    let waiting: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE upscale_of = ? AND status = 'queued' ORDER BY created_at, id",
+    )
+    .bind(parent.as_str())
+    .fetch_all(&mut *tx)
+    .await
+    .during("read the upscale runs waiting")?;
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let target: Option<String> = sqlx::query_scalar("SELECT target FROM runs WHERE id = ?")
+        .bind(parent.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .during("read where a run ran")?;
+    for child in &waiting {
+        let child: RunId = parse("run id", child)?;
+        if ended == RunStatus::Succeeded {
+            // Pinned only when it was free to go anywhere: a target the user chose stays.
+            sqlx::query(
+                "UPDATE runs SET target_pin = coalesce(target_pin, ?), \
+                 target = coalesce(target_pin, ?) WHERE id = ?",
+            )
+            .bind(target.as_deref())
+            .bind(target.as_deref())
+            .bind(child.as_str())
+            .execute(&mut *tx)
+            .await
+            .during("release an upscale run")?;
+            let message = match &target {
+                Some(t) => format!("{parent} succeeded: ready to upscale its output on {t}"),
+                None => format!("{parent} succeeded: ready to upscale its output"),
+            };
+            insert_event(&mut *tx, &child, now, RunStatus::Queued, &message).await?;
+        } else {
+            let message = format!(
+                "not run: the run it would upscale, {parent}, {}",
+                if ended == RunStatus::Failed {
+                    "failed"
+                } else {
+                    "was cancelled"
+                }
+            );
+            sqlx::query(
+                "UPDATE runs SET status = 'cancelled', finished_at = ?, failure_reason = ?, \
+                 failure_code = 'parent_failed', lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE id = ? AND status = 'queued'",
+            )
+            .bind(now)
+            .bind(&message)
+            .bind(child.as_str())
+            .execute(&mut *tx)
+            .await
+            .during("cancel an upscale run")?;
+            insert_event(&mut *tx, &child, now, RunStatus::Cancelled, &message).await?;
+            // Its own upscales go with it.
+            Box::pin(settle_upscales(&mut *tx, now, &child, RunStatus::Cancelled)).await?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn change_status(
     pool: &SqlitePool,
     now: i64,
@@ -557,6 +644,9 @@ pub(crate) async fn change_status(
         };
     }
     let event = insert_event(&mut tx, id, now, to, message).await?;
+    if to.is_terminal() {
+        settle_upscales(&mut tx, now, id, to).await?;
+    }
     tx.commit().await.during("commit a status change")?;
     Ok(RunEvent {
         id: event,
