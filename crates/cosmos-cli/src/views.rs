@@ -60,7 +60,7 @@ pub fn input_files_table(out: &mut dyn Write, set: &InputSet, style: Style) -> i
     t.print(out, style)
 }
 
-fn field(out: &mut dyn Write, style: Style, name: &str, value: &str) -> io::Result<()> {
+pub fn field(out: &mut dyn Write, style: Style, name: &str, value: &str) -> io::Result<()> {
     writeln!(out, "{} {value}", style.dim(&format!("{name:<10}")))
 }
 
@@ -116,7 +116,7 @@ pub fn prompt(out: &mut dyn Write, p: &Prompt, style: Style) -> io::Result<()> {
         p.input_set_id.as_ref().map_or("-", |i| i.as_str()),
     )?;
     if let Some(parent) = &p.parent_id {
-        field(out, style, "parent", parent.as_str())?;
+        field(out, style, "enhanced from", parent.as_str())?;
     }
     text_field(out, style, "text", &p.text)?;
     text_field(out, style, "negative", p.negative.as_deref().unwrap_or("-"))

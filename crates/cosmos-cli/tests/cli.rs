@@ -5,6 +5,7 @@ mod cli {
     pub mod batches;
     pub mod config;
     pub mod dashboard;
+    pub mod enhance;
     pub mod events;
     pub mod export;
     pub mod inputs;

@@ -3,6 +3,11 @@
 
 /// The inference script, relative to the cosmos-transfer1 checkout.
 pub const TRANSFER_SCRIPT: &str = "cosmos_transfer1/diffusion/inference/transfer.py";
+/// Cosmos-Transfer1's standalone prompt upsampler (reference §1.4).
+pub const UPSAMPLER_SCRIPT: &str =
+    "cosmos_transfer1/auxiliary/upsampler/inference/upsampler_pipeline.py";
+/// What the upsampler prints before the prompt it made.
+pub const UPSAMPLED_MARK: &str = "Upsampled prompt: ";
 /// Where the checkout is mounted inside the container (the image holds no source).
 pub const CONTAINER_WORKSPACE: &str = "/workspace";
 
@@ -26,6 +31,11 @@ impl RunLayout {
 
     pub fn spec(&self) -> String {
         format!("{}/spec.json", self.dir)
+    }
+
+    /// The prompt an enhance job hands the upsampler (read there, never on a command line).
+    pub fn prompt_file(&self) -> String {
+        format!("{}/prompt.txt", self.dir)
     }
 
     pub fn outputs(&self) -> String {
@@ -115,6 +125,56 @@ pub fn torchrun_argv(l: &TransferLaunch<'_>) -> Vec<String> {
         ]);
     }
     argv
+}
+
+/// Reads the prompt file into `--prompt` inside the model's own environment, so the text is
+/// data on no command line of ours. `OMP_NUM_THREADS` is set when torchrun leaves it unset:
+/// the upsampler deletes it unconditionally (reference S13).
+const UPSAMPLER_SH: &str = r#"export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"; p=$(cat -- "$1") || exit 1; shift; exec "$@" --prompt "$p""#;
+
+/// `sh -c … torchrun … upsampler_pipeline.py --input_video VIDEO --prompt <the file's text>`:
+/// the standalone prompt upsampler on one GPU (it must run under torchrun, §1.4).
+pub fn upsampler_argv(torchrun: &str, prompt_file: &str, video: &str) -> Vec<String> {
+    [
+        "sh",
+        "-c",
+        UPSAMPLER_SH,
+        "sh",
+        prompt_file,
+        torchrun,
+        "--nproc_per_node=1",
+        "--nnodes=1",
+        "--node_rank=0",
+        UPSAMPLER_SCRIPT,
+        "--checkpoint_dir",
+        "checkpoints",
+        "--input_video",
+        video,
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect()
+}
+
+/// The prompt in an upsampler's output: the text after [`UPSAMPLED_MARK`] on its line, and
+/// the lines after it up to a blank line or a log record (`[…`, `INFO`, `WARNING`, …).
+pub fn upsampled_prompt(log: &str) -> Option<String> {
+    let start = log.rfind(UPSAMPLED_MARK)? + UPSAMPLED_MARK.len();
+    let mut text = String::new();
+    for (i, line) in log[start..].lines().enumerate() {
+        let record = ["[", "INFO", "WARNING", "ERROR", "DEBUG", "W1", "I1", "E1"]
+            .iter()
+            .any(|p| line.starts_with(p));
+        if i > 0 && (line.trim().is_empty() || record) {
+            break;
+        }
+        if i > 0 {
+            text.push('\n');
+        }
+        text.push_str(line);
+    }
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// How to wrap a model command in a detached Docker container.
@@ -297,5 +357,31 @@ mod tests {
             ..c
         };
         assert!(!shell_join(&docker_run_argv(&no_gpu)).contains("--gpus"));
+    }
+
+    #[test]
+    fn the_upsampled_prompt_is_read_from_the_log() {
+        let log = "W1207 warming up\nUpsampled prompt: A harbour at dawn.\nGulls wheel overhead.\n[rank0] done\n";
+        assert_eq!(
+            upsampled_prompt(log).as_deref(),
+            Some("A harbour at dawn.\nGulls wheel overhead.")
+        );
+        assert_eq!(upsampled_prompt("Upsampled prompt:   \n"), None);
+        assert_eq!(upsampled_prompt("no prompt here"), None);
+    }
+
+    #[test]
+    fn the_upsampler_command_carries_no_prompt_text() {
+        let argv = upsampler_argv(
+            "torchrun",
+            "/r/runs/x/prompt.txt",
+            "/r/runs/x/inputs/color.mp4",
+        );
+        assert_eq!(argv[..4], ["sh", "-c", UPSAMPLER_SH, "sh"]);
+        assert!(argv.contains(&UPSAMPLER_SCRIPT.to_owned()));
+        assert_eq!(
+            argv.last().map(String::as_str),
+            Some("/r/runs/x/inputs/color.mp4")
+        );
     }
 }

@@ -221,6 +221,10 @@ pub struct RunParams {
     pub blur_strength: Level,
     pub canny_threshold: Level,
     pub gpus: u32,
+    /// Let Cosmos's prompt upsampler (Pixtral-12B, `--upsample_prompt`) rewrite the prompt
+    /// before generating; the text the model used is recorded with the run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub upsample_prompt: bool,
 }
 
 impl Default for RunParams {
@@ -235,6 +239,7 @@ impl Default for RunParams {
             blur_strength: Level::Medium,
             canny_threshold: Level::Medium,
             gpus: 1,
+            upsample_prompt: false,
         }
     }
 }

@@ -206,9 +206,18 @@ pub fn needed_checkpoints(spec: &Value, is_av: bool, distilled: bool) -> Vec<Nee
             }
         }
     }
+    if spec.get("upsample_prompt") == Some(&Value::Bool(true)) {
+        needs.push(UPSAMPLER);
+    }
     needs.extend(ALWAYS);
     needs
 }
+
+/// The prompt upsampler's weights (`--upsample_prompt`, `upsampler_pipeline.py`).
+pub const UPSAMPLER: Need = Need {
+    path: "nvidia/Cosmos-UpsamplePrompt1-12B-Transfer/consolidated.safetensors",
+    why: "the prompt upsampler",
+};
 
 /// One file of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -195,6 +195,12 @@ impl Prompts<'_> {
         self.0.create_prompt(req).await
     }
 
+    /// Queues an enhance run: the prompt upsampler rewrites the prompt on a target, and the
+    /// result becomes a child prompt.
+    pub async fn enhance(&self, req: &crate::EnhanceRequest) -> EngineResult<Run> {
+        self.0.enhance_prompt(req).await
+    }
+
     pub async fn edit(&self, id: &PromptId, req: &EditPromptRequest) -> EngineResult<Prompt> {
         self.0.edit_prompt(id, req).await
     }

@@ -506,7 +506,15 @@ impl Services {
             .input_set_id
             .clone()
             .ok_or_else(|| EngineError::NoInputSet(run.prompt_id.to_string()))?;
-        Ok(self.store().input_set(&set_id).await?.files)
+        let files = self.store().input_set(&set_id).await?.files;
+        // The upsampler reads one video.
+        if run.kind == cosmos_core::RunKind::Enhance {
+            return Ok(crate::enhance::enhance_video(&files)
+                .cloned()
+                .into_iter()
+                .collect());
+        }
+        Ok(files)
     }
 }
 

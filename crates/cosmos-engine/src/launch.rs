@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use cosmos_core::launch::{RunLayout, TransferLaunch, torchrun_argv};
+use cosmos_core::launch::{RunLayout, TransferLaunch, torchrun_argv, upsampler_argv};
 use cosmos_core::spec::{SpecError, TransferSpec};
-use cosmos_core::{BatchId, InputFile, Run, RunId, RunParams, Target};
+use cosmos_core::{BatchId, InputFile, Run, RunId, RunKind, RunParams, Target};
 use cosmos_remote::runtime::Launch;
 
 use crate::runs::spec_for;
@@ -27,6 +27,7 @@ pub struct LaunchPlan {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LaunchSubject<'a> {
     pub run_id: &'a RunId,
+    pub kind: RunKind,
     pub text: &'a str,
     pub negative: Option<&'a str>,
     pub params: &'a RunParams,
@@ -36,6 +37,7 @@ impl<'a> From<&'a Run> for LaunchSubject<'a> {
     fn from(run: &'a Run) -> Self {
         Self {
             run_id: &run.id,
+            kind: run.kind,
             text: &run.prompt_text,
             negative: run.negative_prompt.as_deref(),
             params: &run.params,
@@ -53,16 +55,72 @@ pub(crate) fn build_launch<'a>(
     let s = subject.into();
     let cfg = checked_settings(target)?;
     let layout = RunLayout::new(&cfg.root, s.run_id);
+    if s.kind == RunKind::Enhance {
+        return Ok(enhance_launch(target, s, files, &layout, devices));
+    }
     let spec = spec_for(s.text, s.negative, s.params, files, &layout)?;
+    let model_command = transfer_command(cfg, &layout, &spec, s.params.gpus, None);
     Ok(launch_of(
         target,
         s.run_id.as_str(),
         &layout,
         spec,
-        s.params.gpus,
-        None,
+        model_command,
         devices,
     ))
+}
+
+/// The standalone prompt upsampler on the run's one video, its prompt read from the file
+/// staging wrote (reference §1.4). Its "spec" records what it was given, for `cosmos show`.
+fn enhance_launch(
+    target: &Target,
+    s: LaunchSubject<'_>,
+    files: &[InputFile],
+    layout: &RunLayout,
+    devices: &[u32],
+) -> LaunchPlan {
+    let cfg = &target.config;
+    let video = files
+        .first()
+        .map(|f| layout.input(f.kind, crate::runs::extension(&f.path)))
+        .unwrap_or_default();
+    let torchrun = cfg.torchrun.as_deref().unwrap_or("torchrun");
+    let model_command = upsampler_argv(torchrun, &layout.prompt_file(), &video);
+    let spec = TransferSpec {
+        json: serde_json::json!({ "prompt": s.text, "input_video": video }),
+        is_av: false,
+        notes: Vec::new(),
+    };
+    launch_of(
+        target,
+        s.run_id.as_str(),
+        layout,
+        spec,
+        model_command,
+        devices,
+    )
+}
+
+/// `torchrun … transfer.py …` for `spec` (the target's own torchrun where it names one).
+fn transfer_command(
+    cfg: &cosmos_core::TargetConfig,
+    layout: &RunLayout,
+    spec: &TransferSpec,
+    gpus: u32,
+    batch_input: Option<&str>,
+) -> Vec<String> {
+    let mut model_command = torchrun_argv(&TransferLaunch {
+        gpus,
+        spec_path: &layout.spec(),
+        output_dir: &layout.outputs(),
+        is_av: spec.is_av,
+        checkpoint_dir: "checkpoints",
+        batch_input,
+    });
+    if let Some(t) = &cfg.torchrun {
+        model_command[0] = t.clone();
+    }
+    model_command
 }
 
 /// The spec and commands of a batch on `target`: the spec of its first line (whose inputs
@@ -78,13 +136,13 @@ pub(crate) fn build_batch_launch(
     let layout = RunLayout::new(&cfg.root, batch);
     let spec = batch_spec(&layout, first, first_files)?;
     let file = layout.batch_file();
+    let model_command = transfer_command(cfg, &layout, &spec, first.params.gpus, Some(&file));
     Ok(launch_of(
         target,
         batch.as_str(),
         &layout,
         spec,
-        first.params.gpus,
-        Some(&file),
+        model_command,
         devices,
     ))
 }
@@ -121,22 +179,10 @@ fn launch_of(
     job: &str,
     layout: &RunLayout,
     spec: TransferSpec,
-    gpus: u32,
-    batch_input: Option<&str>,
+    model_command: Vec<String>,
     devices: &[u32],
 ) -> LaunchPlan {
     let cfg = &target.config;
-    let mut model_command = torchrun_argv(&TransferLaunch {
-        gpus,
-        spec_path: &layout.spec(),
-        output_dir: &layout.outputs(),
-        is_av: spec.is_av,
-        checkpoint_dir: "checkpoints",
-        batch_input,
-    });
-    if let Some(t) = &cfg.torchrun {
-        model_command[0] = t.clone();
-    }
     let start_command = runtime_of(target).start_argv(&Launch {
         job,
         layout,

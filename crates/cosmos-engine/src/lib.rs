@@ -10,6 +10,7 @@
 mod api;
 mod bus;
 mod control;
+mod enhance;
 mod error;
 mod execute;
 mod export;
@@ -44,6 +45,7 @@ pub use cosmos_remote::blobs::Verify;
 pub use cosmos_remote::ssh::ConnectNotice;
 pub use cosmos_remote::ssh::hostkeys::HostKeyVerdict;
 pub use cosmos_store::{PromptFilter, RunFilter};
+pub use enhance::EnhanceRequest;
 pub use error::{EngineError, EngineResult, ErrorKind};
 pub use execute::owner_id;
 pub use execute::stage::uploaded_bytes;

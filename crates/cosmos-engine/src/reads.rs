@@ -16,6 +16,8 @@ pub struct PromptDetail {
     pub runs: Vec<Run>,
     /// Every run of the prompt, not only those listed.
     pub run_count: u64,
+    /// Prompts enhanced from this one (`cosmos prompt enhance`), newest first.
+    pub enhanced: Vec<Prompt>,
 }
 
 /// A rating and/or a favourite mark for runs (`cosmos rate`).
@@ -139,11 +141,23 @@ impl Services {
             })
             .await?;
         let run_count = self.store().count_runs(id).await?;
+        let enhanced = self
+            .store()
+            .list_prompts(&cosmos_store::PromptFilter {
+                parent_id: Some(id.clone()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .map(|s| s.prompt)
+            .collect();
         Ok(PromptDetail {
             prompt,
             input_set,
             runs,
             run_count,
+            enhanced,
         })
     }
 

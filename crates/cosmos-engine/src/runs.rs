@@ -407,6 +407,7 @@ impl Services {
         let devices: Vec<u32> = (0..params.gpus).collect();
         let subject = LaunchSubject {
             run_id: &run_id,
+            kind: RunKind::Transfer,
             text: &prompt.text,
             negative: prompt.negative.as_deref(),
             params: &params,

@@ -48,6 +48,8 @@ pub struct RunEntry {
     pub gpus: Option<u32>,
     pub priority: Option<i32>,
     pub target: Option<String>,
+    /// Let Cosmos's prompt upsampler rewrite the prompt (the text it used is recorded).
+    pub upsample_prompt: Option<bool>,
     /// Chain a 4K upscale of each run's output after it (queued now, held until it succeeds).
     pub upscale: Option<bool>,
     /// The chained upscale's control weight (0.5 by default; giving it implies `upscale`).
@@ -121,6 +123,7 @@ impl RunEntry {
         base.blur_strength = self.blur_strength.unwrap_or(base.blur_strength);
         base.canny_threshold = self.canny_threshold.unwrap_or(base.canny_threshold);
         base.gpus = self.gpus.unwrap_or(base.gpus);
+        base.upsample_prompt = self.upsample_prompt.unwrap_or(base.upsample_prompt);
         let seed = self.seed.as_ref().map(SeedField::as_list);
         let mut seeds = sweep::seeds(seed.as_deref(), self.seeds.as_deref(), max)?;
         if seeds.is_empty() {

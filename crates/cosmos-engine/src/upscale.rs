@@ -56,6 +56,7 @@ pub(crate) fn upscale_params(base: &RunParams, weight: f64) -> EngineResult<RunP
     Ok(RunParams {
         weights,
         steps: STEPS,
+        upsample_prompt: false,
         ..base.clone()
     })
 }

@@ -147,6 +147,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<RunEvent>;
     /// Records the model's exit status.
     async fn set_exit_code(&self, id: &RunId, code: i32, fence: Option<&Fence>) -> StoreResult<()>;
+    /// The prompt the model used, when its upsampler rewrote the run's.
+    async fn set_model_prompt(&self, id: &RunId, text: &str, fence: &Fence) -> StoreResult<()>;
     /// The run's line in its batch's JSONL file, as its driver wrote the file.
     async fn set_batch_line(&self, id: &RunId, line: u32, fence: &Fence) -> StoreResult<()>;
     /// Records a run's verified outputs.

@@ -50,6 +50,8 @@ impl PromptUpdate {
 #[derive(Debug, Clone, Default)]
 pub struct PromptFilter {
     pub input_set_id: Option<InputSetId>,
+    /// Only prompts enhanced from this one.
+    pub parent_id: Option<PromptId>,
     pub limit: u32,
 }
 

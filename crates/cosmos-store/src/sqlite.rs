@@ -390,6 +390,10 @@ impl Store for SqliteStore {
         execution::set_exit_code(&self.pool, id, code, fence).await
     }
 
+    async fn set_model_prompt(&self, id: &RunId, text: &str, fence: &Fence) -> StoreResult<()> {
+        execution::set_model_prompt(&self.pool, id, text, fence).await
+    }
+
     async fn set_batch_line(&self, id: &RunId, line: u32, fence: &Fence) -> StoreResult<()> {
         execution::set_batch_line(&self.pool, id, line, fence).await
     }

@@ -29,6 +29,12 @@ pub enum Command {
     Edit(EditArgs),
     /// Remove a prompt
     Rm(RmArgs),
+    /// Rewrite a prompt with Cosmos's prompt upsampler on a target; the result becomes a new
+    /// prompt linked to it
+    #[command(
+        after_help = "The upsampler (Pixtral-12B, upsampler_pipeline.py) reads the first frames of the prompt's\ncolour video (else its edge, segmentation or depth video) and needs a GPU of its own: it\nruns through the queue like any run. The result is stored as a child prompt\n(`cosmos prompt show` names both).\n\nExamples:\n  cosmos prompt enhance foggy-harbour\n  cosmos prompt enhance ps_01jd --target gpu1"
+    )]
+    Enhance(EnhanceArgs),
 }
 
 impl Command {
@@ -39,6 +45,7 @@ impl Command {
             Command::Show(a) => a.run(ctx).await,
             Command::Edit(a) => a.run(ctx).await,
             Command::Rm(a) => a.run(ctx).await,
+            Command::Enhance(a) => a.run(ctx).await,
         }
     }
 }
@@ -135,6 +142,7 @@ impl ListArgs {
             .list(&PromptFilter {
                 input_set_id,
                 limit: self.limit,
+                ..Default::default()
             })
             .await?;
         let mut out = std::io::stdout().lock();
@@ -193,16 +201,25 @@ pub async fn show_prompt(
         input_set: set,
         runs,
         run_count: total,
+        enhanced,
     } = services.prompts().detail(id, RUNS_SHOWN).await?;
     let mut out = std::io::stdout().lock();
     if as_json {
         output::json(
             &mut out,
-            &json!({"prompt": prompt, "input_set": set, "runs": runs, "run_count": total}),
+            &json!({"prompt": prompt, "input_set": set, "runs": runs, "run_count": total, "enhanced": enhanced}),
         )?;
         return Ok(ExitCode::SUCCESS);
     }
     views::prompt(&mut out, &prompt, ctx.style)?;
+    for child in &enhanced {
+        views::field(
+            &mut out,
+            ctx.style,
+            "enhanced as",
+            &format!("{} ({})", child.id, child.name),
+        )?;
+    }
     if let Some(set) = &set {
         writeln!(out)?;
         views::input_set(&mut out, set, None, ctx.style)?;
@@ -304,6 +321,67 @@ impl RmArgs {
             if runs > 0 {
                 ctx.say("note", &format!("also removed {runs} run(s)"));
             }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnhanceArgs {
+    /// The prompt: id (any unique prefix) or name
+    prompt: String,
+    /// The target to run on [default: wherever a GPU slot is free]
+    #[arg(long, short = 't')]
+    target: Option<String>,
+    /// Queue order: higher runs first
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// Print the new prompt as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl EnhanceArgs {
+    async fn run(&self, ctx: &Ctx) -> Result<ExitCode> {
+        let services = ctx.services().await?;
+        let run = services
+            .prompts()
+            .enhance(&cosmos_engine::EnhanceRequest {
+                prompt: self.prompt.clone(),
+                target: self.target.clone(),
+                priority: self.priority,
+            })
+            .await?;
+        ctx.say("enhance", &format!("run {} queued", run.id));
+        let ids = [run.id.clone()];
+        let ended = crate::live::see_through(&services, &ids, self.json, true).await?;
+        let run = match ended {
+            crate::live::Ended::Finished(mut runs) if !runs.is_empty() => runs.remove(0),
+            _ => {
+                eprintln!(
+                    "detached: run {} continues; `cosmos show {}` has its result",
+                    run.id, run.id
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+        let Some(text) = run.model_prompt.as_deref() else {
+            return Ok(crate::live::report(&run));
+        };
+        let parent = services.prompts().detail(&run.prompt_id, 0).await?;
+        let child = parent
+            .enhanced
+            .iter()
+            .find(|p| p.text == text)
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!("the enhanced prompt of run {} is not stored", run.id)
+            })?;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            output::json(&mut out, &child)?;
+        } else {
+            views::prompt(&mut out, &child, ctx.style)?;
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -73,6 +73,10 @@ pub struct Args {
     /// Queue order: higher runs first [default: 0]
     #[arg(long, allow_negative_numbers = true)]
     priority: Option<i32>,
+    /// Let Cosmos's prompt upsampler (Pixtral-12B) rewrite the prompt first; `cosmos show`
+    /// then has the text the model used
+    #[arg(long)]
+    upsample_prompt: bool,
     /// Follow each run with a 4K upscale of its output (10 steps, on the same target, once
     /// it succeeds; cancelled if it fails)
     #[arg(long)]
@@ -115,6 +119,9 @@ impl Args {
                 e.target = e.target.take().or(self.target.clone());
                 e.priority = e.priority.or(self.priority);
                 e.gpus = e.gpus.or(self.gpus);
+                if self.upsample_prompt {
+                    e.upsample_prompt = Some(true);
+                }
                 if self.upscale {
                     e.upscale = e.upscale.or(Some(true));
                     e.upscale_weight = e.upscale_weight.or(self.upscale_weight);
@@ -139,6 +146,7 @@ impl Args {
             gpus: self.gpus,
             priority: self.priority,
             target: self.target.clone(),
+            upsample_prompt: self.upsample_prompt.then_some(true),
             upscale: self.upscale.then_some(true),
             upscale_weight: self.upscale_weight,
         }])

@@ -53,15 +53,32 @@ impl Args {
         } else if hits.is_empty() {
             ctx.say("note", &format!("no prompt matches `{query}`"));
         } else {
-            let mut t = Table::new(&["ID", "NAME", "MATCH"]);
+            // Enhanced prompts name the prompt they came from.
+            let lineage = hits.iter().any(|h| h.prompt.parent_id.is_some());
+            let mut t = if lineage {
+                Table::new(&["ID", "NAME", "ENHANCED FROM", "MATCH"])
+            } else {
+                Table::new(&["ID", "NAME", "MATCH"])
+            };
             for h in &hits {
-                t.row(vec![
+                let mut row = vec![
                     h.prompt.id.to_string(),
                     output::truncate(&h.prompt.name, 32),
+                ];
+                if lineage {
+                    row.push(
+                        h.prompt
+                            .parent_id
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), ToString::to_string),
+                    );
+                }
+                row.push(
                     output::truncate(&output::visible(&h.snippet, 0), 1000)
                         .replace(OPEN, open)
                         .replace(CLOSE, close),
-                ]);
+                );
+                t.row(row);
             }
             t.print(&mut out, ctx.style)?;
         }

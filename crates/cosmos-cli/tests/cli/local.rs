@@ -36,6 +36,11 @@ impl Local {
         Local { home, dir }
     }
 
+    /// The cosmos-transfer1 checkout the targets use (with its placeholder checkpoints).
+    pub(super) fn checkout(&self) -> PathBuf {
+        self.dir.path().join("cosmos")
+    }
+
     pub(super) fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }

@@ -65,6 +65,11 @@ pub fn build_transfer_spec(input: &TransferSpecInput<'_>) -> Result<TransferSpec
         "canny_threshold".into(),
         json!(params.canny_threshold.as_str()),
     );
+    // A top-level scalar is set on Cosmos's arguments: `--upsample_prompt` without a command
+    // line flag (and in the batch signature, as the flag is global in batch mode).
+    if params.upsample_prompt {
+        spec.insert("upsample_prompt".into(), json!(true));
+    }
 
     let mut notes = Vec::new();
     for (hint, weight) in params.weights.iter() {

@@ -295,7 +295,8 @@ impl Services {
             return Ok(());
         };
         let spec = batch_spec(layout, &lead.run, lead_files).map_err(invalid_spec)?;
-        self.check_needs(c, d0, &spec).await?;
+        let needs = cosmos_core::setup::needed_checkpoints(&spec.json, spec.is_av, false);
+        self.check_needs(c, d0, &needs).await?;
         let unique: Vec<_> = blobs.into_values().collect();
         let paths = self.upload_inputs(c, d0, &unique).await?;
         let at: HashMap<&str, &String> = unique

@@ -117,7 +117,6 @@ impl Services {
         remote_log: bool,
         d: &Drive,
     ) -> EngineResult<(RunStatus, String, Option<&'static str>)> {
-        let env = self.exec_env()?;
         let cancelled = self.store().cancel_requested(&run.id).await?;
         if exit != Some(0) {
             if cancelled {
@@ -127,21 +126,31 @@ impl Services {
                     Some("cancelled"),
                 ));
             }
-            const TAIL: u64 = 64 * 1024;
-            let tail = if remote_log {
-                let size = c.host.files.size(&layout.log()).await?.unwrap_or(0);
-                let from = size.saturating_sub(TAIL);
-                c.host
-                    .files
-                    .read_at(&layout.log(), from, TAIL as usize)
-                    .await?
-            } else {
-                let bytes = std::fs::read(local_log(&env.data_dir, &run.id)).unwrap_or_default();
-                let from = bytes.len().saturating_sub(TAIL as usize);
-                bytes[from..].to_vec()
-            };
-            let failure = classify_failure(exit, &String::from_utf8_lossy(&tail));
+            let tail = self.log_tail(c, run, layout, remote_log).await?;
+            let failure = classify_failure(exit, &tail);
             return Ok((RunStatus::Failed, failure.reason, Some(failure.kind.code())));
+        }
+        if run.kind == RunKind::Enhance {
+            let tail = self.log_tail(c, run, layout, remote_log).await?;
+            let Some(text) = cosmos_core::launch::upsampled_prompt(&tail) else {
+                return Ok((
+                    RunStatus::Failed,
+                    "the prompt upsampler exited 0 without printing an upsampled prompt".into(),
+                    Some("no_prompt"),
+                ));
+            };
+            let prompt = self.store_enhanced(run, &text).await?;
+            self.store()
+                .set_model_prompt(&run.id, &text, &d.fence)
+                .await?;
+            return Ok((
+                RunStatus::Succeeded,
+                format!(
+                    "the upsampler's prompt is stored as {} (`{}`), enhanced from {}",
+                    prompt.id, prompt.name, run.prompt_id
+                ),
+                None,
+            ));
         }
         let mut ended = self.fetch_outputs(c, d, &run.id, &layout.outputs()).await?;
         if run.kind == RunKind::Upscale && ended.0 == RunStatus::Succeeded {
@@ -175,6 +184,31 @@ impl Services {
             }
             Err(e) => format!("; its video could not be probed: {e}"),
         }
+    }
+
+    /// The end of the model's log: the copy kept on the target, or this machine's.
+    async fn log_tail(
+        &self,
+        c: &Connected,
+        run: &Run,
+        layout: &RunLayout,
+        remote_log: bool,
+    ) -> EngineResult<String> {
+        const TAIL: u64 = 64 * 1024;
+        let tail = if remote_log {
+            let size = c.host.files.size(&layout.log()).await?.unwrap_or(0);
+            let from = size.saturating_sub(TAIL);
+            c.host
+                .files
+                .read_at(&layout.log(), from, TAIL as usize)
+                .await?
+        } else {
+            let env = self.exec_env()?;
+            let bytes = std::fs::read(local_log(&env.data_dir, &run.id)).unwrap_or_default();
+            let from = bytes.len().saturating_sub(TAIL as usize);
+            bytes[from..].to_vec()
+        };
+        Ok(String::from_utf8_lossy(&tail).into_owned())
     }
 
     /// Downloads the files under `remote_dir` (a run's outputs folder, or its line's in a
@@ -299,6 +333,7 @@ impl Services {
         self.store()
             .set_run_outputs(id, &outputs, Some(&d.fence))
             .await?;
+        self.note_model_prompt(d, id, &outputs).await?;
         // A still for galleries, before the run is seen to succeed; none is no failure.
         if let Some(video) = outputs.first().filter(|o| o.path.ends_with(".mp4")) {
             let made = self
@@ -316,6 +351,39 @@ impl Services {
             ),
             None,
         ))
+    }
+}
+
+impl Services {
+    /// With Cosmos's prompt upsampler on, the prompt file it saved beside the video holds the
+    /// text it generated from (reference §4.1): kept with the run when it differs.
+    async fn note_model_prompt(
+        &self,
+        d: &Drive,
+        id: &RunId,
+        outputs: &[RunOutput],
+    ) -> EngineResult<()> {
+        let run = self.store().run(id).await?;
+        if !run.params.upsample_prompt {
+            return Ok(());
+        }
+        let Some(file) = outputs.iter().find(|o| o.path.ends_with(".txt")) else {
+            return Ok(());
+        };
+        let Ok(text) = std::fs::read_to_string(&file.path) else {
+            return Ok(());
+        };
+        let text = text.trim();
+        if text.is_empty() || text == run.prompt_text.trim() {
+            return Ok(());
+        }
+        self.store().set_model_prompt(id, text, &d.fence).await?;
+        self.note(
+            d,
+            RunStatus::Collecting,
+            "the prompt upsampler rewrote the prompt: `cosmos show` has the text the model used",
+        )
+        .await
     }
 }
 

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cosmos_core::launch::RunLayout;
-use cosmos_core::spec::TransferSpec;
-use cosmos_core::{Run, RunStatus};
+use cosmos_core::{Run, RunKind, RunStatus};
 use cosmos_remote::blobs::{self, LocalBlob};
 use cosmos_remote::{RemoteError, args};
 
@@ -47,16 +46,26 @@ impl Services {
         let name = &c.target.name;
         self.check_placement(c, d, run).await?;
         let files = self.input_files(run).await?;
-        let spec = crate::runs::spec_for(
-            &run.prompt_text,
-            run.negative_prompt.as_deref(),
-            &run.params,
-            &files,
-            layout,
-        )
-        .map_err(invalid_spec)?;
-        // The checkpoints this run's controls need, before a byte is sent.
-        self.check_needs(c, d, &spec).await?;
+        // What the model reads beside its inputs: the spec, or (an enhance run) the prompt
+        // the upsampler rewrites; and the checkpoints it needs, checked before a byte is sent.
+        let (needs, file, content) = if run.kind == RunKind::Enhance {
+            let needs = vec![cosmos_core::setup::UPSAMPLER];
+            (needs, layout.prompt_file(), run.prompt_text.clone())
+        } else {
+            let spec = crate::runs::spec_for(
+                &run.prompt_text,
+                run.negative_prompt.as_deref(),
+                &run.params,
+                &files,
+                layout,
+            )
+            .map_err(invalid_spec)?;
+            let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
+            text.push('\n');
+            let needs = cosmos_core::setup::needed_checkpoints(&spec.json, spec.is_av, false);
+            (needs, layout.spec(), text)
+        };
+        self.check_needs(c, d, &needs).await?;
         let blobs_in = local_blobs(&files).map_err(Staging::Fail)?;
         if let Some(parent) = &run.upscale_of {
             self.adopt_parent_output(c, d, parent, &blobs_in).await?;
@@ -75,10 +84,8 @@ impl Services {
             .map(|(f, blob)| (blob, layout.input(f.kind, extension(&f.path))))
             .collect();
         self.link_inputs(c, layout, &links).await?;
-        let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
-        text.push('\n');
         h.files
-            .write(&layout.spec(), text.as_bytes(), 0o644)
+            .write(&file, content.as_bytes(), 0o644)
             .await
             .map_err(|e| self.stage_error(e, name))?;
         self.write_env(c, layout, &devices_of(run)).await
@@ -426,12 +433,11 @@ impl Services {
         &self,
         c: &Connected,
         d: &Drive,
-        spec: &TransferSpec,
+        needs: &[cosmos_core::setup::Need],
     ) -> Result<(), Staging> {
         let cfg = &c.target.config;
         let name = &c.target.name;
         let env = self.exec_env().map_err(Staging::Error)?;
-        let needs = cosmos_core::setup::needed_checkpoints(&spec.json, spec.is_av, false);
         let known = env
             .preflights
             .lock()

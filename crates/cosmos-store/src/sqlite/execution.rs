@@ -143,6 +143,23 @@ pub(crate) async fn set_exit_code(
     .await
 }
 
+pub(crate) async fn set_model_prompt(
+    pool: &SqlitePool,
+    id: &RunId,
+    text: &str,
+    fence: &Fence,
+) -> StoreResult<()> {
+    update_fenced(
+        pool,
+        id,
+        "model_prompt = ?4",
+        text.to_owned(),
+        Some(fence),
+        "record the prompt the model used",
+    )
+    .await
+}
+
 pub(crate) async fn set_batch_line(
     pool: &SqlitePool,
     id: &RunId,

@@ -146,8 +146,12 @@ pub(crate) async fn list(
     let mut qb = sqlx::QueryBuilder::new(format!(
         "SELECT {COLUMNS}, (SELECT count(*) FROM runs r WHERE r.prompt_id = p.id) AS runs FROM prompts p"
     ));
+    qb.push(" WHERE 1");
     if let Some(set) = &filter.input_set_id {
-        qb.push(" WHERE p.input_set_id = ").push_bind(set.as_str());
+        qb.push(" AND p.input_set_id = ").push_bind(set.as_str());
+    }
+    if let Some(parent) = &filter.parent_id {
+        qb.push(" AND p.parent_id = ").push_bind(parent.as_str());
     }
     qb.push(" ORDER BY p.created_at DESC, p.id DESC LIMIT ")
         .push_bind(i64::from(filter.limit));

@@ -24,6 +24,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(search))
         .routes(routes!(show, edit, delete))
+        .routes(routes!(enhance))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -66,6 +67,7 @@ async fn list(
     let filter = PromptFilter {
         input_set_id,
         limit: limit(q.limit, 100, 1000)?,
+        ..Default::default()
     };
     Ok(Json(s.services.prompts().list(&filter).await?))
 }
@@ -240,6 +242,46 @@ async fn show(
     }
     let id = s.services.prompts().resolve(&id).await?;
     Ok(Json(s.services.prompts().detail(&id, runs).await?))
+}
+
+/// Where and when to run the prompt upsampler (every field optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnhanceBody {
+    /// The target to run on (wherever a GPU slot is free when left out).
+    target: Option<String>,
+    /// Queue order: higher first.
+    priority: Option<i32>,
+}
+
+/// Queues an enhance run: Cosmos's prompt upsampler rewrites the prompt on a target from the
+/// first frames of its control video; the result becomes a child prompt (`enhanced` in the
+/// prompt's detail) and the run's `model_prompt`.
+#[utoipa::path(post, path = "/prompts/{id}/enhance", tag = "prompts", request_body = EnhanceBody,
+    params(("id" = String, Path, description = "A prompt id, unique prefix or exact name")),
+    responses(
+        (status = 201, description = "The enhance run", body = cosmos_core::Run),
+        (status = 400, description = "Ambiguous, or the prompt has no control video", body = ErrorBody),
+        (status = 404, description = "No such prompt or target", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+    ))]
+async fn enhance(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<EnhanceBody>,
+) -> ApiResult<(StatusCode, Json<cosmos_core::Run>)> {
+    let id = s.services.prompts().resolve(&id).await?;
+    let run = s
+        .services
+        .prompts()
+        .enhance(&cosmos_engine::EnhanceRequest {
+            prompt: id.to_string(),
+            target: body.target,
+            priority: body.priority.unwrap_or(0),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(run)))
 }
 
 /// `null` and absent differ: `"inputs": null` detaches the input set, no `inputs` keeps it.

@@ -29,6 +29,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show))
         .routes(routes!(cancel))
         .routes(routes!(retry))
+        .routes(routes!(upscale))
         .routes(routes!(rate))
         .routes(routes!(priority))
         .routes(routes!(events))
@@ -306,6 +307,52 @@ async fn retry(
         StatusCode::CREATED,
         Json(s.services.runs().retry(&id).await?),
     ))
+}
+
+/// How to upscale a run's output (every field optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpscaleBody {
+    /// The `upscale` control's weight, 0 to 1 (0.5 when left out).
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    weight: Option<f64>,
+    /// Text for the upscaler (the run's own prompt when left out).
+    prompt: Option<String>,
+    /// A target instead of the one that has the run's output.
+    target: Option<String>,
+    /// Queue order: higher first.
+    priority: Option<i32>,
+}
+
+/// Queues a 4K upscale of a run's output: now if it succeeded, once it succeeds if it is
+/// still queued or running. It goes to the target that has the output.
+#[utoipa::path(post, path = "/runs/{id}/upscale", tag = "runs", request_body = UpscaleBody,
+    params(("id" = String, Path, description = "A run id or unique prefix")),
+    responses(
+        (status = 201, description = "The upscale run", body = Run),
+        (status = 400, description = "Not an id, or the run has no output to upscale (or it is too large)", body = ErrorBody),
+        (status = 404, description = "No such run or target", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+    ))]
+async fn upscale(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpscaleBody>,
+) -> ApiResult<(StatusCode, Json<Run>)> {
+    let id = run_id(&s, &id).await?;
+    let run = s
+        .services
+        .runs()
+        .upscale(&cosmos_engine::UpscaleRequest {
+            source: cosmos_engine::UpscaleSource::Run(id.to_string()),
+            weight: body.weight,
+            prompt: body.prompt,
+            target: body.target,
+            priority: body.priority.unwrap_or(0),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(run)))
 }
 
 /// Rates a run (1–5, 0 clears) and/or marks it favourite.

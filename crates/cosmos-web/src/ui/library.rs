@@ -63,6 +63,7 @@ pub(crate) async fn input(State(s): State<AppState>, Path(id): Path<String>) -> 
         .list(&PromptFilter {
             input_set_id: Some(id.clone()),
             limit: 200,
+            ..Default::default()
         })
         .await?;
     let fps = set.files.first().map_or(24.0, |f| f.video.fps);
@@ -148,6 +149,7 @@ pub(crate) async fn prompts(State(s): State<AppState>, Query(q): Query<Search>) 
                 .list(&PromptFilter {
                     input_set_id: None,
                     limit: 200,
+                    ..Default::default()
                 })
                 .await?;
             html! {
