@@ -183,6 +183,14 @@ impl Services {
             }
         }
         let whole_queue_paused = paused.iter().any(Option::is_none);
+        // When runs are expected to end (ms from now): an upscale starts after its parent.
+        let mut ends: std::collections::HashMap<cosmos_core::RunId, i64> = running
+            .iter()
+            .filter_map(|r| {
+                let f = r.estimated_finish?;
+                Some((r.run.id.clone(), (f - now).num_milliseconds().max(0)))
+            })
+            .collect();
         let mut queue = Vec::with_capacity(queued.len());
         for (i, run) in queued.into_iter().enumerate() {
             let want = run.params.gpus.max(1) as usize;
@@ -198,8 +206,15 @@ impl Services {
                         .signed_duration_since(now)
                         .num_milliseconds()
                         .max(0);
-                    let begin = begin.max(due);
+                    let after = run
+                        .upscale_of
+                        .as_ref()
+                        .and_then(|p| ends.get(p))
+                        .copied()
+                        .unwrap_or(0);
+                    let begin = begin.max(due).max(after);
                     let end = begin + (t * 1000.0) as i64;
+                    ends.insert(run.id.clone(), end);
                     for _ in 0..want {
                         slots.push(Reverse(end));
                     }

@@ -562,6 +562,74 @@ fn every_rest_endpoint_works_and_errors_carry_the_engine_s_codes() {
 }
 
 #[test]
+fn upscale_and_enhance_are_queued_over_the_api_and_refused_with_codes() {
+    let home = Home::new();
+    let scene = home.standard_scene("shot");
+    let server = Server::start(&home, &["--no-worker"]);
+    let api = |p: &str| server.url(&format!("/api/v1{p}"));
+    let created = post(
+        &api("/prompts"),
+        json!({"text": "a quay at night", "inputs": s(&scene), "name": "quay"}),
+    );
+    assert_eq!(created.0, 201, "{}", created.1);
+
+    // A chain in one submission, then an upscale of a run still queued: both wait for it.
+    let queued = post(
+        &api("/runs"),
+        json!({"runs": [{"prompt": "quay", "upscale": true, "upscale_weight": 0.6}]}),
+    );
+    assert_eq!(queued.0, 201, "{}", queued.1);
+    let runs = queued.1["runs"].as_array().expect("runs").clone();
+    assert_eq!(runs.len(), 2, "{}", queued.1);
+    let parent = runs[0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(runs[1]["kind"], "upscale");
+    assert_eq!(runs[1]["upscale_of"], parent.as_str());
+    assert_eq!(runs[1]["params"]["weights"], "upscale=0.6");
+    let more = post(
+        &api(&format!("/runs/{parent}/upscale")),
+        json!({"weight": 0.4}),
+    );
+    assert_eq!(more.0, 201, "{}", more.1);
+    assert_eq!(more.1["upscale_of"], parent.as_str());
+    let shown = get(&api(&format!("/runs/{parent}")));
+    assert_eq!(
+        shown.1["upscaled_by"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        shown.1
+    );
+    assert_error(
+        &post(
+            &api(&format!("/runs/{parent}/upscale")),
+            json!({"weight": 3}),
+        ),
+        400,
+        "bad_weight",
+    );
+    assert_eq!(post(&api("/runs/rs_0000000000/upscale"), json!({})).0, 404);
+    // An upscale of an upscale is refused.
+    let child = more.1["id"].as_str().expect("id");
+    assert_error(
+        &post(&api(&format!("/runs/{child}/upscale")), json!({})),
+        400,
+        "not_upscalable",
+    );
+
+    // Enhance: a run of kind enhance for a prompt with videos; none for one without.
+    let enhance = post(&api("/prompts/quay/enhance"), json!({}));
+    assert_eq!(enhance.0, 201, "{}", enhance.1);
+    assert_eq!(enhance.1["kind"], "enhance");
+    assert_eq!(enhance.1["status"], "queued");
+    let bare = post(&api("/prompts"), json!({"text": "an idea", "name": "idea"}));
+    assert_eq!(bare.0, 201, "{}", bare.1);
+    assert_error(
+        &post(&api("/prompts/idea/enhance"), json!({})),
+        400,
+        "needs_inputs",
+    );
+}
+
+#[test]
 fn the_guard_checks_the_token_the_login_cookie_the_origin_and_the_host() {
     let home = Home::new();
     let token_file = home.path().join("api-token");

@@ -197,6 +197,12 @@ pub(crate) async fn prompt(State(s): State<AppState>, Path(id): Path<String>) ->
             p.muted.mono { (p.id)
                 @if let Some(set) = &d.input_set { " · input set " a href={"/inputs/" (set.id)} { (set.name) } }
                 " · " (d.run_count) " runs · created " (when(&p.created_at)) }
+            @if let Some(parent) = &p.parent_id {
+                p.muted { "Enhanced from " a.mono href={"/prompts/" (parent)} { (parent) } }
+            }
+            @for child in &d.enhanced {
+                p.muted { "Enhanced as " a href={"/prompts/" (child.id)} { (child.name) } }
+            }
             p { a href={"/new?prompt=" (p.id)} { "Queue runs of it" } " · " a href={"/gallery?prompt=" (p.id)} { "Its outputs in the gallery" } }
         }
         h2 { "Outputs" }

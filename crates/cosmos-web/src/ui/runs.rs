@@ -316,6 +316,8 @@ pub(crate) async fn page(State(s): State<AppState>, Path(id): Path<String>) -> P
                 }
                 @if let Some(next) = &run.retried_by { a href={"/runs/" (next)} { "retried as " (next) } }
                 @if let Some(prev) = &run.retry_of { a href={"/runs/" (prev)} { "retry of " (prev) } }
+                @if let Some(of) = &run.upscale_of { a href={"/runs/" (of)} { "4K upscale of " (of) } }
+                @for up in &run.upscaled_by { a href={"/runs/" (up)} { "upscaled as " (up) } }
             }
             @if let Some(reason) = &run.failure_reason {
                 p.err { strong { "Why it failed: " } (reason)
@@ -345,7 +347,11 @@ pub(crate) async fn page(State(s): State<AppState>, Path(id): Path<String>) -> P
                     h2 { "Parameters" }
                     table.kv { tbody {
                         tr { td { "prompt" } td { a href={"/prompts/" (run.prompt_id)} { (run.prompt_name) } } }
-                        tr { td { "text" } td { (run.prompt_text) } }
+                        tr { td { "kind" } td { (run.kind) } }
+                        tr { td { "text" } td {
+                            @if run.prompt_text.is_empty() { span.muted { "none: Cosmos's default prompt" } }
+                            @else { (run.prompt_text) } } }
+                        @if let Some(used) = &run.model_prompt { tr { td { "model used" } td { (used) } } }
                         @if let Some(n) = &run.negative_prompt { tr { td { "negative" } td { (n) } } }
                         @if let Some(set) = &run.input_set_id { tr { td { "input set" } td { a.mono href={"/inputs/" (set)} { (set) } } } }
                         tr { td { "weights" } td.mono { (p.weights) } }
