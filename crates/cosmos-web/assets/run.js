@@ -1,4 +1,4 @@
-// A run's page: rating and favourite, cancel/retry/priority, the live timeline and the log
+// A run's page: rating and favourite, cancel/retry/upscale/priority, the live timeline and the log
 // tail (following while the run is under way, searchable), and the lockstep player.
 import { api, attempt, follow, toast, TERMINAL } from "./common.js";
 import { startAll } from "./lockstep.js";
@@ -34,8 +34,9 @@ document.querySelector("button.fav").addEventListener("click", (ev) => {
 
 for (const b of document.querySelectorAll("button[data-act]")) {
   b.addEventListener("click", () => attempt(async () => {
-    const answer = await api("POST", `${path}/${b.dataset.act}`);
-    if (b.dataset.act === "retry") location.href = `/runs/${answer.id}`;
+    const act = b.dataset.act;
+    const answer = await api("POST", `${path}/${act}`, act === "upscale" ? {} : undefined);
+    if (act === "retry" || act === "upscale") location.href = `/runs/${answer.id}`;
     else toast("cancel requested");
   }));
 }

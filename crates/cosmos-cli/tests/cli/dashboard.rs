@@ -245,6 +245,23 @@ fn a_run_page_plays_seeks_in_lockstep_and_keeps_its_rating() -> TestResult {
         (json!(4), json!(true))
     );
     no_console_errors(&b, "the run page");
+
+    // "Upscale to 4K" queues an upscale of this run and opens its page.
+    b.click("button[data-act=\"upscale\"]")?;
+    let moved = b.wait_for(
+        &format!("location.pathname.startsWith('/runs/') && location.pathname !== '/runs/{id}' && location.pathname"),
+        WAIT,
+    )?;
+    let new_id = moved
+        .as_str()
+        .and_then(|p| p.strip_prefix("/runs/"))
+        .ok_or("the upscale's page")?
+        .to_owned();
+    let up = run_json(&home, &new_id);
+    assert_eq!(
+        (up["kind"].clone(), up["upscale_of"].clone()),
+        (json!("upscale"), json!(id))
+    );
     Ok(())
 }
 

@@ -314,6 +314,9 @@ pub(crate) async fn page(State(s): State<AppState>, Path(id): Path<String>) -> P
                 @if matches!(run.status, RunStatus::Failed | RunStatus::Cancelled) && run.retried_by.is_none() {
                     button data-act="retry" { "Retry" }
                 }
+                @if run.kind == cosmos_core::RunKind::Transfer && !matches!(run.status, RunStatus::Failed | RunStatus::Cancelled) {
+                    button data-act="upscale" title="queue a 4K upscale of its output (on the target that made it)" { "Upscale to 4K" }
+                }
                 @if let Some(next) = &run.retried_by { a href={"/runs/" (next)} { "retried as " (next) } }
                 @if let Some(prev) = &run.retry_of { a href={"/runs/" (prev)} { "retry of " (prev) } }
                 @if let Some(of) = &run.upscale_of { a href={"/runs/" (of)} { "4K upscale of " (of) } }
