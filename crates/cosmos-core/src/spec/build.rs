@@ -29,6 +29,39 @@ pub struct TransferSpec {
     pub notes: Vec<String>,
 }
 
+/// The top-level scalars every spec carries, in the order Cosmos documents them: prompt,
+/// negative prompt, input video, sigma_max, seed, guidance, steps, fps.
+fn scalars(input: &TransferSpecInput<'_>, video: Option<&str>) -> Map<String, Value> {
+    let params = input.params;
+    let mut spec = Map::new();
+    spec.insert("prompt".into(), json!(input.prompt));
+    if let Some(negative) = input.negative_prompt {
+        spec.insert("negative_prompt".into(), json!(negative));
+    }
+    if let Some(video) = video {
+        spec.insert("input_video_path".into(), json!(video));
+    }
+    spec.insert("sigma_max".into(), json!(params.sigma_max));
+    spec.insert("seed".into(), json!(params.seed));
+    spec.insert("guidance".into(), json!(params.guidance));
+    spec.insert("num_steps".into(), json!(params.steps));
+    spec.insert("fps".into(), json!(params.fps));
+    spec
+}
+
+/// Cosmos's own checks, run on exactly what we will send.
+fn cosmos_checks(spec: &Map<String, Value>, sigma_max: f64) -> Result<(), SpecError> {
+    let (mut controls, args) = split_spec(spec)?;
+    let input_video = args.get("input_video_path").cloned().unwrap_or(json!(""));
+    validate_controls(
+        &mut controls,
+        &input_video,
+        &json!(sigma_max),
+        "checkpoints",
+    )?;
+    Ok(())
+}
+
 /// Builds and validates the spec for one transfer run. Every parameter goes into the JSON
 /// (Cosmos applies top-level scalars over its defaults), so the prompt never appears on a
 /// command line.
@@ -47,19 +80,7 @@ pub fn build_transfer_spec(input: &TransferSpecInput<'_>) -> Result<TransferSpec
         return Err(SpecError::MixedModels { av, general });
     }
 
-    let mut spec = Map::new();
-    spec.insert("prompt".into(), json!(input.prompt));
-    if let Some(negative) = input.negative_prompt {
-        spec.insert("negative_prompt".into(), json!(negative));
-    }
-    if let Some(video) = input.input_video {
-        spec.insert("input_video_path".into(), json!(video));
-    }
-    spec.insert("sigma_max".into(), json!(params.sigma_max));
-    spec.insert("seed".into(), json!(params.seed));
-    spec.insert("guidance".into(), json!(params.guidance));
-    spec.insert("num_steps".into(), json!(params.steps));
-    spec.insert("fps".into(), json!(params.fps));
+    let mut spec = scalars(input, input.input_video);
     spec.insert("blur_strength".into(), json!(params.blur_strength.as_str()));
     spec.insert(
         "canny_threshold".into(),
@@ -89,15 +110,7 @@ pub fn build_transfer_spec(input: &TransferSpecInput<'_>) -> Result<TransferSpec
         spec.insert(hint.as_str().into(), Value::Object(block));
     }
 
-    // Run Cosmos's own checks on exactly what we will send.
-    let (mut controls, args) = split_spec(&spec)?;
-    let input_video = args.get("input_video_path").cloned().unwrap_or(json!(""));
-    validate_controls(
-        &mut controls,
-        &input_video,
-        &json!(params.sigma_max),
-        "checkpoints",
-    )?;
+    cosmos_checks(&spec, params.sigma_max)?;
 
     let sum = params.weights.sum();
     if sum > 1.0 {
@@ -141,28 +154,12 @@ pub fn build_upscale_spec(input: &TransferSpecInput<'_>) -> Result<TransferSpec,
     let Some(video) = input.input_video else {
         return Err(SpecError::UpscaleNeedsVideo);
     };
-    let mut spec = Map::new();
-    if !input.prompt.trim().is_empty() {
-        spec.insert("prompt".into(), json!(input.prompt));
+    let mut spec = scalars(input, Some(video));
+    if input.prompt.trim().is_empty() {
+        spec.remove("prompt");
     }
-    if let Some(negative) = input.negative_prompt {
-        spec.insert("negative_prompt".into(), json!(negative));
-    }
-    spec.insert("input_video_path".into(), json!(video));
-    spec.insert("sigma_max".into(), json!(params.sigma_max));
-    spec.insert("seed".into(), json!(params.seed));
-    spec.insert("guidance".into(), json!(params.guidance));
-    spec.insert("num_steps".into(), json!(params.steps));
-    spec.insert("fps".into(), json!(params.fps));
     spec.insert("upscale".into(), json!({ "control_weight": weight }));
-    let (mut controls, args) = split_spec(&spec)?;
-    let input_video = args.get("input_video_path").cloned().unwrap_or(json!(""));
-    validate_controls(
-        &mut controls,
-        &input_video,
-        &json!(params.sigma_max),
-        "checkpoints",
-    )?;
+    cosmos_checks(&spec, params.sigma_max)?;
     Ok(TransferSpec {
         json: Value::Object(spec),
         is_av: false,
