@@ -8,8 +8,8 @@ use cosmos_core::spec::{
     SpecError, TransferSpec, TransferSpecInput, build_transfer_spec, build_upscale_spec,
 };
 use cosmos_core::{
-    Hint, InputFile, InputKind, InputSetId, PromptId, Run, RunId, RunKind, RunParams, Target,
-    Weights,
+    Hint, InputFile, InputKind, InputSetId, PromptId, Run, RunId, RunKind, RunParams, RunStatus,
+    Target, Weights,
 };
 use cosmos_store::{NewPrompt, NewRun, PromptName, PromptUpdate};
 
@@ -440,6 +440,20 @@ impl Services {
     /// parameters and target choice, linked to the old one.
     pub(crate) async fn retry_run(&self, id: &RunId) -> EngineResult<Run> {
         let old = self.store().run(id).await?;
+        // An upscale cancelled with its parent comes back with the parent's retry.
+        if let Some(parent) = &old.upscale_of {
+            let p = self.store().run(parent).await?;
+            if matches!(p.status, RunStatus::Failed | RunStatus::Cancelled) {
+                return Err(EngineError::refused(
+                    crate::ErrorKind::Conflict,
+                    "parent_failed",
+                    format!(
+                        "run {id} upscales the output of {parent}, which {}: retry that run (`cosmos retry {parent}`) and its upscale comes with it",
+                        p.status
+                    ),
+                ));
+            }
+        }
         let new = NewRun {
             id: RunId::new(),
             prompt_id: old.prompt_id.clone(),
@@ -469,7 +483,36 @@ impl Services {
                 _ => None,
             },
         };
-        self.bus.record(self.store().create_run(&new)).await
+        let mut news = vec![new];
+        for child in self.store().runs(&old.upscaled_by).await? {
+            if child.failure_code.as_deref() != Some("parent_failed") || child.retried_by.is_some()
+            {
+                continue;
+            }
+            news.push(NewRun {
+                id: RunId::new(),
+                prompt_id: child.prompt_id.clone(),
+                kind: child.kind,
+                name: child.name.clone(),
+                prompt_text: child.prompt_text.clone(),
+                negative_prompt: child.negative_prompt.clone(),
+                input_set_id: child.input_set_id.clone(),
+                params: child.params.clone(),
+                priority: child.priority,
+                created_at: cosmos_core::now(),
+                note: format!(
+                    "retry of {}: 4K upscale of {}, waiting for it to succeed",
+                    child.id, news[0].id
+                ),
+                retry_of: Some(child.id.clone()),
+                upscale_of: Some(news[0].id.clone()),
+                target_pin: child.target_pin.clone(),
+                sweep_id: None,
+                signature: None,
+            });
+        }
+        self.bus.record(self.store().create_runs(&news)).await?;
+        Ok(self.store().run(&news[0].id).await?)
     }
 
     /// Stores what the plan needs (input set, prompt) and the run itself, as `queued`;

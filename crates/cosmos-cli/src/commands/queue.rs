@@ -163,6 +163,9 @@ impl RetryArgs {
         if self.no_wait {
             return Ok(ExitCode::SUCCESS);
         }
-        crate::live::execute(ctx, &services, std::slice::from_ref(&run.id), self.json).await
+        // Its upscales, queued again with it, are seen through too.
+        let mut ids = vec![run.id.clone()];
+        ids.extend(run.upscaled_by.iter().cloned());
+        crate::live::execute(ctx, &services, &ids, self.json).await
     }
 }

@@ -176,6 +176,21 @@ fn an_upscale_is_cancelled_with_its_failed_run_and_never_starts() {
     );
     assert_eq!(child["started_at"], Value::Null, "it never started");
     assert_eq!(l.records(), 1, "only the parent's model ran");
+
+    // The upscale alone cannot be retried; the parent's retry brings it back, chained to the
+    // retry (which fails the same way here, so it is cancelled again).
+    let child_id = child["id"].as_str().expect("id");
+    let parent_id = parent["id"].as_str().expect("id");
+    l.run(&["retry", child_id])
+        .fails_with(&format!("cosmos retry {parent_id}"));
+    let again = l.run(&["retry", parent_id, "--json"]).json();
+    let again = again.as_array().expect("the retry and its upscale").clone();
+    let retried = kind_of(&again, "transfer");
+    let upscale = kind_of(&again, "upscale");
+    assert_eq!(retried["retry_of"], parent_id);
+    assert_eq!(upscale["retry_of"], child_id);
+    assert_eq!(upscale["upscale_of"], retried["id"]);
+    assert_eq!(upscale["status"], "cancelled", "{upscale}");
 }
 
 #[test]
