@@ -75,9 +75,15 @@ impl EventBus {
     }
 
     fn send(&self, e: RunEvent) {
+        // Work may be claimable: a run was queued, ended, or began collecting (a run alone
+        // frees its GPU slot then, its model having exited).
         if matches!(
             e.stage,
-            RunStatus::Queued | RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+            RunStatus::Queued
+                | RunStatus::Collecting
+                | RunStatus::Succeeded
+                | RunStatus::Failed
+                | RunStatus::Cancelled
         ) {
             self.work.notify_waiters();
         }

@@ -282,6 +282,50 @@ fn a_chained_upscale_runs_in_docker_on_the_host_that_has_its_parents_output() {
 }
 
 #[test]
+fn prompt_enhance_runs_the_upsampler_in_docker_and_stores_a_child_prompt() {
+    let fleet = Fleet::new(&[1], &[]);
+    let scene = fleet.home.standard_scene("shot");
+    fleet
+        .run(&[
+            "prompt",
+            "create",
+            "a quay at night",
+            "--inputs",
+            s(&scene),
+            "--name",
+            "quay",
+        ])
+        .ok();
+    let child = fleet
+        .run(&["prompt", "enhance", "quay", "--json"])
+        .ok()
+        .json();
+    let text = child["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("a quay at night. The camera moves"),
+        "{child}"
+    );
+    assert!(child["parent_id"].is_string(), "{child}");
+    // The upsampler ran in the host's Docker engine, its prompt read from the run's folder.
+    let records = fleet.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let argv = records[0].1["argv"].to_string();
+    assert!(argv.contains("upsampler_pipeline.py"), "{argv}");
+    assert!(
+        argv.contains("a quay at night"),
+        "the model got the text: {argv}"
+    );
+    let runs = fleet.run(&["list", "--json"]).ok().json();
+    let launch = runs[0]["launch_command"].to_string();
+    assert!(launch.contains("docker"), "{launch}");
+    assert!(
+        !launch.contains("quay at night"),
+        "never on our command line: {launch}"
+    );
+    assert_eq!(leftover_containers(&fleet), Vec::<String>::new());
+}
+
+#[test]
 fn three_workers_run_three_hundred_runs_exactly_once_on_three_targets() {
     let fleet = Fleet::new(&[4, 4, 4], &["COSMOS_SIM_CLIP_SECONDS=0.05"]);
     let short = fleet.home.standard_scene("short");
