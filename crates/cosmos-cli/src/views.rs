@@ -18,7 +18,11 @@ pub fn runs_table(out: &mut dyn Write, runs: &[Run], style: Style) -> io::Result
             r.id.to_string(),
             style.status(r.status),
             truncate(&r.prompt_name, 32),
-            r.params.weights.to_string(),
+            // An enhance run has no controls: it runs the prompt upsampler.
+            match r.kind {
+                cosmos_core::RunKind::Enhance => "(prompt upsampler)".to_owned(),
+                _ => r.params.weights.to_string(),
+            },
             r.params.seed.to_string(),
             r.params.gpus.to_string(),
             target_cell(r),
@@ -226,7 +230,9 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
         )?;
     }
     let p = &r.params;
-    field(out, style, "weights", &p.weights.to_string())?;
+    if r.kind != cosmos_core::RunKind::Enhance {
+        field(out, style, "weights", &p.weights.to_string())?;
+    }
     field(
         out,
         style,

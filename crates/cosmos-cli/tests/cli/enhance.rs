@@ -64,6 +64,8 @@ fn enhance_stores_the_upsamplers_prompt_as_a_child_and_shows_the_lineage() {
     assert!(launch.contains("upsampler_pipeline.py"), "{launch}");
     assert!(!launch.contains("harbour at dawn"), "{launch}");
     assert!(!std::path::Path::new("/tmp/never").exists());
+    let listed = l.run(&["list"]).ok().stdout;
+    assert!(listed.contains("(prompt upsampler)"), "{listed}");
     let records = l.record_lines();
     assert_eq!(records.len(), 1, "{records:?}");
     let argv = records[0]["argv"].to_string();
