@@ -201,6 +201,11 @@ impl Prompts<'_> {
         self.0.enhance_prompt(req).await
     }
 
+    /// The prompt an enhance run stored, once it succeeded.
+    pub async fn enhanced_by(&self, run: &Run) -> EngineResult<Option<Prompt>> {
+        self.0.enhanced_by(run).await
+    }
+
     pub async fn edit(&self, id: &PromptId, req: &EditPromptRequest) -> EngineResult<Prompt> {
         self.0.edit_prompt(id, req).await
     }

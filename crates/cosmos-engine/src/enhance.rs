@@ -81,21 +81,41 @@ impl Services {
         self.bus.record(self.store().create_run(&new)).await
     }
 
+    /// The child of `parent` with exactly `text`, if one was stored.
+    async fn enhanced_child(
+        &self,
+        parent: &cosmos_core::PromptId,
+        text: &str,
+    ) -> EngineResult<Option<Prompt>> {
+        let children = self
+            .store()
+            .list_prompts(&cosmos_store::PromptFilter {
+                parent_id: Some(parent.clone()),
+                limit: u32::MAX,
+                ..Default::default()
+            })
+            .await?;
+        Ok(children
+            .into_iter()
+            .map(|c| c.prompt)
+            .find(|p| p.text == text))
+    }
+
+    /// The prompt an enhance run stored, once it succeeded.
+    pub(crate) async fn enhanced_by(&self, run: &Run) -> EngineResult<Option<Prompt>> {
+        match (&run.kind, &run.model_prompt) {
+            (RunKind::Enhance, Some(text)) => self.enhanced_child(&run.prompt_id, text).await,
+            _ => Ok(None),
+        }
+    }
+
     /// Stores what the upsampler made of an enhance run's prompt as a child of that prompt
     /// (or finds the identical child a driver before this one stored).
     pub(crate) async fn store_enhanced(&self, run: &Run, text: &str) -> EngineResult<Prompt> {
-        let parent = self.store().prompt(&run.prompt_id).await?;
-        if let Some(same) = self
-            .store()
-            .find_prompt(
-                text,
-                parent.negative.as_deref(),
-                parent.input_set_id.as_ref(),
-            )
-            .await?
-        {
+        if let Some(same) = self.enhanced_child(&run.prompt_id, text).await? {
             return Ok(same);
         }
+        let parent = self.store().prompt(&run.prompt_id).await?;
         let prompt = self
             .store()
             .create_prompt(&NewPrompt {

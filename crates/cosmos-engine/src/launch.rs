@@ -58,7 +58,7 @@ pub(crate) fn build_launch<'a>(
     if s.kind == RunKind::Enhance {
         return Ok(enhance_launch(target, s, files, &layout, devices));
     }
-    let spec = spec_for(s.text, s.negative, s.params, files, &layout)?;
+    let spec = spec_for(s.kind, s.text, s.negative, s.params, files, &layout)?;
     let model_command = transfer_command(cfg, &layout, &spec, s.params.gpus, None);
     Ok(launch_of(
         target,
@@ -165,6 +165,7 @@ pub(crate) fn batch_spec(
     first_files: &[InputFile],
 ) -> Result<TransferSpec, SpecError> {
     crate::runs::spec_with_inputs(
+        first.kind,
         &first.prompt_text,
         first.negative_prompt.as_deref(),
         &first.params,

@@ -171,6 +171,29 @@ pub(crate) fn extension(path: &str) -> &str {
         .unwrap_or("mp4")
 }
 
+/// A new queued run like `run`: its kind, prompt, inputs, parameters, priority, target choice
+/// and the run it upscales (a retry, or a run derived from it, changes what differs).
+pub(crate) fn new_run_like(run: &Run, note: String) -> NewRun {
+    NewRun {
+        id: RunId::new(),
+        prompt_id: run.prompt_id.clone(),
+        kind: run.kind,
+        name: run.name.clone(),
+        prompt_text: run.prompt_text.clone(),
+        negative_prompt: run.negative_prompt.clone(),
+        input_set_id: run.input_set_id.clone(),
+        params: run.params.clone(),
+        priority: run.priority,
+        created_at: cosmos_core::now(),
+        note,
+        retry_of: None,
+        upscale_of: run.upscale_of.clone(),
+        target_pin: run.target_pin.clone(),
+        sweep_id: None,
+        signature: None,
+    }
+}
+
 /// The spec Cosmos receives for a run whose inputs sit in `layout`'s inputs folder.
 /// The batch signature of a transfer run (`cosmos_core::batch::signature`): what Cosmos
 /// treats as global in batch mode, so runs that agree on it may share one process.
@@ -181,7 +204,7 @@ pub(crate) fn signature_for(
     files: &[InputFile],
 ) -> Option<String> {
     let layout = RunLayout::new("/", "signature");
-    let spec = spec_for(text, negative, params, files, &layout).ok()?;
+    let spec = spec_for(RunKind::Transfer, text, negative, params, files, &layout).ok()?;
     Some(cosmos_core::batch::signature(
         &spec.json,
         params.gpus,
@@ -190,13 +213,14 @@ pub(crate) fn signature_for(
 }
 
 pub(crate) fn spec_for(
+    kind: RunKind,
     text: &str,
     negative: Option<&str>,
     params: &RunParams,
     files: &[InputFile],
     layout: &RunLayout,
 ) -> Result<TransferSpec, SpecError> {
-    spec_with_inputs(text, negative, params, files, &|kind, ext| {
+    spec_with_inputs(kind, text, negative, params, files, &|kind, ext| {
         layout.input(kind, ext)
     })
 }
@@ -204,6 +228,7 @@ pub(crate) fn spec_for(
 /// The spec of a run whose input files are where `path_of(kind, extension)` says (a batch's
 /// lines each have their own folder).
 pub(crate) fn spec_with_inputs(
+    kind: RunKind,
     text: &str,
     negative: Option<&str>,
     params: &RunParams,
@@ -229,11 +254,10 @@ pub(crate) fn spec_with_inputs(
         input_video: input_video.as_deref(),
         controls: &controls,
     };
-    // Only upscale runs carry the `upscale` weight: planning a transfer run refuses it.
-    if params.weights.get(Hint::Upscale).is_some() {
-        build_upscale_spec(&input)
-    } else {
-        build_transfer_spec(&input)
+    // A transfer spec refuses the `upscale` control: that is an upscale run's alone.
+    match kind {
+        RunKind::Upscale => build_upscale_spec(&input),
+        _ => build_transfer_spec(&input),
     }
 }
 
@@ -400,9 +424,6 @@ impl Services {
         if params.weights.is_empty() {
             params.weights = default_weights(&files);
         }
-        if params.weights.get(Hint::Upscale).is_some() {
-            return Err(SpecError::UpscaleInTransfer.into());
-        }
         let run_id = RunId::new();
         let devices: Vec<u32> = (0..params.gpus).collect();
         let subject = LaunchSubject {
@@ -455,21 +476,7 @@ impl Services {
             }
         }
         let new = NewRun {
-            id: RunId::new(),
-            prompt_id: old.prompt_id.clone(),
-            kind: old.kind,
-            name: old.name.clone(),
-            prompt_text: old.prompt_text.clone(),
-            negative_prompt: old.negative_prompt.clone(),
-            input_set_id: old.input_set_id.clone(),
-            params: old.params.clone(),
-            priority: old.priority,
-            created_at: cosmos_core::now(),
-            note: format!("retry of {id}"),
             retry_of: Some(id.clone()),
-            upscale_of: old.upscale_of.clone(),
-            target_pin: old.target_pin.clone(),
-            sweep_id: None,
             signature: match old.kind {
                 RunKind::Transfer => {
                     let files = self.input_files(&old).await?;
@@ -482,6 +489,7 @@ impl Services {
                 }
                 _ => None,
             },
+            ..new_run_like(&old, format!("retry of {id}"))
         };
         let mut news = vec![new];
         for child in self.store().runs(&old.upscaled_by).await? {
@@ -489,26 +497,14 @@ impl Services {
             {
                 continue;
             }
+            let note = format!(
+                "retry of {}: 4K upscale of {}, waiting for it to succeed",
+                child.id, news[0].id
+            );
             news.push(NewRun {
-                id: RunId::new(),
-                prompt_id: child.prompt_id.clone(),
-                kind: child.kind,
-                name: child.name.clone(),
-                prompt_text: child.prompt_text.clone(),
-                negative_prompt: child.negative_prompt.clone(),
-                input_set_id: child.input_set_id.clone(),
-                params: child.params.clone(),
-                priority: child.priority,
-                created_at: cosmos_core::now(),
-                note: format!(
-                    "retry of {}: 4K upscale of {}, waiting for it to succeed",
-                    child.id, news[0].id
-                ),
                 retry_of: Some(child.id.clone()),
                 upscale_of: Some(news[0].id.clone()),
-                target_pin: child.target_pin.clone(),
-                sweep_id: None,
-                signature: None,
+                ..new_run_like(&child, note)
             });
         }
         self.bus.record(self.store().create_runs(&news)).await?;

@@ -128,8 +128,7 @@ impl Services {
             }
             UpscaleSource::Video(path) => self.upscale_of_video(path, weight, req).await?,
         };
-        let run = self.bus.record(self.store().create_run(&new)).await?;
-        Ok(run)
+        self.bus.record(self.store().create_run(&new)).await
     }
 
     async fn upscale_of_run(
@@ -177,21 +176,14 @@ impl Services {
             _ => format!("queued: 4K upscale of {id}, waiting for it to succeed"),
         };
         Ok(NewRun {
-            id: RunId::new(),
-            prompt_id: parent.prompt_id.clone(),
             kind: RunKind::Upscale,
             name: parent.name.as_ref().map(|n| format!("{n}-4k")),
             prompt_text: req
                 .prompt
                 .clone()
                 .unwrap_or_else(|| parent.prompt_text.clone()),
-            negative_prompt: parent.negative_prompt.clone(),
-            input_set_id: parent.input_set_id.clone(),
             params: upscale_params(&parent.params, weight)?,
             priority: req.priority,
-            created_at: cosmos_core::now(),
-            note,
-            retry_of: None,
             // Where its output already is, unless the user chose; a parent still to run
             // pins it when it succeeds.
             target_pin: req.target.clone().or_else(|| {
@@ -199,9 +191,8 @@ impl Services {
                     .then(|| parent.target.clone())
                     .flatten()
             }),
-            sweep_id: None,
-            signature: None,
             upscale_of: Some(parent.id.clone()),
+            ..crate::runs::new_run_like(parent, note)
         })
     }
 
@@ -314,8 +305,9 @@ impl Services {
             .map_err(Into::into)
     }
 
-    /// The input of an upscale run of another run: that run's verified output video, checked
-    /// against the hash recorded when it was downloaded.
+    /// The input of an upscale run of another run: that run's output video as it was recorded
+    /// when downloaded (probed for its size and length; its bytes are checked once, by
+    /// [`Services::check_upscale_input`] when the run is staged).
     pub(crate) async fn upscale_input(&self, parent_id: &RunId) -> EngineResult<Vec<InputFile>> {
         let parent = self.store().run(parent_id).await?;
         let recorded = primary_output(&parent).cloned().ok_or_else(|| {
@@ -325,18 +317,38 @@ impl Services {
                 format!("run {parent_id} has no output video on this machine to upscale"),
             )
         })?;
-        let files = self.inspect_one(Path::new(&recorded.path)).await?;
-        if files[0].sha256 != recorded.sha256 {
+        let video = self.probe_video(Path::new(&recorded.path)).await?;
+        Ok(vec![InputFile {
+            kind: InputKind::Color,
+            path: recorded.path,
+            size: recorded.size,
+            sha256: recorded.sha256,
+            video,
+        }])
+    }
+
+    /// Before an upscale's input is staged: it still holds the bytes verified when it was
+    /// downloaded, and Cosmos's upscaler can enlarge it.
+    pub(crate) async fn check_upscale_input(
+        &self,
+        parent_id: &RunId,
+        file: &InputFile,
+    ) -> EngineResult<()> {
+        let path = std::path::PathBuf::from(&file.path);
+        let (sha256, _) =
+            tokio::task::spawn_blocking(move || cosmos_remote::blobs::hash_local(&path))
+                .await
+                .map_err(|e| EngineError::Internal(format!("hashing stopped: {e}")))??;
+        if sha256 != file.sha256 {
             return Err(EngineError::refused(
                 ErrorKind::InvalidInput,
                 "output_changed",
                 format!(
-                    "the output of run {parent_id} ({}) changed since it was downloaded and verified: its sha256 is {}, not {}",
-                    recorded.path, files[0].sha256, recorded.sha256
+                    "the output of run {parent_id} ({}) changed since it was downloaded and verified: its sha256 is {sha256}, not {}",
+                    file.path, file.sha256
                 ),
             ));
         }
-        check_upscalable(&format!("the output of run {parent_id}"), &files[0].video)?;
-        Ok(files)
+        check_upscalable(&format!("the output of run {parent_id}"), &file.video)
     }
 }

@@ -365,18 +365,9 @@ impl EnhanceArgs {
                 return Ok(ExitCode::SUCCESS);
             }
         };
-        let Some(text) = run.model_prompt.as_deref() else {
+        let Some(child) = services.prompts().enhanced_by(&run).await? else {
             return Ok(crate::live::report(&run));
         };
-        let parent = services.prompts().detail(&run.prompt_id, 0).await?;
-        let child = parent
-            .enhanced
-            .iter()
-            .find(|p| p.text == text)
-            .cloned()
-            .ok_or_else(|| {
-                anyhow::anyhow!("the enhanced prompt of run {} is not stored", run.id)
-            })?;
         let mut out = std::io::stdout().lock();
         if self.json {
             output::json(&mut out, &child)?;

@@ -665,7 +665,7 @@ impl Services {
                 .await?;
         }
         let (to, message, code) = self
-            .fetch_outputs(c, d, &d.id, &layout.line_outputs(line))
+            .fetch_outputs(c, d, &run, &layout.line_outputs(line))
             .await?;
         self.step(d, RunStatus::Collecting, to, &message, code)
             .await

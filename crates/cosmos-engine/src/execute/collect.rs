@@ -3,7 +3,7 @@
 
 use cosmos_core::launch::{PRIMARY_OUTPUT, RunLayout};
 use cosmos_core::progress::classify_failure;
-use cosmos_core::{Run, RunId, RunKind, RunOutput, RunStatus};
+use cosmos_core::{Run, RunKind, RunOutput, RunStatus};
 use cosmos_remote::runtime::ModelState;
 use cosmos_remote::{args, blobs};
 
@@ -152,22 +152,12 @@ impl Services {
                 None,
             ));
         }
-        let mut ended = self.fetch_outputs(c, d, &run.id, &layout.outputs()).await?;
-        if run.kind == RunKind::Upscale && ended.0 == RunStatus::Succeeded {
-            ended.1.push_str(&self.upscaled_size(&run.id).await);
-        }
-        Ok(ended)
+        self.fetch_outputs(c, d, run, &layout.outputs()).await
     }
 
-    /// What the downloaded upscale is, as ffprobe reads it: `; 3840×2112, 121 frames (3× the
-    /// 1280×704 bucket)`.
-    async fn upscaled_size(&self, id: &RunId) -> String {
-        let Ok(run) = self.store().run(id).await else {
-            return String::new();
-        };
-        let Some(video) = crate::upscale::primary_output(&run) else {
-            return String::new();
-        };
+    /// What a downloaded upscale is, as ffprobe reads it: `; its video is 3840×2112, 121
+    /// frames (3× the 1280×704 bucket)`.
+    async fn upscaled_size(&self, video: &RunOutput) -> String {
         match self.probe_video(std::path::Path::new(&video.path)).await {
             Ok(v) => {
                 let of = cosmos_core::resolution::BUCKETS
@@ -218,9 +208,10 @@ impl Services {
         &self,
         c: &Connected,
         d: &Drive,
-        id: &RunId,
+        run: &Run,
         remote_dir: &str,
     ) -> EngineResult<(RunStatus, String, Option<&'static str>)> {
+        let id = &run.id;
         let env = self.exec_env()?;
         // Names and hashes in one round trip: `<sha256>  ./<relative path>` per file.
         let list = args(&["sh", "-c", LIST_OUTPUTS, "sh", remote_dir]);
@@ -333,7 +324,13 @@ impl Services {
         self.store()
             .set_run_outputs(id, &outputs, Some(&d.fence))
             .await?;
-        self.note_model_prompt(d, id, &outputs).await?;
+        if run.params.upsample_prompt {
+            self.note_model_prompt(d, run, &outputs).await?;
+        }
+        let mut message = format!(
+            "{} output files downloaded and verified (sha256)",
+            outputs.len()
+        );
         // A still for galleries, before the run is seen to succeed; none is no failure.
         if let Some(video) = outputs.first().filter(|o| o.path.ends_with(".mp4")) {
             let made = self
@@ -342,31 +339,21 @@ impl Services {
             if let Err(e) = made {
                 tracing::warn!(run = %id, "no poster: {e}");
             }
+            if run.kind == RunKind::Upscale {
+                message.push_str(&self.upscaled_size(video).await);
+            }
         }
-        Ok((
-            RunStatus::Succeeded,
-            format!(
-                "{} output files downloaded and verified (sha256)",
-                outputs.len()
-            ),
-            None,
-        ))
+        Ok((RunStatus::Succeeded, message, None))
     }
-}
 
-impl Services {
     /// With Cosmos's prompt upsampler on, the prompt file it saved beside the video holds the
     /// text it generated from (reference §4.1): kept with the run when it differs.
     async fn note_model_prompt(
         &self,
         d: &Drive,
-        id: &RunId,
+        run: &Run,
         outputs: &[RunOutput],
     ) -> EngineResult<()> {
-        let run = self.store().run(id).await?;
-        if !run.params.upsample_prompt {
-            return Ok(());
-        }
         let Some(file) = outputs.iter().find(|o| o.path.ends_with(".txt")) else {
             return Ok(());
         };
@@ -377,7 +364,9 @@ impl Services {
         if text.is_empty() || text == run.prompt_text.trim() {
             return Ok(());
         }
-        self.store().set_model_prompt(id, text, &d.fence).await?;
+        self.store()
+            .set_model_prompt(&run.id, text, &d.fence)
+            .await?;
         self.note(
             d,
             RunStatus::Collecting,

@@ -53,6 +53,7 @@ impl Services {
             (needs, layout.prompt_file(), run.prompt_text.clone())
         } else {
             let spec = crate::runs::spec_for(
+                run.kind,
                 &run.prompt_text,
                 run.negative_prompt.as_deref(),
                 &run.params,
@@ -68,6 +69,7 @@ impl Services {
         self.check_needs(c, d, &needs).await?;
         let blobs_in = local_blobs(&files).map_err(Staging::Fail)?;
         if let Some(parent) = &run.upscale_of {
+            self.check_upscale_input(parent, &files[0]).await?;
             self.adopt_parent_output(c, d, parent, &blobs_in).await?;
         }
         let paths = self.upload_inputs(c, d, &blobs_in).await?;

@@ -573,8 +573,6 @@ async fn settle_upscales(
             .await
             .during("cancel an upscale run")?;
             insert_event(&mut *tx, &child, now, RunStatus::Cancelled, &message).await?;
-            // Its own upscales go with it.
-            Box::pin(settle_upscales(&mut *tx, now, &child, RunStatus::Cancelled)).await?;
         }
     }
     Ok(())
