@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    completions, config, dev, export, init, inputs, list, logs, prompt, queue, quickstart, rate,
-    run, search, secret, serve, show, status, target, upscale,
+    completions, config, dev, export, hooks, init, inputs, list, logs, prompt, queue, quickstart,
+    rate, run, search, secret, serve, show, status, target, upscale,
 };
 
 const EXAMPLES: &str = "\
@@ -84,6 +84,9 @@ pub enum Command {
     /// Store secrets (the Hugging Face token) outside the database, owner-only
     #[command(subcommand)]
     Secret(secret::Command),
+    /// Hooks: list them and their deliveries, send one a test event
+    #[command(subcommand)]
+    Hooks(hooks::Command),
     /// Print a shell completion script
     Completions(completions::Args),
     /// Developer tools

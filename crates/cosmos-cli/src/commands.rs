@@ -4,6 +4,7 @@ pub mod completions;
 pub mod config;
 pub mod dev;
 pub mod export;
+pub mod hooks;
 pub mod init;
 pub mod inputs;
 pub mod list;
@@ -60,6 +61,7 @@ pub async fn dispatch(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCo
         Command::Show(args) => args.run(&ctx).await,
         Command::Search(args) => args.run(&ctx).await,
         Command::Secret(cmd) => cmd.run(&ctx),
+        Command::Hooks(cmd) => cmd.run(&ctx).await,
         Command::Dev(cmd) => cmd.run(&ctx).await,
         Command::Completions(args) => args.run(),
     }

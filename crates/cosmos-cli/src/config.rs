@@ -2,6 +2,7 @@
 //! `COSMOS_HOME` relocates everything (config, database, outputs, logs). Resolved once, in
 //! [`Settings::load`]; commands never read the environment or files themselves.
 
+pub(crate) mod hooks;
 pub(crate) mod keyring;
 pub(crate) mod load;
 
@@ -24,6 +25,50 @@ pub struct Config {
     pub ssh: SshConfig,
     pub setup: SetupConfig,
     pub secrets: Secrets,
+    /// `[[hooks]]`: programs or URLs told when runs end, the queue empties or a target is lost.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookConfig>,
+}
+
+/// One `[[hooks]]` table, as written; [`hooks::build`] checks it into an engine hook.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    pub name: String,
+    /// The events it listens for: run.succeeded, run.failed, run.cancelled, queue.empty,
+    /// target.unreachable.
+    pub on: Vec<String>,
+    /// A program and its arguments (a list: no shell ever runs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<toml::Value>,
+    /// A URL the event is POSTed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The webhook's signing secret (the config file must then be owner-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The environment variable that holds the signing secret instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    #[serde(default = "hooks::default_timeout")]
+    pub timeout_seconds: f64,
+    #[serde(default = "hooks::default_retries")]
+    pub retries: u32,
+    #[serde(default = "hooks::default_backoff")]
+    pub backoff_seconds: f64,
+}
+
+impl std::fmt::Debug for HookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookConfig")
+            .field("name", &self.name)
+            .field("on", &self.on)
+            .field("command", &self.command)
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_env", &self.secret_env)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,6 +359,7 @@ pub fn default_file() -> String {
             out.push_str(&format!("{key} = {value}\n"));
         }
     }
+    out.push_str(hooks::EXAMPLE);
     out
 }
 

@@ -100,6 +100,7 @@ impl Ctx {
         if let Some(token) = hf_token {
             secrets.insert("HF_TOKEN".to_owned(), token);
         }
+        let services = services.with_hooks(self.settings.hooks.clone());
         Ok(services.with_exec(
             ExecEnv::new(
                 self.settings.paths.data_dir.clone(),

@@ -62,7 +62,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(commands::dispatch(cli, &env)) {
+    // A command ends when the hooks it set off have been told (each within its own limits).
+    let done = runtime.block_on(async {
+        let done = commands::dispatch(cli, &env).await;
+        cosmos_engine::hooks_settled(std::time::Duration::from_secs(600)).await;
+        done
+    });
+    match done {
         Ok(code) => code,
         Err(err) if error::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {

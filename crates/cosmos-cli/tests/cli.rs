@@ -8,6 +8,7 @@ mod cli {
     pub mod enhance;
     pub mod events;
     pub mod export;
+    pub mod hooks;
     pub mod inputs;
     pub mod local;
     pub mod misc;

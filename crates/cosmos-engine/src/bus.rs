@@ -30,6 +30,8 @@ pub struct EventBus {
     published: Mutex<Option<i64>>,
     /// Rung when a run is queued or frees its slots: local workers look at once.
     work: Notify,
+    /// Told of every event published (a run's end reaches the configured hooks).
+    hooks: std::sync::OnceLock<Arc<crate::hooks::HookRunner>>,
 }
 
 impl EventBus {
@@ -39,6 +41,7 @@ impl EventBus {
             tx: broadcast::channel(CAPACITY).0,
             published: Mutex::new(None),
             work: Notify::new(),
+            hooks: std::sync::OnceLock::new(),
         }
     }
 
@@ -74,7 +77,14 @@ impl EventBus {
         Ok(event)
     }
 
+    pub(crate) fn set_hooks(&self, runner: Arc<crate::hooks::HookRunner>) {
+        let _ = self.hooks.set(runner);
+    }
+
     fn send(&self, e: RunEvent) {
+        if let Some(hooks) = self.hooks.get() {
+            hooks.on_event(&e);
+        }
         // Work may be claimable: a run was queued, ended, or began collecting (a run alone
         // frees its GPU slot then, its model having exited).
         if matches!(

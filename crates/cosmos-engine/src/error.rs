@@ -53,6 +53,8 @@ pub enum EngineError {
     NoSuchTarget(String),
     #[error("no default target")]
     NoDefaultTarget,
+    #[error("no hook named `{name}` in the configuration{}", if .known.is_empty() { " (it has no [[hooks]])".to_owned() } else { format!(": it has {}", .known.join(", ")) })]
+    NoSuchHook { name: String, known: Vec<String> },
     #[error("run `{run}` is being driven by another cosmos process ({owner})")]
     Busy { run: String, owner: String },
     /// A run no target has the GPU slots for would wait for ever.
@@ -127,7 +129,7 @@ impl EngineError {
                 }
             },
             EngineError::NotFound { .. } | EngineError::NoSuchTarget(_) => ErrorKind::NotFound,
-            EngineError::NoDefaultTarget => ErrorKind::NotFound,
+            EngineError::NoDefaultTarget | EngineError::NoSuchHook { .. } => ErrorKind::NotFound,
             EngineError::Media(_)
             | EngineError::Spec(_)
             | EngineError::Id(_)
@@ -184,6 +186,7 @@ impl EngineError {
             EngineError::NoInputSet(_) => "no_input_set",
             EngineError::NoSuchTarget(_) => "no_such_target",
             EngineError::NoDefaultTarget => "no_default_target",
+            EngineError::NoSuchHook { .. } => "no_such_hook",
             EngineError::Busy { .. } => "run_busy",
             EngineError::DoesNotFit { .. } => "does_not_fit",
             EngineError::Invalid(_) => "invalid_input",

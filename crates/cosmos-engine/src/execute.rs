@@ -479,10 +479,9 @@ impl Services {
         let mut pause = Duration::from_millis(500);
         loop {
             let result = f().await;
-            health.mark_reachable(
-                &c.target.name,
-                !matches!(&result, Err(RemoteError::Unreachable { .. })),
-            );
+            let reachable = !matches!(&result, Err(RemoteError::Unreachable { .. }));
+            health.mark_reachable(&c.target.name, reachable);
+            self.target_seen(&c.target.name, reachable, &d.id);
             match result {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() && started.elapsed() < patience => {

@@ -14,6 +14,7 @@ mod enhance;
 mod error;
 mod execute;
 mod export;
+mod hooks;
 mod inputs;
 mod launch;
 mod lines;
@@ -50,6 +51,7 @@ pub use error::{EngineError, EngineResult, ErrorKind};
 pub use execute::owner_id;
 pub use execute::stage::uploaded_bytes;
 pub use export::{EXPORT_SCHEMA, ExportReport, ExportRequest};
+pub use hooks::{Hook, HookAction, HookEvent, HookReport, UNREACHABLE_WINDOW, hooks_settled};
 pub use inputs::{AddedInputSet, InspectedInputs};
 pub use launch::LaunchPlan;
 pub use prompts::{CreatePromptRequest, CreatedPrompt, EditPromptRequest, InputsRef};
@@ -86,6 +88,8 @@ pub struct Services {
     exec: Option<Arc<ExecEnv>>,
     bus: Arc<EventBus>,
     scheduler: Arc<dyn Scheduler>,
+    hooks: Option<Arc<hooks::HookRunner>>,
+    hook_list: Arc<Vec<Hook>>,
 }
 
 impl Services {
@@ -96,6 +100,8 @@ impl Services {
             ffprobe,
             exec: None,
             scheduler: Arc::new(DirectScheduler),
+            hooks: None,
+            hook_list: Arc::default(),
         }
     }
 

@@ -19,9 +19,9 @@ use cosmos_core::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    Candidate, Claim, ClaimRequest, ClaimedBatch, Fence, ImportBatch, InputSetSummary, Lease,
-    NewPrompt, NewRun, Placer, PromptFilter, PromptName, PromptSummary, PromptUpdate, RunFilter,
-    RunStage, SearchHit, StatusChange, TargetHealth, TargetOffer, Worker,
+    Candidate, Claim, ClaimRequest, ClaimedBatch, Fence, HookDelivery, ImportBatch,
+    InputSetSummary, Lease, NewPrompt, NewRun, Placer, PromptFilter, PromptName, PromptSummary,
+    PromptUpdate, RunFilter, RunStage, SearchHit, StatusChange, TargetHealth, TargetOffer, Worker,
 };
 pub use sqlite::SqliteStore;
 
@@ -233,6 +233,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn worker_gone(&self, id: &str) -> StoreResult<()>;
     /// Workers seen within `ttl_ms`.
     async fn live_workers(&self, ttl_ms: i64) -> StoreResult<Vec<Worker>>;
+
+    /// Claims the delivery of `occasion` to `hook`: true for the one caller that may send it.
+    async fn claim_hook_delivery(
+        &self,
+        occasion: &str,
+        hook: &str,
+        event: &str,
+        run: Option<&RunId>,
+    ) -> StoreResult<bool>;
+    /// Records how a claimed delivery ended.
+    async fn finish_hook_delivery(
+        &self,
+        occasion: &str,
+        hook: &str,
+        delivered: bool,
+        attempts: u32,
+        detail: &str,
+    ) -> StoreResult<()>;
+    /// The latest deliveries, newest first, of one hook or of all.
+    async fn hook_deliveries(
+        &self,
+        hook: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<HookDelivery>>;
 
     /// How many runs are queued.
     async fn queue_length(&self) -> StoreResult<u64>;

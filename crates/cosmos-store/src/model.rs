@@ -221,6 +221,20 @@ pub struct TargetHealth {
     pub gpus: Option<u32>,
 }
 
+/// One hook's delivery of one occasion.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HookDelivery {
+    pub occasion: String,
+    pub hook: String,
+    pub event: String,
+    pub run_id: Option<RunId>,
+    pub claimed_at: chrono::DateTime<chrono::Utc>,
+    /// `sending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: u32,
+    pub detail: Option<String>,
+}
+
 /// A live worker process.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -4,6 +4,7 @@
 mod bulk;
 mod convert;
 mod execution;
+mod hooks;
 mod inputs;
 mod prompts;
 mod queue;
@@ -514,6 +515,44 @@ impl Store for SqliteStore {
 
     async fn live_workers(&self, ttl_ms: i64) -> StoreResult<Vec<Worker>> {
         queue::workers(&self.pool, self.now(), ttl_ms).await
+    }
+
+    async fn claim_hook_delivery(
+        &self,
+        occasion: &str,
+        hook: &str,
+        event: &str,
+        run: Option<&RunId>,
+    ) -> StoreResult<bool> {
+        hooks::claim(&self.pool, self.now(), occasion, hook, event, run).await
+    }
+
+    async fn finish_hook_delivery(
+        &self,
+        occasion: &str,
+        hook: &str,
+        delivered: bool,
+        attempts: u32,
+        detail: &str,
+    ) -> StoreResult<()> {
+        hooks::finish(
+            &self.pool,
+            self.now(),
+            occasion,
+            hook,
+            delivered,
+            attempts,
+            detail,
+        )
+        .await
+    }
+
+    async fn hook_deliveries(
+        &self,
+        hook: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<HookDelivery>> {
+        hooks::latest(&self.pool, hook, limit).await
     }
 
     async fn release_lease(&self, id: &RunId, fence: &Fence) -> StoreResult<()> {

@@ -60,6 +60,8 @@ pub struct Settings {
     pub session_bus: Option<String>,
     /// Secrets given by environment variables (they win over every store).
     pub secrets_from_env: Vec<String>,
+    /// `[[hooks]]`, checked.
+    pub hooks: Vec<cosmos_engine::Hook>,
 }
 
 impl Settings {
@@ -87,7 +89,10 @@ impl Settings {
                 config.secrets.hf_token = Some(value);
             }
         }
+        let hooks = super::hooks::build(&config.hooks, env)
+            .map_err(|e| anyhow::anyhow!("in `{}`: {e}", paths.config.display()))?;
         Ok(Self {
+            hooks,
             paths,
             config,
             config_loaded: loaded,
@@ -113,6 +118,13 @@ impl Settings {
                 && t.contains_key(*key)
             {
                 t.insert((*key).to_owned(), toml::Value::String("<redacted>".into()));
+            }
+        }
+        if let Some(toml::Value::Array(hooks)) = table.get_mut("hooks") {
+            for hook in hooks.iter_mut().filter_map(toml::Value::as_table_mut) {
+                if hook.contains_key("secret") {
+                    hook.insert("secret".into(), toml::Value::String("<redacted>".into()));
+                }
             }
         }
         toml::to_string_pretty(&table).context("cannot render the configuration")
@@ -240,6 +252,18 @@ fn refuse_readable_secrets(path: &Path, text: &str) -> Result<()> {
                 .is_some_and(|v| v.as_str().is_some_and(|v| !v.is_empty()))
         })
         .map(|(section, key)| format!("{section}.{key}"))
+        .chain(
+            table
+                .get("hooks")
+                .and_then(toml::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|h| h.get("secret").is_some())
+                .map(|h| {
+                    let name = h.get("name").and_then(toml::Value::as_str).unwrap_or("?");
+                    format!("the secret of hook `{name}`")
+                }),
+        )
         .collect();
     if holds.is_empty() {
         return Ok(());
@@ -249,16 +273,19 @@ fn refuse_readable_secrets(path: &Path, text: &str) -> Result<()> {
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
+        let mut instead = SECRET_KEYS
+            .iter()
+            .map(|(s, k)| env_name(s, k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if holds.iter().any(|h| h.starts_with("the secret of hook")) {
+            instead.push_str("; a hook's `secret_env` names a variable that holds its secret");
+        }
         bail!(
             "the config file `{p}` holds a secret ({}) but other users can read it (mode {:o}): \
-             `chmod 600 {p}`, or move the secret to its environment variable ({})",
+             `chmod 600 {p}`, or move the secret to its environment variable ({instead})",
             holds.join(", "),
             mode & 0o777,
-            SECRET_KEYS
-                .iter()
-                .map(|(s, k)| env_name(s, k))
-                .collect::<Vec<_>>()
-                .join(", "),
             p = path.display()
         );
     }
@@ -458,6 +485,7 @@ mod tests {
         let mut config = Config::default();
         config.secrets.hf_token = Some("hf_supersecret".into());
         let s = Settings {
+            hooks: Vec::new(),
             paths: Paths {
                 config: "c".into(),
                 config_explicit: false,

@@ -144,6 +144,7 @@ impl Services {
                     return Err(e.into());
                 }
                 self.exec_env()?.mark_reachable(&c.target.name, false);
+                self.target_seen(&c.target.name, false, &d.id);
                 let note = format!("lost the log stream ({e}); reconnecting");
                 self.note(d, RunStatus::Running, &note).await?;
                 tokio::time::sleep(Duration::from_millis(500)).await;
