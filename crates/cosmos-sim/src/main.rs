@@ -8,6 +8,7 @@ mod download;
 mod gpu_state;
 mod guardrail;
 mod h264;
+mod inference25;
 mod knobs;
 mod log;
 mod mp4;

@@ -92,6 +92,8 @@ pub enum Failure {
     CantOpen(String),
     /// A knob or usage problem of the simulator itself (exit 2).
     Sim(String),
+    /// A script's own message on stderr and `sys.exit(code)`, with what the record calls it.
+    Exit(u8, String, &'static str),
 }
 
 impl Failure {
@@ -100,6 +102,7 @@ impl Failure {
             Failure::Args(stop) => stop.exit_code(),
             Failure::Raised(_) => 1,
             Failure::CantOpen(_) | Failure::Sim(_) => 2,
+            Failure::Exit(code, ..) => *code,
         }
     }
 
@@ -110,6 +113,7 @@ impl Failure {
             Failure::Raised(r) => r.kind,
             Failure::CantOpen(_) => "missing_script",
             Failure::Sim(_) => "sim_usage",
+            Failure::Exit(_, _, kind) => kind,
         }
     }
 }

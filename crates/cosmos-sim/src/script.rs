@@ -7,7 +7,7 @@ use crate::knobs::Knobs;
 use crate::log;
 use crate::python::Failure;
 use crate::record::Record;
-use crate::{transfer, upsampler};
+use crate::{inference25, transfer, upsampler};
 
 /// The process environment a script sees.
 #[derive(Debug, Clone, Copy)]
@@ -50,10 +50,15 @@ pub fn run(script: &str, args: &[String], worker: &Worker, argv: Vec<String>) ->
                 "demo(args, control_inputs)",
             ),
             "upsampler_pipeline.py" => (upsampler::main(args, worker, &knobs), "main(args)"),
+            // Cosmos-Transfer2.5's entry point.
+            "inference.py" => (
+                inference25::main(args, worker, &knobs, &mut record),
+                "main(args)",
+            ),
             "download_checkpoints.py" => (crate::download::main(args), "main()"),
             _ => (
                 Err(Failure::Sim(format!(
-                    "`{script}` is not a script cosmos-sim simulates (transfer.py, upsampler_pipeline.py, download_checkpoints.py)"
+                    "`{script}` is not a script cosmos-sim simulates (transfer.py, upsampler_pipeline.py, inference.py, download_checkpoints.py)"
                 ))),
                 "",
             ),
@@ -78,5 +83,6 @@ fn report(failure: &Failure, script: &str, entry: &str) {
         }
         Failure::Raised(raised) => log::stderr(&raised.traceback(script, entry)),
         Failure::Sim(message) => log::stderr(&format!("cosmos-sim: {message}\n")),
+        Failure::Exit(_, text, _) => log::stderr(text),
     }
 }

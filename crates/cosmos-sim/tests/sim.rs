@@ -9,4 +9,5 @@ mod sim {
     pub mod smi;
     pub mod support;
     pub mod transfer;
+    pub mod transfer25;
 }

@@ -1,0 +1,619 @@
+//! Models as adapters (issue 18): what cosmos knows of one model, behind one trait, so the
+//! engine, store, queue and front ends can know a model by its name alone. Each adapter owns
+//! its parameters (and refuses another model's), its command line, its container settings,
+//! its output files and what success is, progress from its log, and its setup recipe.
+//!
+//! Two adapters: [`Transfer1`] (its spec builder, validation and log reading live in `spec`,
+//! `launch` and `progress`, which it names) and [`Transfer25`] (`spec25`, here).
+
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+
+use crate::modality::Hint;
+use crate::progress::Milestone;
+use crate::run::RunParams;
+use crate::spec25;
+
+/// Every model cosmos has an adapter for, by name.
+pub fn models() -> [&'static dyn Model; 2] {
+    [&Transfer1, &Transfer25]
+}
+
+/// The adapter of the model named `name` (`transfer1`, `transfer2.5`).
+pub fn model(name: &str) -> Result<&'static dyn Model, UnknownModel> {
+    models()
+        .into_iter()
+        .find(|m| m.name() == name || m.aliases().contains(&name))
+        .ok_or_else(|| UnknownModel(name.to_owned()))
+}
+
+/// The model a run uses when it names none.
+pub const DEFAULT_MODEL: &str = "transfer1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown model `{0}`: cosmos has adapters for transfer1 (Cosmos-Transfer1) and transfer2.5 (Cosmos-Transfer2.5)"
+)]
+pub struct UnknownModel(pub String);
+
+/// A parameter one model takes and another does not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{param}` is not a {title} parameter: {why}")]
+pub struct ForeignParam {
+    pub param: String,
+    pub title: &'static str,
+    pub why: &'static str,
+}
+
+/// How a model's container is set up beyond the checkout at `/workspace`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// Anonymous volumes: paths inside the image the checkout's mount must not hide.
+    pub anonymous_volumes: &'static [&'static str],
+    /// Where the model keeps its downloads inside the container (mounted from the target's
+    /// cache folder so they persist), if it downloads at run time.
+    pub cache: Option<&'static str>,
+}
+
+/// Where a model comes from and how a host is prepared for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipe {
+    pub repository: &'static str,
+    pub commit: &'static str,
+    /// The image built from the checkout's Dockerfile.
+    pub image_name: &'static str,
+    /// How checkpoints arrive: upstream's download script into `checkpoints/`, or the
+    /// Hugging Face cache at pinned revisions on first use.
+    pub checkpoints: CheckpointSource,
+    /// Disk the checkpoints take, roughly.
+    pub checkpoint_gb: f64,
+    /// GPU memory one run needs on one GPU, in GiB.
+    pub gpu_memory_gib: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointSource {
+    DownloadScript(&'static str),
+    HubCache(&'static [(&'static str, &'static str)]),
+}
+
+/// What a run gives its model: paths as the model process sees them.
+#[derive(Debug, Clone)]
+pub struct SpecInput<'a> {
+    /// The sample's name (Transfer2.5's `name`, its outputs' base name).
+    pub name: &'a str,
+    pub prompt: &'a str,
+    pub negative_prompt: Option<&'a str>,
+    pub params: &'a RunParams,
+    pub input_video: Option<&'a str>,
+    pub controls: &'a [(Hint, String)],
+}
+
+/// One model.
+pub trait Model: Send + Sync + fmt::Debug {
+    /// The name users type (`--model`), stored with runs and targets.
+    fn name(&self) -> &'static str;
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Its title in messages.
+    fn title(&self) -> &'static str;
+    /// The controls it reads.
+    fn hints(&self) -> &'static [Hint];
+    /// Refuses what this model does not take: each parameter the user set explicitly
+    /// (`--fps`, `--num-conditional-frames`, …) and the controls of the weights.
+    fn check_given(&self, given: &[&str], params: &RunParams) -> Result<(), ForeignParam>;
+    /// The spec JSON it reads for one run, checked as the model checks it.
+    fn build_spec(&self, input: &SpecInput<'_>) -> Result<Value, String>;
+    /// The command that runs it on `gpus` GPUs from its checkout.
+    fn command(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String>;
+    fn container(&self) -> Container;
+    /// The output video of sample `name`, relative to the output folder.
+    fn primary_output(&self, name: &str) -> String;
+    /// Every file it writes for sample `name` besides the video, relative to the output
+    /// folder (the control videos the gallery shows beside it).
+    fn extra_outputs(&self, name: &str, controls: &[Hint]) -> Vec<String>;
+    /// Whether a run succeeded: its exit status and whether its video is there.
+    fn succeeded(&self, exit: Option<i32>, video_present: bool) -> bool;
+    /// Reads its log into milestones.
+    fn progress(&self, frames: u32, params: &RunParams) -> Box<dyn LogProgress>;
+    fn recipe(&self) -> Recipe;
+}
+
+/// Turns a model's log lines into milestones.
+pub trait LogProgress: Send + fmt::Debug {
+    fn feed(&mut self, line: &str) -> Option<Milestone>;
+}
+
+impl LogProgress for crate::progress::ProgressParser {
+    fn feed(&mut self, line: &str) -> Option<Milestone> {
+        crate::progress::ProgressParser::feed(self, line)
+    }
+}
+
+/// Cosmos-Transfer1 (`transfer.py`), frozen upstream; the model cosmos began with.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer1;
+
+/// Parameters only Transfer1 takes, and why Transfer2.5 does not.
+const T1_ONLY: &[(&str, &str)] = &[
+    (
+        "--fps",
+        "Cosmos-Transfer2.5 keeps the input video's frame rate",
+    ),
+    (
+        "--upsample-prompt",
+        "Cosmos-Transfer2.5 has no prompt upsampler",
+    ),
+    ("--upscale", "Cosmos-Transfer2.5 has no 4K upscaler"),
+];
+/// Parameters only Transfer2.5 takes.
+const T25_ONLY: &[(&str, &str)] = &[
+    (
+        "--num-conditional-frames",
+        "Cosmos-Transfer1 conditions on its own fixed frames",
+    ),
+    ("--resolution", "Cosmos-Transfer1 generates at 720p only"),
+    ("--mask", "Cosmos-Transfer1 takes no spatiotemporal masks"),
+];
+
+fn refuse(
+    given: &[&str],
+    foreign: &[(&'static str, &'static str)],
+    title: &'static str,
+) -> Result<(), ForeignParam> {
+    for g in given {
+        if let Some((p, why)) = foreign.iter().find(|(p, _)| p == g) {
+            return Err(ForeignParam {
+                param: (*p).to_owned(),
+                title,
+                why,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Model for Transfer1 {
+    fn name(&self) -> &'static str {
+        "transfer1"
+    }
+
+    fn title(&self) -> &'static str {
+        "Cosmos-Transfer1"
+    }
+
+    fn hints(&self) -> &'static [Hint] {
+        &Hint::ALL
+    }
+
+    fn check_given(&self, given: &[&str], _params: &RunParams) -> Result<(), ForeignParam> {
+        refuse(given, T25_ONLY, self.title())
+    }
+
+    fn build_spec(&self, input: &SpecInput<'_>) -> Result<Value, String> {
+        crate::spec::build_transfer_spec(&crate::spec::TransferSpecInput {
+            prompt: input.prompt,
+            negative_prompt: input.negative_prompt,
+            params: input.params,
+            input_video: input.input_video,
+            controls: input.controls,
+        })
+        .map(|s| s.json)
+        .map_err(|e| e.to_string())
+    }
+
+    fn command(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String> {
+        crate::launch::torchrun_argv(&crate::launch::TransferLaunch {
+            gpus,
+            spec_path: spec,
+            output_dir,
+            is_av: controls.iter().any(|h| h.is_av()),
+            checkpoint_dir: "checkpoints",
+            batch_input: None,
+        })
+    }
+
+    fn container(&self) -> Container {
+        Container {
+            anonymous_volumes: &[],
+            cache: None,
+        }
+    }
+
+    fn primary_output(&self, _name: &str) -> String {
+        crate::launch::PRIMARY_OUTPUT.to_owned()
+    }
+
+    fn extra_outputs(&self, _name: &str, _controls: &[Hint]) -> Vec<String> {
+        vec!["output.txt".to_owned()]
+    }
+
+    fn succeeded(&self, exit: Option<i32>, video_present: bool) -> bool {
+        // A guardrail block exits 1 here (reference §4): the exit status decides.
+        exit == Some(0) && video_present
+    }
+
+    fn progress(&self, frames: u32, _params: &RunParams) -> Box<dyn LogProgress> {
+        let clips = crate::resolution::clip_count(u64::from(frames)) as u32;
+        Box::new(crate::progress::ProgressParser::new(clips))
+    }
+
+    fn recipe(&self) -> Recipe {
+        Recipe {
+            repository: crate::setup::REPO,
+            commit: crate::setup::COMMIT,
+            image_name: crate::setup::IMAGE_NAME,
+            checkpoints: CheckpointSource::DownloadScript(crate::setup::DOWNLOAD_SCRIPT),
+            checkpoint_gb: crate::setup::CHECKPOINT_SPACE_GB,
+            gpu_memory_gib: 40.0,
+        }
+    }
+}
+
+/// Cosmos-Transfer2.5 (`examples/inference.py`), what most users run now.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer25;
+
+/// Upstream's repository and the commit the reference was read at.
+pub const T25_REPO: &str = "https://github.com/nvidia-cosmos/cosmos-transfer2.5.git";
+pub const T25_COMMIT: &str = "2ff49d0";
+pub const T25_SCRIPT: &str = "examples/inference.py";
+/// The Hugging Face repositories its checkpoints come from, at pinned revisions (upstream's
+/// `checkpoints_transfer2.py` pins each file; the guardrail's revision is documented).
+pub const T25_HUB: &[(&str, &str)] = &[
+    ("nvidia/Cosmos-Transfer2.5-2B", "pinned per file upstream"),
+    ("nvidia/Cosmos-Predict2.5-2B", "pinned per file upstream"),
+    ("nvidia/Cosmos-Reason1-7B", "pinned per file upstream"),
+    ("nvidia/Cosmos-Guardrail1", "d6d4bfa"),
+    ("Qwen/Qwen3Guard-Gen-0.6B", "pinned upstream"),
+    ("google/siglip-so400m-patch14-384", "pinned upstream"),
+];
+const T25_HINTS: [Hint; 4] = [Hint::Edge, Hint::Vis, Hint::Depth, Hint::Seg];
+
+impl Transfer25 {
+    /// A Transfer2.5 guidance: an integer 0–7.
+    fn guidance(g: f64) -> Result<i64, String> {
+        if g.fract() != 0.0 || !(0.0..=7.0).contains(&g) {
+            return Err(format!(
+                "--guidance {g}: Cosmos-Transfer2.5 takes a whole number from 0 to 7 (its default is {})",
+                spec25::DEFAULT_GUIDANCE
+            ));
+        }
+        Ok(g as i64)
+    }
+}
+
+impl Model for Transfer25 {
+    fn name(&self) -> &'static str {
+        "transfer2.5"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["transfer25", "transfer2_5"]
+    }
+
+    fn title(&self) -> &'static str {
+        "Cosmos-Transfer2.5"
+    }
+
+    fn hints(&self) -> &'static [Hint] {
+        &T25_HINTS
+    }
+
+    fn check_given(&self, given: &[&str], params: &RunParams) -> Result<(), ForeignParam> {
+        refuse(given, T1_ONLY, self.title())?;
+        if let Some((hint, _)) = params.weights.iter().find(|(h, _)| !T25_HINTS.contains(h)) {
+            return Err(ForeignParam {
+                param: format!("--weights {hint}=…"),
+                title: self.title(),
+                why: "its general model reads edge, vis, depth and seg only",
+            });
+        }
+        Ok(())
+    }
+
+    fn build_spec(&self, input: &SpecInput<'_>) -> Result<Value, String> {
+        let p = input.params;
+        let Some(video) = input.input_video else {
+            return Err(
+                "Cosmos-Transfer2.5 needs the input set's colour video (its `video_path`)".into(),
+            );
+        };
+        if p.weights.is_empty() {
+            return Err(
+                "no control weights: pass `--weights`, e.g. `--weights edge=0.5,depth=0.5`".into(),
+            );
+        }
+        let mut spec = Map::new();
+        spec.insert("name".into(), json!(input.name));
+        spec.insert("prompt".into(), json!(input.prompt));
+        if let Some(n) = input.negative_prompt {
+            spec.insert("negative_prompt".into(), json!(n));
+        }
+        spec.insert("video_path".into(), json!(video));
+        spec.insert("seed".into(), json!(p.seed));
+        spec.insert("guidance".into(), json!(Self::guidance(p.guidance)?));
+        spec.insert("num_steps".into(), json!(p.steps));
+        // A string, as pydantic there takes it ("0–200, 200 = pure noise").
+        spec.insert("sigma_max".into(), json!(format_sigma(p.sigma_max)));
+        for (hint, weight) in p.weights.iter() {
+            if !(0.0..=1.0).contains(&weight) {
+                return Err(format!(
+                    "--weights {hint}={weight}: Cosmos-Transfer2.5 takes a control weight from 0 to 1"
+                ));
+            }
+            let mut block = Map::new();
+            if let Some((_, path)) = input.controls.iter().find(|(h, _)| *h == hint) {
+                block.insert("control_path".into(), json!(path));
+            }
+            block.insert("control_weight".into(), json!(weight));
+            match hint {
+                Hint::Edge => {
+                    block.insert(
+                        "preset_edge_threshold".into(),
+                        json!(p.canny_threshold.as_str()),
+                    );
+                }
+                Hint::Vis => {
+                    block.insert(
+                        "preset_blur_strength".into(),
+                        json!(p.blur_strength.as_str()),
+                    );
+                }
+                _ => {}
+            }
+            spec.insert(hint.as_str().into(), Value::Object(block));
+        }
+        let spec = Value::Object(spec);
+        spec25::validate_shape(&spec)
+            .map_err(|e| format!("Cosmos-Transfer2.5 would reject this spec: {e}"))?;
+        Ok(spec)
+    }
+
+    fn command(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String> {
+        let mut argv: Vec<String> = vec![
+            "torchrun".into(),
+            format!("--nproc_per_node={}", gpus.max(1)),
+            "--master_port=12341".into(),
+            T25_SCRIPT.into(),
+            "-i".into(),
+            spec.into(),
+            "-o".into(),
+            output_dir.into(),
+        ];
+        // One control picks its own model; several load the multicontrol model by
+        // themselves.
+        if let [one] = controls {
+            argv.extend(["--model".into(), one.as_str().into()]);
+        }
+        argv
+    }
+
+    fn container(&self) -> Container {
+        Container {
+            anonymous_volumes: &["/workspace/.venv"],
+            cache: Some("/root/.cache"),
+        }
+    }
+
+    fn primary_output(&self, name: &str) -> String {
+        format!("{name}.mp4")
+    }
+
+    fn extra_outputs(&self, name: &str, controls: &[Hint]) -> Vec<String> {
+        let mut out = vec![format!("{name}.txt"), format!("{name}.json")];
+        out.extend(controls.iter().map(|h| format!("{name}_control_{h}.mp4")));
+        out
+    }
+
+    fn succeeded(&self, exit: Option<i32>, video_present: bool) -> bool {
+        // Its guardrail ends a blocked sample with exit 0 and no video (`--keep-going`):
+        // the video decides.
+        exit == Some(0) && video_present
+    }
+
+    fn progress(&self, frames: u32, params: &RunParams) -> Box<dyn LogProgress> {
+        Box::new(StepProgress {
+            chunks: spec25::chunk_count(frames, spec25::CHUNK_FRAMES, 1),
+            steps: params.steps.max(1),
+            chunk: 0,
+            last_step: None,
+        })
+    }
+
+    fn recipe(&self) -> Recipe {
+        Recipe {
+            repository: T25_REPO,
+            commit: T25_COMMIT,
+            image_name: "cosmos-transfer2.5",
+            checkpoints: CheckpointSource::HubCache(T25_HUB),
+            checkpoint_gb: 100.0,
+            gpu_memory_gib: 65.4,
+        }
+    }
+}
+
+/// `70.0` as `"70"`, as a user would write it.
+fn format_sigma(s: f64) -> String {
+    if s.fract() == 0.0 {
+        format!("{}", s as i64)
+    } else {
+        s.to_string()
+    }
+}
+
+/// Transfer2.5's progress: `Generating chunk i/N` where the log shows it, and tqdm's
+/// `Generating samples: … k/S` bars, one per chunk (a bar starting again is the next chunk).
+#[derive(Debug)]
+struct StepProgress {
+    chunks: u32,
+    steps: u32,
+    chunk: u32,
+    last_step: Option<u32>,
+}
+
+impl LogProgress for StepProgress {
+    fn feed(&mut self, line: &str) -> Option<Milestone> {
+        if let Some(rest) = line.split("Generating chunk ").nth(1) {
+            let (i, n) = rest.trim().split_once('/')?;
+            self.chunk = i.trim().parse().ok()?;
+            self.chunks = n.trim().parse().unwrap_or(self.chunks).max(1);
+            self.last_step = None;
+            return Some(self.at(0));
+        }
+        // The last bar drawn on the line (tqdm redraws with `\r`).
+        let bar = line
+            .rsplit("Generating samples:")
+            .next()
+            .filter(|_| line.contains("Generating samples:"))?;
+        let counts = bar.split('|').nth(2)?.split('[').next()?.trim();
+        let (k, s) = counts.split_once('/')?;
+        let (k, s): (u32, u32) = (k.trim().parse().ok()?, s.trim().parse().ok()?);
+        self.steps = s.max(1);
+        if self.last_step.is_some_and(|last| k < last) || self.chunk == 0 {
+            self.chunk = (self.chunk + 1).min(self.chunks);
+        }
+        self.last_step = Some(k);
+        Some(self.at(k))
+    }
+}
+
+impl StepProgress {
+    fn at(&self, step: u32) -> Milestone {
+        let chunk = self.chunk.max(1);
+        let done = (f64::from(chunk - 1) + f64::from(step) / f64::from(self.steps))
+            / f64::from(self.chunks);
+        Milestone {
+            stage: "generating",
+            fraction: 0.10 + 0.85 * done.clamp(0.0, 1.0),
+            clip: Some((chunk, self.chunks)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Weights;
+
+    fn params(weights: &str) -> RunParams {
+        RunParams {
+            weights: weights.parse::<Weights>().expect("weights"),
+            guidance: 3.0,
+            ..RunParams::default()
+        }
+    }
+
+    #[test]
+    fn models_are_found_by_name() {
+        assert_eq!(
+            model("transfer1").map(|m| m.title()),
+            Ok("Cosmos-Transfer1")
+        );
+        assert_eq!(
+            model("transfer2.5").map(|m| m.title()),
+            Ok("Cosmos-Transfer2.5")
+        );
+        assert!(
+            model("transfer3")
+                .unwrap_err()
+                .to_string()
+                .contains("transfer2.5")
+        );
+    }
+
+    #[test]
+    fn each_model_refuses_the_others_parameters_by_name() {
+        let e = Transfer25
+            .check_given(&["--seed", "--fps"], &params("edge=1"))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`--fps` is not a Cosmos-Transfer2.5 parameter: Cosmos-Transfer2.5 keeps the input video's frame rate"
+        );
+        let e = Transfer1
+            .check_given(&["--num-conditional-frames"], &params("edge=1"))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("`--num-conditional-frames` is not a Cosmos-Transfer1 parameter")
+        );
+        let e = Transfer25.check_given(&[], &params("hdmap=1")).unwrap_err();
+        assert!(e.to_string().contains("--weights hdmap"), "{e}");
+    }
+
+    #[test]
+    fn a_transfer25_spec_is_what_its_pydantic_model_takes() {
+        let p = params("edge=0.5,depth=0.5");
+        let controls = [(Hint::Depth, "/r/in/depth.mp4".to_owned())];
+        let spec = Transfer25
+            .build_spec(&SpecInput {
+                name: "rs_1",
+                prompt: "a street",
+                negative_prompt: None,
+                params: &p,
+                input_video: Some("/r/in/color.mp4"),
+                controls: &controls,
+            })
+            .expect("spec");
+        assert_eq!(spec["name"], "rs_1");
+        assert_eq!(spec["guidance"], 3);
+        assert_eq!(spec["sigma_max"], "70");
+        assert_eq!(spec["depth"]["control_path"], "/r/in/depth.mp4");
+        assert_eq!(spec["edge"]["preset_edge_threshold"], "medium");
+        assert!(spec["edge"].get("control_path").is_none());
+        let bad = RunParams {
+            guidance: 3.5,
+            ..p.clone()
+        };
+        let e = Transfer25
+            .build_spec(&SpecInput {
+                name: "rs_1",
+                prompt: "x",
+                negative_prompt: None,
+                params: &bad,
+                input_video: Some("/v.mp4"),
+                controls: &[],
+            })
+            .unwrap_err();
+        assert!(e.contains("whole number from 0 to 7"), "{e}");
+        let argv = Transfer25.command(2, "/r/spec.json", "/r/out", &[Hint::Edge]);
+        assert_eq!(
+            argv.join(" "),
+            "torchrun --nproc_per_node=2 --master_port=12341 examples/inference.py -i /r/spec.json -o /r/out --model edge"
+        );
+        assert_eq!(Transfer25.primary_output("rs_1"), "rs_1.mp4");
+        assert!(
+            Transfer25
+                .extra_outputs("rs_1", &[Hint::Edge])
+                .contains(&"rs_1_control_edge.mp4".to_owned())
+        );
+        // Exit 0 without a video is the guardrail's block, not a success.
+        assert!(!Transfer25.succeeded(Some(0), false));
+        assert!(Transfer25.succeeded(Some(0), true));
+    }
+
+    #[test]
+    fn transfer25_progress_follows_chunks_and_steps() {
+        let p = RunParams {
+            steps: 4,
+            ..RunParams::default()
+        };
+        let mut feed = Transfer25.progress(121, &p);
+        let m = feed
+            .feed("Generating samples:  50%|█████     | 2/4 [00:02<00:02, 1.00s/it]")
+            .expect("bar");
+        assert_eq!(m.clip, Some((1, 2)));
+        let m = feed
+            .feed("Generating samples:   0%|          | 0/4 [00:00<?, ?it/s]")
+            .expect("next bar");
+        assert_eq!(m.clip, Some((2, 2)));
+        let m = feed.feed("\rGenerating samples:  25%|██ | 1/4 [00:01<00:03, 1.00s/it]\rGenerating samples: 100%|██████████| 4/4 [00:04<00:00, 1.00s/it]").expect("redrawn");
+        assert!((m.fraction - 0.95).abs() < 1e-9, "{m:?}");
+        let m = feed.feed("[12-08 00:15:10|INFO|cosmos_transfer2/_src/x.py:554:generate_vid2world] Generating chunk 1/3").expect("chunk");
+        assert_eq!(m.clip, Some((1, 3)));
+        assert!(feed.feed("unrelated").is_none());
+    }
+}
