@@ -233,11 +233,8 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
     if r.kind != cosmos_core::RunKind::Enhance {
         field(out, style, "weights", &p.weights.to_string())?;
     }
-    field(
-        out,
-        style,
-        "params",
-        &format!(
+    let params = if p.model == cosmos_core::model::DEFAULT_MODEL {
+        format!(
             "seed {} · steps {} · guidance {} · sigma_max {} · fps {} · blur {} · canny {} · gpus {}",
             p.seed,
             p.steps,
@@ -247,8 +244,30 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
             p.blur_strength,
             p.canny_threshold,
             p.gpus
-        ),
-    )?;
+        )
+    } else {
+        field(out, style, "model", &p.model)?;
+        let sigma = if p.sigma_max_unset {
+            "the model's".to_owned()
+        } else {
+            p.sigma_max.to_string()
+        };
+        let mut text = format!(
+            "seed {} · steps {} · guidance {} · sigma_max {sigma} · blur {} · edge threshold {} · gpus {}",
+            p.seed, p.steps, p.guidance, p.blur_strength, p.canny_threshold, p.gpus
+        );
+        if let Some(n) = p.num_conditional_frames {
+            text.push_str(&format!(" · conditional frames {n}"));
+        }
+        if let Some(r) = &p.resolution {
+            text.push_str(&format!(" · resolution {r}"));
+        }
+        for (hint, words) in &p.mask_prompts {
+            text.push_str(&format!(" · {hint} mask \"{words}\""));
+        }
+        text
+    };
+    field(out, style, "params", &params)?;
     if r.prompt_text.is_empty() {
         field(out, style, "text", "(none: Cosmos's default prompt)")?;
     } else {

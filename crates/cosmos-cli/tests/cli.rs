@@ -12,6 +12,7 @@ mod cli {
     pub mod inputs;
     pub mod local;
     pub mod misc;
+    pub mod models;
     pub mod prompts;
     pub mod queue;
     pub mod remote;

@@ -101,6 +101,11 @@ pub trait Model: Send + Sync + fmt::Debug {
     fn title(&self) -> &'static str;
     /// The controls it reads.
     fn hints(&self) -> &'static [Hint];
+    /// Sets the model's own defaults on parameters a run starts from (before the run's own
+    /// choices are applied).
+    fn defaults(&self, base: &mut RunParams) {
+        let _ = base;
+    }
     /// Refuses what this model does not take: each parameter the user set explicitly
     /// (`--fps`, `--num-conditional-frames`, …) and the controls of the weights.
     fn check_given(&self, given: &[&str], params: &RunParams) -> Result<(), ForeignParam>;
@@ -116,6 +121,14 @@ pub trait Model: Send + Sync + fmt::Debug {
     fn extra_outputs(&self, name: &str, controls: &[Hint]) -> Vec<String>;
     /// Whether a run succeeded: its exit status and whether its video is there.
     fn succeeded(&self, exit: Option<i32>, video_present: bool) -> bool;
+    /// Why a run that exited 0 has no video, from its log: a failure code and a reason.
+    fn missing_video(&self, log: &str) -> (&'static str, String) {
+        let _ = log;
+        (
+            "no_video",
+            format!("{} exited 0 but wrote no video", self.title()),
+        )
+    }
     /// Reads its log into milestones.
     fn progress(&self, frames: u32, params: &RunParams) -> Box<dyn LogProgress>;
     fn recipe(&self) -> Recipe;
@@ -155,7 +168,10 @@ const T25_ONLY: &[(&str, &str)] = &[
         "Cosmos-Transfer1 conditions on its own fixed frames",
     ),
     ("--resolution", "Cosmos-Transfer1 generates at 720p only"),
-    ("--mask", "Cosmos-Transfer1 takes no spatiotemporal masks"),
+    (
+        "--mask-prompt",
+        "Cosmos-Transfer1 takes no spatiotemporal masks",
+    ),
 ];
 
 fn refuse(
@@ -302,8 +318,27 @@ impl Model for Transfer25 {
         &T25_HINTS
     }
 
+    fn defaults(&self, base: &mut RunParams) {
+        base.seed = spec25::DEFAULT_SEED;
+        base.guidance = f64::from(spec25::DEFAULT_GUIDANCE);
+        base.steps = spec25::DEFAULT_STEPS;
+        // Its own default noise level (`sigma_max: null`), unless a run gives one.
+        base.sigma_max_unset = true;
+    }
+
     fn check_given(&self, given: &[&str], params: &RunParams) -> Result<(), ForeignParam> {
         refuse(given, T1_ONLY, self.title())?;
+        if let Some(hint) = params
+            .mask_prompts
+            .keys()
+            .find(|h| params.weights.get(**h).is_none())
+        {
+            return Err(ForeignParam {
+                param: format!("--mask-prompt {hint}=…"),
+                title: self.title(),
+                why: "a mask applies to a control the run uses: add it to --weights",
+            });
+        }
         if let Some((hint, _)) = params.weights.iter().find(|(h, _)| !T25_HINTS.contains(h)) {
             return Err(ForeignParam {
                 param: format!("--weights {hint}=…"),
@@ -337,7 +372,15 @@ impl Model for Transfer25 {
         spec.insert("guidance".into(), json!(Self::guidance(p.guidance)?));
         spec.insert("num_steps".into(), json!(p.steps));
         // A string, as pydantic there takes it ("0–200, 200 = pure noise").
-        spec.insert("sigma_max".into(), json!(format_sigma(p.sigma_max)));
+        if !p.sigma_max_unset {
+            spec.insert("sigma_max".into(), json!(format_sigma(p.sigma_max)));
+        }
+        if let Some(n) = p.num_conditional_frames {
+            spec.insert("num_conditional_frames".into(), json!(n));
+        }
+        if let Some(r) = &p.resolution {
+            spec.insert("resolution".into(), json!(r));
+        }
         for (hint, weight) in p.weights.iter() {
             if !(0.0..=1.0).contains(&weight) {
                 return Err(format!(
@@ -363,6 +406,9 @@ impl Model for Transfer25 {
                     );
                 }
                 _ => {}
+            }
+            if let Some(words) = p.mask_prompts.get(&hint) {
+                block.insert("mask_prompt".into(), json!(words));
             }
             spec.insert(hint.as_str().into(), Value::Object(block));
         }
@@ -412,6 +458,35 @@ impl Model for Transfer25 {
         // Its guardrail ends a blocked sample with exit 0 and no video (`--keep-going`):
         // the video decides.
         exit == Some(0) && video_present
+    }
+
+    fn missing_video(&self, log: &str) -> (&'static str, String) {
+        if let Some(line) = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("Guardrail blocked generation"))
+        {
+            let said = crate::progress::log_message(line).map_or(line, |(_, m)| m);
+            return (
+                "guardrail_blocked",
+                format!(
+                    "Cosmos-Transfer2.5's prompt guardrail blocked the prompt (it exits 0 without a video): {}",
+                    said.trim()
+                ),
+            );
+        }
+        if log.contains("Running guardrail check on video")
+            && !log.contains("Passed guardrail on generated video")
+        {
+            return (
+                "guardrail_video_blocked",
+                "Cosmos-Transfer2.5's video guardrail found the generated video unsafe and kept no video (it exits 0 without one)".into(),
+            );
+        }
+        (
+            "no_video",
+            "Cosmos-Transfer2.5 exited 0 but wrote no video".into(),
+        )
     }
 
     fn progress(&self, frames: u32, params: &RunParams) -> Box<dyn LogProgress> {

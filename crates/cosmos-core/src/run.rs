@@ -225,6 +225,27 @@ pub struct RunParams {
     /// before generating; the text the model used is recorded with the run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub upsample_prompt: bool,
+    /// The model that runs it, by its adapter's name (`transfer1`, `transfer2.5`).
+    #[serde(skip_serializing_if = "is_default_model")]
+    pub model: String,
+    /// Cosmos-Transfer2.5: frames each chunk is conditioned on from the one before (0–2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_conditional_frames: Option<u32>,
+    /// Cosmos-Transfer2.5: the generation resolution (`720`, `480`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// Cosmos-Transfer2.5: a spatiotemporal mask per control, described in words
+    /// (`mask_prompt`: where the control applies).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
+    pub mask_prompts: std::collections::BTreeMap<crate::Hint, String>,
+    /// Cosmos-Transfer2.5: `sigma_max` left to the model's own default (not sent).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sigma_max_unset: bool,
+}
+
+fn is_default_model(name: &String) -> bool {
+    name == crate::model::DEFAULT_MODEL
 }
 
 impl Default for RunParams {
@@ -240,6 +261,11 @@ impl Default for RunParams {
             canny_threshold: Level::Medium,
             gpus: 1,
             upsample_prompt: false,
+            model: crate::model::DEFAULT_MODEL.to_owned(),
+            num_conditional_frames: None,
+            resolution: None,
+            mask_prompts: std::collections::BTreeMap::new(),
+            sigma_max_unset: false,
         }
     }
 }

@@ -40,6 +40,9 @@ pub enum SpecError {
     UpscaleAlone,
     #[error("the 4K upscaler enlarges an input video, and this run has none")]
     UpscaleNeedsVideo,
+    /// The model's adapter refused the run, in its own words.
+    #[error("{0}")]
+    Model(String),
     /// A target setting that would land in the command line is not what its position takes.
     #[error("target `{target}`: {message}; fix it with `cosmos target edit {target}`")]
     TargetSetting { target: String, message: String },

@@ -92,6 +92,26 @@ pub struct TargetConfig {
     /// the target's batches when `queue.max_batch` leaves them to the GPUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_memory_mib: Option<u64>,
+    /// The models this target is set up for (its checkout and image are theirs): runs of
+    /// another model are never placed here. Empty means Cosmos-Transfer1, as before models
+    /// were named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+}
+
+impl TargetConfig {
+    /// The models the target runs (Cosmos-Transfer1 when it names none).
+    pub fn models(&self) -> Vec<String> {
+        if self.models.is_empty() {
+            vec![crate::model::DEFAULT_MODEL.to_owned()]
+        } else {
+            self.models.clone()
+        }
+    }
+
+    pub fn runs_model(&self, model: &str) -> bool {
+        self.models().iter().any(|m| m == model)
+    }
 }
 
 /// A named target.

@@ -58,6 +58,9 @@ pub(crate) fn build_launch<'a>(
     if s.kind == RunKind::Enhance {
         return Ok(enhance_launch(target, s, files, &layout, devices));
     }
+    if s.params.model != cosmos_core::model::DEFAULT_MODEL {
+        return model_launch(target, s, files, &layout, devices);
+    }
     let spec = spec_for(s.kind, s.text, s.negative, s.params, files, &layout)?;
     let model_command = transfer_command(cfg, &layout, &spec, s.params.gpus, None);
     Ok(launch_of(
@@ -67,6 +70,55 @@ pub(crate) fn build_launch<'a>(
         spec,
         model_command,
         devices,
+    ))
+}
+
+/// A run of a model other than Cosmos-Transfer1: its adapter's spec, command and container
+/// settings (extra volumes, its download cache kept on the target).
+fn model_launch(
+    target: &Target,
+    s: LaunchSubject<'_>,
+    files: &[InputFile],
+    layout: &RunLayout,
+    devices: &[u32],
+) -> Result<LaunchPlan, SpecError> {
+    let model =
+        cosmos_core::model::model(&s.params.model).map_err(|e| SpecError::Model(e.to_string()))?;
+    let spec = crate::runs::model_spec(
+        model,
+        s.run_id.as_str(),
+        s.text,
+        s.negative,
+        s.params,
+        files,
+        layout,
+    )?;
+    let hints: Vec<cosmos_core::Hint> = s.params.weights.iter().map(|(h, _)| h).collect();
+    let mut model_command = model.command(s.params.gpus, &layout.spec(), &layout.outputs(), &hints);
+    if let Some(t) = &target.config.torchrun {
+        model_command[0] = t.clone();
+    }
+    let container = model.container();
+    let mut extra: Vec<String> = container
+        .anonymous_volumes
+        .iter()
+        .map(|v| (*v).to_owned())
+        .collect();
+    if let Some(cache) = container.cache {
+        extra.push(format!(
+            "{}/model-cache/{}:{cache}",
+            target.config.root.trim_end_matches('/'),
+            model.name()
+        ));
+    }
+    Ok(launch_with(
+        target,
+        s.run_id.as_str(),
+        layout,
+        spec,
+        model_command,
+        devices,
+        &extra,
     ))
 }
 
@@ -183,7 +235,21 @@ fn launch_of(
     model_command: Vec<String>,
     devices: &[u32],
 ) -> LaunchPlan {
+    launch_with(target, job, layout, spec, model_command, devices, &[])
+}
+
+/// [`launch_of`] with more container volumes than the target's own.
+fn launch_with(
+    target: &Target,
+    job: &str,
+    layout: &RunLayout,
+    spec: TransferSpec,
+    model_command: Vec<String>,
+    devices: &[u32],
+    volumes: &[String],
+) -> LaunchPlan {
     let cfg = &target.config;
+    let mounts: Vec<String> = cfg.mounts.iter().chain(volumes).cloned().collect();
     let start_command = runtime_of(target).start_argv(&Launch {
         job,
         layout,
@@ -192,7 +258,7 @@ fn launch_of(
         image: &cfg.image,
         shm_size: &cfg.shm_size,
         gpu_devices: devices,
-        mounts: &cfg.mounts,
+        mounts: &mounts,
         command: model_command.clone(),
     });
     LaunchPlan {

@@ -93,6 +93,7 @@ impl LaunchDefaults {
             manifest_hash: None,
             hf_cache_complete: false,
             gpu_memory_mib: None,
+            models: Vec::new(),
             floating_image: false,
         }
     }
@@ -203,6 +204,10 @@ pub(crate) fn signature_for(
     params: &RunParams,
     files: &[InputFile],
 ) -> Option<String> {
+    // Only Cosmos-Transfer1's runs share a process (its JSONL batches) so far.
+    if params.model != cosmos_core::model::DEFAULT_MODEL {
+        return None;
+    }
     let layout = RunLayout::new("/", "signature");
     let spec = spec_for(RunKind::Transfer, text, negative, params, files, &layout).ok()?;
     Some(cosmos_core::batch::signature(
@@ -225,16 +230,40 @@ pub(crate) fn spec_for(
     })
 }
 
-/// The spec of a run whose input files are where `path_of(kind, extension)` says (a batch's
-/// lines each have their own folder).
-pub(crate) fn spec_with_inputs(
-    kind: RunKind,
+/// The spec of a run of a model other than Cosmos-Transfer1, by its adapter; its sample is
+/// named after the run (its outputs are `<run id>.mp4`, …).
+pub(crate) fn model_spec(
+    model: &dyn cosmos_core::model::Model,
+    name: &str,
     text: &str,
     negative: Option<&str>,
     params: &RunParams,
     files: &[InputFile],
-    path_of: &dyn Fn(InputKind, &str) -> String,
+    layout: &RunLayout,
 ) -> Result<TransferSpec, SpecError> {
+    let (input_video, controls) = input_paths(files, &|kind, ext| layout.input(kind, ext));
+    let json = model
+        .build_spec(&cosmos_core::model::SpecInput {
+            name,
+            prompt: text,
+            negative_prompt: negative,
+            params,
+            input_video: input_video.as_deref(),
+            controls: &controls,
+        })
+        .map_err(SpecError::Model)?;
+    Ok(TransferSpec {
+        json,
+        is_av: false,
+        notes: Vec::new(),
+    })
+}
+
+/// Where a run's colour video and control videos are, by `path_of(kind, extension)`.
+fn input_paths(
+    files: &[InputFile],
+    path_of: &dyn Fn(InputKind, &str) -> String,
+) -> (Option<String>, Vec<(Hint, String)>) {
     let input_video = files
         .iter()
         .find(|f| f.kind == InputKind::Color)
@@ -247,6 +276,20 @@ pub(crate) fn spec_with_inputs(
                 .map(|h| (h, path_of(f.kind, extension(&f.path))))
         })
         .collect();
+    (input_video, controls)
+}
+
+/// The spec of a run whose input files are where `path_of(kind, extension)` says (a batch's
+/// lines each have their own folder).
+pub(crate) fn spec_with_inputs(
+    kind: RunKind,
+    text: &str,
+    negative: Option<&str>,
+    params: &RunParams,
+    files: &[InputFile],
+    path_of: &dyn Fn(InputKind, &str) -> String,
+) -> Result<TransferSpec, SpecError> {
+    let (input_video, controls) = input_paths(files, path_of);
     let input = TransferSpecInput {
         prompt: text,
         negative_prompt: negative,

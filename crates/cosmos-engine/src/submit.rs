@@ -16,7 +16,7 @@ pub use sweep::{
 };
 
 use crate::Services;
-use crate::error::{EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult, ErrorKind};
 use crate::prompts::InputsRef;
 use crate::runs::{LaunchDefaults, RunPlan, RunRequest, RunSubject};
 
@@ -54,6 +54,14 @@ pub struct RunEntry {
     pub upscale: Option<bool>,
     /// The chained upscale's control weight (0.5 by default; giving it implies `upscale`).
     pub upscale_weight: Option<f64>,
+    /// The model (`transfer1`, the default, or `transfer2.5`).
+    pub model: Option<String>,
+    /// Cosmos-Transfer2.5: conditional frames between chunks (0–2).
+    pub num_conditional_frames: Option<u32>,
+    /// Cosmos-Transfer2.5: generation resolution (`720`, `480`).
+    pub resolution: Option<String>,
+    /// Cosmos-Transfer2.5: masks in words per control, `CONTROL=WORDS` (`edge=the car`).
+    pub mask_prompt: Option<Vec<String>>,
 }
 
 /// What to submit, and how.
@@ -113,9 +121,73 @@ impl RunEntry {
         })
     }
 
+    /// The model-specific parameters this entry sets, by their flags.
+    fn given(&self) -> Vec<&'static str> {
+        [
+            (self.fps.is_some(), "--fps"),
+            (self.upsample_prompt == Some(true), "--upsample-prompt"),
+            (
+                self.upscale == Some(true) || self.upscale_weight.is_some(),
+                "--upscale",
+            ),
+            (
+                self.num_conditional_frames.is_some(),
+                "--num-conditional-frames",
+            ),
+            (self.resolution.is_some(), "--resolution"),
+            (
+                self.mask_prompt.as_ref().is_some_and(|m| !m.is_empty()),
+                "--mask-prompt",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect()
+    }
+
     /// Every parameter set this entry asks for: seeds × weight grid.
     fn variants(&self, defaults: &RunParams, max: usize) -> EngineResult<Vec<RunParams>> {
         let mut base = defaults.clone();
+        let model = cosmos_core::model::model(self.model.as_deref().unwrap_or(&defaults.model))
+            .map_err(|e| {
+                EngineError::refused(ErrorKind::InvalidInput, "unknown_model", e.to_string())
+            })?;
+        // The model's own defaults, where the configuration left Cosmos-Transfer1's.
+        if model.name() != cosmos_core::model::DEFAULT_MODEL {
+            let (t1, mut own) = (RunParams::default(), base.clone());
+            model.defaults(&mut own);
+            if base.seed == t1.seed {
+                base.seed = own.seed;
+            }
+            if base.guidance == t1.guidance {
+                base.guidance = own.guidance;
+            }
+            if base.steps == t1.steps {
+                base.steps = own.steps;
+            }
+            if base.sigma_max == t1.sigma_max {
+                base.sigma_max_unset = own.sigma_max_unset;
+            }
+        }
+        base.model = model.name().to_owned();
+        if self.sigma_max.is_some() {
+            base.sigma_max_unset = false;
+        }
+        base.num_conditional_frames = self.num_conditional_frames.or(base.num_conditional_frames);
+        base.resolution = self.resolution.clone().or(base.resolution);
+        for m in self.mask_prompt.iter().flatten() {
+            let (hint, words) = m.split_once('=').ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "--mask-prompt `{m}`: give CONTROL=WORDS, e.g. `edge=the red car`"
+                ))
+            })?;
+            let hint: cosmos_core::Hint =
+                hint.trim().parse().map_err(|e: cosmos_core::UnknownHint| {
+                    EngineError::Invalid(format!("--mask-prompt `{m}`: {e}"))
+                })?;
+            crate::prompts::validate_text("mask prompt", words.trim())?;
+            base.mask_prompts.insert(hint, words.trim().to_owned());
+        }
         base.steps = self.steps.unwrap_or(base.steps);
         base.guidance = self.guidance.unwrap_or(base.guidance);
         base.sigma_max = self.sigma_max.unwrap_or(base.sigma_max);
@@ -139,11 +211,19 @@ impl RunEntry {
             }));
         }
         let mut out = Vec::with_capacity(seeds.len() * grid.len());
+        let given = self.given();
         for w in &grid {
             for s in &seeds {
                 let mut p = base.clone();
                 p.seed = *s;
                 p.weights = w.clone();
+                model.check_given(&given, &p).map_err(|e| {
+                    EngineError::refused(
+                        ErrorKind::InvalidInput,
+                        "wrong_model_parameter",
+                        e.to_string(),
+                    )
+                })?;
                 out.push(p);
             }
         }
@@ -209,6 +289,52 @@ fn in_entry(source: &Option<PathBuf>, i: usize, e: EngineError) -> EngineError {
 }
 
 impl Services {
+    /// The target a run of `model` is planned on: the one chosen, if it is set up for the
+    /// model; else the default, or the first target that is. A run no target can take is
+    /// refused now rather than queued for ever (a dry run plans on the defaults instead).
+    async fn target_for_model(
+        &self,
+        chosen: Option<Target>,
+        named: bool,
+        model: &str,
+        dry_run: bool,
+    ) -> EngineResult<Option<Target>> {
+        let fits = chosen.as_ref().is_none_or(|t| t.config.runs_model(model));
+        if fits && (chosen.is_some() || dry_run) {
+            return Ok(chosen);
+        }
+        let title = cosmos_core::model::model(model).map_or(model, |m| m.title());
+        if let Some(t) = chosen.as_ref().filter(|_| named) {
+            return Err(EngineError::refused(
+                ErrorKind::InvalidInput,
+                "model_not_on_target",
+                format!(
+                    "target `{}` is set up for {} and this run is for {title}: choose a target set up for it, or add one with `cosmos target add NAME … --model {model}`",
+                    t.name,
+                    t.config.models().join(", ")
+                ),
+            ));
+        }
+        let targets = self.store().list_targets().await?;
+        if let Some(t) = targets.into_iter().find(|t| t.config.runs_model(model)) {
+            return Ok(Some(t));
+        }
+        if dry_run || chosen.is_none() {
+            // No target at all (or a dry run): the usual "add a target" path says what to do.
+            if chosen.is_none() {
+                return Ok(None);
+            }
+            return Ok(chosen);
+        }
+        Err(EngineError::refused(
+            ErrorKind::InvalidInput,
+            "model_not_on_target",
+            format!(
+                "no target is set up for {title}: add one with `cosmos target add NAME … --model {model}` (and `cosmos target setup NAME`)"
+            ),
+        ))
+    }
+
     /// Plans the entries and, unless it is a dry run, checks that every run fits a target's
     /// GPU slots and that the targets answer, then queues them all in one transaction.
     #[tracing::instrument(level = "info", skip_all, fields(entries = req.entries.len(), dry_run = req.dry_run))]
@@ -242,6 +368,17 @@ impl Services {
                 Err(EngineError::NoDefaultTarget) if entry.target.is_none() => None,
                 Err(e) => return Err(e),
             };
+            let model = variants
+                .first()
+                .map_or(cosmos_core::model::DEFAULT_MODEL, |p| p.model.as_str());
+            // A run no target can take is refused, after its own parameters are checked.
+            let (target, unplaceable) = match self
+                .target_for_model(target, entry.target.is_some(), model, req.dry_run)
+                .await
+            {
+                Ok(t) => (t, None),
+                Err(e) => (None, Some(in_entry(&req.source, i, e))),
+            };
             planned_on = target.clone().unwrap_or_else(|| req.launch.as_target());
             has_target &= target.is_some();
             if let Some(t) = target
@@ -253,6 +390,9 @@ impl Services {
                 .plan(self, variants, &planned_on)
                 .await
                 .map_err(|e| in_entry(&req.source, i, e))?;
+            if let Some(e) = unplaceable {
+                return Err(e);
+            }
             plans.extend(planned);
         }
         let mut notes = plans.first().map(|p| p.notes.clone()).unwrap_or_default();
@@ -263,6 +403,7 @@ impl Services {
         // random thresholds seeded by --seed, and a given edge video is used as it is.
         let mut levels: Vec<&str> = plans
             .iter()
+            .filter(|p| p.params.model == cosmos_core::model::DEFAULT_MODEL)
             .map(|p| p.params.canny_threshold.as_str())
             .collect();
         levels.sort_unstable();
@@ -277,7 +418,9 @@ impl Services {
                 ),
             ));
         }
-        if req.entries.iter().any(|e| e.canny_threshold.is_some()) {
+        if req.entries.iter().any(|e| {
+            e.canny_threshold.is_some() && e.model.as_deref().is_none_or(|m| m == "transfer1")
+        }) {
             notes.push(
                 "canny_threshold has no effect: Cosmos-Transfer1 picks the edge thresholds at random (seeded by --seed) when it computes the edge video, and uses a given edge video as it is".into(),
             );

@@ -53,10 +53,16 @@ pub(crate) fn upscale_params(base: &RunParams, weight: f64) -> EngineResult<RunP
     }
     let weights =
         Weights::new([(Hint::Upscale, weight)]).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    // Cosmos-Transfer1's upscaler, whatever made the video.
     Ok(RunParams {
         weights,
         steps: STEPS,
         upsample_prompt: false,
+        model: cosmos_core::model::DEFAULT_MODEL.to_owned(),
+        num_conditional_frames: None,
+        resolution: None,
+        mask_prompts: Default::default(),
+        sigma_max_unset: false,
         ..base.clone()
     })
 }
@@ -145,6 +151,17 @@ impl Services {
                 format!(
                     "run {id} is itself a {} run: only a transfer run's output is upscaled",
                     parent.kind
+                ),
+            ));
+        }
+        if parent.params.model != cosmos_core::model::DEFAULT_MODEL {
+            let path = primary_output(parent).map_or("VIDEO".to_owned(), |o| o.path.clone());
+            return Err(EngineError::refused(
+                ErrorKind::InvalidInput,
+                "not_upscalable",
+                format!(
+                    "run {id} ran {}, which has no 4K upscaler of its own: upscale its video with Cosmos-Transfer1's on a target set up for it, `cosmos upscale {path} --target NAME`",
+                    parent.params.model
                 ),
             ));
         }

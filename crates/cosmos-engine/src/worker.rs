@@ -260,6 +260,7 @@ impl Services {
                     // A rehearsal target beside real ones takes only runs sent to it by name.
                     pinned_only: !anywhere(&t),
                     rehearsal: t.config.rehearsal,
+                    models: t.config.models(),
                     name: t.name,
                     gpus: slots,
                 }

@@ -276,6 +276,7 @@ fn reads_answer_from_the_store_while_a_target_is_down() -> TestResult {
                 manifest_hash: None,
                 hf_cache_complete: false,
                 gpu_memory_mib: None,
+                models: Vec::new(),
                 floating_image: false,
                 gpus_from_host: false,
             },

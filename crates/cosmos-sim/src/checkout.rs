@@ -64,6 +64,15 @@ pub fn create(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `checkout --model transfer2.5 DIR`: a cosmos-transfer2.5 checkout's entry point (its
+/// checkpoints come through the Hugging Face cache on first use: there is no folder of them).
+pub fn create_transfer25(dir: &Path) -> std::io::Result<()> {
+    write(
+        &dir.join("examples/inference.py"),
+        "# cosmos-sim stands in for Cosmos-Transfer2.5's examples/inference.py; see the cosmos-sim crate\n",
+    )
+}
+
 fn write_scripts(dir: &Path) -> std::io::Result<()> {
     for script in SCRIPTS {
         write(

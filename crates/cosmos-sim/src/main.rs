@@ -24,6 +24,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: cosmos-sim <torchrun|python|nvidia-smi|huggingface-cli> ARGS...
        cosmos-sim checkout DIR      lay out a cosmos-transfer1 checkout with placeholder checkpoints
+       cosmos-sim checkout --model transfer2.5 DIR
+                                    lay out a cosmos-transfer2.5 checkout (examples/inference.py)
        cosmos-sim checkout --git DIR [--base IMAGE] [--build-seconds N]
                                     a git repository of the scripts and a Dockerfile building
                                     the simulator's image, taking N s more (prints the commit)
@@ -88,6 +90,17 @@ fn dispatch(called: &str, argv: &[String]) -> u8 {
                         }
                         Err(e) => {
                             log::stderr(&format!("cosmos-sim: {e}\n"));
+                            1
+                        }
+                    }
+                }
+                [flag, model, dir] if flag == "--model" && model == "transfer2.5" => {
+                    match checkout::create_transfer25(std::path::Path::new(dir)) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            log::stderr(&format!(
+                                "cosmos-sim: cannot lay out a checkout in {dir}: {e}\n"
+                            ));
                             1
                         }
                     }

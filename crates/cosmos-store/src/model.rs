@@ -136,6 +136,8 @@ pub struct TargetOffer {
     pub rehearsal: bool,
     /// The most runs one process may take there (1: no batches).
     pub max_batch: u32,
+    /// The models it is set up for; empty: Cosmos-Transfer1 only.
+    pub models: Vec<String>,
 }
 
 impl TargetOffer {
@@ -147,6 +149,7 @@ impl TargetOffer {
             pinned_only: false,
             rehearsal: false,
             max_batch: 1,
+            models: Vec::new(),
         }
     }
 }

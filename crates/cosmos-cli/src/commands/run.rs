@@ -84,10 +84,24 @@ pub struct Args {
     /// The chained upscale's control weight, 0 to 1 [default: 0.5]
     #[arg(long, value_name = "W", requires = "upscale")]
     upscale_weight: Option<f64>,
+    /// The model: transfer1 (Cosmos-Transfer1, the default) or transfer2.5; a target set up
+    /// for it runs it
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+    /// Cosmos-Transfer2.5: frames each chunk takes from the one before, 0 to 2 [default: 1]
+    #[arg(long, value_name = "N")]
+    num_conditional_frames: Option<u32>,
+    /// Cosmos-Transfer2.5: the generation resolution, e.g. 720 or 480 [default: 720]
+    #[arg(long)]
+    resolution: Option<String>,
+    /// Cosmos-Transfer2.5: where a control applies, in words: CONTROL=WORDS (repeatable),
+    /// e.g. --mask-prompt "edge=the red car"
+    #[arg(long, value_name = "CONTROL=WORDS")]
+    mask_prompt: Vec<String>,
     /// Runs from a file: TOML `[[run]]` tables or JSON lines, with the flags' names as keys
     #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "inputs"])]
     from_file: Option<PathBuf>,
-    /// Print the spec Cosmos-Transfer1 would receive and the container command; store nothing
+    /// Print the spec the model would receive and the container command; store nothing
     #[arg(long)]
     dry_run: bool,
     /// The target to run on [default: wherever GPU slots are free; the default target's
@@ -126,6 +140,7 @@ impl Args {
                     e.upscale = e.upscale.or(Some(true));
                     e.upscale_weight = e.upscale_weight.or(self.upscale_weight);
                 }
+                e.model = e.model.take().or(self.model.clone());
             }
             return Ok(entries);
         }
@@ -149,6 +164,10 @@ impl Args {
             upsample_prompt: self.upsample_prompt.then_some(true),
             upscale: self.upscale.then_some(true),
             upscale_weight: self.upscale_weight,
+            model: self.model.clone(),
+            num_conditional_frames: self.num_conditional_frames,
+            resolution: self.resolution.clone(),
+            mask_prompt: (!self.mask_prompt.is_empty()).then(|| self.mask_prompt.clone()),
         }])
     }
 
@@ -212,9 +231,11 @@ fn dry_run(out: &mut dyn Write, plans: &[RunPlan], root: &str, json_out: bool) -
         output::json(out, &value)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let model = cosmos_core::model::model(&plan.params.model)
+        .map_or(plan.params.model.as_str(), |m| m.title());
     writeln!(
         out,
-        "# spec.json: what Cosmos-Transfer1 receives (dry run of {}; nothing stored)",
+        "# spec.json: what {model} receives (dry run of {}; nothing stored)",
         plan.run_id
     )?;
     output::json(out, &plan.spec)?;

@@ -122,6 +122,10 @@ pub struct Settings {
     /// Remove every extra mount (`edit`)
     #[arg(long, conflicts_with = "mounts")]
     clear_mounts: bool,
+    /// The models the target is set up for: transfer1 (the default) or transfer2.5
+    /// (repeatable; its checkout and image are that model's); runs of another model never go there
+    #[arg(long = "model", value_name = "MODEL")]
+    models: Vec<String>,
     /// Make it the default target
     #[arg(long)]
     default: bool,
@@ -210,6 +214,7 @@ impl Settings {
             clear_mounts: self.clear_mounts,
             default: self.default,
             allow_floating: self.allow_floating,
+            models: self.models.clone(),
         }
     }
 }

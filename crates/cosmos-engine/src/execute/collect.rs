@@ -237,6 +237,30 @@ impl Services {
             }
         }
         remote.sort();
+        // The video the model writes: `output.mp4` for Cosmos-Transfer1 (a batch line's
+        // folder included), `<run id>.mp4` for a model whose adapter names it by the run.
+        let primary = match cosmos_core::model::model(&run.params.model) {
+            Ok(m) if m.name() != cosmos_core::model::DEFAULT_MODEL => {
+                Some(m).zip(Some(m.primary_output(id.as_str())))
+            }
+            _ => None,
+        };
+        let video = primary
+            .as_ref()
+            .map_or(PRIMARY_OUTPUT, |(_, name)| name.as_str());
+        let has_video = remote.iter().any(|(rel, _)| rel == video);
+        // Cosmos-Transfer2.5's guardrail ends a blocked sample with exit 0 and no video:
+        // success is the video's presence, and its absence says why.
+        if let Some((model, _)) = primary
+            && !model.succeeded(Some(0), has_video)
+        {
+            let tail = self
+                .log_tail(c, run, &RunLayout::new(&c.target.config.root, id), false)
+                .await
+                .unwrap_or_default();
+            let (code, reason) = model.missing_video(&tail);
+            return Ok((RunStatus::Failed, reason, Some(code)));
+        }
         if remote.is_empty() {
             return Ok((
                 RunStatus::Failed,
@@ -246,12 +270,12 @@ impl Services {
         }
         // A run succeeds only with its video: other files (the prompt's .txt) are not it, and
         // a video that is not a regular file (a link) is never fetched.
-        if !remote.iter().any(|(rel, _)| rel == PRIMARY_OUTPUT) {
+        if !has_video {
             let found: Vec<&str> = remote.iter().map(|(rel, _)| rel.as_str()).collect();
             return Ok((
                 RunStatus::Failed,
                 format!(
-                    "the model exited 0 but its video {PRIMARY_OUTPUT} is missing or not a regular file (outputs: {})",
+                    "the model exited 0 but its video {video} is missing or not a regular file (outputs: {})",
                     found.join(", ")
                 ),
                 Some("no_video"),

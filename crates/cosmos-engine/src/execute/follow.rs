@@ -42,7 +42,11 @@ impl Services {
     ) -> EngineResult<(String, (ModelState, bool))> {
         let env = self.exec_env()?;
         let (mut log, mut offset) = open_local_log(&local_log(&env.data_dir, &run.id))?;
-        let mut parser = ProgressParser::new(self.clips_of(run).await?);
+        // The model's adapter reads its log (clip milestones, or chunks and step bars).
+        let mut parser = match cosmos_core::model::model(&run.params.model) {
+            Ok(model) => model.progress(self.frames_of(run).await?, &run.params),
+            Err(_) => Box::new(ProgressParser::new(self.clips_of(run).await?)),
+        };
         let mut lines = crate::lines::Lines::default();
         let mut last: Option<String> = None;
         let (events, writer) = self.milestone_writer();
@@ -163,14 +167,20 @@ impl Services {
 
     /// How many clips a run's inputs make (the shortest input decides).
     pub(super) async fn clips_of(&self, run: &Run) -> EngineResult<u32> {
-        let frames = self
+        let frames = self.frames_of(run).await?;
+        Ok(cosmos_core::resolution::clip_count(u64::from(frames)) as u32)
+    }
+
+    /// The frame count of a run's shortest input.
+    pub(super) async fn frames_of(&self, run: &Run) -> EngineResult<u32> {
+        Ok(self
             .input_files(run)
             .await?
             .iter()
             .map(|f| f.video.frames)
             .min()
-            .unwrap_or(121);
-        Ok(cosmos_core::resolution::clip_count(frames) as u32)
+            .unwrap_or(121)
+            .min(u64::from(u32::MAX)) as u32)
     }
 
     /// Asks the target's `nvidia-smi` every `every` for the run's GPUs and records their

@@ -51,6 +51,24 @@ impl Services {
         let (needs, file, content) = if run.kind == RunKind::Enhance {
             let needs = vec![cosmos_core::setup::UPSAMPLER];
             (needs, layout.prompt_file(), run.prompt_text.clone())
+        } else if let Ok(model) = cosmos_core::model::model(&run.params.model)
+            && model.name() != cosmos_core::model::DEFAULT_MODEL
+        {
+            // Its checkpoints come through the target's Hugging Face cache on first use, at
+            // the revisions its code pins: there is no checkpoints folder to check.
+            let spec = crate::runs::model_spec(
+                model,
+                run.id.as_str(),
+                &run.prompt_text,
+                run.negative_prompt.as_deref(),
+                &run.params,
+                &files,
+                layout,
+            )
+            .map_err(invalid_spec)?;
+            let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
+            text.push('\n');
+            (Vec::new(), layout.spec(), text)
         } else {
             let spec = crate::runs::spec_for(
                 run.kind,

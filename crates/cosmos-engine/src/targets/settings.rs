@@ -44,6 +44,8 @@ pub struct TargetSettings {
     pub default: bool,
     /// Accept an image tag that floats (`:latest`, none).
     pub allow_floating: bool,
+    /// The models the target is set up for (given, they replace the target's).
+    pub models: Vec<String>,
 }
 
 /// A new target: its name, where it is, and its settings.
@@ -163,6 +165,22 @@ impl TargetSettings {
         }
         if self.clear_mounts {
             c.mounts.clear();
+        }
+        if !self.models.is_empty() {
+            let mut models = Vec::new();
+            for m in &self.models {
+                let model =
+                    cosmos_core::model::model(m).map_err(|e| invalid(format!("--model: {e}")))?;
+                if !models.iter().any(|n| n == model.name()) {
+                    models.push(model.name().to_owned());
+                }
+            }
+            // Cosmos-Transfer1 alone is what a target that names none runs.
+            c.models = if models == [cosmos_core::model::DEFAULT_MODEL] {
+                Vec::new()
+            } else {
+                models
+            };
         }
         if !self.mounts.is_empty() {
             c.mounts = self

@@ -37,6 +37,7 @@ struct CandidateRow {
     avoid_targets: Option<String>,
     signature: Option<String>,
     batch_limit: Option<i64>,
+    model: String,
 }
 
 pub(crate) async fn claim(
@@ -97,7 +98,8 @@ pub(crate) async fn claim(
         .collect();
     let most_free = slots.iter().map(TargetSlots::free).max().unwrap_or(0);
     let candidates: Vec<CandidateRow> = sqlx::query_as(
-        "SELECT id, gpus, target_pin, input_set_id, avoid_targets, signature, batch_limit \
+        "SELECT id, gpus, target_pin, input_set_id, avoid_targets, signature, batch_limit, \
+         coalesce(json_extract(params, '$.model'), 'transfer1') AS model \
          FROM runs INDEXED BY runs_queue \
          WHERE status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?1) \
          AND (not_before IS NULL OR not_before <= ?1) AND (?2 IS NULL OR id = ?2) \
@@ -122,8 +124,31 @@ pub(crate) async fn claim(
         avoid_targets: avoid,
         signature,
         batch_limit,
+        model,
     } in candidates
     {
+        // Only targets set up for the run's model are offered to it.
+        let runs_model = |name: &str| {
+            req.targets.iter().any(|t| {
+                t.name == name
+                    && if t.models.is_empty() {
+                        model == "transfer1"
+                    } else {
+                        t.models.contains(&model)
+                    }
+            })
+        };
+        let fitting: Vec<TargetSlots>;
+        let slots: &[TargetSlots] = if slots.iter().all(|s| runs_model(&s.name)) {
+            &slots
+        } else {
+            fitting = slots
+                .iter()
+                .filter(|s| runs_model(&s.name))
+                .cloned()
+                .collect();
+            &fitting
+        };
         let holders: BTreeSet<String> = match &input_set {
             Some(set) => {
                 sqlx::query_scalar("SELECT target FROM target_inputs WHERE input_set_id = ?")
@@ -146,7 +171,7 @@ pub(crate) async fn claim(
                 None => BTreeSet::new(),
             },
         };
-        let Some((target, devices)) = req.placer.place(&candidate, &slots) else {
+        let Some((target, devices)) = req.placer.place(&candidate, slots) else {
             continue;
         };
         // The scheduler may only hand out devices that are free on a target offered.

@@ -1,0 +1,389 @@
+//! Models as adapters (issue 18): Cosmos-Transfer2.5 beside Transfer1 through the same
+//! engine — on a local target and over SSH into the real Docker engine, each run on a target
+//! set up for its model, Transfer2.5's outputs under its names, its guardrail's exit 0
+//! without a video a failure, and each model's parameters refused for the other.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::local::Local;
+use super::remote::{add_fixture_target, containers, sha256, wait_for};
+use super::support::s;
+use cosmos_testkit::{SshHost, sim_binary};
+
+/// A cosmos-transfer2.5 checkout (its entry point) in `dir`.
+fn transfer25_checkout(dir: &Path) -> PathBuf {
+    let st = std::process::Command::new(sim_binary().expect("cosmos-sim"))
+        .args(["checkout", "--model", "transfer2.5"])
+        .arg(dir)
+        .status()
+        .expect("cosmos-sim checkout");
+    assert!(st.success());
+    dir.to_path_buf()
+}
+
+/// Adds local target `name` set up for Cosmos-Transfer2.5 (a plain process).
+fn add_transfer25(l: &Local, name: &str, dir: &Path) {
+    let checkout = transfer25_checkout(&dir.join("t25"));
+    let root = dir.join("root25");
+    l.run(&[
+        "target",
+        "add",
+        name,
+        "--local",
+        "--runtime",
+        "none",
+        "--gpus",
+        "1",
+        "--root",
+        s(&root),
+        "--cosmos-dir",
+        s(&checkout),
+        "--model",
+        "transfer2.5",
+    ])
+    .ok();
+}
+
+fn output_names(run: &Value) -> Vec<String> {
+    run["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .map(|o| {
+            Path::new(o["path"].as_str().expect("path"))
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_transfer25_run_goes_to_its_target_and_keeps_its_outputs() {
+    let l = Local::new();
+    let dir = tempfile::tempdir().expect("dir");
+    l.add("t1", &["--runtime", "none", "--gpus", "1"]);
+    add_transfer25(&l, "t25", dir.path());
+    let scene = l.home.standard_scene("shot");
+
+    // The dry run: Transfer2.5's spec and command.
+    let dry = l
+        .run(&[
+            "run",
+            "a red car",
+            s(&scene),
+            "--model",
+            "transfer2.5",
+            "--weights",
+            "edge=0.5,depth=0.5",
+            "--dry-run",
+        ])
+        .ok()
+        .stdout;
+    assert!(dry.contains("what Cosmos-Transfer2.5 receives"), "{dry}");
+    assert!(dry.contains("examples/inference.py -i "), "{dry}");
+    assert!(
+        dry.contains("\"guidance\": 3,") && dry.contains("\"seed\": 2025,"),
+        "{dry}"
+    );
+    assert!(!dry.contains("sigma_max"), "{dry}");
+
+    let out = l
+        .run(&[
+            "run",
+            "a red car",
+            s(&scene),
+            "--model",
+            "transfer2.5",
+            "--weights",
+            "edge=0.5,depth=0.5",
+            "--sigma-max",
+            "80",
+            "--num-conditional-frames",
+            "2",
+            "--mask-prompt",
+            "edge=the car",
+            "--json",
+        ])
+        .ok();
+    let run = out.json();
+    let id = run["id"].as_str().expect("id");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["target"], "t25");
+    assert_eq!(run["params"]["model"], "transfer2.5");
+    // Its outputs under its names: the video first, its control videos beside it.
+    let names = output_names(&run);
+    assert_eq!(names[0], format!("{id}.mp4"), "{names:?}");
+    for want in [
+        format!("{id}.txt"),
+        format!("{id}.json"),
+        format!("{id}_control_edge.mp4"),
+        format!("{id}_control_depth.mp4"),
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    let video = Path::new(run["outputs"][0]["path"].as_str().expect("path"));
+    assert_eq!(
+        sha256(video),
+        run["outputs"][0]["sha256"].as_str().expect("sha")
+    );
+    // What Transfer2.5 read: its own spec, as validated, with the run's choices.
+    let args: Value = serde_json::from_str(
+        &std::fs::read_to_string(video.with_file_name(format!("{id}.json"))).expect("args"),
+    )
+    .expect("json");
+    assert_eq!(args["name"], id);
+    assert_eq!(args["sigma_max"], "80");
+    assert_eq!(args["num_conditional_frames"], 2);
+    assert_eq!(args["edge"]["mask_prompt"], "the car");
+    assert_eq!(args["edge"]["preset_edge_threshold"], "medium");
+    let launch = run["launch_command"].to_string();
+    assert!(launch.contains("examples/inference.py"), "{launch}");
+    assert!(!launch.contains("a red car"), "{launch}");
+    let shown = l.run(&["show", id]).ok().stdout;
+    assert!(shown.contains("transfer2.5"), "{shown}");
+    assert!(shown.contains("conditional frames 2"), "{shown}");
+
+    // The same scene without a model goes to Transfer1's target.
+    let t1 = l.run_ok("t1", "a red car", &scene);
+    assert_eq!(output_names(&t1)[0], "output.mp4");
+
+    // The guardrail: exit 0 and no video is a failure that says why.
+    let blocked = l.run(&[
+        "run",
+        "forbiddenfruit on a plate",
+        s(&scene),
+        "--model",
+        "transfer2.5",
+        "--json",
+    ]);
+    assert_eq!(blocked.code, 1, "{}", blocked.stderr);
+    let b = blocked.json();
+    assert_eq!(b["status"], "failed");
+    assert_eq!(b["failure_code"], "guardrail_blocked");
+    assert_eq!(b["exit_code"], 0);
+    assert!(
+        b["failure_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Guardrail blocked generation"),
+        "{b}"
+    );
+}
+
+#[test]
+fn parameters_of_the_other_model_and_missing_targets_are_refused() {
+    let l = Local::new();
+    l.add("t1", &["--runtime", "none", "--gpus", "1"]);
+    let scene = l.home.standard_scene("shot");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--model", "transfer2.5", "--fps", "30"],
+            "`--fps` is not a Cosmos-Transfer2.5 parameter",
+        ),
+        (
+            &["--model", "transfer2.5", "--upsample-prompt"],
+            "`--upsample-prompt` is not a Cosmos-Transfer2.5 parameter",
+        ),
+        (
+            &["--num-conditional-frames", "2"],
+            "`--num-conditional-frames` is not a Cosmos-Transfer1 parameter",
+        ),
+        (
+            &["--mask-prompt", "edge=the car"],
+            "`--mask-prompt` is not a Cosmos-Transfer1 parameter",
+        ),
+        (
+            &["--model", "transfer2.5", "--guidance", "3.5"],
+            "Cosmos-Transfer2.5 takes a whole number from 0 to 7",
+        ),
+        (
+            &["--model", "transfer2.5", "--weights", "keypoint=1"],
+            "`--weights keypoint=…` is not a Cosmos-Transfer2.5 parameter",
+        ),
+        (&["--model", "transfer3"], "unknown model `transfer3`"),
+        // No target is set up for it: refused now, not queued for ever.
+        (
+            &["--model", "transfer2.5"],
+            "no target is set up for Cosmos-Transfer2.5",
+        ),
+        (
+            &["--model", "transfer2.5", "--no-wait"],
+            "no target is set up for Cosmos-Transfer2.5",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["run", "a red car", s(&scene)];
+        args.extend_from_slice(extra);
+        l.run(&args).fails_with(needle);
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    add_transfer25(&l, "t25", dir.path());
+    l.run(&[
+        "run",
+        "a red car",
+        s(&scene),
+        "--model",
+        "transfer2.5",
+        "--target",
+        "t1",
+    ])
+    .fails_with("target `t1` is set up for transfer1 and this run is for Cosmos-Transfer2.5");
+    l.run(&["target", "add", "x", "--local", "--model", "transfer9"])
+        .fails_with("unknown model `transfer9`");
+    assert_eq!(
+        l.run(&["list", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "nothing was queued"
+    );
+}
+
+#[test]
+fn a_mixed_queue_places_each_run_on_its_models_target_and_batches_within_a_model() {
+    let l = Local::new();
+    let dir = tempfile::tempdir().expect("dir");
+    l.add("t1", &["--runtime", "none", "--gpus", "1"]);
+    add_transfer25(&l, "t25", dir.path());
+    let scene = l.home.standard_scene("shot");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        for model in ["transfer1", "transfer2.5"] {
+            let text = format!("a street, take {i}");
+            let out = l
+                .run(&[
+                    "run",
+                    &text,
+                    s(&scene),
+                    "--model",
+                    model,
+                    "--seed",
+                    "7",
+                    "--weights",
+                    "edge=1",
+                    "--no-wait",
+                ])
+                .ok();
+            ids.push((model, out.stdout.trim().to_owned()));
+        }
+    }
+    let mut worker = l
+        .home
+        .command(&["worker"])
+        .env("PATH", l.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    wait_for("all six runs to end", Duration::from_secs(120), || {
+        ids.iter().all(|(_, id)| {
+            let run = l.run(&["show", id, "--json"]).ok().json();
+            run["run"]["status"] == "succeeded"
+        })
+    });
+    let pid = rustix::process::Pid::from_child(&worker);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    assert!(worker.wait().expect("worker").success());
+    let mut t1_batches = std::collections::BTreeSet::new();
+    for (model, id) in &ids {
+        let run = l.run(&["show", id, "--json"]).ok().json()["run"].clone();
+        let want = if *model == "transfer1" { "t1" } else { "t25" };
+        assert_eq!(run["target"], want, "{run}");
+        if *model == "transfer1" {
+            if let Some(b) = run["batch_id"].as_str() {
+                t1_batches.insert(b.to_owned());
+            }
+        } else {
+            // Transfer2.5's runs never join a batch (and never one of Transfer1's).
+            assert!(run["batch_id"].is_null(), "{run}");
+        }
+    }
+    // Transfer1's three runs agree on everything Cosmos treats as global: they shared a
+    // process.
+    assert_eq!(t1_batches.len(), 1, "{t1_batches:?}");
+}
+
+#[test]
+fn a_transfer25_run_goes_through_ssh_into_docker() {
+    let l = Local::new();
+    let host = SshHost::start().expect("sshd fixture");
+    transfer25_checkout(&host.cosmos_dir());
+    add_fixture_target(
+        &l.home,
+        "gpu25",
+        &host,
+        &[],
+        &["--model", "transfer2.5", "--gpus", "2"],
+    );
+    let home = l.home.path().display().to_string();
+    let env = [("HOME", home.as_str())];
+    l.home
+        .run_with(&["target", "trust", "gpu25", "--yes"], &env)
+        .ok();
+    let scene = l.home.standard_scene("shot");
+    let out = l
+        .home
+        .run_with(
+            &[
+                "run",
+                "a harbour at dawn",
+                s(&scene),
+                "--model",
+                "transfer2.5",
+                "--weights",
+                "depth=1",
+                "--json",
+            ],
+            &env,
+        )
+        .ok();
+    let run = out.json();
+    let id = run["id"].as_str().expect("id");
+    assert_eq!(run["status"], "succeeded", "{run}\n{}", out.stderr);
+    assert_eq!(output_names(&run)[0], format!("{id}.mp4"));
+    assert!(output_names(&run).contains(&format!("{id}_control_depth.mp4")));
+    // The container had Transfer2.5's settings: the venv kept from the image, its cache
+    // kept on the target; and it is gone.
+    let launch = run["launch_command"].to_string();
+    assert!(launch.contains("\"/workspace/.venv\""), "{launch}");
+    assert!(
+        launch.contains("model-cache/transfer2.5:/root/.cache"),
+        "{launch}"
+    );
+    assert!(launch.contains("--model\",\"depth\""), "{launch}");
+    assert_eq!(containers(id), "");
+    let records: Vec<Value> = std::fs::read_to_string(host.record_file())
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record"))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["script"], "examples/inference.py");
+    assert_eq!(records[0]["exit_code"], 0);
+
+    // Its guardrail over the same path: exit 0, no video, a failed run with the reason.
+    let blocked = l.home.run_with(
+        &[
+            "run",
+            "forbiddenfruit",
+            s(&scene),
+            "--model",
+            "transfer2.5",
+            "--weights",
+            "depth=1",
+            "--json",
+        ],
+        &env,
+    );
+    let b = blocked.json();
+    assert_eq!(b["failure_code"], "guardrail_blocked", "{b}");
+    assert_eq!(b["exit_code"], 0);
+}
