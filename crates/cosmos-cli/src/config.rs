@@ -238,6 +238,12 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     ("defaults", "gpus", "1", "GPUs per run: 1, 2, 4 or 8."),
     (
         "defaults",
+        "model",
+        "\"transfer1\"",
+        "The model runs use when they name none: transfer1 (Cosmos-Transfer1) or transfer2.5\n# (Cosmos-Transfer2.5, which then takes its own defaults: seed 2025, guidance 3, its sigma_max).",
+    ),
+    (
+        "defaults",
         "weights",
         "\"\"",
         "Control weights when a run gives none, e.g. \"edge=0.5,depth=0.5\";\n# empty means one equal share per control video in the input set.",

@@ -547,11 +547,17 @@ impl LogProgress for StepProgress {
         let (k, s) = counts.split_once('/')?;
         let (k, s): (u32, u32) = (k.trim().parse().ok()?, s.trim().parse().ok()?);
         self.steps = s.max(1);
-        if self.last_step.is_some_and(|last| k < last) || self.chunk == 0 {
+        let tenth = |step: u32| step * 10 / self.steps;
+        let new_chunk = self.last_step.is_some_and(|last| k < last) || self.chunk == 0;
+        if new_chunk {
             self.chunk = (self.chunk + 1).min(self.chunks);
         }
+        // A tenth of a chunk at a time (and its end): progress without an event per step.
+        let worth = new_chunk
+            || k == self.steps
+            || self.last_step.is_none_or(|last| tenth(k) > tenth(last));
         self.last_step = Some(k);
-        Some(self.at(k))
+        worth.then(|| self.at(k))
     }
 }
 
@@ -564,6 +570,7 @@ impl StepProgress {
             stage: "generating",
             fraction: 0.10 + 0.85 * done.clamp(0.0, 1.0),
             clip: Some((chunk, self.chunks)),
+            step: Some((step, self.steps)),
         }
     }
 }

@@ -11,13 +11,20 @@ pub struct Milestone {
     pub fraction: f64,
     /// The clip being generated and the clip count, once generation has begun.
     pub clip: Option<(u32, u32)>,
+    /// The denoising step within it and the step count, where the log shows them
+    /// (Cosmos-Transfer2.5's step bars; its clips are its chunks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<(u32, u32)>,
 }
 
 impl Milestone {
     pub fn describe(&self) -> String {
-        match self.clip {
-            Some((i, n)) => format!("{}: clip {i}/{n}", self.stage),
-            None => self.stage.to_owned(),
+        match (self.clip, self.step) {
+            (Some((i, n)), Some((k, s))) => {
+                format!("{}: chunk {i}/{n}, step {k}/{s}", self.stage)
+            }
+            (Some((i, n)), None) => format!("{}: clip {i}/{n}", self.stage),
+            _ => self.stage.to_owned(),
         }
     }
 }
@@ -63,6 +70,7 @@ impl ProgressParser {
             stage: "generating",
             fraction: GENERATION_START + GENERATION_SPAN * done.min(1.0),
             clip: Some((self.clip, self.clips)),
+            step: None,
         }
     }
 
@@ -74,6 +82,7 @@ impl ProgressParser {
                 stage,
                 fraction,
                 clip: None,
+                step: None,
             })
         };
         match msg {

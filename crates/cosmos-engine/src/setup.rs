@@ -206,6 +206,19 @@ impl Services {
                 ),
             ));
         }
+        // Cosmos-Transfer1's recipe is the one setup follows so far.
+        if !target.config.runs_model(cosmos_core::model::DEFAULT_MODEL) {
+            return Err(EngineError::refused(
+                ErrorKind::InvalidInput,
+                "setup_model_unsupported",
+                format!(
+                    "target `{}` is set up for {}: `cosmos target setup` follows Cosmos-Transfer1's recipe only so far; prepare that model's checkout and image by hand (docs/MODELS.md says what it needs), then `cosmos target check {}`",
+                    target.name,
+                    target.config.models().join(", "),
+                    target.name
+                ),
+            ));
+        }
         let repo = req.repo.clone().unwrap_or_else(|| recipe::REPO.to_owned());
         recipe::validate_repo(&repo).map_err(EngineError::Invalid)?;
         let commit = req

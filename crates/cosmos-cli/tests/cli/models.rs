@@ -145,9 +145,47 @@ fn a_transfer25_run_goes_to_its_target_and_keeps_its_outputs() {
     let launch = run["launch_command"].to_string();
     assert!(launch.contains("examples/inference.py"), "{launch}");
     assert!(!launch.contains("a red car"), "{launch}");
+    // Progress from its step bars, a tenth of a chunk at a time.
+    let events = l.run(&["show", id, "--json"]).ok().json()["events"].clone();
+    let steps: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.starts_with("generating: chunk 1/1, step "))
+        .collect();
+    assert!(steps.len() >= 5 && steps.len() <= 12, "{steps:?}");
+    assert_eq!(
+        steps.last(),
+        Some(&"generating: chunk 1/1, step 35/35"),
+        "{steps:?}"
+    );
     let shown = l.run(&["show", id]).ok().stdout;
     assert!(shown.contains("transfer2.5"), "{shown}");
     assert!(shown.contains("conditional frames 2"), "{shown}");
+
+    // Over the API and on the dashboard: a Transfer2.5 run queued by `model`, and the run
+    // page shows the controls the model used beside the output.
+    let server = super::serve::Server::start(&l.home, &[]);
+    let page = super::serve::agent()
+        .get(&server.url(&format!("/runs/{id}")))
+        .call()
+        .expect("run page")
+        .into_body()
+        .read_to_string()
+        .expect("html");
+    assert!(
+        page.contains(&format!("/api/v1/runs/{id}/outputs/{id}_control_edge.mp4")),
+        "{page}"
+    );
+    assert!(page.contains("edge (as the model used it)"), "{page}");
+    let (status, body) = super::serve::post(
+        &server.url("/api/v1/runs"),
+        serde_json::json!({"runs": [{"prompt": "a red car", "inputs": s(&scene), "model": "transfer2.5", "fps": 30}]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "wrong_model_parameter", "{body}");
+    drop(server);
 
     // The same scene without a model goes to Transfer1's target.
     let t1 = l.run_ok("t1", "a red car", &scene);

@@ -126,7 +126,8 @@ pub(crate) fn row_markup(run: &Run, stage: &str, progress: Option<f64>) -> Marku
 fn clip_of(message: &str) -> String {
     message
         .split_once("clip ")
-        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .or_else(|| message.split_once("chunk "))
+        .and_then(|(_, rest)| rest.split([' ', ',']).next())
         .filter(|c| c.contains('/'))
         .unwrap_or("")
         .to_owned()
@@ -452,6 +453,20 @@ fn player(
                 .collect()
         })
         .unwrap_or_default();
+    // The control videos the model wrote beside its output (Cosmos-Transfer2.5's
+    // `<name>_control_<key>.mp4`): what it conditioned on, computed ones included.
+    let used: Vec<(String, String)> = run
+        .outputs
+        .iter()
+        .filter_map(|o| std::path::Path::new(&o.path).file_name()?.to_str())
+        .filter_map(|name| {
+            let key = name.strip_suffix(".mp4")?.split_once("_control_")?.1;
+            Some((
+                key.to_owned(),
+                format!("/api/v1/runs/{}/outputs/{name}", run.id),
+            ))
+        })
+        .collect();
     html! {
         section.lockstep.panel data-fps=(fps) aria-label="output and controls in lockstep" {
             div.stage {
@@ -476,6 +491,12 @@ fn player(
                             }
                         }
                     }
+                    @for (key, src) in &used {
+                        figure.model-control {
+                            video data-kind={"model-" (key)} src=(src) preload="auto" muted playsinline {}
+                            figcaption { (key) " (as the model used it)" }
+                        }
+                    }
                 }
             }
             (lockstep_controls())
@@ -493,6 +514,7 @@ mod tests {
         assert_eq!(shown_argv(&argv), r"docker run --name 'a b' 'it'\''s'");
         assert_eq!(clip_of("generating: clip 2/4"), "2/4");
         assert_eq!(clip_of("staging"), "");
+        assert_eq!(clip_of("generating: chunk 2/3, step 7/35"), "2/3");
         let f = Filters {
             q: Some("harbour \"at dawn\"".into()),
             favourite: Some(true),
