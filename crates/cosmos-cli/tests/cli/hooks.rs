@@ -27,7 +27,7 @@ fn configure(l: &Local, toml: &str) {
 }
 
 /// A hook that keeps each delivery it gets as a file of its own in `dir`.
-fn recorder(name: &str, on: &str, dir: &Path) -> String {
+pub(super) fn recorder(name: &str, on: &str, dir: &Path) -> String {
     format!(
         "[[hooks]]\nname = \"{name}\"\non = [{on}]\ncommand = [\"/bin/sh\", \"-c\", \
          'cat > \"$0/$(date +%s%N)-$$.json\"', \"{}\"]\n",
@@ -35,7 +35,7 @@ fn recorder(name: &str, on: &str, dir: &Path) -> String {
     )
 }
 
-fn deliveries(dir: &Path) -> Vec<Value> {
+pub(super) fn deliveries(dir: &Path) -> Vec<Value> {
     let mut out: Vec<(PathBuf, Value)> = std::fs::read_dir(dir)
         .expect("deliveries")
         .map(|e| {

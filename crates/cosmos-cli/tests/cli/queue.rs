@@ -504,6 +504,16 @@ fn a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
 #[test]
 fn a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
     let mut fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=3"]);
+    // A hook hears of the lost target once, and of the run's end.
+    let got = tempfile::tempdir().expect("dir");
+    let config = fleet.home.home().join("cosmos.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+    text.push_str(&super::hooks::recorder(
+        "ops",
+        "\"target.unreachable\", \"run.succeeded\"",
+        got.path(),
+    ));
+    std::fs::write(&config, text).expect("config");
     let scene = fleet.home.standard_scene("shot");
     let id = fleet.queue("through the storm", &scene);
     let worker = fleet.worker();
@@ -523,6 +533,21 @@ fn a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
         "the worker never lost the target:\n{log}"
     );
     assert_eq!(fleet.records().len(), 1);
+    let told = super::hooks::deliveries(got.path());
+    let lost: Vec<&Value> = told
+        .iter()
+        .filter(|e| e["event"] == "target.unreachable")
+        .collect();
+    assert_eq!(lost.len(), 1, "{told:#?}");
+    assert_eq!(lost[0]["run_id"], id.as_str());
+    assert!(lost[0]["target"]["name"].is_string(), "{told:#?}");
+    assert_eq!(
+        told.iter()
+            .filter(|e| e["event"] == "run.succeeded")
+            .count(),
+        1,
+        "{told:#?}"
+    );
 }
 
 #[test]
