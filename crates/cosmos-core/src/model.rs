@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::modality::Hint;
 use crate::progress::Milestone;
 use crate::run::RunParams;
+use crate::spec::{SpecError, TransferSpec};
 use crate::spec25;
 
 /// Every model cosmos has an adapter for, by name.
@@ -109,8 +110,15 @@ pub trait Model: Send + Sync + fmt::Debug {
     /// Refuses what this model does not take: each parameter the user set explicitly
     /// (`--fps`, `--num-conditional-frames`, …) and the controls of the weights.
     fn check_given(&self, given: &[&str], params: &RunParams) -> Result<(), ForeignParam>;
-    /// The spec JSON it reads for one run, checked as the model checks it.
-    fn build_spec(&self, input: &SpecInput<'_>) -> Result<Value, String>;
+    /// The spec it reads for one run (with what the user should know about it), checked as
+    /// the model checks it.
+    fn build_spec(&self, input: &SpecInput<'_>) -> Result<TransferSpec, SpecError>;
+    /// The checkpoints a run of `spec` needs in the checkout's `checkpoints/` folder, checked
+    /// before anything is sent (none for a model that downloads its own).
+    fn checkpoint_needs(&self, spec: &TransferSpec) -> Vec<crate::setup::Need> {
+        let _ = spec;
+        Vec::new()
+    }
     /// The command that runs it on `gpus` GPUs from its checkout.
     fn command(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String>;
     fn container(&self) -> Container;
@@ -128,6 +136,11 @@ pub trait Model: Send + Sync + fmt::Debug {
             "no_video",
             format!("{} exited 0 but wrote no video", self.title()),
         )
+    }
+    /// Whether runs that agree on everything the model treats as global may share one of
+    /// its processes (a batch file); the batch signature is over the spec it builds.
+    fn batches(&self) -> bool {
+        false
     }
     /// Reads its log into milestones.
     fn progress(&self, frames: u32, params: &RunParams) -> Box<dyn LogProgress>;
@@ -208,7 +221,7 @@ impl Model for Transfer1 {
         refuse(given, T25_ONLY, self.title())
     }
 
-    fn build_spec(&self, input: &SpecInput<'_>) -> Result<Value, String> {
+    fn build_spec(&self, input: &SpecInput<'_>) -> Result<TransferSpec, SpecError> {
         crate::spec::build_transfer_spec(&crate::spec::TransferSpecInput {
             prompt: input.prompt,
             negative_prompt: input.negative_prompt,
@@ -216,8 +229,15 @@ impl Model for Transfer1 {
             input_video: input.input_video,
             controls: input.controls,
         })
-        .map(|s| s.json)
-        .map_err(|e| e.to_string())
+    }
+
+    fn checkpoint_needs(&self, spec: &TransferSpec) -> Vec<crate::setup::Need> {
+        crate::setup::needed_checkpoints(&spec.json, spec.is_av, false)
+    }
+
+    fn batches(&self) -> bool {
+        // `--batch_input_path` JSONL, one output folder per line (reference §3).
+        true
     }
 
     fn command(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String> {
@@ -289,67 +309,8 @@ pub const T25_HUB: &[(&str, &str)] = &[
 const T25_HINTS: [Hint; 4] = [Hint::Edge, Hint::Vis, Hint::Depth, Hint::Seg];
 
 impl Transfer25 {
-    /// A Transfer2.5 guidance: an integer 0–7.
-    fn guidance(g: f64) -> Result<i64, String> {
-        if g.fract() != 0.0 || !(0.0..=7.0).contains(&g) {
-            return Err(format!(
-                "--guidance {g}: Cosmos-Transfer2.5 takes a whole number from 0 to 7 (its default is {})",
-                spec25::DEFAULT_GUIDANCE
-            ));
-        }
-        Ok(g as i64)
-    }
-}
-
-impl Model for Transfer25 {
-    fn name(&self) -> &'static str {
-        "transfer2.5"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["transfer25", "transfer2_5"]
-    }
-
-    fn title(&self) -> &'static str {
-        "Cosmos-Transfer2.5"
-    }
-
-    fn hints(&self) -> &'static [Hint] {
-        &T25_HINTS
-    }
-
-    fn defaults(&self, base: &mut RunParams) {
-        base.seed = spec25::DEFAULT_SEED;
-        base.guidance = f64::from(spec25::DEFAULT_GUIDANCE);
-        base.steps = spec25::DEFAULT_STEPS;
-        // Its own default noise level (`sigma_max: null`), unless a run gives one.
-        base.sigma_max_unset = true;
-    }
-
-    fn check_given(&self, given: &[&str], params: &RunParams) -> Result<(), ForeignParam> {
-        refuse(given, T1_ONLY, self.title())?;
-        if let Some(hint) = params
-            .mask_prompts
-            .keys()
-            .find(|h| params.weights.get(**h).is_none())
-        {
-            return Err(ForeignParam {
-                param: format!("--mask-prompt {hint}=…"),
-                title: self.title(),
-                why: "a mask applies to a control the run uses: add it to --weights",
-            });
-        }
-        if let Some((hint, _)) = params.weights.iter().find(|(h, _)| !T25_HINTS.contains(h)) {
-            return Err(ForeignParam {
-                param: format!("--weights {hint}=…"),
-                title: self.title(),
-                why: "its general model reads edge, vis, depth and seg only",
-            });
-        }
-        Ok(())
-    }
-
-    fn build_spec(&self, input: &SpecInput<'_>) -> Result<Value, String> {
+    /// Its spec JSON for one run.
+    fn spec_json(&self, input: &SpecInput<'_>) -> Result<Value, String> {
         let p = input.params;
         let Some(video) = input.input_video else {
             return Err(
@@ -418,7 +379,8 @@ impl Model for Transfer25 {
         Ok(spec)
     }
 
-    fn command(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String> {
+    /// `torchrun … examples/inference.py -i SPEC -o OUT [--model KEY]`.
+    fn argv(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String> {
         let mut argv: Vec<String> = vec![
             "torchrun".into(),
             format!("--nproc_per_node={}", gpus.max(1)),
@@ -435,6 +397,80 @@ impl Model for Transfer25 {
             argv.extend(["--model".into(), one.as_str().into()]);
         }
         argv
+    }
+
+    /// A Transfer2.5 guidance: an integer 0–7.
+    fn guidance(g: f64) -> Result<i64, String> {
+        if g.fract() != 0.0 || !(0.0..=7.0).contains(&g) {
+            return Err(format!(
+                "--guidance {g}: Cosmos-Transfer2.5 takes a whole number from 0 to 7 (its default is {})",
+                spec25::DEFAULT_GUIDANCE
+            ));
+        }
+        Ok(g as i64)
+    }
+}
+
+impl Model for Transfer25 {
+    fn name(&self) -> &'static str {
+        "transfer2.5"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["transfer25", "transfer2_5"]
+    }
+
+    fn title(&self) -> &'static str {
+        "Cosmos-Transfer2.5"
+    }
+
+    fn hints(&self) -> &'static [Hint] {
+        &T25_HINTS
+    }
+
+    fn defaults(&self, base: &mut RunParams) {
+        base.seed = spec25::DEFAULT_SEED;
+        base.guidance = f64::from(spec25::DEFAULT_GUIDANCE);
+        base.steps = spec25::DEFAULT_STEPS;
+        // Its own default noise level (`sigma_max: null`), unless a run gives one.
+        base.sigma_max_unset = true;
+    }
+
+    fn check_given(&self, given: &[&str], params: &RunParams) -> Result<(), ForeignParam> {
+        refuse(given, T1_ONLY, self.title())?;
+        if let Some(hint) = params
+            .mask_prompts
+            .keys()
+            .find(|h| params.weights.get(**h).is_none())
+        {
+            return Err(ForeignParam {
+                param: format!("--mask-prompt {hint}=…"),
+                title: self.title(),
+                why: "a mask applies to a control the run uses: add it to --weights",
+            });
+        }
+        if let Some((hint, _)) = params.weights.iter().find(|(h, _)| !T25_HINTS.contains(h)) {
+            return Err(ForeignParam {
+                param: format!("--weights {hint}=…"),
+                title: self.title(),
+                why: "its general model reads edge, vis, depth and seg only",
+            });
+        }
+        Ok(())
+    }
+
+    fn build_spec(&self, input: &SpecInput<'_>) -> Result<TransferSpec, SpecError> {
+        self.spec_json(input)
+            .map(|json| TransferSpec {
+                json,
+                is_av: false,
+                notes: Vec::new(),
+            })
+            .map_err(SpecError::Model)
+    }
+
+    fn command(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String> {
+        self.argv(gpus, spec, output_dir, controls)
     }
 
     fn container(&self) -> Container {
@@ -639,7 +675,8 @@ mod tests {
                 input_video: Some("/r/in/color.mp4"),
                 controls: &controls,
             })
-            .expect("spec");
+            .expect("spec")
+            .json;
         assert_eq!(spec["name"], "rs_1");
         assert_eq!(spec["guidance"], 3);
         assert_eq!(spec["sigma_max"], "70");
@@ -659,7 +696,8 @@ mod tests {
                 input_video: Some("/v.mp4"),
                 controls: &[],
             })
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("whole number from 0 to 7"), "{e}");
         let argv = Transfer25.command(2, "/r/spec.json", "/r/out", &[Hint::Edge]);
         assert_eq!(

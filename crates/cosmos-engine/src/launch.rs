@@ -58,41 +58,40 @@ pub(crate) fn build_launch<'a>(
     if s.kind == RunKind::Enhance {
         return Ok(enhance_launch(target, s, files, &layout, devices));
     }
-    if s.params.model != cosmos_core::model::DEFAULT_MODEL {
-        return model_launch(target, s, files, &layout, devices);
-    }
-    let spec = spec_for(s.kind, s.text, s.negative, s.params, files, &layout)?;
-    let model_command = transfer_command(cfg, &layout, &spec, s.params.gpus, None);
-    Ok(launch_of(
-        target,
-        s.run_id.as_str(),
-        &layout,
-        spec,
-        model_command,
-        devices,
-    ))
-}
-
-/// A run of a model other than Cosmos-Transfer1: its adapter's spec, command and container
-/// settings (extra volumes, its download cache kept on the target).
-fn model_launch(
-    target: &Target,
-    s: LaunchSubject<'_>,
-    files: &[InputFile],
-    layout: &RunLayout,
-    devices: &[u32],
-) -> Result<LaunchPlan, SpecError> {
-    let model =
-        cosmos_core::model::model(&s.params.model).map_err(|e| SpecError::Model(e.to_string()))?;
-    let spec = crate::runs::model_spec(
-        model,
+    let spec = spec_for(
+        s.kind,
         s.run_id.as_str(),
         s.text,
         s.negative,
         s.params,
         files,
-        layout,
+        &layout,
     )?;
+    if s.kind == RunKind::Upscale {
+        // Cosmos-Transfer1's upscaler, whatever made the video.
+        let model_command = transfer_command(cfg, &layout, &spec, s.params.gpus, None);
+        return Ok(launch_of(
+            target,
+            s.run_id.as_str(),
+            &layout,
+            spec,
+            model_command,
+            devices,
+        ));
+    }
+    model_launch(target, s, spec, &layout, devices)
+}
+
+/// A transfer run: its model's command on its spec and the model's container settings
+/// (extra volumes, its download cache kept on the target).
+fn model_launch(
+    target: &Target,
+    s: LaunchSubject<'_>,
+    spec: TransferSpec,
+    layout: &RunLayout,
+    devices: &[u32],
+) -> Result<LaunchPlan, SpecError> {
+    let model = crate::runs::model_of(s.params)?;
     let hints: Vec<cosmos_core::Hint> = s.params.weights.iter().map(|(h, _)| h).collect();
     let mut model_command = model.command(s.params.gpus, &layout.spec(), &layout.outputs(), &hints);
     if let Some(t) = &target.config.torchrun {
@@ -218,6 +217,7 @@ pub(crate) fn batch_spec(
 ) -> Result<TransferSpec, SpecError> {
     crate::runs::spec_with_inputs(
         first.kind,
+        first.id.as_str(),
         &first.prompt_text,
         first.negative_prompt.as_deref(),
         &first.params,

@@ -4,9 +4,7 @@ use serde::Serialize;
 
 use cosmos_core::launch::RunLayout;
 use cosmos_core::naming::{name_from_text, validate_name};
-use cosmos_core::spec::{
-    SpecError, TransferSpec, TransferSpecInput, build_transfer_spec, build_upscale_spec,
-};
+use cosmos_core::spec::{SpecError, TransferSpec, TransferSpecInput, build_upscale_spec};
 use cosmos_core::{
     Hint, InputFile, InputKind, InputSetId, PromptId, Run, RunId, RunKind, RunParams, RunStatus,
     Target, Weights,
@@ -204,12 +202,21 @@ pub(crate) fn signature_for(
     params: &RunParams,
     files: &[InputFile],
 ) -> Option<String> {
-    // Only Cosmos-Transfer1's runs share a process (its JSONL batches) so far.
-    if params.model != cosmos_core::model::DEFAULT_MODEL {
+    // Only a model whose adapter batches shares a process between runs.
+    if !model_of(params).is_ok_and(|m| m.batches()) {
         return None;
     }
     let layout = RunLayout::new("/", "signature");
-    let spec = spec_for(RunKind::Transfer, text, negative, params, files, &layout).ok()?;
+    let spec = spec_for(
+        RunKind::Transfer,
+        "signature",
+        text,
+        negative,
+        params,
+        files,
+        &layout,
+    )
+    .ok()?;
     Some(cosmos_core::batch::signature(
         &spec.json,
         params.gpus,
@@ -217,23 +224,9 @@ pub(crate) fn signature_for(
     ))
 }
 
+/// The spec of run `name` (its id) whose inputs are in `layout`'s inputs folder.
 pub(crate) fn spec_for(
     kind: RunKind,
-    text: &str,
-    negative: Option<&str>,
-    params: &RunParams,
-    files: &[InputFile],
-    layout: &RunLayout,
-) -> Result<TransferSpec, SpecError> {
-    spec_with_inputs(kind, text, negative, params, files, &|kind, ext| {
-        layout.input(kind, ext)
-    })
-}
-
-/// The spec of a run of a model other than Cosmos-Transfer1, by its adapter; its sample is
-/// named after the run (its outputs are `<run id>.mp4`, …).
-pub(crate) fn model_spec(
-    model: &dyn cosmos_core::model::Model,
     name: &str,
     text: &str,
     negative: Option<&str>,
@@ -241,21 +234,8 @@ pub(crate) fn model_spec(
     files: &[InputFile],
     layout: &RunLayout,
 ) -> Result<TransferSpec, SpecError> {
-    let (input_video, controls) = input_paths(files, &|kind, ext| layout.input(kind, ext));
-    let json = model
-        .build_spec(&cosmos_core::model::SpecInput {
-            name,
-            prompt: text,
-            negative_prompt: negative,
-            params,
-            input_video: input_video.as_deref(),
-            controls: &controls,
-        })
-        .map_err(SpecError::Model)?;
-    Ok(TransferSpec {
-        json,
-        is_av: false,
-        notes: Vec::new(),
+    spec_with_inputs(kind, name, text, negative, params, files, &|kind, ext| {
+        layout.input(kind, ext)
     })
 }
 
@@ -283,6 +263,7 @@ fn input_paths(
 /// lines each have their own folder).
 pub(crate) fn spec_with_inputs(
     kind: RunKind,
+    name: &str,
     text: &str,
     negative: Option<&str>,
     params: &RunParams,
@@ -290,18 +271,32 @@ pub(crate) fn spec_with_inputs(
     path_of: &dyn Fn(InputKind, &str) -> String,
 ) -> Result<TransferSpec, SpecError> {
     let (input_video, controls) = input_paths(files, path_of);
-    let input = TransferSpecInput {
+    // An upscale run is Cosmos-Transfer1's upscaler, whatever made its video.
+    if kind == RunKind::Upscale {
+        return build_upscale_spec(&TransferSpecInput {
+            prompt: text,
+            negative_prompt: negative,
+            params,
+            input_video: input_video.as_deref(),
+            controls: &controls,
+        });
+    }
+    // A transfer run's spec is its model's (which refuses the `upscale` control itself).
+    model_of(params)?.build_spec(&cosmos_core::model::SpecInput {
+        name,
         prompt: text,
         negative_prompt: negative,
         params,
         input_video: input_video.as_deref(),
         controls: &controls,
-    };
-    // A transfer spec refuses the `upscale` control: that is an upscale run's alone.
-    match kind {
-        RunKind::Upscale => build_upscale_spec(&input),
-        _ => build_transfer_spec(&input),
-    }
+    })
+}
+
+/// The adapter of a run's model.
+pub(crate) fn model_of(
+    params: &RunParams,
+) -> Result<&'static dyn cosmos_core::model::Model, SpecError> {
+    cosmos_core::model::model(&params.model).map_err(|e| SpecError::Model(e.to_string()))
 }
 
 impl Services {

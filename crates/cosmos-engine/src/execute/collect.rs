@@ -237,29 +237,32 @@ impl Services {
             }
         }
         remote.sort();
-        // The video the model writes: `output.mp4` for Cosmos-Transfer1 (a batch line's
-        // folder included), `<run id>.mp4` for a model whose adapter names it by the run.
-        let primary = match cosmos_core::model::model(&run.params.model) {
-            Ok(m) if m.name() != cosmos_core::model::DEFAULT_MODEL => {
-                Some(m).zip(Some(m.primary_output(id.as_str())))
-            }
+        // The video the run's model writes (`output.mp4`, a batch line's folder included;
+        // `<run id>.mp4` for a model that names its outputs by the sample); an upscale run
+        // is Cosmos-Transfer1's upscaler.
+        let model = match run.kind {
+            RunKind::Transfer => crate::runs::model_of(&run.params).ok(),
             _ => None,
         };
-        let video = primary
-            .as_ref()
-            .map_or(PRIMARY_OUTPUT, |(_, name)| name.as_str());
-        let has_video = remote.iter().any(|(rel, _)| rel == video);
-        // Cosmos-Transfer2.5's guardrail ends a blocked sample with exit 0 and no video:
-        // success is the video's presence, and its absence says why.
-        if let Some((model, _)) = primary
-            && !model.succeeded(Some(0), has_video)
-        {
-            let tail = self
-                .log_tail(c, run, &RunLayout::new(&c.target.config.root, id), false)
-                .await
-                .unwrap_or_default();
-            let (code, reason) = model.missing_video(&tail);
-            return Ok((RunStatus::Failed, reason, Some(code)));
+        let video = model.map_or_else(
+            || PRIMARY_OUTPUT.to_owned(),
+            |m| m.primary_output(id.as_str()),
+        );
+        let has_video = remote.iter().any(|(rel, _)| *rel == video);
+        if !has_video {
+            // What its absence means is the model's to say: Cosmos-Transfer2.5's guardrail
+            // ends a blocked sample with exit 0 and no video.
+            if let Some(m) = model {
+                let layout = RunLayout::new(&c.target.config.root, id);
+                let tail = self
+                    .log_tail(c, run, &layout, false)
+                    .await
+                    .unwrap_or_default();
+                let (code, reason) = m.missing_video(&tail);
+                if code != "no_video" {
+                    return Ok((RunStatus::Failed, reason, Some(code)));
+                }
+            }
         }
         if remote.is_empty() {
             return Ok((

@@ -51,13 +51,9 @@ impl Services {
         let (needs, file, content) = if run.kind == RunKind::Enhance {
             let needs = vec![cosmos_core::setup::UPSAMPLER];
             (needs, layout.prompt_file(), run.prompt_text.clone())
-        } else if let Ok(model) = cosmos_core::model::model(&run.params.model)
-            && model.name() != cosmos_core::model::DEFAULT_MODEL
-        {
-            // Its checkpoints come through the target's Hugging Face cache on first use, at
-            // the revisions its code pins: there is no checkpoints folder to check.
-            let spec = crate::runs::model_spec(
-                model,
+        } else {
+            let spec = crate::runs::spec_for(
+                run.kind,
                 run.id.as_str(),
                 &run.prompt_text,
                 run.negative_prompt.as_deref(),
@@ -68,20 +64,16 @@ impl Services {
             .map_err(invalid_spec)?;
             let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
             text.push('\n');
-            (Vec::new(), layout.spec(), text)
-        } else {
-            let spec = crate::runs::spec_for(
-                run.kind,
-                &run.prompt_text,
-                run.negative_prompt.as_deref(),
-                &run.params,
-                &files,
-                layout,
-            )
-            .map_err(invalid_spec)?;
-            let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
-            text.push('\n');
-            let needs = cosmos_core::setup::needed_checkpoints(&spec.json, spec.is_av, false);
+            // What the model needs in the checkout's checkpoints folder (an upscale run is
+            // Cosmos-Transfer1's upscaler; a model that downloads its own needs none there).
+            let needs = match run.kind {
+                RunKind::Upscale => {
+                    cosmos_core::setup::needed_checkpoints(&spec.json, spec.is_av, false)
+                }
+                _ => crate::runs::model_of(&run.params)
+                    .map_err(invalid_spec)?
+                    .checkpoint_needs(&spec),
+            };
             (needs, layout.spec(), text)
         };
         self.check_needs(c, d, &needs).await?;
