@@ -260,7 +260,7 @@ impl Command {
                     ctx.say("note", "no targets yet: `cosmos target add NAME ssh://user@host` or `cosmos quickstart`");
                 } else {
                     let mut table = output::Table::new(&[
-                        "NAME", "DEFAULT", "ADDRESS", "RUNTIME", "SLOTS", "ROOT",
+                        "NAME", "DEFAULT", "ADDRESS", "RUNTIME", "MODELS", "SLOTS", "ROOT",
                     ]);
                     for t in &all {
                         table.row(vec![
@@ -268,6 +268,7 @@ impl Command {
                             if t.is_default { "*" } else { "" }.into(),
                             address(t),
                             runtime_label(t),
+                            t.config.models().join(","),
                             t.config.gpus.to_string(),
                             t.config.root.clone(),
                         ]);

@@ -70,6 +70,14 @@ fn a_transfer25_run_goes_to_its_target_and_keeps_its_outputs() {
     l.add("t1", &["--runtime", "none", "--gpus", "1"]);
     add_transfer25(&l, "t25", dir.path());
     let scene = l.home.standard_scene("shot");
+    let listed = l.run(&["target", "list"]).ok().stdout;
+    assert!(listed.contains("MODELS"), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with("t25") && line.contains("transfer2.5")),
+        "{listed}"
+    );
 
     // The dry run: Transfer2.5's spec and command.
     let dry = l
