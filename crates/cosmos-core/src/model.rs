@@ -129,6 +129,10 @@ pub trait Model: Send + Sync + fmt::Debug {
     fn extra_outputs(&self, name: &str, controls: &[Hint]) -> Vec<String>;
     /// Whether a run succeeded: its exit status and whether its video is there.
     fn succeeded(&self, exit: Option<i32>, video_present: bool) -> bool;
+    /// Why a run that exited other than 0 failed, from its exit status and log.
+    fn classify(&self, exit: Option<i32>, log: &str) -> crate::progress::Failure {
+        crate::progress::classify_failure(exit, log)
+    }
     /// Why a run that exited 0 has no video, from its log: a failure code and a reason.
     fn missing_video(&self, log: &str) -> (&'static str, String) {
         let _ = log;
@@ -496,6 +500,24 @@ impl Model for Transfer25 {
         exit == Some(0) && video_present
     }
 
+    fn classify(&self, exit: Option<i32>, log: &str) -> crate::progress::Failure {
+        // Its own refusal of a spec: `Error validating parameters from '<path>' at line <i>`
+        // and pydantic's errors, then exit 1 (no traceback to read).
+        if let Some(at) = log.find("Error validating parameters from ") {
+            let said: Vec<&str> = log[at..]
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For further information"))
+                .take(6)
+                .collect();
+            return crate::progress::Failure {
+                kind: crate::progress::FailureKind::SpecRejected,
+                reason: format!("Cosmos-Transfer2.5 rejected the spec: {}", said.join(" | ")),
+            };
+        }
+        crate::progress::classify_failure(exit, log)
+    }
+
     fn missing_video(&self, log: &str) -> (&'static str, String) {
         if let Some(line) = log
             .lines()
@@ -713,6 +735,24 @@ mod tests {
         // Exit 0 without a video is the guardrail's block, not a success.
         assert!(!Transfer25.succeeded(Some(0), false));
         assert!(Transfer25.succeeded(Some(0), true));
+    }
+
+    #[test]
+    fn transfer25_failures_read_its_own_words() {
+        let log = "Error validating parameters from '/r/spec.json' at line 0\n1 validation error for InferenceArguments\nguidance\n  Input should be less than or equal to 7 [type=less_than_equal, input_value=9, input_type=int]\n    For further information visit https://errors.pydantic.dev/2.11/v/less_than_equal\n";
+        let f = Transfer25.classify(Some(1), log);
+        assert_eq!(f.kind.code(), "spec_rejected");
+        assert!(
+            f.reason
+                .contains("guidance | Input should be less than or equal to 7"),
+            "{}",
+            f.reason
+        );
+        let oom = Transfer25.classify(
+            Some(1),
+            "Traceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n",
+        );
+        assert_eq!(oom.kind.code(), "out_of_memory");
     }
 
     #[test]

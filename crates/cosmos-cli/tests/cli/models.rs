@@ -433,3 +433,91 @@ fn a_transfer25_run_goes_through_ssh_into_docker() {
     assert_eq!(b["failure_code"], "guardrail_blocked", "{b}");
     assert_eq!(b["exit_code"], 0);
 }
+
+#[test]
+fn a_transfer25_run_over_ssh_is_cancelled_fails_with_its_reason_and_is_retried() {
+    let l = Local::new();
+    let host = SshHost::start().expect("sshd fixture");
+    transfer25_checkout(&host.cosmos_dir());
+    add_fixture_target(
+        &l.home,
+        "gpu25",
+        &host,
+        &["COSMOS_SIM_FAIL=hang"],
+        &["--model", "transfer2.5", "--gpus", "1"],
+    );
+    let home = l.home.path().display().to_string();
+    let env = [("HOME", home.as_str())];
+    let run = |args: &[&str]| l.home.run_with(args, &env);
+    run(&["target", "trust", "gpu25", "--yes"]).ok();
+    let scene = l.home.standard_scene("shot");
+
+    // A model that stops making progress: cancelled by the user, its container killed.
+    let id = run(&[
+        "run",
+        "a long take",
+        s(&scene),
+        "--model",
+        "transfer2.5",
+        "--no-wait",
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    let mut worker = l
+        .home
+        .command(&["worker"])
+        .env("HOME", &home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    let status = |id: &str| run(&["show", id, "--json"]).ok().json()["run"]["status"].clone();
+    wait_for("the run to start", Duration::from_secs(120), || {
+        status(&id) == "running"
+    });
+    run(&["kill", &id]).ok();
+    wait_for("the run to end", Duration::from_secs(60), || {
+        status(&id) == "cancelled"
+    });
+    wait_for("its container to go", Duration::from_secs(30), || {
+        containers(&id).is_empty()
+    });
+
+    // Out of GPU memory: failed with PyTorch's reason, classified.
+    run(&["target", "edit", "gpu25", "--env", "COSMOS_SIM_FAIL=oom"]).ok();
+    let oom = run(&[
+        "run",
+        "a short take",
+        s(&scene),
+        "--model",
+        "transfer2.5",
+        "--no-wait",
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    wait_for("the run to fail", Duration::from_secs(120), || {
+        status(&oom) == "failed"
+    });
+    let failed = run(&["show", &oom, "--json"]).ok().json()["run"].clone();
+    assert_eq!(failed["failure_code"], "out_of_memory", "{failed}");
+    assert_eq!(failed["exit_code"], 1);
+
+    // Retried once the host is fixed: a new run of the same model, which succeeds.
+    run(&["target", "edit", "gpu25", "--unset-env", "COSMOS_SIM_FAIL"]).ok();
+    let again = run(&["retry", &oom, "--no-wait", "--json"]).ok().json();
+    let again_id = again["id"].as_str().expect("id").to_owned();
+    assert_eq!(again["params"]["model"], "transfer2.5");
+    assert_eq!(again["retry_of"], oom.as_str());
+    wait_for("the retry to succeed", Duration::from_secs(120), || {
+        status(&again_id) == "succeeded"
+    });
+    let pid = rustix::process::Pid::from_child(&worker);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    assert!(worker.wait().expect("worker").success());
+    let done = run(&["show", &again_id, "--json"]).ok().json()["run"].clone();
+    assert_eq!(output_names(&done)[0], format!("{again_id}.mp4"));
+}

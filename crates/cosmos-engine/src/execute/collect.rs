@@ -127,7 +127,12 @@ impl Services {
                 ));
             }
             let tail = self.log_tail(c, run, layout, remote_log).await?;
-            let failure = classify_failure(exit, &tail);
+            // A transfer run's model reads its own log; the upscaler and upsampler are
+            // Cosmos-Transfer1's.
+            let failure = match (run.kind, crate::runs::model_of(&run.params)) {
+                (RunKind::Transfer, Ok(model)) => model.classify(exit, &tail),
+                _ => classify_failure(exit, &tail),
+            };
             return Ok((RunStatus::Failed, failure.reason, Some(failure.kind.code())));
         }
         if run.kind == RunKind::Enhance {
