@@ -174,13 +174,13 @@ impl HookRunner {
             return;
         }
         let me = self.clone();
-        let (run, id) = (e.run_id.clone(), e.id);
+        let run = e.run_id.clone();
         PENDING.spawn(async move {
             if for_run {
                 me.run_ended(event, &run).await;
             }
             if for_queue {
-                me.maybe_queue_empty(id, &run).await;
+                me.maybe_queue_empty(&run).await;
             }
         });
     }
@@ -223,14 +223,16 @@ impl HookRunner {
             .await;
     }
 
-    async fn maybe_queue_empty(&self, event_id: i64, run: &RunId) {
+    async fn maybe_queue_empty(&self, run: &RunId) {
         let Ok(counts) = self.store.count_runs_by_status().await else {
             return;
         };
         if counts.iter().any(|(s, n)| !s.is_terminal() && *n > 0) {
             return;
         }
-        let occasion = format!("queue.empty:{event_id}");
+        // Named by the run whose end emptied the queue: a later event of that run (a hook's
+        // failure recorded on it) is not a second emptying.
+        let occasion = format!("queue.empty:{run}");
         let payload = json!({ "queue": { "unfinished": 0 }, "last_run_id": run });
         self.tell(HookEvent::QueueEmpty, &occasion, Some(run), payload)
             .await;

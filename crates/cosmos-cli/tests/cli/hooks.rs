@@ -220,13 +220,15 @@ fn a_webhook_is_signed_retried_and_never_holds_up_a_run() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}/gone", l.local_addr().expect("addr"))
     };
+    let got_empty = tempfile::tempdir().expect("dir");
     configure(
         &l,
         &format!(
             "[[hooks]]\nname = \"tracker\"\non = [\"run.succeeded\"]\nurl = \"{url}\"\n\
              secret_env = \"TRACKER_SECRET\"\nretries = 2\nbackoff_seconds = 0.2\n\n\
              [[hooks]]\nname = \"dead\"\non = [\"run.succeeded\"]\nurl = \"{dead}\"\n\
-             retries = 2\nbackoff_seconds = 0.2\ntimeout_seconds = 2.0\n"
+             retries = 2\nbackoff_seconds = 0.2\ntimeout_seconds = 2.0\n\n{}",
+            recorder("empty", "\"queue.empty\"", got_empty.path())
         ),
     );
     let secret = "correct horse battery staple";
@@ -328,6 +330,8 @@ fn a_webhook_is_signed_retried_and_never_holds_up_a_run() {
         listed.contains("POST") && listed.contains("(signed)"),
         "{listed}"
     );
+    // The failure recorded on the run is not a second end: the queue emptied once.
+    assert_eq!(deliveries(got_empty.path()).len(), 1);
     // No secret anywhere cosmos keeps things.
     let db = std::fs::read(l.home.home().join("cosmos.db")).expect("database");
     assert!(!String::from_utf8_lossy(&db).contains(secret));

@@ -2,7 +2,7 @@
 --
 -- One row per (occasion, hook): the process that inserts it delivers, so a hook hears of an
 -- occasion once however many processes see it. `occasion` names what happened
--- (`run.failed:<run id>`, `queue.empty:<event id>`, `target.unreachable:<target>:<window>`);
+-- (`run.failed:<run id>`, `queue.empty:<run id>`, `target.unreachable:<target>:<window>`);
 -- `state` is `sending` until the delivery ends `delivered` or `failed` (with `detail`).
 CREATE TABLE hook_deliveries (
     occasion   TEXT NOT NULL,
