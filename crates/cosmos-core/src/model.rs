@@ -76,7 +76,29 @@ pub struct Recipe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckpointSource {
     DownloadScript(&'static str),
-    HubCache(&'static [(&'static str, &'static str)]),
+    /// Files of Hugging Face repositories at pinned revisions, into the hub cache.
+    HubFiles(&'static [HubFile]),
+}
+
+/// One file of a Hugging Face repository at a pinned revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubFile {
+    pub repo: &'static str,
+    pub revision: &'static str,
+    pub file: &'static str,
+}
+
+impl HubFile {
+    /// Where it lands under a hub cache (`HF_HOME/hub`).
+    pub fn cache_path(&self, hub: &str) -> String {
+        format!(
+            "{}/models--{}/snapshots/{}/{}",
+            hub.trim_end_matches('/'),
+            self.repo.replace('/', "--"),
+            self.revision,
+            self.file
+        )
+    }
 }
 
 /// What a run gives its model: paths as the model process sees them.
@@ -298,17 +320,33 @@ pub struct Transfer25;
 
 /// Upstream's repository and the commit the reference was read at.
 pub const T25_REPO: &str = "https://github.com/nvidia-cosmos/cosmos-transfer2.5.git";
-pub const T25_COMMIT: &str = "2ff49d0";
+pub const T25_COMMIT: &str = "2ff49d0717af02057ae79bc75c00fbff9da1b4e7";
 pub const T25_SCRIPT: &str = "examples/inference.py";
-/// The Hugging Face repositories its checkpoints come from, at pinned revisions (upstream's
-/// `checkpoints_transfer2.py` pins each file; the guardrail's revision is documented).
-pub const T25_HUB: &[(&str, &str)] = &[
-    ("nvidia/Cosmos-Transfer2.5-2B", "pinned per file upstream"),
-    ("nvidia/Cosmos-Predict2.5-2B", "pinned per file upstream"),
-    ("nvidia/Cosmos-Reason1-7B", "pinned per file upstream"),
-    ("nvidia/Cosmos-Guardrail1", "d6d4bfa"),
-    ("Qwen/Qwen3Guard-Gen-0.6B", "pinned upstream"),
-    ("google/siglip-so400m-patch14-384", "pinned upstream"),
+/// The general model's control checkpoints at the revisions upstream pins for them
+/// (`packages/cosmos-oss/cosmos_oss/checkpoints_transfer2.py`): what `target setup` puts in
+/// the target's hub cache. The text encoder, tokenizer and guardrail models the model fetches
+/// on first use through the same cache.
+pub const T25_HUB_FILES: &[HubFile] = &[
+    HubFile {
+        repo: "nvidia/Cosmos-Transfer2.5-2B",
+        revision: "b67b64abda3801a9aceddbff2bdb86126c06db74",
+        file: "general/edge/61f5694b-0ad5-4ecd-8ad7-c8545627d125_ema_bf16.pt",
+    },
+    HubFile {
+        repo: "nvidia/Cosmos-Transfer2.5-2B",
+        revision: "dea7737ca29dd8d9086413c6dc5724b8250a0bb4",
+        file: "general/depth/626e6618-bfcd-4d9a-a077-1409e2ce353f_ema_bf16.pt",
+    },
+    HubFile {
+        repo: "nvidia/Cosmos-Transfer2.5-2B",
+        revision: "eb5325b77d358944da58a690157dd2b8071bbf85",
+        file: "general/blur/ba2f44f2-c726-4fe7-949f-597069d9b91c_ema_bf16.pt",
+    },
+    HubFile {
+        repo: "nvidia/Cosmos-Transfer2.5-2B",
+        revision: "23057a4167b89de89a4a397fdbf3887994d115eb",
+        file: "general/seg/5136ef49-6d8d-42e8-8abf-7dac722a304a_ema_bf16.pt",
+    },
 ];
 const T25_HINTS: [Hint; 4] = [Hint::Edge, Hint::Vis, Hint::Depth, Hint::Seg];
 
@@ -561,7 +599,7 @@ impl Model for Transfer25 {
             repository: T25_REPO,
             commit: T25_COMMIT,
             image_name: "cosmos-transfer2.5",
-            checkpoints: CheckpointSource::HubCache(T25_HUB),
+            checkpoints: CheckpointSource::HubFiles(T25_HUB_FILES),
             checkpoint_gb: 100.0,
             gpu_memory_gib: 65.4,
         }

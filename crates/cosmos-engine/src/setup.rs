@@ -206,25 +206,20 @@ impl Services {
                 ),
             ));
         }
-        // Cosmos-Transfer1's recipe is the one setup follows so far.
-        if !target.config.runs_model(cosmos_core::model::DEFAULT_MODEL) {
-            return Err(EngineError::refused(
-                ErrorKind::InvalidInput,
-                "setup_model_unsupported",
-                format!(
-                    "target `{}` is set up for {}: `cosmos target setup` follows Cosmos-Transfer1's recipe only so far; prepare that model's checkout and image by hand (docs/MODELS.md says what it needs), then `cosmos target check {}`",
-                    target.name,
-                    target.config.models().join(", "),
-                    target.name
-                ),
-            ));
-        }
-        let repo = req.repo.clone().unwrap_or_else(|| recipe::REPO.to_owned());
+        // The recipe of the model the target is set up for (its first).
+        let model_name = target.config.models().first().cloned().unwrap_or_default();
+        let model = cosmos_core::model::model(&model_name)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let model_recipe = model.recipe();
+        let repo = req
+            .repo
+            .clone()
+            .unwrap_or_else(|| model_recipe.repository.to_owned());
         recipe::validate_repo(&repo).map_err(EngineError::Invalid)?;
         let commit = req
             .commit
             .clone()
-            .unwrap_or_else(|| recipe::COMMIT.to_owned());
+            .unwrap_or_else(|| model_recipe.commit.to_owned());
         recipe::validate_commit(&commit).map_err(EngineError::Invalid)?;
         let c = self.connect(&target)?;
         let docker = crate::targets::docker_of(&target.config);
@@ -291,7 +286,7 @@ impl Services {
         let began = Instant::now();
         report.send(SetupEvent::Step {
             step: "checkout",
-            what: format!("cosmos-transfer1 at {commit} in {dir}"),
+            what: format!("{} at {commit} in {dir}", model_recipe.image_name),
         });
         let full = self
             .checkout_step(&c.host, &look.checkout, &dir, &repo, &commit, &report)
@@ -301,7 +296,8 @@ impl Services {
 
         // 3. image.
         let began = Instant::now();
-        let tag = recipe::image_tag(&full);
+        let short: String = full.chars().take(recipe::SHORT_COMMIT).collect();
+        let tag = format!("{}:{short}", model_recipe.image_name);
         report.send(SetupEvent::Step {
             step: "image",
             what: format!("{tag} from {dir}/Dockerfile"),
@@ -327,8 +323,16 @@ impl Services {
         // 4–6. checkpoints, manifest, verify.
         let c = self.connect(&target)?;
         // Stores the target as each step records what it made (the manifest's hash last).
-        self.checkpoint_steps(&c, &mut target, &docker, req, &report, &mut step)
-            .await?;
+        match model_recipe.checkpoints {
+            cosmos_core::model::CheckpointSource::DownloadScript(_) => {
+                self.checkpoint_steps(&c, &mut target, &docker, req, &report, &mut step)
+                    .await?;
+            }
+            cosmos_core::model::CheckpointSource::HubFiles(files) => {
+                self.hub_steps(&c, &mut target, &docker, req, &report, &mut step, files)
+                    .await?;
+            }
+        }
         Ok(SetupReport { target, steps })
     }
 

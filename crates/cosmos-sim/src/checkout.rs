@@ -91,9 +91,18 @@ pub fn default_base() -> String {
 /// `checkout --git DIR [--base IMAGE] [--build-seconds N]`: a git repository with the scripts and a Dockerfile
 /// that builds the simulator's image (`FROM` the base, which holds the simulator), committed
 /// with fixed names and dates so the same tree is the same commit. Returns the commit.
-pub fn create_git(dir: &Path, base: &str, build_seconds: u32) -> Result<String, String> {
+pub fn create_git(
+    dir: &Path,
+    base: &str,
+    build_seconds: u32,
+    transfer25: bool,
+) -> Result<String, String> {
     let io = |e: std::io::Error| format!("cannot write {}: {e}", dir.display());
-    write_scripts(dir).map_err(io)?;
+    if transfer25 {
+        create_transfer25(dir).map_err(io)?;
+    } else {
+        write_scripts(dir).map_err(io)?;
+    }
     // Upstream's build takes long (dependencies from source): a build that lasts lets tests
     // drop the connection in the middle of it.
     let slow = if build_seconds > 0 {

@@ -212,6 +212,14 @@ fn revision(repo: &str) -> String {
 /// `huggingface-cli download REPO [--cache-dir DIR]`: the repository into the hub cache
 /// (`HF_HOME/hub`, or DIR: `models--org--name/snapshots/<rev>/…`); prints the snapshot folder.
 pub fn cli(args: &[String]) -> u8 {
+    if let [cmd, repo, file, flag, rev] = args
+        && cmd == "download"
+        && flag == "--revision"
+        && !repo.starts_with('-')
+        && !file.starts_with('-')
+    {
+        return one_file(repo, file, rev);
+    }
     let (repo, cache) = match args {
         [cmd, repo] if cmd == "download" && !repo.starts_with('-') => (repo, hf_home().join("hub")),
         [cmd, repo, flag, dir]
@@ -253,6 +261,35 @@ pub fn cli(args: &[String]) -> u8 {
     }
     log::stderr("Fetching 2 files: 100%| 2/2\n");
     log::print(&snapshot.display().to_string());
+    0
+}
+
+/// `huggingface-cli download REPO FILE --revision REV`: one file of a repository at a pinned
+/// revision into the hub cache (`HF_HOME/hub/models--org--name/snapshots/REV/FILE`), as
+/// Cosmos-Transfer2.5's checkpoints arrive; prints its path.
+fn one_file(repo: &str, file: &str, rev: &str) -> u8 {
+    let base = hf_home()
+        .join("hub")
+        .join(format!("models--{}", repo.replace('/', "--")));
+    let path = base.join("snapshots").join(rev).join(file);
+    if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1") && !path.is_file() {
+        log::stderr(&format!(
+            "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find the requested files in the disk cache and outgoing traffic has been disabled. ({repo} {file} at {rev})\n"
+        ));
+        return 1;
+    }
+    std::thread::sleep(per_file());
+    let written = (|| -> std::io::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, content(&format!("{repo}/{file}@{rev}")))
+    })();
+    if let Err(e) = written {
+        log::stderr(&format!("OSError: cannot write {}: {e}\n", path.display()));
+        return 1;
+    }
+    log::print(&path.display().to_string());
     0
 }
 

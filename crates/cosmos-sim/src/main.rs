@@ -69,21 +69,28 @@ fn dispatch(called: &str, argv: &[String]) -> u8 {
                 [flag, dir, more @ ..] if flag == "--git" => {
                     let mut base = checkout::default_base();
                     let mut build_seconds = 0u32;
+                    let mut transfer25 = false;
                     for pair in more.chunks(2) {
                         match pair {
                             [k, v] if k == "--base" => base = v.clone(),
+                            [k, v] if k == "--model" && v == "transfer2.5" => transfer25 = true,
                             [k, v] if k == "--build-seconds" && v.parse::<u32>().is_ok() => {
                                 build_seconds = v.parse().unwrap_or(0);
                             }
                             _ => {
                                 log::stderr(
-                                    "usage: cosmos-sim checkout --git DIR [--base IMAGE] [--build-seconds N]\n",
+                                    "usage: cosmos-sim checkout --git DIR [--base IMAGE] [--build-seconds N] [--model transfer2.5]\n",
                                 );
                                 return 2;
                             }
                         }
                     }
-                    match checkout::create_git(std::path::Path::new(dir), &base, build_seconds) {
+                    match checkout::create_git(
+                        std::path::Path::new(dir),
+                        &base,
+                        build_seconds,
+                        transfer25,
+                    ) {
                         Ok(commit) => {
                             log::print(&commit);
                             0

@@ -545,14 +545,20 @@ async fn setup(ctx: &Ctx, a: &SetupArgs) -> Result<ExitCode> {
         ctx.say(
             "note",
             &format!(
-                "{} is set up ({} of {} steps needed work, {:.1} s): image {}, checkout {}, manifest {}",
+                "{} is set up ({} of {} steps needed work, {:.1} s): image {}, checkout {}{}",
                 report.target.name,
                 done,
                 report.steps.len(),
                 ms as f64 / 1000.0,
                 c.image,
                 c.checkout_commit.as_deref().unwrap_or("?"),
-                c.manifest_hash.as_deref().map_or("?", |h| &h[..16.min(h.len())])
+                // A model whose checkpoints come through the hub cache has no manifest.
+                c.manifest_hash
+                    .as_deref()
+                    .map_or(String::new(), |h| format!(
+                        ", manifest {}",
+                        &h[..16.min(h.len())]
+                    ))
             ),
         );
         writeln!(out, "{}", report.target.name)?;

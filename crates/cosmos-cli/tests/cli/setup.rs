@@ -21,6 +21,8 @@ struct Bare {
     /// The bare repository on the host, and the commit it holds.
     repo: String,
     commit: String,
+    /// The image name its setup builds (`cosmos-transfer1`, `cosmos-transfer2.5`).
+    image_name: &'static str,
 }
 
 fn ssh_ok(host: &SshHost, argv: &[&str]) -> String {
@@ -43,6 +45,15 @@ impl Bare {
 
     /// As [`Bare::new`], the image's build taking `build_seconds` more.
     fn with_build(name: &str, env: &[&str], build_seconds: u32) -> Self {
+        Self::make(name, env, build_seconds, false)
+    }
+
+    /// As [`Bare::new`] for Cosmos-Transfer2.5: its repository, a target set up for it.
+    fn transfer25(name: &str, env: &[&str]) -> Self {
+        Self::make(name, env, 0, true)
+    }
+
+    fn make(name: &str, env: &[&str], build_seconds: u32, transfer25: bool) -> Self {
         let home = Home::new();
         let host = SshHost::start().expect("sshd fixture");
         let base = host.root().parent().expect("fixture dir").to_path_buf();
@@ -69,17 +80,18 @@ impl Bare {
         );
         let work_dir = work.display().to_string();
         let seconds = build_seconds.to_string();
-        let commit = ssh_ok(
-            &host,
-            &[
-                "cosmos-sim",
-                "checkout",
-                "--git",
-                &work_dir,
-                "--build-seconds",
-                &seconds,
-            ],
-        );
+        let mut checkout = vec![
+            "cosmos-sim",
+            "checkout",
+            "--git",
+            &work_dir,
+            "--build-seconds",
+            &seconds,
+        ];
+        if transfer25 {
+            checkout.extend(["--model", "transfer2.5"]);
+        }
+        let commit = ssh_ok(&host, &checkout);
         ssh_ok(
             &host,
             &[
@@ -96,8 +108,17 @@ impl Bare {
             host,
             repo,
             commit,
+            image_name: if transfer25 {
+                "cosmos-transfer2.5"
+            } else {
+                "cosmos-transfer1"
+            },
         };
-        b.add(name, "cosmos-transfer1", env, &[]);
+        if transfer25 {
+            b.add(name, "cosmos-transfer2.5", env, &["--model", "transfer2.5"]);
+        } else {
+            b.add(name, "cosmos-transfer1", env, &[]);
+        }
         b.secret(TOKEN);
         b
     }
@@ -240,11 +261,88 @@ impl Drop for Bare {
         let _ = Command::new("docker")
             .args(["image", "rm", "--force"])
             .arg(format!(
-                "cosmos-transfer1:{}",
+                "{}:{}",
+                self.image_name,
                 &self.commit[..12.min(self.commit.len())]
             ))
             .output();
     }
+}
+
+#[test]
+fn setup_follows_transfer25_s_recipe_and_its_runs_find_their_checkpoints() {
+    let b = Bare::transfer25("gpu25", &[]);
+    let out = b.setup("gpu25");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for step in ["tools", "checkout", "image", "checkpoints", "verify"] {
+        assert!(
+            out.stderr.contains(&format!("✓ {step}")),
+            "{step}: {}",
+            out.stderr
+        );
+    }
+    assert!(!out.stderr.contains("✓ manifest"), "{}", out.stderr);
+    let t = b.target("gpu25");
+    assert_eq!(
+        t["image"],
+        format!("cosmos-transfer2.5:{}", &b.commit[..12])
+    );
+    assert_eq!(t["checkout_commit"], b.commit.as_str());
+    assert_eq!(t["models"], serde_json::json!(["transfer2.5"]));
+    // The checkout is Transfer2.5's; its control checkpoints are in the hub cache at the
+    // revisions upstream pins, fetched with the token, which stayed out of the cache.
+    assert!(
+        b.checkout("cosmos-transfer2.5")
+            .join("examples/inference.py")
+            .is_file()
+    );
+    let snapshots = b
+        .host
+        .root()
+        .join("hf-cache/hub/models--nvidia--Cosmos-Transfer2.5-2B/snapshots");
+    for (rev, file) in [
+        (
+            "b67b64abda3801a9aceddbff2bdb86126c06db74",
+            "general/edge/61f5694b-0ad5-4ecd-8ad7-c8545627d125_ema_bf16.pt",
+        ),
+        (
+            "23057a4167b89de89a4a397fdbf3887994d115eb",
+            "general/seg/5136ef49-6d8d-42e8-8abf-7dac722a304a_ema_bf16.pt",
+        ),
+    ] {
+        assert!(snapshots.join(rev).join(file).is_file(), "{rev}/{file}");
+    }
+    assert!(files_holding(&b.host.root(), TOKEN).is_empty());
+
+    // Again: everything is there, nothing is fetched or built.
+    let again = b.setup("gpu25");
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("files in") && again.stderr.contains("(already done)"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("1 of 5 steps needed work"),
+        "{}",
+        again.stderr
+    );
+
+    // A run on it: Transfer2.5 in the image setup built.
+    let scene = b.home.standard_scene("shot");
+    let run = b
+        .run(&[
+            "run",
+            "a harbour",
+            s(&scene),
+            "--model",
+            "transfer2.5",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["supply"]["image"], t["image"]);
 }
 
 /// Every file under `dir` that holds `needle`.

@@ -54,6 +54,10 @@ huggingface-cli download "$1" --cache-dir "checkpoints/$2" || exit $?
 shift 2
 for r; do huggingface-cli download "$r" || exit $?; done"#;
 
+/// `sh -c SCRIPT sh REPO REVISION FILE …`: files of repositories at pinned revisions into the
+/// hub cache (`HF_HOME`), as Cosmos-Transfer2.5's checkpoints come.
+const DOWNLOAD_PINNED: &str = r#"while [ "$#" -ge 3 ]; do huggingface-cli download "$1" "$3" --revision "$2" || exit $?; shift 3; done"#;
+
 fn container_name(target: &str) -> String {
     format!("cosmos-setup-{target}")
 }
@@ -341,7 +345,27 @@ impl Services {
                 began,
             );
         } else {
-            self.download(c, target, docker, req, report, running)
+            let mut script_args: Vec<String> =
+                vec![recipe::SIGLIP.0.to_owned(), recipe::SIGLIP.1.to_owned()];
+            script_args.extend(recipe::HF_CACHE_REPOS.iter().map(|r| (*r).to_owned()));
+            self.download(
+                c,
+                target,
+                docker,
+                req,
+                report,
+                running,
+                DOWNLOAD,
+                &script_args,
+            )
+            .await?;
+            // The hub repositories Cosmos-Transfer1's preprocessors load are all there.
+            h.files
+                .write(
+                    &format!("{cache}/{}", recipe::HF_CACHE_COMPLETE),
+                    recipe::HF_CACHE_REPOS.join("\n").as_bytes(),
+                    0o644,
+                )
                 .await?;
             step(
                 "checkpoints",
@@ -408,7 +432,104 @@ impl Services {
         Ok(())
     }
 
+    /// Steps 4–5 for a model whose checkpoints come through the hub cache at pinned
+    /// revisions: fetch the files not there yet (in a detached container, followed like the
+    /// download script), then check each is in the cache where the model looks for it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn hub_steps(
+        &self,
+        c: &Connected,
+        target: &mut Target,
+        docker: &Docker,
+        req: &SetupRequest,
+        report: &Reporter,
+        step: &mut impl FnMut(&'static str, bool, String, Instant),
+        files: &[cosmos_core::model::HubFile],
+    ) -> EngineResult<()> {
+        let h = &c.host;
+        let hub = format!("{}/hub", recipe::hf_cache(&target.config.root));
+        let paths: Vec<String> = files.iter().map(|f| f.cache_path(&hub)).collect();
+        let all_there = |paths: Vec<String>| async move {
+            let mut argv = args(&["sh", "-c", r#"for f; do [ -f "$f" ] || exit 1; done"#, "sh"]);
+            argv.extend(paths);
+            h.runner.run(&argv).await.map(|o| o.success())
+        };
+        let began = Instant::now();
+        report.send(SetupEvent::Step {
+            step: "checkpoints",
+            what: format!(
+                "{} files at pinned revisions into the Hugging Face cache {hub}",
+                files.len()
+            ),
+        });
+        let container = container_name(&target.name);
+        let state = h
+            .runner
+            .run(&docker.docker(&["inspect", "--format", "{{.State.Running}}", &container]))
+            .await?;
+        let running = state.success() && state.stdout_text().trim() == "true";
+        if state.success() && !running {
+            let _ = h
+                .runner
+                .run(&docker.docker(&["rm", "--force", &container]))
+                .await;
+        }
+        let there = !running && all_there(paths.clone()).await?;
+        if there {
+            step(
+                "checkpoints",
+                true,
+                format!("{} files in {hub}", files.len()),
+                began,
+            );
+        } else {
+            let script_args: Vec<String> = files
+                .iter()
+                .flat_map(|f| [f.repo.to_owned(), f.revision.to_owned(), f.file.to_owned()])
+                .collect();
+            self.download(
+                c,
+                target,
+                docker,
+                req,
+                report,
+                running,
+                DOWNLOAD_PINNED,
+                &script_args,
+            )
+            .await?;
+            step(
+                "checkpoints",
+                false,
+                format!("{} files in {hub}", files.len()),
+                began,
+            );
+        }
+
+        // 5. verify: every file where the model looks for it.
+        let began = Instant::now();
+        report.send(SetupEvent::Step {
+            step: "verify",
+            what: "every pinned checkpoint in the cache".into(),
+        });
+        if !all_there(paths).await? {
+            return Err(refuse(
+                "checkpoints_missing",
+                format!("the download left pinned checkpoints missing from {hub}"),
+            ));
+        }
+        step(
+            "verify",
+            false,
+            format!("{} files at their pinned revisions", files.len()),
+            began,
+        );
+        self.store().put_target(target, true).await?;
+        Ok(())
+    }
+
     /// Runs (or follows again) the download container and checks what it did.
+    #[allow(clippy::too_many_arguments)]
     async fn download(
         &self,
         c: &Connected,
@@ -417,6 +538,8 @@ impl Services {
         req: &SetupRequest,
         report: &Reporter,
         running: bool,
+        script: &str,
+        script_args: &[String],
     ) -> EngineResult<()> {
         let h = &c.host;
         let cfg = &target.config;
@@ -500,16 +623,8 @@ impl Services {
                 argv.push("--volume".into());
                 argv.push(m.clone());
             }
-            argv.extend(args(&[
-                &cfg.image,
-                "sh",
-                "-c",
-                DOWNLOAD,
-                "sh",
-                recipe::SIGLIP.0,
-                recipe::SIGLIP.1,
-            ]));
-            argv.extend(recipe::HF_CACHE_REPOS.iter().map(|r| (*r).to_owned()));
+            argv.extend(args(&[&cfg.image, "sh", "-c", script, "sh"]));
+            argv.extend(script_args.iter().cloned());
             let started = h.runner.run(&argv).await;
             // Docker read the file when it created the container: it goes now, whatever
             // happened.
@@ -628,13 +743,6 @@ impl Services {
                 ),
             ));
         }
-        h.files
-            .write(
-                &format!("{cache}/{}", recipe::HF_CACHE_COMPLETE),
-                recipe::HF_CACHE_REPOS.join("\n").as_bytes(),
-                0o644,
-            )
-            .await?;
         Ok(())
     }
 }
