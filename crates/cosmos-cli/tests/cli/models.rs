@@ -521,3 +521,69 @@ fn a_transfer25_run_over_ssh_is_cancelled_fails_with_its_reason_and_is_retried()
     let done = run(&["show", &again_id, "--json"]).ok().json()["run"].clone();
     assert_eq!(output_names(&done)[0], format!("{again_id}.mp4"));
 }
+
+#[test]
+fn a_worker_killed_during_a_transfer25_run_is_replaced_and_the_model_runs_once() {
+    let l = Local::new();
+    let host = SshHost::start().expect("sshd fixture");
+    transfer25_checkout(&host.cosmos_dir());
+    add_fixture_target(
+        &l.home,
+        "gpu25",
+        &host,
+        &["COSMOS_SIM_LOAD_SECONDS=3"],
+        &["--model", "transfer2.5", "--gpus", "1"],
+    );
+    let home = l.home.path().display().to_string();
+    let env = [("HOME", home.as_str())];
+    let run = |args: &[&str]| l.home.run_with(args, &env);
+    run(&["target", "trust", "gpu25", "--yes"]).ok();
+    let scene = l.home.standard_scene("shot");
+    let id = run(&[
+        "run",
+        "through the storm",
+        s(&scene),
+        "--model",
+        "transfer2.5",
+        "--no-wait",
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    let worker = || {
+        l.home
+            .command(&["worker"])
+            .env("HOME", &home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker")
+    };
+    let status = |id: &str| run(&["show", id, "--json"]).ok().json()["run"]["status"].clone();
+    // Killed while its model loads in the container: the model goes on without it.
+    let mut doomed = worker();
+    wait_for("the run to start", Duration::from_secs(120), || {
+        status(&id) == "running"
+    });
+    doomed.kill().expect("kill -9");
+    let _ = doomed.wait();
+    assert_eq!(status(&id), "running");
+    // Another worker takes it over, follows the same model to its end and collects it.
+    let mut rescuer = worker();
+    wait_for("the run to succeed", Duration::from_secs(120), || {
+        status(&id) == "succeeded"
+    });
+    let pid = rustix::process::Pid::from_child(&rescuer);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    assert!(rescuer.wait().expect("worker").success());
+    let done = run(&["show", &id, "--json"]).ok().json()["run"].clone();
+    assert_eq!(output_names(&done)[0], format!("{id}.mp4"));
+    let records: Vec<Value> = std::fs::read_to_string(host.record_file())
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record"))
+        .collect();
+    assert_eq!(records.len(), 1, "the model ran once: {records:?}");
+    assert_eq!(containers(&id), "");
+}
