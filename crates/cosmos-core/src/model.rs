@@ -67,10 +67,6 @@ pub struct Recipe {
     /// How checkpoints arrive: upstream's download script into `checkpoints/`, or the
     /// Hugging Face cache at pinned revisions on first use.
     pub checkpoints: CheckpointSource,
-    /// Disk the checkpoints take, roughly.
-    pub checkpoint_gb: f64,
-    /// GPU memory one run needs on one GPU, in GiB.
-    pub gpu_memory_gib: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,8 +118,6 @@ pub trait Model: Send + Sync + fmt::Debug {
     }
     /// Its title in messages.
     fn title(&self) -> &'static str;
-    /// The controls it reads.
-    fn hints(&self) -> &'static [Hint];
     /// Sets the model's own defaults on parameters a run starts from (before the run's own
     /// choices are applied).
     fn defaults(&self, base: &mut RunParams) {
@@ -146,9 +140,6 @@ pub trait Model: Send + Sync + fmt::Debug {
     fn container(&self) -> Container;
     /// The output video of sample `name`, relative to the output folder.
     fn primary_output(&self, name: &str) -> String;
-    /// Every file it writes for sample `name` besides the video, relative to the output
-    /// folder (the control videos the gallery shows beside it).
-    fn extra_outputs(&self, name: &str, controls: &[Hint]) -> Vec<String>;
     /// Whether a run succeeded: its exit status and whether its video is there.
     fn succeeded(&self, exit: Option<i32>, video_present: bool) -> bool;
     /// Why a run that exited other than 0 failed, from its exit status and log.
@@ -239,10 +230,6 @@ impl Model for Transfer1 {
         "Cosmos-Transfer1"
     }
 
-    fn hints(&self) -> &'static [Hint] {
-        &Hint::ALL
-    }
-
     fn check_given(&self, given: &[&str], _params: &RunParams) -> Result<(), ForeignParam> {
         refuse(given, T25_ONLY, self.title())
     }
@@ -288,10 +275,6 @@ impl Model for Transfer1 {
         crate::launch::PRIMARY_OUTPUT.to_owned()
     }
 
-    fn extra_outputs(&self, _name: &str, _controls: &[Hint]) -> Vec<String> {
-        vec!["output.txt".to_owned()]
-    }
-
     fn succeeded(&self, exit: Option<i32>, video_present: bool) -> bool {
         // A guardrail block exits 1 here (reference §4): the exit status decides.
         exit == Some(0) && video_present
@@ -308,8 +291,6 @@ impl Model for Transfer1 {
             commit: crate::setup::COMMIT,
             image_name: crate::setup::IMAGE_NAME,
             checkpoints: CheckpointSource::DownloadScript(crate::setup::DOWNLOAD_SCRIPT),
-            checkpoint_gb: crate::setup::CHECKPOINT_SPACE_GB,
-            gpu_memory_gib: 40.0,
         }
     }
 }
@@ -466,10 +447,6 @@ impl Model for Transfer25 {
         "Cosmos-Transfer2.5"
     }
 
-    fn hints(&self) -> &'static [Hint] {
-        &T25_HINTS
-    }
-
     fn defaults(&self, base: &mut RunParams) {
         base.seed = spec25::DEFAULT_SEED;
         base.guidance = f64::from(spec25::DEFAULT_GUIDANCE);
@@ -524,12 +501,6 @@ impl Model for Transfer25 {
 
     fn primary_output(&self, name: &str) -> String {
         format!("{name}.mp4")
-    }
-
-    fn extra_outputs(&self, name: &str, controls: &[Hint]) -> Vec<String> {
-        let mut out = vec![format!("{name}.txt"), format!("{name}.json")];
-        out.extend(controls.iter().map(|h| format!("{name}_control_{h}.mp4")));
-        out
     }
 
     fn succeeded(&self, exit: Option<i32>, video_present: bool) -> bool {
@@ -600,8 +571,6 @@ impl Model for Transfer25 {
             commit: T25_COMMIT,
             image_name: "cosmos-transfer2.5",
             checkpoints: CheckpointSource::HubFiles(T25_HUB_FILES),
-            checkpoint_gb: 100.0,
-            gpu_memory_gib: 65.4,
         }
     }
 }
@@ -765,11 +734,6 @@ mod tests {
             "torchrun --nproc_per_node=2 --master_port=12341 examples/inference.py -i /r/spec.json -o /r/out --model edge"
         );
         assert_eq!(Transfer25.primary_output("rs_1"), "rs_1.mp4");
-        assert!(
-            Transfer25
-                .extra_outputs("rs_1", &[Hint::Edge])
-                .contains(&"rs_1_control_edge.mp4".to_owned())
-        );
         // Exit 0 without a video is the guardrail's block, not a success.
         assert!(!Transfer25.succeeded(Some(0), false));
         assert!(Transfer25.succeeded(Some(0), true));

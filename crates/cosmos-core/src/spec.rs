@@ -3,7 +3,7 @@
 //! run parameters into the JSON `transfer.py` reads.
 
 mod build;
-mod validate;
+pub(crate) mod validate;
 
 pub use build::{TransferSpec, TransferSpecInput, build_transfer_spec, build_upscale_spec};
 pub use validate::{CosmosError, SpecLog, VALID_HINT_KEYS, split_spec, validate_controls};

@@ -54,7 +54,7 @@ impl std::fmt::Display for ValidationError {
                 e.msg,
                 e.kind,
                 py_repr_short(&e.input),
-                py_type(&e.input),
+                crate::spec::validate::python_type(&e.input),
                 e.kind
             )?;
         }
@@ -102,18 +102,6 @@ fn py_repr_short(v: &Value) -> String {
     let head: String = chars[..50].iter().collect();
     let tail: String = chars[chars.len() - 49..].iter().collect();
     format!("{head}...{tail}")
-}
-
-fn py_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "NoneType",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "str",
-        Value::Array(_) => "list",
-        Value::Object(_) => "dict",
-    }
 }
 
 #[derive(Clone, Copy)]

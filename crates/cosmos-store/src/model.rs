@@ -136,7 +136,7 @@ pub struct TargetOffer {
     pub rehearsal: bool,
     /// The most runs one process may take there (1: no batches).
     pub max_batch: u32,
-    /// The models it is set up for; empty: Cosmos-Transfer1 only.
+    /// The models it is set up for: only runs of these are placed there.
     pub models: Vec<String>,
 }
 
@@ -149,7 +149,7 @@ impl TargetOffer {
             pinned_only: false,
             rehearsal: false,
             max_batch: 1,
-            models: Vec::new(),
+            models: vec![cosmos_core::model::DEFAULT_MODEL.to_owned()],
         }
     }
 }

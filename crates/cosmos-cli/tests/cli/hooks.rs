@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::local::Local;
-use super::support::s;
+use super::support::{s, stop_worker};
 
 /// Writes `cosmos.toml` (owner-only: a hook may hold a secret).
 fn configure(l: &Local, toml: &str) {
@@ -86,19 +86,10 @@ fn a_program_hook_hears_each_runs_end_and_each_empty_queue_once() {
 
     // A worker drives the next run while `cosmos run` follows it: two processes with the
     // same hooks see its end; one tells.
-    let mut worker = l
-        .home
-        .command(&["worker"])
-        .env("PATH", l.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("worker");
+    let worker = l.home.spawn_worker(&[("PATH", &l.path())]);
     let by_worker = l.run_ok("b", "a green tram", &scene);
     let by_worker_id = by_worker["id"].as_str().expect("id").to_owned();
-    let pid = rustix::process::Pid::from_child(&worker);
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    assert!(worker.wait().expect("worker").success());
+    stop_worker(worker);
 
     let events = deliveries(got.path());
     assert_eq!(count(&events, "run.succeeded", &ok_id), 1, "{events:#?}");

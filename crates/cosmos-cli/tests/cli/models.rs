@@ -4,14 +4,13 @@
 //! without a video a failure, and each model's parameters refused for the other.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::local::Local;
 use super::remote::{add_fixture_target, containers, sha256, wait_for};
-use super::support::s;
+use super::support::{s, stop_worker};
 use cosmos_testkit::{SshHost, sim_binary};
 
 /// A cosmos-transfer2.5 checkout (its entry point) in `dir`.
@@ -61,6 +60,69 @@ fn output_names(run: &Value) -> Vec<String> {
                 .to_owned()
         })
         .collect()
+}
+
+/// A home with target `gpu25` set up for Transfer2.5 on a fresh sshd host (trusted; the sim
+/// image in the real Docker engine), its model's environment `env`.
+struct Ssh25 {
+    l: Local,
+    host: SshHost,
+}
+
+impl Ssh25 {
+    fn new(env: &[&str], extra: &[&str]) -> Self {
+        let l = Local::new();
+        let host = SshHost::start().expect("sshd fixture");
+        transfer25_checkout(&host.cosmos_dir());
+        let mut extra = extra.to_vec();
+        extra.extend(["--model", "transfer2.5"]);
+        add_fixture_target(&l.home, "gpu25", &host, env, &extra);
+        let t = Ssh25 { l, host };
+        t.run(&["target", "trust", "gpu25", "--yes"]).ok();
+        t
+    }
+
+    fn home(&self) -> String {
+        self.l.home.path().display().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> super::support::Out {
+        self.l.home.run_with(args, &[("HOME", &self.home())])
+    }
+
+    /// `cosmos run TEXT SCENE --model transfer2.5 --no-wait`: the new run's id.
+    fn queue(&self, text: &str, scene: &Path) -> String {
+        self.run(&["run", text, s(scene), "--model", "transfer2.5", "--no-wait"])
+            .ok()
+            .stdout
+            .trim()
+            .to_owned()
+    }
+
+    fn worker(&self) -> std::process::Child {
+        self.l.home.spawn_worker(&[("HOME", &self.home())])
+    }
+
+    fn show(&self, id: &str) -> Value {
+        self.run(&["show", id, "--json"]).ok().json()["run"].clone()
+    }
+
+    fn wait_until(&self, id: &str, status: &str) {
+        wait_for(
+            &format!("{id} to be {status}"),
+            Duration::from_secs(120),
+            || self.show(id)["status"] == status,
+        );
+    }
+
+    /// Every model start on the host, as cosmos-sim recorded it.
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.host.record_file())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("record"))
+            .collect()
+    }
 }
 
 #[test]
@@ -321,23 +383,14 @@ fn a_mixed_queue_places_each_run_on_its_models_target_and_batches_within_a_model
             ids.push((model, out.stdout.trim().to_owned()));
         }
     }
-    let mut worker = l
-        .home
-        .command(&["worker"])
-        .env("PATH", l.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("worker");
+    let worker = l.home.spawn_worker(&[("PATH", &l.path())]);
     wait_for("all six runs to end", Duration::from_secs(120), || {
         ids.iter().all(|(_, id)| {
             let run = l.run(&["show", id, "--json"]).ok().json();
             run["run"]["status"] == "succeeded"
         })
     });
-    let pid = rustix::process::Pid::from_child(&worker);
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    assert!(worker.wait().expect("worker").success());
+    stop_worker(worker);
     let mut t1_batches = std::collections::BTreeSet::new();
     for (model, id) in &ids {
         let run = l.run(&["show", id, "--json"]).ok().json()["run"].clone();
@@ -359,41 +412,24 @@ fn a_mixed_queue_places_each_run_on_its_models_target_and_batches_within_a_model
 
 #[test]
 fn a_transfer25_run_goes_through_ssh_into_docker() {
-    let l = Local::new();
-    let host = SshHost::start().expect("sshd fixture");
-    transfer25_checkout(&host.cosmos_dir());
-    add_fixture_target(
-        &l.home,
-        "gpu25",
-        &host,
-        &[],
-        &["--model", "transfer2.5", "--gpus", "2"],
-    );
-    let home = l.home.path().display().to_string();
-    let env = [("HOME", home.as_str())];
-    l.home
-        .run_with(&["target", "trust", "gpu25", "--yes"], &env)
-        .ok();
-    let scene = l.home.standard_scene("shot");
-    let out = l
-        .home
-        .run_with(
-            &[
-                "run",
-                "a harbour at dawn",
-                s(&scene),
-                "--model",
-                "transfer2.5",
-                "--weights",
-                "depth=1",
-                "--json",
-            ],
-            &env,
-        )
-        .ok();
-    let run = out.json();
+    let t = Ssh25::new(&[], &["--gpus", "2"]);
+    let scene = t.l.home.standard_scene("shot");
+    let run_json = |text: &str| {
+        t.run(&[
+            "run",
+            text,
+            s(&scene),
+            "--model",
+            "transfer2.5",
+            "--weights",
+            "depth=1",
+            "--json",
+        ])
+        .json()
+    };
+    let run = run_json("a harbour at dawn");
     let id = run["id"].as_str().expect("id");
-    assert_eq!(run["status"], "succeeded", "{run}\n{}", out.stderr);
+    assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(output_names(&run)[0], format!("{id}.mp4"));
     assert!(output_names(&run).contains(&format!("{id}_control_depth.mp4")));
     // The container had Transfer2.5's settings: the venv kept from the image, its cache
@@ -406,184 +442,73 @@ fn a_transfer25_run_goes_through_ssh_into_docker() {
     );
     assert!(launch.contains("--model\",\"depth\""), "{launch}");
     assert_eq!(containers(id), "");
-    let records: Vec<Value> = std::fs::read_to_string(host.record_file())
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("record"))
-        .collect();
+    let records = t.records();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["script"], "examples/inference.py");
     assert_eq!(records[0]["exit_code"], 0);
 
     // Its guardrail over the same path: exit 0, no video, a failed run with the reason.
-    let blocked = l.home.run_with(
-        &[
-            "run",
-            "forbiddenfruit",
-            s(&scene),
-            "--model",
-            "transfer2.5",
-            "--weights",
-            "depth=1",
-            "--json",
-        ],
-        &env,
-    );
-    let b = blocked.json();
+    let b = run_json("forbiddenfruit");
     assert_eq!(b["failure_code"], "guardrail_blocked", "{b}");
     assert_eq!(b["exit_code"], 0);
 }
 
 #[test]
 fn a_transfer25_run_over_ssh_is_cancelled_fails_with_its_reason_and_is_retried() {
-    let l = Local::new();
-    let host = SshHost::start().expect("sshd fixture");
-    transfer25_checkout(&host.cosmos_dir());
-    add_fixture_target(
-        &l.home,
-        "gpu25",
-        &host,
-        &["COSMOS_SIM_FAIL=hang"],
-        &["--model", "transfer2.5", "--gpus", "1"],
-    );
-    let home = l.home.path().display().to_string();
-    let env = [("HOME", home.as_str())];
-    let run = |args: &[&str]| l.home.run_with(args, &env);
-    run(&["target", "trust", "gpu25", "--yes"]).ok();
-    let scene = l.home.standard_scene("shot");
+    let t = Ssh25::new(&["COSMOS_SIM_FAIL=hang"], &["--gpus", "1"]);
+    let scene = t.l.home.standard_scene("shot");
 
     // A model that stops making progress: cancelled by the user, its container killed.
-    let id = run(&[
-        "run",
-        "a long take",
-        s(&scene),
-        "--model",
-        "transfer2.5",
-        "--no-wait",
-    ])
-    .ok()
-    .stdout
-    .trim()
-    .to_owned();
-    let mut worker = l
-        .home
-        .command(&["worker"])
-        .env("HOME", &home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("worker");
-    let status = |id: &str| run(&["show", id, "--json"]).ok().json()["run"]["status"].clone();
-    wait_for("the run to start", Duration::from_secs(120), || {
-        status(&id) == "running"
-    });
-    run(&["kill", &id]).ok();
-    wait_for("the run to end", Duration::from_secs(60), || {
-        status(&id) == "cancelled"
-    });
+    let id = t.queue("a long take", &scene);
+    let worker = t.worker();
+    t.wait_until(&id, "running");
+    t.run(&["kill", &id]).ok();
+    t.wait_until(&id, "cancelled");
     wait_for("its container to go", Duration::from_secs(30), || {
         containers(&id).is_empty()
     });
 
     // Out of GPU memory: failed with PyTorch's reason, classified.
-    run(&["target", "edit", "gpu25", "--env", "COSMOS_SIM_FAIL=oom"]).ok();
-    let oom = run(&[
-        "run",
-        "a short take",
-        s(&scene),
-        "--model",
-        "transfer2.5",
-        "--no-wait",
-    ])
-    .ok()
-    .stdout
-    .trim()
-    .to_owned();
-    wait_for("the run to fail", Duration::from_secs(120), || {
-        status(&oom) == "failed"
-    });
-    let failed = run(&["show", &oom, "--json"]).ok().json()["run"].clone();
+    t.run(&["target", "edit", "gpu25", "--env", "COSMOS_SIM_FAIL=oom"])
+        .ok();
+    let oom = t.queue("a short take", &scene);
+    t.wait_until(&oom, "failed");
+    let failed = t.show(&oom);
     assert_eq!(failed["failure_code"], "out_of_memory", "{failed}");
     assert_eq!(failed["exit_code"], 1);
 
     // Retried once the host is fixed: a new run of the same model, which succeeds.
-    run(&["target", "edit", "gpu25", "--unset-env", "COSMOS_SIM_FAIL"]).ok();
-    let again = run(&["retry", &oom, "--no-wait", "--json"]).ok().json();
+    t.run(&["target", "edit", "gpu25", "--unset-env", "COSMOS_SIM_FAIL"])
+        .ok();
+    let again = t.run(&["retry", &oom, "--no-wait", "--json"]).ok().json();
     let again_id = again["id"].as_str().expect("id").to_owned();
     assert_eq!(again["params"]["model"], "transfer2.5");
     assert_eq!(again["retry_of"], oom.as_str());
-    wait_for("the retry to succeed", Duration::from_secs(120), || {
-        status(&again_id) == "succeeded"
-    });
-    let pid = rustix::process::Pid::from_child(&worker);
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    assert!(worker.wait().expect("worker").success());
-    let done = run(&["show", &again_id, "--json"]).ok().json()["run"].clone();
-    assert_eq!(output_names(&done)[0], format!("{again_id}.mp4"));
+    t.wait_until(&again_id, "succeeded");
+    stop_worker(worker);
+    assert_eq!(
+        output_names(&t.show(&again_id))[0],
+        format!("{again_id}.mp4")
+    );
 }
 
 #[test]
 fn a_worker_killed_during_a_transfer25_run_is_replaced_and_the_model_runs_once() {
-    let l = Local::new();
-    let host = SshHost::start().expect("sshd fixture");
-    transfer25_checkout(&host.cosmos_dir());
-    add_fixture_target(
-        &l.home,
-        "gpu25",
-        &host,
-        &["COSMOS_SIM_LOAD_SECONDS=3"],
-        &["--model", "transfer2.5", "--gpus", "1"],
-    );
-    let home = l.home.path().display().to_string();
-    let env = [("HOME", home.as_str())];
-    let run = |args: &[&str]| l.home.run_with(args, &env);
-    run(&["target", "trust", "gpu25", "--yes"]).ok();
-    let scene = l.home.standard_scene("shot");
-    let id = run(&[
-        "run",
-        "through the storm",
-        s(&scene),
-        "--model",
-        "transfer2.5",
-        "--no-wait",
-    ])
-    .ok()
-    .stdout
-    .trim()
-    .to_owned();
-    let worker = || {
-        l.home
-            .command(&["worker"])
-            .env("HOME", &home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("worker")
-    };
-    let status = |id: &str| run(&["show", id, "--json"]).ok().json()["run"]["status"].clone();
+    let t = Ssh25::new(&["COSMOS_SIM_LOAD_SECONDS=3"], &["--gpus", "1"]);
+    let scene = t.l.home.standard_scene("shot");
+    let id = t.queue("through the storm", &scene);
     // Killed while its model loads in the container: the model goes on without it.
-    let mut doomed = worker();
-    wait_for("the run to start", Duration::from_secs(120), || {
-        status(&id) == "running"
-    });
+    let mut doomed = t.worker();
+    t.wait_until(&id, "running");
     doomed.kill().expect("kill -9");
     let _ = doomed.wait();
-    assert_eq!(status(&id), "running");
+    assert_eq!(t.show(&id)["status"], "running");
     // Another worker takes it over, follows the same model to its end and collects it.
-    let mut rescuer = worker();
-    wait_for("the run to succeed", Duration::from_secs(120), || {
-        status(&id) == "succeeded"
-    });
-    let pid = rustix::process::Pid::from_child(&rescuer);
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    assert!(rescuer.wait().expect("worker").success());
-    let done = run(&["show", &id, "--json"]).ok().json()["run"].clone();
-    assert_eq!(output_names(&done)[0], format!("{id}.mp4"));
-    let records: Vec<Value> = std::fs::read_to_string(host.record_file())
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("record"))
-        .collect();
+    let rescuer = t.worker();
+    t.wait_until(&id, "succeeded");
+    stop_worker(rescuer);
+    assert_eq!(output_names(&t.show(&id))[0], format!("{id}.mp4"));
+    let records = t.records();
     assert_eq!(records.len(), 1, "the model ran once: {records:?}");
     assert_eq!(containers(&id), "");
 }

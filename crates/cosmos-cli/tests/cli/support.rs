@@ -102,6 +102,16 @@ impl Home {
         self.run_with(args, &[])
     }
 
+    /// `cosmos worker` in the background with `env` besides, its output discarded.
+    pub fn spawn_worker(&self, env: &[(&str, &str)]) -> std::process::Child {
+        self.command(&["worker"])
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cosmos worker")
+    }
+
     /// `cosmos prompt create TEXT --inputs INPUTS --json`: the new prompt.
     #[track_caller]
     pub fn prompt_on(&self, text: &str, inputs: &str) -> Value {
@@ -144,4 +154,12 @@ pub fn video(path: &Path, w: u32, h: u32, frames: u32, fps: u32) {
 /// The path as a `&str` for command lines.
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
+}
+
+/// Stops a worker as an operator does (SIGTERM) and checks that it exited cleanly.
+#[track_caller]
+pub fn stop_worker(mut worker: std::process::Child) {
+    let pid = rustix::process::Pid::from_child(&worker);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    assert!(worker.wait().expect("worker").success());
 }

@@ -78,7 +78,8 @@ pub fn split_spec(spec: &Map<String, Value>) -> Result<(SpecMap, SpecMap), Cosmo
     Ok((controls, args))
 }
 
-fn python_type(v: &Value) -> &'static str {
+/// The name of a JSON value's Python type, as error messages print it.
+pub(crate) fn python_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "NoneType",
         Value::Bool(_) => "bool",

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use cosmos_core::launch::RunLayout;
-use cosmos_core::progress::{Milestone, ProgressParser};
+use cosmos_core::progress::Milestone;
 use cosmos_core::{Run, RunStatus};
 use cosmos_remote::runtime::ModelState;
 
@@ -43,10 +43,8 @@ impl Services {
         let env = self.exec_env()?;
         let (mut log, mut offset) = open_local_log(&local_log(&env.data_dir, &run.id))?;
         // The model's adapter reads its log (clip milestones, or chunks and step bars).
-        let mut parser = match cosmos_core::model::model(&run.params.model) {
-            Ok(model) => model.progress(self.frames_of(run).await?, &run.params),
-            Err(_) => Box::new(ProgressParser::new(self.clips_of(run).await?)),
-        };
+        let mut parser =
+            crate::runs::model_of(&run.params)?.progress(self.frames_of(run).await?, &run.params);
         let mut lines = crate::lines::Lines::default();
         let mut last: Option<String> = None;
         let (events, writer) = self.milestone_writer();

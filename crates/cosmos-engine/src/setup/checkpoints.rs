@@ -62,6 +62,25 @@ fn container_name(target: &str) -> String {
     format!("cosmos-setup-{target}")
 }
 
+/// Whether the target's download container still runs. A download still running (setup lost
+/// sight of it) is followed again; one that ended unseen is discarded and started anew, which
+/// skips what is already there.
+async fn download_running(h: &Host, docker: &Docker, target: &str) -> EngineResult<bool> {
+    let container = container_name(target);
+    let state = h
+        .runner
+        .run(&docker.docker(&["inspect", "--format", "{{.State.Running}}", &container]))
+        .await?;
+    let running = state.success() && state.stdout_text().trim() == "true";
+    if state.success() && !running {
+        let _ = h
+            .runner
+            .run(&docker.docker(&["rm", "--force", &container]))
+            .await;
+    }
+    Ok(running)
+}
+
 fn ckpt_dir(target: &Target) -> String {
     format!("{}/checkpoints", target.config.cosmos_dir)
 }
@@ -322,20 +341,7 @@ impl Services {
             }
             _ => false,
         };
-        let container = container_name(&target.name);
-        let state = h
-            .runner
-            .run(&docker.docker(&["inspect", "--format", "{{.State.Running}}", &container]))
-            .await?;
-        // A download still running (setup lost sight of it) is followed again; one that ended
-        // unseen is discarded and started anew, which skips what is already there.
-        let running = state.success() && state.stdout_text().trim() == "true";
-        if state.success() && !running {
-            let _ = h
-                .runner
-                .run(&docker.docker(&["rm", "--force", &container]))
-                .await;
-        }
+        let running = download_running(h, docker, &target.name).await?;
         if unchanged && cache_complete && !running {
             let detail = old.as_ref().map(amount_text).unwrap_or_default();
             step(
@@ -462,18 +468,7 @@ impl Services {
                 files.len()
             ),
         });
-        let container = container_name(&target.name);
-        let state = h
-            .runner
-            .run(&docker.docker(&["inspect", "--format", "{{.State.Running}}", &container]))
-            .await?;
-        let running = state.success() && state.stdout_text().trim() == "true";
-        if state.success() && !running {
-            let _ = h
-                .runner
-                .run(&docker.docker(&["rm", "--force", &container]))
-                .await;
-        }
+        let running = download_running(h, docker, &target.name).await?;
         let there = !running && all_there(paths.clone()).await?;
         if there {
             step(

@@ -8,6 +8,13 @@ use super::support::{Scene, TestResult, assert_in_order, ffprobe_frames, run};
 
 const SCRIPT: &str = "examples/inference.py";
 
+/// `python examples/inference.py ARGS` in the scene's checkout.
+fn python(scene: &Scene, args: &[&str]) -> std::process::Command {
+    let mut all = vec!["python", SCRIPT];
+    all.extend_from_slice(args);
+    scene.command(&all)
+}
+
 fn scene() -> Scene {
     let scene = Scene::new();
     std::fs::create_dir_all(scene.checkout().join("examples")).expect("examples");
@@ -91,7 +98,7 @@ fn a_valid_spec_writes_upstreams_outputs_with_its_milestones() -> TestResult {
         );
     }
     // COSMOS_VERBOSE=1 shows the chunk lines on stdout.
-    let mut cmd = scene.command(&["python", SCRIPT, "-i", "spec.json", "-o", "out"]);
+    let mut cmd = python(&scene, &["-i", "spec.json", "-o", "out"]);
     cmd.env("COSMOS_VERBOSE", "1");
     let out = run(&mut cmd).ok();
     assert!(
@@ -100,16 +107,10 @@ fn a_valid_spec_writes_upstreams_outputs_with_its_milestones() -> TestResult {
         out.stdout
     );
     // A CLI override wins over the spec.
-    let out = run(&mut scene.command(&[
-        "python",
-        SCRIPT,
-        "-i",
-        "spec.json",
-        "-o",
-        "o2",
-        "--num-steps",
-        "2",
-    ]))
+    let out = run(&mut python(
+        &scene,
+        &["-i", "spec.json", "-o", "o2", "--num-steps", "2"],
+    ))
     .ok();
     assert!(out.stderr.contains("| 2/2 ["), "{}", out.stderr);
     Ok(())
@@ -147,7 +148,7 @@ fn specs_pydantic_refuses_exit_1_with_its_message() -> TestResult {
     ];
     for (spec, needle) in cases {
         scene.file("bad.json", &spec.to_string());
-        let out = run(&mut scene.command(&["python", SCRIPT, "-i", "bad.json", "-o", "out"]));
+        let out = run(&mut python(&scene, &["-i", "bad.json", "-o", "out"]));
         assert_eq!(out.code, 1, "{spec}: {}", out.stderr);
         assert!(
             out.stderr
@@ -162,7 +163,7 @@ fn specs_pydantic_refuses_exit_1_with_its_message() -> TestResult {
     let good = json!({"name": "a", "prompt": "p", "video_path": color, "edge": {}});
     let bad = json!({"name": "b", "prompt": "p", "video_path": color, "edge": {}, "guidance": 9});
     scene.file("batch.jsonl", &format!("{good}\n{bad}\n"));
-    let out = run(&mut scene.command(&["python", SCRIPT, "-i", "batch.jsonl", "-o", "out"]));
+    let out = run(&mut python(&scene, &["-i", "batch.jsonl", "-o", "out"]));
     assert_eq!(out.code, 1);
     assert!(
         out.stderr.contains("from 'batch.jsonl' at line 1\n"),
@@ -174,22 +175,16 @@ fn specs_pydantic_refuses_exit_1_with_its_message() -> TestResult {
             .contains("Input should be less than or equal to 7")
     );
     scene.file("dup.jsonl", &format!("{good}\n{good}\n"));
-    let out = run(&mut scene.command(&["python", SCRIPT, "-i", "dup.jsonl", "-o", "out"]));
+    let out = run(&mut python(&scene, &["-i", "dup.jsonl", "-o", "out"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
     // tyro's own refusals exit 2.
-    let out = run(&mut scene.command(&["python", SCRIPT, "-i", "dup.jsonl"]));
+    let out = run(&mut python(&scene, &["-i", "dup.jsonl"]));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("Required options: -o/--output-dir"));
-    let out = run(&mut scene.command(&[
-        "python",
-        SCRIPT,
-        "-i",
-        "dup.jsonl",
-        "-o",
-        "o",
-        "--num-gpus",
-        "2",
-    ]));
+    let out = run(&mut python(
+        &scene,
+        &["-i", "dup.jsonl", "-o", "o", "--num-gpus", "2"],
+    ));
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("Unrecognized options: --num-gpus"),
@@ -208,7 +203,7 @@ fn a_blocked_prompt_exits_0_without_a_video_unless_told_not_to_keep_going() -> T
         &json!({"name": "b", "prompt": "a bowl of forbiddenfruit", "video_path": color, "edge": {}})
             .to_string(),
     );
-    let out = run(&mut scene.command(&["python", SCRIPT, "-i", "spec.json", "-o", "out"])).ok();
+    let out = run(&mut python(&scene, &["-i", "spec.json", "-o", "out"])).ok();
     assert!(
         out.stdout.contains("|CRITICAL|")
             && out
@@ -220,31 +215,20 @@ fn a_blocked_prompt_exits_0_without_a_video_unless_told_not_to_keep_going() -> T
     assert!(!scene.checkout().join("out/b.mp4").exists());
     assert!(scene.checkout().join("out/b.json").exists());
     // A blocked output: the console says nothing more than the check.
-    let mut cmd = scene.command(&[
-        "python",
-        SCRIPT,
-        "-i",
-        "spec.json",
-        "-o",
-        "out2",
-        "--prompt",
-        "a calm lake",
-    ]);
+    let mut cmd = python(
+        &scene,
+        &["-i", "spec.json", "-o", "out2", "--prompt", "a calm lake"],
+    );
     cmd.env("COSMOS_SIM_FAIL", "unsafe_video");
     let out = run(&mut cmd).ok();
     assert!(out.stdout.contains("Running guardrail check on video..."));
     assert!(!out.stdout.contains("GUARDRAIL BLOCKED"), "{}", out.stdout);
     assert!(!scene.checkout().join("out2/b.mp4").exists());
     // --no-keep-going turns the block into an exception.
-    let out = run(&mut scene.command(&[
-        "python",
-        SCRIPT,
-        "-i",
-        "spec.json",
-        "-o",
-        "out3",
-        "--no-keep-going",
-    ]));
+    let out = run(&mut python(
+        &scene,
+        &["-i", "spec.json", "-o", "out3", "--no-keep-going"],
+    ));
     assert_eq!(out.code, 1);
     assert!(
         out.stderr.starts_with("Traceback (most recent call last):"),

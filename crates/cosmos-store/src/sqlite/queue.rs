@@ -99,7 +99,7 @@ pub(crate) async fn claim(
     let most_free = slots.iter().map(TargetSlots::free).max().unwrap_or(0);
     let candidates: Vec<CandidateRow> = sqlx::query_as(
         "SELECT id, gpus, target_pin, input_set_id, avoid_targets, signature, batch_limit, \
-         coalesce(json_extract(params, '$.model'), 'transfer1') AS model \
+         coalesce(json_extract(params, '$.model'), ?6) AS model \
          FROM runs INDEXED BY runs_queue \
          WHERE status = 'queued' AND (lease_owner IS NULL OR lease_expires_at < ?1) \
          AND (not_before IS NULL OR not_before <= ?1) AND (?2 IS NULL OR id = ?2) \
@@ -113,6 +113,8 @@ pub(crate) async fn claim(
     .bind(LOOKAHEAD)
     .bind(i64::from(most_free))
     .bind(to_json(&open))
+    // A run that names no model is Cosmos-Transfer1's (its params leave the default out).
+    .bind(cosmos_core::model::DEFAULT_MODEL)
     .fetch_all(&mut *tx)
     .await
     .during("read the queue")?;
@@ -129,14 +131,9 @@ pub(crate) async fn claim(
     {
         // Only targets set up for the run's model are offered to it.
         let runs_model = |name: &str| {
-            req.targets.iter().any(|t| {
-                t.name == name
-                    && if t.models.is_empty() {
-                        model == "transfer1"
-                    } else {
-                        t.models.contains(&model)
-                    }
-            })
+            req.targets
+                .iter()
+                .any(|t| t.name == name && t.models.contains(&model))
         };
         let fitting: Vec<TargetSlots>;
         let slots: &[TargetSlots] = if slots.iter().all(|s| runs_model(&s.name)) {
