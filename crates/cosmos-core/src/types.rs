@@ -61,6 +61,10 @@ pub struct Prompt {
     pub negative: Option<String>,
     pub input_set_id: Option<InputSetId>,
     pub parent_id: Option<PromptId>,
+    /// The model its runs use when a run names none (`transfer2.5`); none: the configured
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -125,6 +125,7 @@ impl Services {
                 negative: parent.negative.clone(),
                 input_set_id: parent.input_set_id.clone(),
                 parent_id: Some(parent.id.clone()),
+                model: parent.model.clone(),
                 created_at: cosmos_core::now(),
             })
             .await?;

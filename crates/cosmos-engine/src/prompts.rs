@@ -43,6 +43,8 @@ pub struct CreatePromptRequest {
     /// A new prompt even when one with the same text, negative text and input set exists
     /// (otherwise that one is reused, as `cosmos run "text" DIR` does).
     pub new: bool,
+    /// The model its runs use when they name none (`transfer2.5`).
+    pub model: Option<String>,
 }
 
 /// A prompt as `create` left it: made now, or an identical one reused.
@@ -63,6 +65,21 @@ pub struct EditPromptRequest {
     pub name: Option<String>,
     /// `Some(None)` detaches the input set.
     pub inputs: Option<Option<InputsRef>>,
+    /// The model its runs use when they name none; `Some("")` clears it.
+    pub model: Option<String>,
+}
+
+/// A model named for a prompt, by its adapter's name.
+fn prompt_model(name: &str) -> EngineResult<String> {
+    cosmos_core::model::model(name)
+        .map(|m| m.name().to_owned())
+        .map_err(|e| {
+            EngineError::refused(
+                crate::ErrorKind::InvalidInput,
+                "unknown_model",
+                e.to_string(),
+            )
+        })
 }
 
 /// Checks prompt text; returns it trimmed.
@@ -148,6 +165,7 @@ impl Services {
     ) -> EngineResult<CreatedPrompt> {
         let text = validate_text("prompt text", &req.text)?;
         let negative = normalise_negative(req.negative.as_deref())?;
+        let model = req.model.as_deref().map(prompt_model).transpose()?;
         let name = match &req.name {
             Some(n) => {
                 let n = validate_name(n)?;
@@ -177,6 +195,7 @@ impl Services {
                 .store()
                 .find_prompt(&text, negative.as_deref(), input_set_id.as_ref())
                 .await?
+            && prompt.model == model
         {
             return Ok(CreatedPrompt {
                 prompt,
@@ -193,6 +212,7 @@ impl Services {
                 negative,
                 input_set_id,
                 parent_id: None,
+                model,
                 created_at: cosmos_core::now(),
             })
             .await?;
@@ -219,9 +239,15 @@ impl Services {
         if let Some(name) = &req.name {
             update.name = Some(validate_name(name)?);
         }
+        if let Some(model) = &req.model {
+            update.model = Some(match model.trim() {
+                "" => None,
+                name => Some(prompt_model(name)?),
+            });
+        }
         if update.is_empty() && req.inputs.is_none() {
             return Err(EngineError::Invalid(
-                "nothing to change: pass --text, --negative, --name, --inputs or --no-inputs"
+                "nothing to change: pass --text, --negative, --name, --inputs, --no-inputs, --model or --no-model"
                     .into(),
             ));
         }

@@ -228,6 +228,7 @@ impl Services {
                 negative,
                 input_set_id: Some(set.id.clone()),
                 parent_id: None,
+                model: None,
                 created_at: at,
                 updated_at: at,
             };

@@ -48,6 +48,7 @@ impl Fixture {
                 negative: None,
                 input_set_id: Some(set.id.clone()),
                 parent_id: None,
+                model: None,
                 created_at: cosmos_core::now(),
             })
             .await?;
@@ -355,6 +356,7 @@ async fn rehearsal(f: &Fixture, engine: &Services) -> Result<Target, Box<dyn std
             name: Some("harbour".into()),
             inputs: Some(cosmos_engine::InputsRef::Dir(scene)),
             new: false,
+            model: None,
         })
         .await?;
     Ok(target)

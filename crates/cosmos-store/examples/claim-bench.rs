@@ -36,6 +36,7 @@ async fn fill(path: &Path, queued: usize) -> SqliteStore {
             negative: None,
             input_set_id: Some(set.id.clone()),
             parent_id: None,
+            model: None,
             created_at: cosmos_core::now(),
         })
         .await

@@ -24,6 +24,8 @@ pub struct NewPrompt {
     pub negative: Option<String>,
     pub input_set_id: Option<InputSetId>,
     pub parent_id: Option<PromptId>,
+    /// The model its runs use when they name none.
+    pub model: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -36,6 +38,8 @@ pub struct PromptUpdate {
     pub negative: Option<Option<String>>,
     /// `Some(None)` detaches the input set.
     pub input_set_id: Option<Option<InputSetId>>,
+    /// `Some(None)` clears the prompt's model.
+    pub model: Option<Option<String>>,
 }
 
 impl PromptUpdate {
@@ -44,6 +48,7 @@ impl PromptUpdate {
             && self.text.is_none()
             && self.negative.is_none()
             && self.input_set_id.is_none()
+            && self.model.is_none()
     }
 }
 

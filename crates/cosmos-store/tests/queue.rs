@@ -47,6 +47,7 @@ impl Queue {
                 negative: None,
                 input_set_id: Some(set.id.clone()),
                 parent_id: None,
+                model: None,
                 created_at: cosmos_core::now(),
             })
             .await?;

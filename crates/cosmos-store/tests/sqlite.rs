@@ -25,6 +25,7 @@ fn new_prompt(text: &str, name: PromptName, set: Option<&InputSet>) -> NewPrompt
         negative: None,
         input_set_id: set.map(|s| s.id.clone()),
         parent_id: None,
+        model: None,
         created_at: cosmos_core::now(),
     }
 }

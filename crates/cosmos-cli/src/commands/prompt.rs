@@ -25,7 +25,7 @@ pub enum Command {
     List(ListArgs),
     /// Show a prompt, its input set and its runs
     Show(ShowArgs),
-    /// Change a prompt's text, negative text, name or input set (runs keep what they used)
+    /// Change a prompt's text, negative text, name, input set or model (runs keep what they used)
     Edit(EditArgs),
     /// Remove a prompt
     Rm(RmArgs),
@@ -67,6 +67,10 @@ pub struct CreateArgs {
     /// otherwise, as `cosmos run "TEXT" DIR` does)
     #[arg(long)]
     new: bool,
+    /// The model its runs use when they name none (transfer1, transfer2.5) [default: the
+    /// configured default]
+    #[arg(long)]
+    model: Option<String>,
     /// Print the new prompt as JSON
     #[arg(long)]
     json: bool,
@@ -83,6 +87,7 @@ impl CreateArgs {
                 name: self.name.clone(),
                 inputs: self.inputs.as_deref().map(InputsRef::parse),
                 new: self.new,
+                model: self.model.clone(),
             })
             .await?;
         let (prompt, added) = (created.prompt, created.added);
@@ -260,6 +265,12 @@ pub struct EditArgs {
     /// Detach the input set
     #[arg(long)]
     no_inputs: bool,
+    /// The model its runs use when they name none (transfer1, transfer2.5)
+    #[arg(long, conflicts_with = "no_model")]
+    model: Option<String>,
+    /// Its runs use the configured default model again
+    #[arg(long)]
+    no_model: bool,
     /// Print the prompt as JSON
     #[arg(long)]
     json: bool,
@@ -283,6 +294,11 @@ impl EditArgs {
                     negative: self.negative.clone(),
                     name: self.name.clone(),
                     inputs,
+                    model: if self.no_model {
+                        Some(String::new())
+                    } else {
+                        self.model.clone()
+                    },
                 },
             )
             .await?;

@@ -19,7 +19,7 @@ pub(crate) async fn import(pool: &SqlitePool, batch: &ImportBatch) -> StoreResul
     }
     for chunk in batch.prompts.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO prompts (id, name, text, negative, input_set_id, parent_id, created_at, updated_at) ",
+            "INSERT INTO prompts (id, name, text, negative, input_set_id, parent_id, model, created_at, updated_at) ",
         );
         qb.push_values(chunk, |mut b, p| {
             b.push_bind(p.id.as_str())
@@ -28,6 +28,7 @@ pub(crate) async fn import(pool: &SqlitePool, batch: &ImportBatch) -> StoreResul
                 .push_bind(p.negative.as_deref())
                 .push_bind(p.input_set_id.as_ref().map(InputSetId::as_str))
                 .push_bind(p.parent_id.as_ref().map(PromptId::as_str))
+                .push_bind(p.model.as_deref())
                 .push_bind(millis(p.created_at))
                 .push_bind(millis(p.updated_at));
         });

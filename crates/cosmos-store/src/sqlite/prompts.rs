@@ -17,12 +17,12 @@ pub(crate) struct PromptRow {
     negative: Option<String>,
     input_set_id: Option<String>,
     parent_id: Option<String>,
+    model: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
 
-const COLUMNS: &str =
-    "p.id, p.name, p.text, p.negative, p.input_set_id, p.parent_id, p.created_at, p.updated_at";
+const COLUMNS: &str = "p.id, p.name, p.text, p.negative, p.input_set_id, p.parent_id, p.model, p.created_at, p.updated_at";
 
 impl PromptRow {
     pub(crate) fn into_prompt(self) -> StoreResult<Prompt> {
@@ -33,6 +33,7 @@ impl PromptRow {
             negative: self.negative,
             input_set_id: parse_opt("input set id", self.input_set_id.as_deref())?,
             parent_id: parse_opt("prompt id", self.parent_id.as_deref())?,
+            model: self.model,
             created_at: time(self.created_at),
             updated_at: time(self.updated_at),
         })
@@ -68,8 +69,8 @@ pub(crate) async fn create(pool: &SqlitePool, new: &NewPrompt) -> StoreResult<Pr
     };
     let at = millis(new.created_at);
     let inserted = sqlx::query(
-        "INSERT INTO prompts (id, name, text, negative, input_set_id, parent_id, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO prompts (id, name, text, negative, input_set_id, parent_id, model, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(new.id.as_str())
     .bind(&name)
@@ -77,6 +78,7 @@ pub(crate) async fn create(pool: &SqlitePool, new: &NewPrompt) -> StoreResult<Pr
     .bind(new.negative.as_deref())
     .bind(new.input_set_id.as_ref().map(InputSetId::as_str))
     .bind(new.parent_id.as_ref().map(PromptId::as_str))
+    .bind(new.model.as_deref())
     .bind(at)
     .bind(at)
     .execute(&mut *tx)
@@ -180,13 +182,15 @@ pub(crate) async fn update(
     let text = u.text.clone().unwrap_or(current.text);
     let negative = u.negative.clone().unwrap_or(current.negative);
     let input_set = u.input_set_id.clone().unwrap_or(current.input_set_id);
+    let model = u.model.clone().unwrap_or(current.model);
     let result = sqlx::query(
-        "UPDATE prompts SET name = ?, text = ?, negative = ?, input_set_id = ?, updated_at = ? WHERE id = ?",
+        "UPDATE prompts SET name = ?, text = ?, negative = ?, input_set_id = ?, model = ?, updated_at = ? WHERE id = ?",
     )
     .bind(&name)
     .bind(&text)
     .bind(negative.as_deref())
     .bind(input_set.as_ref().map(InputSetId::as_str))
+    .bind(model.as_deref())
     .bind(millis(chrono::Utc::now()))
     .bind(id.as_str())
     .execute(pool)

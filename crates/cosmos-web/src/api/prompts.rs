@@ -84,6 +84,8 @@ pub(crate) struct CreatePromptBody {
     /// A new prompt even when an identical one exists (otherwise that one is returned).
     #[serde(default)]
     new: bool,
+    /// The model its runs use when they name none (`transfer1`, `transfer2.5`).
+    model: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -120,6 +122,7 @@ async fn create(
             name: body.name,
             inputs: body.inputs.as_deref().map(InputsRef::parse),
             new: body.new,
+            model: body.model,
         })
         .await?;
     let status = if created.reused {
@@ -300,9 +303,11 @@ pub(crate) struct EditPromptBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     inputs: Option<Option<String>>,
+    /// The model its runs use when they name none; `""` clears it.
+    model: Option<String>,
 }
 
-/// Changes a prompt's text, negative text, name or input set (runs keep what they ran).
+/// Changes a prompt's text, negative text, name, input set or model (runs keep what they ran).
 #[utoipa::path(patch, path = "/prompts/{id}", tag = "prompts", request_body = EditPromptBody,
     params(("id" = String, Path, description = "A prompt id, unique prefix or exact name")),
     responses(
@@ -323,6 +328,7 @@ async fn edit(
         negative: body.negative,
         name: body.name,
         inputs: body.inputs.map(|i| i.as_deref().map(InputsRef::parse)),
+        model: body.model,
     };
     Ok(Json(s.services.prompts().edit(&id, &req).await?))
 }
