@@ -122,6 +122,9 @@ pub fn prompt(out: &mut dyn Write, p: &Prompt, style: Style) -> io::Result<()> {
     if let Some(parent) = &p.parent_id {
         field(out, style, "enhanced from", parent.as_str())?;
     }
+    if let Some(model) = &p.model {
+        field(out, style, "model", model)?;
+    }
     text_field(out, style, "text", &p.text)?;
     text_field(out, style, "negative", p.negative.as_deref().unwrap_or("-"))
 }
@@ -264,6 +267,9 @@ pub fn run(out: &mut dyn Write, r: &Run, events: &[RunEvent], style: Style) -> i
         }
         for (hint, words) in &p.mask_prompts {
             text.push_str(&format!(" · {hint} mask \"{words}\""));
+        }
+        for (hint, m) in &p.mask_files {
+            text.push_str(&format!(" · {hint} mask {}", m.path));
         }
         text
     };

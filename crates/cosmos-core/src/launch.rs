@@ -11,6 +11,8 @@ pub const UPSAMPLED_MARK: &str = "Upsampled prompt: ";
 /// Where the checkout is mounted inside the container (the image holds no source).
 pub const CONTAINER_WORKSPACE: &str = "/workspace";
 
+use std::fmt;
+
 /// Where a run's files live under a target's root (DESIGN.md §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunLayout {
@@ -61,7 +63,7 @@ impl RunLayout {
     }
 
     /// The name an input file of batch line `line` gets: `inputs/<N>/<kind>.<ext>`.
-    pub fn line_input(&self, line: u32, kind: crate::InputKind, extension: &str) -> String {
+    pub fn line_input(&self, line: u32, kind: impl fmt::Display, extension: &str) -> String {
         format!(
             "{}/inputs/{line}/{kind}.{}",
             self.dir,
@@ -69,14 +71,20 @@ impl RunLayout {
         )
     }
 
-    /// The name an input file gets in the run's `inputs/` folder.
-    pub fn input(&self, kind: crate::InputKind, extension: &str) -> String {
+    /// The name an input file gets in the run's `inputs/` folder (`kind` is an
+    /// [`crate::InputKind`], or [`mask_stem`] for a mask).
+    pub fn input(&self, kind: impl fmt::Display, extension: &str) -> String {
         format!(
             "{}/inputs/{kind}.{}",
             self.dir,
             extension.to_ascii_lowercase()
         )
     }
+}
+
+/// The stem of a control's mask video among a run's inputs (`mask_edge`).
+pub fn mask_stem(hint: crate::Hint) -> String {
+    format!("mask_{hint}")
 }
 
 /// How to launch `transfer.py` for one run.

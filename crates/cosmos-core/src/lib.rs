@@ -29,7 +29,7 @@ pub mod weights;
 
 pub use id::{BatchId, IdError, IdKind, IdPrefix, InputSetId, PromptId, RunId};
 pub use modality::{Hint, InputKind, UnknownHint};
-pub use run::{Level, ParamError, RunKind, RunParams, RunStatus};
+pub use run::{Level, MaskFile, ParamError, RunKind, RunParams, RunStatus};
 pub use target::{RuntimeKind, Target, TargetConfig, TargetKind};
 pub use types::{
     GpuUsage, InputFile, InputSet, Prompt, Run, RunEvent, RunOutput, Supply, VideoInfo,

@@ -107,6 +107,8 @@ pub struct SpecInput<'a> {
     pub params: &'a RunParams,
     pub input_video: Option<&'a str>,
     pub controls: &'a [(Hint, String)],
+    /// Where each control's mask video (`params.mask_files`) is staged.
+    pub masks: &'a [(Hint, String)],
 }
 
 /// One model.
@@ -202,6 +204,7 @@ const T25_ONLY: &[(&str, &str)] = &[
         "--mask-prompt",
         "Cosmos-Transfer1 takes no spatiotemporal masks",
     ),
+    ("--mask", "Cosmos-Transfer1 takes no spatiotemporal masks"),
 ];
 
 fn refuse(
@@ -394,6 +397,9 @@ impl Transfer25 {
             if let Some(words) = p.mask_prompts.get(&hint) {
                 block.insert("mask_prompt".into(), json!(words));
             }
+            if let Some((_, path)) = input.masks.iter().find(|(h, _)| *h == hint) {
+                block.insert("mask_path".into(), json!(path));
+            }
             spec.insert(hint.as_str().into(), Value::Object(block));
         }
         let spec = Value::Object(spec);
@@ -457,13 +463,17 @@ impl Model for Transfer25 {
 
     fn check_given(&self, given: &[&str], params: &RunParams) -> Result<(), ForeignParam> {
         refuse(given, T1_ONLY, self.title())?;
-        if let Some(hint) = params
-            .mask_prompts
-            .keys()
-            .find(|h| params.weights.get(**h).is_none())
-        {
+        let unused = |h: &&Hint| params.weights.get(**h).is_none();
+        if let Some(hint) = params.mask_prompts.keys().find(unused) {
             return Err(ForeignParam {
                 param: format!("--mask-prompt {hint}=…"),
+                title: self.title(),
+                why: "a mask applies to a control the run uses: add it to --weights",
+            });
+        }
+        if let Some(hint) = params.mask_files.keys().find(unused) {
+            return Err(ForeignParam {
+                param: format!("--mask {hint}=…"),
                 title: self.title(),
                 why: "a mask applies to a control the run uses: add it to --weights",
             });
@@ -703,6 +713,7 @@ mod tests {
                 params: &p,
                 input_video: Some("/r/in/color.mp4"),
                 controls: &controls,
+                masks: &[],
             })
             .expect("spec")
             .json;
@@ -724,6 +735,7 @@ mod tests {
                 params: &bad,
                 input_video: Some("/v.mp4"),
                 controls: &[],
+                masks: &[],
             })
             .unwrap_err()
             .to_string();

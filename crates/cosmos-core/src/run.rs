@@ -239,9 +239,36 @@ pub struct RunParams {
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub mask_prompts: std::collections::BTreeMap<crate::Hint, String>,
+    /// Cosmos-Transfer2.5: a spatiotemporal mask per control, as a video (`mask_path`: white
+    /// where the control applies), uploaded with the inputs.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, MaskFile>))]
+    pub mask_files: std::collections::BTreeMap<crate::Hint, MaskFile>,
     /// Cosmos-Transfer2.5: `sigma_max` left to the model's own default (not sent).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sigma_max_unset: bool,
+}
+
+/// A mask video given by file: where it is on this machine and what it held when the run was
+/// submitted (checked again before it is uploaded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MaskFile {
+    /// Absolute path on this machine.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl MaskFile {
+    /// Its extension, lower case (`mp4` when it has none).
+    pub fn extension(&self) -> String {
+        std::path::Path::new(&self.path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("mp4")
+            .to_ascii_lowercase()
+    }
 }
 
 fn is_default_model(name: &String) -> bool {
@@ -265,6 +292,7 @@ impl Default for RunParams {
             num_conditional_frames: None,
             resolution: None,
             mask_prompts: std::collections::BTreeMap::new(),
+            mask_files: std::collections::BTreeMap::new(),
             sigma_max_unset: false,
         }
     }

@@ -222,7 +222,7 @@ pub(crate) fn batch_spec(
         first.negative_prompt.as_deref(),
         &first.params,
         first_files,
-        &|kind, ext| layout.line_input(0, kind, ext),
+        &|stem, ext| layout.line_input(0, stem, ext),
     )
 }
 

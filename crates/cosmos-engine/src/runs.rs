@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use cosmos_core::launch::RunLayout;
+use cosmos_core::launch::{RunLayout, mask_stem};
 use cosmos_core::naming::{name_from_text, validate_name};
 use cosmos_core::spec::{SpecError, TransferSpec, TransferSpecInput, build_upscale_spec};
 use cosmos_core::{
@@ -234,32 +234,41 @@ pub(crate) fn spec_for(
     files: &[InputFile],
     layout: &RunLayout,
 ) -> Result<TransferSpec, SpecError> {
-    spec_with_inputs(kind, name, text, negative, params, files, &|kind, ext| {
-        layout.input(kind, ext)
+    spec_with_inputs(kind, name, text, negative, params, files, &|stem, ext| {
+        layout.input(stem, ext)
     })
 }
 
-/// Where a run's colour video and control videos are, by `path_of(kind, extension)`.
+/// Where a run's colour video and control videos are, by `path_of(stem, extension)`.
 fn input_paths(
     files: &[InputFile],
-    path_of: &dyn Fn(InputKind, &str) -> String,
+    path_of: &dyn Fn(&str, &str) -> String,
 ) -> (Option<String>, Vec<(Hint, String)>) {
     let input_video = files
         .iter()
         .find(|f| f.kind == InputKind::Color)
-        .map(|f| path_of(InputKind::Color, extension(&f.path)));
+        .map(|f| path_of(InputKind::Color.as_str(), extension(&f.path)));
     let controls: Vec<(Hint, String)> = files
         .iter()
         .filter_map(|f| {
             f.kind
                 .hint()
-                .map(|h| (h, path_of(f.kind, extension(&f.path))))
+                .map(|h| (h, path_of(f.kind.as_str(), extension(&f.path))))
         })
         .collect();
     (input_video, controls)
 }
 
-/// The spec of a run whose input files are where `path_of(kind, extension)` says (a batch's
+/// Where a run's mask videos are staged, by `path_of(stem, extension)`.
+fn mask_paths(params: &RunParams, path_of: &dyn Fn(&str, &str) -> String) -> Vec<(Hint, String)> {
+    params
+        .mask_files
+        .iter()
+        .map(|(hint, m)| (*hint, path_of(&mask_stem(*hint), &m.extension())))
+        .collect()
+}
+
+/// The spec of a run whose input files are where `path_of(stem, extension)` says (a batch's
 /// lines each have their own folder).
 pub(crate) fn spec_with_inputs(
     kind: RunKind,
@@ -268,9 +277,10 @@ pub(crate) fn spec_with_inputs(
     negative: Option<&str>,
     params: &RunParams,
     files: &[InputFile],
-    path_of: &dyn Fn(InputKind, &str) -> String,
+    path_of: &dyn Fn(&str, &str) -> String,
 ) -> Result<TransferSpec, SpecError> {
     let (input_video, controls) = input_paths(files, path_of);
+    let masks = mask_paths(params, path_of);
     // An upscale run is Cosmos-Transfer1's upscaler, whatever made its video.
     if kind == RunKind::Upscale {
         return build_upscale_spec(&TransferSpecInput {
@@ -289,6 +299,7 @@ pub(crate) fn spec_with_inputs(
         params,
         input_video: input_video.as_deref(),
         controls: &controls,
+        masks: &masks,
     })
 }
 
@@ -599,6 +610,7 @@ impl Services {
                                     negative: plan.prompt.negative.clone(),
                                     input_set_id: Some(input_set_id.clone()),
                                     parent_id: None,
+                                    model: None,
                                     created_at: cosmos_core::now(),
                                 })
                                 .await?

@@ -4,11 +4,12 @@
 
 mod sweep;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use cosmos_core::{Level, Run, RunParams, Target};
+use cosmos_core::{Level, MaskFile, Run, RunParams, Target};
 
 pub use sweep::{
     MAX_RUNS, SeedField, parse_runs as parse_runs_text, read_file as read_runs_file,
@@ -62,6 +63,9 @@ pub struct RunEntry {
     pub resolution: Option<String>,
     /// Cosmos-Transfer2.5: masks in words per control, `CONTROL=WORDS` (`edge=the car`).
     pub mask_prompt: Option<Vec<String>>,
+    /// Cosmos-Transfer2.5: mask videos per control, `CONTROL=FILE` (white where the control
+    /// applies), uploaded with the inputs.
+    pub mask: Option<Vec<String>>,
 }
 
 /// What to submit, and how.
@@ -139,6 +143,7 @@ impl RunEntry {
                 self.mask_prompt.as_ref().is_some_and(|m| !m.is_empty()),
                 "--mask-prompt",
             ),
+            (self.mask.as_ref().is_some_and(|m| !m.is_empty()), "--mask"),
         ]
         .into_iter()
         .filter_map(|(set, flag)| set.then_some(flag))
@@ -146,12 +151,19 @@ impl RunEntry {
     }
 
     /// Every parameter set this entry asks for: seeds × weight grid.
-    fn variants(&self, defaults: &RunParams, max: usize) -> EngineResult<Vec<RunParams>> {
+    /// `prompt_model`: the model of the stored prompt the entry runs, if it has one (the
+    /// entry's own `model` wins, then it, then the configured default).
+    fn variants(
+        &self,
+        defaults: &RunParams,
+        prompt_model: Option<&str>,
+        max: usize,
+    ) -> EngineResult<Vec<RunParams>> {
         let mut base = defaults.clone();
-        let model = cosmos_core::model::model(self.model.as_deref().unwrap_or(&defaults.model))
-            .map_err(|e| {
-                EngineError::refused(ErrorKind::InvalidInput, "unknown_model", e.to_string())
-            })?;
+        let named = self.model.as_deref().or(prompt_model);
+        let model = cosmos_core::model::model(named.unwrap_or(&defaults.model)).map_err(|e| {
+            EngineError::refused(ErrorKind::InvalidInput, "unknown_model", e.to_string())
+        })?;
         // The model's own defaults, where the configuration left Cosmos-Transfer1's.
         if model.name() != cosmos_core::model::DEFAULT_MODEL {
             let (t1, mut own) = (RunParams::default(), base.clone());
@@ -187,6 +199,31 @@ impl RunEntry {
                 })?;
             crate::prompts::validate_text("mask prompt", words.trim())?;
             base.mask_prompts.insert(hint, words.trim().to_owned());
+        }
+        for m in self.mask.iter().flatten() {
+            let (hint, path) = m.split_once('=').ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "--mask `{m}`: give CONTROL=FILE, e.g. `edge=masks/car.mp4`"
+                ))
+            })?;
+            let hint: cosmos_core::Hint =
+                hint.trim().parse().map_err(|e: cosmos_core::UnknownHint| {
+                    EngineError::Invalid(format!("--mask `{m}`: {e}"))
+                })?;
+            if path.trim().is_empty() {
+                return Err(EngineError::Invalid(format!(
+                    "--mask `{m}`: give the mask video's path after `=`"
+                )));
+            }
+            // Read (found, probed, hashed) by `read_masks` once the model has taken it.
+            base.mask_files.insert(
+                hint,
+                MaskFile {
+                    path: path.trim().to_owned(),
+                    size: 0,
+                    sha256: String::new(),
+                },
+            );
         }
         base.steps = self.steps.unwrap_or(base.steps);
         base.guidance = self.guidance.unwrap_or(base.guidance);
@@ -226,6 +263,16 @@ impl RunEntry {
                 })?;
                 out.push(p);
             }
+        }
+        if let Some(hint) = base
+            .mask_files
+            .keys()
+            .find(|h| base.mask_prompts.contains_key(*h))
+        {
+            return Err(EngineError::Invalid(format!(
+                "--mask {hint}=… and --mask-prompt {hint}=…: a control's mask is a video or words, not both ({} takes only one of mask_path or mask_prompt)",
+                model.title()
+            )));
         }
         Ok(out)
     }
@@ -289,6 +336,64 @@ fn in_entry(source: &Option<PathBuf>, i: usize, e: EngineError) -> EngineError {
 }
 
 impl Services {
+    /// The model of the stored prompt an entry runs, when the entry names no model of its
+    /// own (a prompt that cannot be found is reported when the entry is planned).
+    async fn prompt_model(&self, entry: &RunEntry) -> Option<String> {
+        if entry.model.is_some() {
+            return None;
+        }
+        let subject = entry.subject.trim();
+        let prompt = if subject.to_ascii_lowercase().starts_with("ps_") {
+            let id = self.resolve_prompt(subject).await.ok()?;
+            self.store().prompt(&id).await.ok()?
+        } else if entry.inputs.is_none() {
+            self.store().prompt_by_name(subject).await.ok()??
+        } else {
+            return None;
+        };
+        prompt.model
+    }
+
+    /// Reads the mask videos an entry gives (the same for all its runs): each must be a
+    /// video ffprobe reads; each is hashed now, so a change before it is uploaded is caught.
+    async fn read_masks(&self, variants: &mut [RunParams]) -> EngineResult<()> {
+        let Some(given) = variants
+            .first()
+            .map(|p| p.mask_files.clone())
+            .filter(|m| !m.is_empty())
+        else {
+            return Ok(());
+        };
+        let ffprobe = self.ffprobe.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut out = BTreeMap::new();
+            for (hint, m) in given {
+                let path = std::fs::canonicalize(&m.path).map_err(|e| {
+                    EngineError::Invalid(format!(
+                        "--mask {hint}={}: {e}: give the path of a mask video",
+                        m.path
+                    ))
+                })?;
+                if let Err(e) = ffprobe.probe(&path) {
+                    return Err(EngineError::Invalid(format!(
+                        "--mask {hint}={}: not a video ffprobe can read ({e}): a mask is a video, white where the control applies",
+                        m.path
+                    )));
+                }
+                let (sha256, size) = cosmos_media::sha256_file(&path)?;
+                let path = path.display().to_string();
+                out.insert(hint, MaskFile { path, size, sha256 });
+            }
+            Ok::<_, EngineError>(out)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("reading the mask videos stopped: {e}")))??;
+        for p in variants {
+            p.mask_files = read.clone();
+        }
+        Ok(())
+    }
+
     /// The target a run of `model` is planned on: the one chosen, if it is set up for the
     /// model; else the default, or the first target that is. A run no target can take is
     /// refused now rather than queued for ever (a dry run plans on the defaults instead).
@@ -343,11 +448,14 @@ impl Services {
         // Counted before anything is planned: a flood is refused at once, with its size.
         let mut variants = Vec::with_capacity(req.entries.len());
         for (i, entry) in req.entries.iter().enumerate() {
-            variants.push(
-                entry
-                    .variants(&req.defaults, max)
-                    .map_err(|e| in_entry(&req.source, i, e))?,
-            );
+            let prompt_model = self.prompt_model(entry).await;
+            let mut planned = entry
+                .variants(&req.defaults, prompt_model.as_deref(), max)
+                .map_err(|e| in_entry(&req.source, i, e))?;
+            self.read_masks(&mut planned)
+                .await
+                .map_err(|e| in_entry(&req.source, i, e))?;
+            variants.push(planned);
         }
         let count: usize = variants.iter().map(Vec::len).sum();
         if count > max {

@@ -62,6 +62,7 @@ pub(crate) fn upscale_params(base: &RunParams, weight: f64) -> EngineResult<RunP
         num_conditional_frames: None,
         resolution: None,
         mask_prompts: Default::default(),
+        mask_files: Default::default(),
         sigma_max_unset: false,
         ..base.clone()
     })
@@ -266,6 +267,7 @@ impl Services {
                         negative: None,
                         input_set_id: Some(set.id.clone()),
                         parent_id: None,
+                        model: None,
                         created_at: cosmos_core::now(),
                     })
                     .await?

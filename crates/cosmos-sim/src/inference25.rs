@@ -5,6 +5,7 @@
 //! names, then per sample the documented milestones, one tqdm bar per chunk of denoising
 //! steps on stderr (chunk lines in `debug.log`, on stdout with `COSMOS_VERBOSE=1`), and the
 //! outputs under upstream's names: `<name>.mp4`, `.txt`, `.json`, `<name>_control_<key>.mp4`,
+//! `<name>_mask_<key>.mp4` (for a control with a mask),
 //! `config.yaml`, `console.log`, `debug.log`. A prompt the guardrail blocks ends the sample
 //! with no video and, with the default `--keep-going`, the process with exit 0.
 
@@ -356,13 +357,13 @@ pub fn main(
     }
     std::thread::sleep(knobs.load);
     let config = out.join("config.yaml");
-    let _ = std::fs::write(
+    write_out(
         &config,
         format!(
             "model: {}\ncontext_parallel_size: {}\nkeep_going: {}\n",
             cli.model, worker.world_size, cli.keep_going
         ),
-    );
+    )?;
     logs.info(
         site(INFERENCE, 156, "__init__"),
         &format!("Saved config to {}", config.display()),
@@ -393,6 +394,27 @@ pub fn main(
     Ok(())
 }
 
+/// Writes one of its files; a failure is Python's `OSError` (`[Errno 28] No space left on
+/// device: '<path>'`), raised from where it saves.
+fn write_out(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), Failure> {
+    std::fs::write(path, bytes).map_err(|e| {
+        let errno = e.raw_os_error().unwrap_or(5);
+        let words = e.to_string();
+        let words = words
+            .split(" (os error")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let exception = match errno {
+            2 => "FileNotFoundError",
+            13 => "PermissionError",
+            _ => "OSError",
+        };
+        let message = format!("[Errno {errno}] {words}: '{}'", path.display());
+        Raised::new(exception, message, &[GENERATE]).into()
+    })
+}
+
 /// One sample, to its video (returned) or to the guardrail's block (`None`).
 fn one_sample(
     sample: &Sample,
@@ -405,10 +427,10 @@ fn one_sample(
     let map = &sample.map;
     let at = site(INFERENCE, 206, "_generate_sample");
     let args_file = out.join(format!("{name}.json"));
-    let _ = std::fs::write(
+    write_out(
         &args_file,
         serde_json::to_string_pretty(&Value::Object(map.clone())).unwrap_or_default(),
-    );
+    )?;
     logs.info(at, &format!("Saved arguments to {}", args_file.display()));
     let prompt = match (
         map.get("prompt").and_then(Value::as_str),
@@ -475,10 +497,39 @@ fn one_sample(
             .and_then(|p| std::fs::read(sample.base.join(p)).ok())
             .unwrap_or_else(|| bytes.clone());
         let path = out.join(format!("{name}_control_{key}.mp4"));
-        let _ = std::fs::write(&path, source);
+        write_out(&path, source)?;
         logs.info(
             site(INFERENCE, 310, "_generate_sample"),
             &format!("{key} control video saved to {}", path.display()),
+        );
+    }
+    for key in &controls {
+        // A mask given as a video is saved as given; one described in words (segmented from
+        // the input video upstream) is the input's frames here.
+        let block = &map[*key];
+        let source = if let Some(p) = block.get("mask_path").and_then(Value::as_str) {
+            let path = sample.base.join(p);
+            match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(_) => {
+                    return Err(Raised::new(
+                        "FileNotFoundError",
+                        format!("[Errno 2] No such file or directory: '{}'", path.display()),
+                        &[GENERATE],
+                    )
+                    .into());
+                }
+            }
+        } else if block.get("mask_prompt").and_then(Value::as_str).is_some() {
+            bytes.clone()
+        } else {
+            continue;
+        };
+        let path = out.join(format!("{name}_mask_{key}.mp4"));
+        write_out(&path, source)?;
+        logs.info(
+            site(INFERENCE, 315, "_generate_sample"),
+            &format!("{key} mask video saved to {}", path.display()),
         );
     }
     let frames = crate::mp4::probe(&video)
@@ -561,9 +612,9 @@ fn one_sample(
         }
         logs.line("SUCCESS", at, "Passed guardrail on generated video");
     }
-    let _ = std::fs::write(out.join(format!("{name}.txt")), &prompt);
+    write_out(&out.join(format!("{name}.txt")), &prompt)?;
     let output = out.join(format!("{name}.mp4"));
-    let _ = std::fs::write(&output, &bytes);
+    write_out(&output, &bytes)?;
     logs.line(
         "SUCCESS",
         site(INFERENCE, 330, "_generate_sample"),

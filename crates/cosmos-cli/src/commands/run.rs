@@ -98,6 +98,10 @@ pub struct Args {
     /// e.g. --mask-prompt "edge=the red car"
     #[arg(long, value_name = "CONTROL=WORDS")]
     mask_prompt: Vec<String>,
+    /// Cosmos-Transfer2.5: where a control applies, as a video (white = apply):
+    /// CONTROL=FILE (repeatable), e.g. --mask edge=masks/car.mp4
+    #[arg(long, value_name = "CONTROL=FILE")]
+    mask: Vec<String>,
     /// Runs from a file: TOML `[[run]]` tables or JSON lines, with the flags' names as keys
     #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "inputs"])]
     from_file: Option<PathBuf>,
@@ -168,6 +172,7 @@ impl Args {
             num_conditional_frames: self.num_conditional_frames,
             resolution: self.resolution.clone(),
             mask_prompt: (!self.mask_prompt.is_empty()).then(|| self.mask_prompt.clone()),
+            mask: (!self.mask.is_empty()).then(|| self.mask.clone()),
         }])
     }
 

@@ -14,7 +14,7 @@ use super::support::{s, stop_worker};
 use cosmos_testkit::{SshHost, sim_binary};
 
 /// A cosmos-transfer2.5 checkout (its entry point) in `dir`.
-fn transfer25_checkout(dir: &Path) -> PathBuf {
+pub(super) fn transfer25_checkout(dir: &Path) -> PathBuf {
     let st = std::process::Command::new(sim_binary().expect("cosmos-sim"))
         .args(["checkout", "--model", "transfer2.5"])
         .arg(dir)
@@ -356,6 +356,219 @@ fn parameters_of_the_other_model_and_missing_targets_are_refused() {
 }
 
 #[test]
+fn masks_go_by_file_or_by_words_and_a_prompt_chooses_its_runs_model() {
+    let l = Local::new();
+    let dir = tempfile::tempdir().expect("dir");
+    l.add("t1", &["--runtime", "none", "--gpus", "1"]);
+    add_transfer25(&l, "t25", dir.path());
+    let scene = l.home.standard_scene("shot");
+    let mask = dir.path().join("car mask.mp4");
+    cosmos_testkit::test_video(&mask, 64, 36, 24, 24).expect("mask video");
+
+    // A prompt that names its model: its runs use it unless they name another.
+    let p = l
+        .run(&[
+            "prompt",
+            "create",
+            "a blue van",
+            "--inputs",
+            s(&scene),
+            "--name",
+            "van",
+            "--model",
+            "transfer2.5",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(p["model"], "transfer2.5", "{p}");
+    assert!(
+        l.run(&["prompt", "show", "van"])
+            .ok()
+            .stdout
+            .contains("transfer2.5")
+    );
+    let dry = l
+        .run(&[
+            "run",
+            "van",
+            "--weights",
+            "edge=1",
+            "--mask",
+            &format!("edge={}", mask.display()),
+            "--dry-run",
+        ])
+        .ok()
+        .stdout;
+    assert!(dry.contains("what Cosmos-Transfer2.5 receives"), "{dry}");
+    assert!(dry.contains("/inputs/mask_edge.mp4\""), "{dry}");
+    let named = l
+        .run(&["run", "van", "--model", "transfer1", "--dry-run"])
+        .ok()
+        .stdout;
+    assert!(!named.contains("Cosmos-Transfer2.5"), "{named}");
+
+    // A mask by file and one in words, on the run's two controls.
+    let out = l
+        .run(&[
+            "run",
+            "van",
+            "--weights",
+            "edge=0.5,depth=0.5",
+            "--mask",
+            &format!("edge={}", mask.display()),
+            "--mask-prompt",
+            "depth=the road",
+            "--json",
+        ])
+        .ok();
+    let run = out.json();
+    let id = run["id"].as_str().expect("id");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["target"], "t25");
+    assert_eq!(run["params"]["model"], "transfer2.5");
+    assert_eq!(run["params"]["mask_files"]["edge"]["sha256"], sha256(&mask));
+    let video = Path::new(run["outputs"][0]["path"].as_str().expect("path"));
+    let args: Value = serde_json::from_str(
+        &std::fs::read_to_string(video.with_file_name(format!("{id}.json"))).expect("args"),
+    )
+    .expect("json");
+    let staged = args["edge"]["mask_path"].as_str().expect("mask_path");
+    assert!(staged.ends_with("/inputs/mask_edge.mp4"), "{args}");
+    assert_eq!(args["depth"]["mask_prompt"], "the road");
+    assert!(args["depth"].get("mask_path").is_none(), "{args}");
+    // The masks the model wrote beside its output: the file as given, the words' own.
+    let names = output_names(&run);
+    for want in [
+        format!("{id}_mask_edge.mp4"),
+        format!("{id}_mask_depth.mp4"),
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    assert_eq!(
+        sha256(&video.with_file_name(format!("{id}_mask_edge.mp4"))),
+        sha256(&mask)
+    );
+    assert!(l.run(&["show", id]).ok().stdout.contains("edge mask /"));
+    let server = super::serve::Server::start(&l.home, &[]);
+    let page = super::serve::agent()
+        .get(&server.url(&format!("/runs/{id}")))
+        .call()
+        .expect("run page")
+        .into_body()
+        .read_to_string()
+        .expect("html");
+    assert!(page.contains("edge mask"), "{page}");
+    assert!(page.contains(&format!("/api/v1/runs/{id}/outputs/{id}_mask_edge.mp4")));
+    drop(server);
+
+    // Bad masks are refused before anything is queued.
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, "not a video").expect("write");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--model".into(),
+                "transfer1".into(),
+                "--mask".into(),
+                format!("edge={}", mask.display()),
+            ],
+            "`--mask` is not a Cosmos-Transfer1 parameter",
+        ),
+        (
+            vec![
+                "--weights".into(),
+                "edge=1".into(),
+                "--mask".into(),
+                format!("seg={}", mask.display()),
+            ],
+            "`--mask seg=…` is not a Cosmos-Transfer2.5 parameter",
+        ),
+        (
+            vec![
+                "--weights".into(),
+                "edge=1".into(),
+                "--mask".into(),
+                format!("edge={}", mask.display()),
+                "--mask-prompt".into(),
+                "edge=the van".into(),
+            ],
+            "a control's mask is a video or words, not both",
+        ),
+        (
+            vec![
+                "--weights".into(),
+                "edge=1".into(),
+                "--mask".into(),
+                "edge=nowhere.mp4".into(),
+            ],
+            "--mask edge=nowhere.mp4: No such file",
+        ),
+        (
+            vec![
+                "--weights".into(),
+                "edge=1".into(),
+                "--mask".into(),
+                format!("edge={}", text.display()),
+            ],
+            "not a video ffprobe can read",
+        ),
+        (
+            vec![
+                "--weights".into(),
+                "edge=1".into(),
+                "--mask".into(),
+                "edge".into(),
+            ],
+            "give CONTROL=FILE",
+        ),
+    ];
+    for (extra, needle) in &cases {
+        let mut args = vec!["run", "van"];
+        args.extend(extra.iter().map(String::as_str));
+        l.run(&args).fails_with(needle);
+    }
+    l.run(&["prompt", "create", "x", "--model", "transfer3"])
+        .fails_with("unknown model `transfer3`");
+
+    // A mask changed between queueing and staging fails the run, saying so.
+    let queued = l
+        .run(&[
+            "run",
+            "van",
+            "--weights",
+            "edge=1",
+            "--mask",
+            &format!("edge={}", mask.display()),
+            "--no-wait",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    cosmos_testkit::test_video(&mask, 32, 18, 24, 12).expect("another mask");
+    let worker = l.home.spawn_worker(&[("PATH", &l.path())]);
+    wait_for("the run to end", Duration::from_secs(60), || {
+        l.run(&["show", &queued, "--json"]).ok().json()["run"]["status"] == "failed"
+    });
+    stop_worker(worker);
+    let failed = l.run(&["show", &queued, "--json"]).ok().json()["run"].clone();
+    assert_eq!(failed["failure_code"], "input_changed", "{failed}");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("submit the run again"),
+        "{failed}"
+    );
+
+    // Without its model the prompt's runs use the configured default again.
+    l.run(&["prompt", "edit", "van", "--no-model"]).ok();
+    let dry = l.run(&["run", "van", "--dry-run"]).ok().stdout;
+    assert!(!dry.contains("Cosmos-Transfer2.5"), "{dry}");
+}
+
+#[test]
 fn a_mixed_queue_places_each_run_on_its_models_target_and_batches_within_a_model() {
     let l = Local::new();
     let dir = tempfile::tempdir().expect("dir");
@@ -414,6 +627,10 @@ fn a_mixed_queue_places_each_run_on_its_models_target_and_batches_within_a_model
 fn a_transfer25_run_goes_through_ssh_into_docker() {
     let t = Ssh25::new(&[], &["--gpus", "2"]);
     let scene = t.l.home.standard_scene("shot");
+    let mask_dir = tempfile::tempdir().expect("dir");
+    let mask = mask_dir.path().join("quay.mp4");
+    cosmos_testkit::test_video(&mask, 64, 36, 24, 24).expect("mask video");
+    let mask_arg = format!("depth={}", mask.display());
     let run_json = |text: &str| {
         t.run(&[
             "run",
@@ -423,6 +640,8 @@ fn a_transfer25_run_goes_through_ssh_into_docker() {
             "transfer2.5",
             "--weights",
             "depth=1",
+            "--mask",
+            &mask_arg,
             "--json",
         ])
         .json()
@@ -432,6 +651,11 @@ fn a_transfer25_run_goes_through_ssh_into_docker() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(output_names(&run)[0], format!("{id}.mp4"));
     assert!(output_names(&run).contains(&format!("{id}_control_depth.mp4")));
+    // The mask went up with the inputs (in the target's blob store) and the model read it
+    // in the container: the mask it wrote is the file given.
+    let mask_out = Path::new(run["outputs"][0]["path"].as_str().expect("path"))
+        .with_file_name(format!("{id}_mask_depth.mp4"));
+    assert_eq!(sha256(&mask_out), sha256(&mask));
     // The container had Transfer2.5's settings: the venv kept from the image, its cache
     // kept on the target; and it is gone.
     let launch = run["launch_command"].to_string();

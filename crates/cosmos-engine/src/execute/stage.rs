@@ -82,7 +82,10 @@ impl Services {
             self.check_upscale_input(parent, &files[0]).await?;
             self.adopt_parent_output(c, d, parent, &blobs_in).await?;
         }
-        let paths = self.upload_inputs(c, d, &blobs_in).await?;
+        let masks = mask_blobs(&run.params).map_err(Staging::Fail)?;
+        let mut sent = blobs_in;
+        sent.extend(masks.iter().map(|(_, b)| b.clone()));
+        let paths = self.upload_inputs(c, d, &sent).await?;
         // Placement prefers this target for later runs on these inputs.
         if let Some(set) = &run.input_set_id {
             self.store()
@@ -90,10 +93,17 @@ impl Services {
                 .await
                 .map_err(|e| Staging::Error(e.into()))?;
         }
+        let (input_paths, mask_paths) = paths.split_at(files.len());
         let links: Vec<(String, String)> = files
             .iter()
-            .zip(paths)
-            .map(|(f, blob)| (blob, layout.input(f.kind, extension(&f.path))))
+            .zip(input_paths)
+            .map(|(f, blob)| (blob.clone(), layout.input(f.kind, extension(&f.path))))
+            .chain(
+                masks
+                    .iter()
+                    .zip(mask_paths)
+                    .map(|(((stem, ext), _), blob)| (blob.clone(), layout.input(stem, ext))),
+            )
             .collect();
         self.link_inputs(c, layout, &links).await?;
         h.files
@@ -565,6 +575,41 @@ pub(super) fn local_blobs(files: &[cosmos_core::InputFile]) -> Result<Vec<LocalB
             }
         }
         out.push(b);
+    }
+    Ok(out)
+}
+
+/// A mask video to send: the stem and extension it is linked under, and its blob.
+type MaskBlob = ((String, String), LocalBlob);
+
+/// A run's mask videos as blobs to send, each still what it was when the run was submitted.
+pub(super) fn mask_blobs(params: &cosmos_core::RunParams) -> Result<Vec<MaskBlob>, Failure> {
+    let mut out = Vec::with_capacity(params.mask_files.len());
+    for (hint, m) in &params.mask_files {
+        let b = LocalBlob {
+            path: PathBuf::from(&m.path),
+            sha256: m.sha256.clone(),
+            size: m.size,
+        };
+        let unchanged = cosmos_media::sha256_file(&b.path)
+            .map_err(|e| {
+                Failure::new(
+                    "input_missing",
+                    format!("cannot read the {hint} mask {}: {e}", b.path.display()),
+                )
+            })?
+            .0
+            == b.sha256;
+        if !unchanged {
+            return Err(Failure::new(
+                "input_changed",
+                format!(
+                    "the {hint} mask {} changed since the run was submitted: submit the run again",
+                    b.path.display()
+                ),
+            ));
+        }
+        out.push(((cosmos_core::launch::mask_stem(*hint), m.extension()), b));
     }
     Ok(out)
 }

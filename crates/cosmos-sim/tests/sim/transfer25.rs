@@ -237,3 +237,48 @@ fn a_blocked_prompt_exits_0_without_a_video_unless_told_not_to_keep_going() -> T
     );
     Ok(())
 }
+
+#[test]
+fn masks_by_file_and_by_words_are_written_beside_the_output() -> TestResult {
+    let scene = scene();
+    let color = scene.video("color.mp4", "160x96", 24);
+    let mask = scene.checkout().join("mask.mp4");
+    std::fs::copy(scene.video("mask.mp4", "160x96", 24), &mask)?;
+    // A mask by file (relative to the spec's folder, as upstream resolves paths) and one
+    // in words.
+    scene.file(
+        "spec.json",
+        &json!({"name": "m", "prompt": "a van", "video_path": color, "num_steps": 2,
+            "edge": {"mask_path": "mask.mp4"}, "depth": {"mask_prompt": "the road"}})
+        .to_string(),
+    );
+    let out = run(&mut python(&scene, &["-i", "spec.json", "-o", "out"])).ok();
+    assert!(
+        out.stdout
+            .contains("edge mask video saved to out/m_mask_edge.mp4"),
+        "{}",
+        out.stdout
+    );
+    let written = std::fs::read(scene.checkout().join("out/m_mask_edge.mp4"))?;
+    assert_eq!(written, std::fs::read(&mask)?);
+    assert!(scene.checkout().join("out/m_mask_depth.mp4").exists());
+    assert!(scene.checkout().join("out/m.mp4").exists());
+    // A control without a mask gets none; a mask file that is not there is Python's error.
+    assert!(!scene.checkout().join("out/m_mask_vis.mp4").exists());
+    scene.file(
+        "gone.json",
+        &json!({"name": "g", "prompt": "a van", "video_path": color,
+            "edge": {"mask_path": "nowhere.mp4"}})
+        .to_string(),
+    );
+    let out = run(&mut python(&scene, &["-i", "gone.json", "-o", "out2"]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("FileNotFoundError: [Errno 2] No such file or directory:"),
+        "{}",
+        out.stderr
+    );
+    assert!(!scene.checkout().join("out2/g.mp4").exists());
+    Ok(())
+}

@@ -453,18 +453,27 @@ fn player(
                 .collect()
         })
         .unwrap_or_default();
-    // The control videos the model wrote beside its output (Cosmos-Transfer2.5's
-    // `<name>_control_<key>.mp4`): what it conditioned on, computed ones included.
-    let used: Vec<(String, String)> = run
+    // The control videos and masks the model wrote beside its output (Cosmos-Transfer2.5's
+    // `<name>_control_<key>.mp4` and `<name>_mask_<key>.mp4`): what it conditioned on,
+    // computed ones included, and where.
+    let used: Vec<(String, String, String)> = run
         .outputs
         .iter()
         .filter_map(|o| std::path::Path::new(&o.path).file_name()?.to_str())
         .filter_map(|name| {
-            let key = name.strip_suffix(".mp4")?.split_once("_control_")?.1;
-            Some((
-                key.to_owned(),
-                format!("/api/v1/runs/{}/outputs/{name}", run.id),
-            ))
+            let stem = name.strip_suffix(".mp4")?;
+            let (kind, label) = match stem.split_once("_control_") {
+                Some((_, key)) => (
+                    format!("model-{key}"),
+                    format!("{key} (as the model used it)"),
+                ),
+                None => {
+                    let key = stem.split_once("_mask_")?.1;
+                    (format!("mask-{key}"), format!("{key} mask"))
+                }
+            };
+            let src = format!("/api/v1/runs/{}/outputs/{name}", run.id);
+            Some((kind, label, src))
         })
         .collect();
     html! {
@@ -491,10 +500,10 @@ fn player(
                             }
                         }
                     }
-                    @for (key, src) in &used {
+                    @for (kind, label, src) in &used {
                         figure.model-control {
-                            video data-kind={"model-" (key)} src=(src) preload="auto" muted playsinline {}
-                            figcaption { (key) " (as the model used it)" }
+                            video data-kind=(kind) src=(src) preload="auto" muted playsinline {}
+                            figcaption { (label) }
                         }
                     }
                 }
