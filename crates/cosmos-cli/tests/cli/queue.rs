@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::remote::{Tmpfs, add_fixture_target, large_scene, partial_files, wait_for};
+use super::remote::{Model, Tmpfs, add_fixture_target, large_scene, partial_files, wait_for};
 use super::support::{Home, Out, TestResult, s};
 use cosmos_testkit::{HostOptions, SshHost};
 
@@ -23,7 +23,13 @@ struct Fleet {
 impl Fleet {
     /// `slots[i]` GPU slots on target `t<i>`; `env` goes to every model.
     fn new(slots: &[u32], env: &[&str]) -> Self {
+        Self::with_model(Model::T1, slots, env)
+    }
+
+    /// The same with every target set up for `model` and runs using it by default.
+    fn with_model(model: Model, slots: &[u32], env: &[&str]) -> Self {
         let home = Home::new();
+        model.configure(&home);
         let hosts: Vec<SshHost> = slots
             .iter()
             .map(|_| SshHost::start().expect("sshd fixture"))
@@ -31,7 +37,10 @@ impl Fleet {
         let fleet = Fleet { home, hosts };
         for (i, (host, n)) in fleet.hosts.iter().zip(slots).enumerate() {
             let name = format!("t{i}");
-            add_fixture_target(&fleet.home, &name, host, env, &["--gpus", &n.to_string()]);
+            let mut extra = vec!["--gpus".to_owned(), n.to_string()];
+            extra.extend(model.prepare(host));
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            add_fixture_target(&fleet.home, &name, host, env, &extra);
             fleet.run(&["target", "trust", &name, "--yes"]).ok();
         }
         fleet
@@ -503,7 +512,16 @@ fn a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
 
 #[test]
 fn a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
-    let mut fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=3"]);
+    sshd_goes_away(Model::T1);
+}
+
+#[test]
+fn transfer25_a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
+    sshd_goes_away(Model::T25);
+}
+
+fn sshd_goes_away(model: Model) {
+    let mut fleet = Fleet::with_model(model, &[1], &["COSMOS_SIM_LOAD_SECONDS=3"]);
     // A hook hears of the lost target once, and of the run's end.
     let got = tempfile::tempdir().expect("dir");
     let config = fleet.home.home().join("cosmos.toml");
@@ -552,7 +570,16 @@ fn a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
 
 #[test]
 fn a_container_killed_from_outside_fails_the_run_as_killed() {
-    let fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=30"]);
+    container_killed(Model::T1);
+}
+
+#[test]
+fn transfer25_a_container_killed_from_outside_fails_the_run_as_killed() {
+    container_killed(Model::T25);
+}
+
+fn container_killed(model: Model) {
+    let fleet = Fleet::with_model(model, &[1], &["COSMOS_SIM_LOAD_SECONDS=30"]);
     let scene = fleet.home.standard_scene("shot");
     let id = fleet.queue("a long take", &scene);
     let worker = fleet.worker();
@@ -584,7 +611,16 @@ fn a_container_killed_from_outside_fails_the_run_as_killed() {
 
 #[test]
 fn a_target_root_that_fills_up_fails_the_run_clearly_and_loses_nothing() {
-    let fleet = Fleet::new(&[1], &["COSMOS_SIM_LOAD_SECONDS=2"]);
+    root_fills_up(Model::T1);
+}
+
+#[test]
+fn transfer25_a_target_root_that_fills_up_fails_the_run_clearly_and_loses_nothing() {
+    root_fills_up(Model::T25);
+}
+
+fn root_fills_up(model: Model) {
+    let fleet = Fleet::with_model(model, &[1], &["COSMOS_SIM_LOAD_SECONDS=2"]);
     let disk = Tmpfs::mount("96m", fleet.hosts[0].user());
     let root = disk.0.path().display().to_string();
     fleet.run(&["target", "edit", "t0", "--root", &root]).ok();
@@ -837,14 +873,26 @@ fn cosmos_run_takes_over_when_the_worker_it_follows_dies() {
 
 #[test]
 fn a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has() {
+    fewer_gpus_than_slots(Model::T1);
+}
+
+#[test]
+fn transfer25_a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has() {
+    fewer_gpus_than_slots(Model::T25);
+}
+
+fn fewer_gpus_than_slots(model: Model) {
     // 8 slots configured (the default), 2 GPUs on the host.
     let home = Home::new();
+    model.configure(&home);
     let host = SshHost::start_with(HostOptions {
         gpus: 2,
         ..HostOptions::default()
     })
     .expect("sshd fixture");
-    add_fixture_target(&home, "gpu", &host, &["COSMOS_SIM_CLIP_SECONDS=1"], &[]);
+    let extra = model.prepare(&host);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    add_fixture_target(&home, "gpu", &host, &["COSMOS_SIM_CLIP_SECONDS=1"], &extra);
     let fleet = Fleet {
         home,
         hosts: vec![host],

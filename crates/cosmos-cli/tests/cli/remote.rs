@@ -10,23 +10,106 @@ use serde_json::Value;
 use super::support::{Home, Out, s};
 use cosmos_testkit::{HostOptions, SshHost, sim_image};
 
+/// The model a test's targets are set up for and its runs use: a test written for
+/// Transfer1 runs again as its Transfer2.5 twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Model {
+    T1,
+    T25,
+}
+
+impl Model {
+    /// Makes `home`'s runs use this model unless they name one (`[defaults] model`).
+    pub(super) fn configure(self, home: &Home) {
+        if self == Model::T25 {
+            std::fs::create_dir_all(home.home()).expect("home");
+            std::fs::write(
+                home.home().join("cosmos.toml"),
+                "[defaults]\nmodel = \"transfer2.5\"\n",
+            )
+            .expect("config");
+        }
+    }
+
+    /// Prepares a fixture host's checkout for this model; the flags `target add` needs.
+    pub(super) fn prepare(self, host: &SshHost) -> Vec<String> {
+        match self {
+            Model::T1 => Vec::new(),
+            Model::T25 => {
+                super::models::transfer25_checkout(&host.cosmos_dir());
+                vec!["--model".into(), "transfer2.5".into()]
+            }
+        }
+    }
+
+    /// The run's video among its outputs, as the model names it.
+    pub(super) fn video(self, run_id: &str) -> String {
+        match self {
+            Model::T1 => "output.mp4".into(),
+            Model::T25 => format!("{run_id}.mp4"),
+        }
+    }
+
+    /// The prompt file it writes beside the video.
+    pub(super) fn text(self, run_id: &str) -> String {
+        match self {
+            Model::T1 => "output.txt".into(),
+            Model::T25 => format!("{run_id}.txt"),
+        }
+    }
+
+    /// Its entry point, as `ps` shows it.
+    pub(super) fn script(self) -> &'static str {
+        match self {
+            Model::T1 => "transfer.py",
+            Model::T25 => "examples/inference.py",
+        }
+    }
+
+    /// What its log says once the video is saved.
+    pub(super) fn saved(self) -> &'static str {
+        match self {
+            Model::T1 => "Saved video to",
+            Model::T25 => "Generated video saved to",
+        }
+    }
+
+    /// A line its log has once per model process.
+    pub(super) fn once(self) -> &'static str {
+        match self {
+            Model::T1 => "final args",
+            Model::T25 => "Saved config to",
+        }
+    }
+}
+
 struct Remote {
     home: Home,
     host: SshHost,
+    model: Model,
 }
 
 impl Remote {
     /// A home with a target `gpu` on a fresh sshd; `env` goes to the model.
     fn new(env: &[&str]) -> Self {
+        Self::with_model(Model::T1, env)
+    }
+
+    /// The same for `model`: its target set up for it, and its runs using it by default
+    /// (`[defaults] model`).
+    fn with_model(model: Model, env: &[&str]) -> Self {
         let home = Home::new();
+        model.configure(&home);
         let host = SshHost::start().expect("sshd fixture");
-        let r = Remote { home, host };
+        let r = Remote { home, host, model };
         r.add_target("gpu", &r.host, env);
         r
     }
 
     fn add_target(&self, name: &str, host: &SshHost, env: &[&str]) {
-        add_fixture_target(&self.home, name, host, env, &[]);
+        let extra = self.model.prepare(host);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        add_fixture_target(&self.home, name, host, env, &extra);
     }
 
     fn run(&self, args: &[&str]) -> Out {
@@ -326,7 +409,16 @@ const SECRET: &str = "hf_never_on_a_command_line_7131";
 
 #[test]
 fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
-    let r = Remote::new(&["COSMOS_SIM_LOAD_SECONDS=2"]);
+    mid_run_kill(Model::T1);
+}
+
+#[test]
+fn transfer25_killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
+    mid_run_kill(Model::T25);
+}
+
+fn mid_run_kill(model: Model) {
+    let r = Remote::with_model(model, &["COSMOS_SIM_LOAD_SECONDS=2"]);
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     let scene = r.home.standard_scene("shot");
     let home = r.home.path().display().to_string();
@@ -358,7 +450,7 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
             .expect("ps");
         let ps = String::from_utf8_lossy(&ps.stdout);
         assert!(
-            ps.contains("transfer.py"),
+            ps.contains(model.script()),
             "the model is not running:\n{ps}"
         );
         assert!(!ps.contains(SECRET), "a command line shows the secret");
@@ -382,7 +474,7 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
         }
         let out = r.run(&args).ok();
         if args[0] == "logs" {
-            assert!(out.stdout.contains("Saved video to"), "{}", out.stdout);
+            assert!(out.stdout.contains(model.saved()), "{}", out.stdout);
         }
         let run = r.run(&["show", &id, "--json"]).ok().json();
         assert_eq!(run["run"]["status"], "succeeded", "{run}");
@@ -390,18 +482,26 @@ fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
         let log = std::fs::read_to_string(r.home.home().join("logs").join(format!("{id}.log")))
             .expect("log");
         assert_eq!(
-            log.matches("final args").count(),
+            log.matches(model.once()).count(),
             1,
             "duplicated log lines:\n{log}"
         );
-        assert_eq!(log.matches("Saved video to").count(), 1, "{log}");
+        assert_eq!(log.matches(model.saved()).count(), 1, "{log}");
     }
     // One model process per run, ever: two takes and the adopter's own run.
     let records = r.records();
     assert_eq!(records.len(), 3, "{records:?}");
+    // Each start read its own run's spec.
     let mut specs: Vec<String> = records
         .iter()
-        .filter_map(|rec| rec["argv"][8].as_str().map(str::to_owned))
+        .filter_map(|rec| {
+            rec["argv"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|a| a.ends_with("spec.json"))
+                .map(str::to_owned)
+        })
         .collect();
     specs.sort();
     specs.dedup();
@@ -466,7 +566,16 @@ fn run_by_prompt(r: &Remote, text: &str) -> Value {
 
 #[test]
 fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
-    let r = Remote::new(&[]);
+    mid_transfer_kill(Model::T1);
+}
+
+#[test]
+fn transfer25_killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
+    mid_transfer_kill(Model::T25);
+}
+
+fn mid_transfer_kill(model: Model) {
+    let r = Remote::with_model(model, &[]);
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     let scene = large_scene(&r.home, 384);
     let home = r.home.path().display().to_string();
@@ -552,9 +661,9 @@ fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
     // it is collected again: no success without the video, and no partial file left.
     let id = kill_mid_transfer("swapped", &outputs, "collecting");
     let remote_outputs = r.host.root().join("runs").join(&id).join("outputs");
-    let video = remote_outputs.join("output.mp4");
+    let video = remote_outputs.join(model.video(&id));
     std::fs::remove_file(&video).expect("remove the video");
-    std::os::unix::fs::symlink(remote_outputs.join("output.txt"), &video).expect("link");
+    std::os::unix::fs::symlink(remote_outputs.join(model.text(&id)), &video).expect("link");
     let out = r.run(&["logs", "-f", &id]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let shown = r.run(&["show", &id, "--json"]).ok().json();
@@ -792,7 +901,11 @@ fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
     .expect("ssh config");
     let agent = Agent::start();
     agent.add(&gpu.client_key());
-    let r = Remote { home, host: gpu };
+    let r = Remote {
+        home,
+        host: gpu,
+        model: Model::T1,
+    };
     let sock = agent.socket.display().to_string();
     let run = |args: &[&str]| r.run_with(args, &[("SSH_AUTH_SOCK", sock.as_str())]);
 
@@ -832,7 +945,16 @@ fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
 
 #[test]
 fn a_run_killed_while_staging_ends_cancelled_and_never_starts() {
-    let r = Remote::new(&[]);
+    killed_while_staging(Model::T1);
+}
+
+#[test]
+fn transfer25_a_run_killed_while_staging_ends_cancelled_and_never_starts() {
+    killed_while_staging(Model::T25);
+}
+
+fn killed_while_staging(model: Model) {
+    let r = Remote::with_model(model, &[]);
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     let scene = large_scene(&r.home, 256);
     let home = r.home.path().display().to_string();
@@ -920,7 +1042,16 @@ fn interrupt(child: &std::process::Child) {
 
 #[test]
 fn ctrl_c_without_a_terminal_detaches_and_logs_f_reattaches() {
-    let r = Remote::new(&["COSMOS_SIM_LOAD_SECONDS=2"]);
+    ctrl_c_detaches(Model::T1);
+}
+
+#[test]
+fn transfer25_ctrl_c_without_a_terminal_detaches_and_logs_f_reattaches() {
+    ctrl_c_detaches(Model::T25);
+}
+
+fn ctrl_c_detaches(model: Model) {
+    let r = Remote::with_model(model, &["COSMOS_SIM_LOAD_SECONDS=2"]);
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     let (child, id) = start_running(&r, "detach from me", std::process::Stdio::null());
     interrupt(&child);
@@ -936,7 +1067,7 @@ fn ctrl_c_without_a_terminal_detaches_and_logs_f_reattaches() {
     // The model goes on without it; `cosmos logs -f` follows it to the end and collects.
     assert_ne!(containers(&id), "", "the container went with the CLI");
     let logs = r.run(&["logs", "-f", &id]).ok();
-    assert!(logs.stdout.contains("Saved video to"), "{}", logs.stdout);
+    assert!(logs.stdout.contains(model.saved()), "{}", logs.stdout);
     let run = r.run(&["show", &id, "--json"]).ok().json();
     assert_eq!(run["run"]["status"], "succeeded", "{run}");
     assert_eq!(r.records().len(), 1, "one model start");
@@ -945,8 +1076,17 @@ fn ctrl_c_without_a_terminal_detaches_and_logs_f_reattaches() {
 
 #[test]
 fn ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container() {
+    ctrl_c_cancels(Model::T1);
+}
+
+#[test]
+fn transfer25_ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container() {
+    ctrl_c_cancels(Model::T25);
+}
+
+fn ctrl_c_cancels(model: Model) {
     use std::io::Write as _;
-    let r = Remote::new(&["COSMOS_SIM_LOAD_SECONDS=30"]);
+    let r = Remote::with_model(model, &["COSMOS_SIM_LOAD_SECONDS=30"]);
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     // A pseudo-terminal as the run's stdin, answered from its other end.
     let (mut answer, terminal) = pseudo_terminal();
@@ -973,7 +1113,16 @@ fn ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container() {
 
 #[test]
 fn the_dry_run_shows_exactly_the_command_that_starts_the_model() {
-    let r = Remote::new(&[]);
+    dry_run_is_exact(Model::T1);
+}
+
+#[test]
+fn transfer25_the_dry_run_shows_exactly_the_command_that_starts_the_model() {
+    dry_run_is_exact(Model::T25);
+}
+
+fn dry_run_is_exact(model: Model) {
+    let r = Remote::with_model(model, &[]);
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     let scene = r.home.standard_scene("shot");
     let dry = r
