@@ -50,6 +50,15 @@ impl Model {
         }
     }
 
+    /// Whether a path cosmos printed is a run's video (`outputs/<run id>/<video>`).
+    pub(super) fn is_video(self, path: &str) -> bool {
+        let mut parts = path.trim().rsplit('/');
+        let (Some(file), Some(run)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        file == self.video(run)
+    }
+
     /// The prompt file it writes beside the video.
     pub(super) fn text(self, run_id: &str) -> String {
         match self {
@@ -208,7 +217,16 @@ pub(super) fn sha256(path: &Path) -> String {
 
 #[test]
 fn a_run_reaches_a_verified_video_through_ssh_and_docker() {
-    let r = Remote::new(&[]);
+    verified_video_over_ssh(Model::T1);
+}
+
+#[test]
+fn transfer25_a_run_reaches_a_verified_video_through_ssh_and_docker() {
+    verified_video_over_ssh(Model::T25);
+}
+
+fn verified_video_over_ssh(model: Model) {
+    let r = Remote::with_model(model, &[]);
     let scene = r.home.standard_scene("shot");
 
     // Unknown host key: refused before anything is stored, with the command that trusts it.
@@ -303,7 +321,7 @@ fn a_run_reaches_a_verified_video_through_ssh_and_docker() {
     // The output was downloaded, verified and stored under the data directory.
     let outputs = run["outputs"].as_array().expect("outputs");
     let main = Path::new(outputs[0]["path"].as_str().expect("path"));
-    assert!(main.ends_with("output.mp4"), "{main:?}");
+    assert!(main.ends_with(model.video(&id)), "{main:?}");
     assert!(main.starts_with(r.home.home().join("outputs").join(&id)));
     assert_eq!(sha256(main), outputs[0]["sha256"].as_str().expect("sha"));
 
@@ -357,7 +375,7 @@ fn a_run_reaches_a_verified_video_through_ssh_and_docker() {
     }
     let local_log =
         std::fs::read_to_string(r.home.home().join("logs").join(format!("{id}.log"))).expect("log");
-    assert!(local_log.contains("Saved video to"));
+    assert!(local_log.contains(model.saved()));
     assert!(!local_log.contains(secret));
     assert!(!records[0]["argv"].to_string().contains(secret));
 
