@@ -110,6 +110,46 @@ pub enum BatchSignal {
     Saved(u32),
 }
 
+/// Reads a batch's process log for its model: each line's progress, the lines saved, and
+/// where a guardrail block was logged.
+pub trait BatchReader: Send + std::fmt::Debug {
+    fn feed(&mut self, line: &str) -> Option<BatchSignal>;
+    /// Lines whose outputs are saved.
+    fn saved(&self) -> &[u32];
+    /// The line a guardrail block was logged in, if one was.
+    fn blocked_in(&self) -> Option<u32>;
+    /// What the log said while line `n` ran (to read why it ended without a video).
+    fn said_in(&self, n: u32) -> String {
+        let _ = n;
+        String::new()
+    }
+}
+
+impl BatchReader for BatchLog {
+    fn feed(&mut self, line: &str) -> Option<BatchSignal> {
+        BatchLog::feed(self, line)
+    }
+
+    fn saved(&self) -> &[u32] {
+        BatchLog::saved(self)
+    }
+
+    fn blocked_in(&self) -> Option<u32> {
+        BatchLog::blocked_in(self)
+    }
+}
+
+/// How a model's batch is laid out on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchShape {
+    /// Cosmos-Transfer1: one spec (line 0's) holds what is global, a JSONL file of per-line
+    /// overrides (`--batch_input_path`), and line N's files in `outputs/video_<N>/`.
+    SharedSpec,
+    /// Cosmos-Transfer2.5: a JSONL file of whole specs, one per run and named after it
+    /// (`-i batch.jsonl`), and every file in `outputs/` under its run's id.
+    SpecPerLine,
+}
+
 /// Reads a batch's log: lines start at each `Running batch generation` (batch size 1), and
 /// end when their prompt file is saved.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
+use crate::batch::{BatchReader, BatchShape, BatchSignal};
 use crate::modality::Hint;
 use crate::progress::Milestone;
 use crate::run::RunParams;
@@ -156,10 +157,25 @@ pub trait Model: Send + Sync + fmt::Debug {
             format!("{} exited 0 but wrote no video", self.title()),
         )
     }
+    /// How its runs share one process (a batch file), if they may.
+    fn batch_shape(&self) -> Option<BatchShape> {
+        None
+    }
     /// Whether runs that agree on everything the model treats as global may share one of
-    /// its processes (a batch file); the batch signature is over the spec it builds.
+    /// its processes.
     fn batches(&self) -> bool {
-        false
+        self.batch_shape().is_some()
+    }
+    /// What runs must agree on to share a process, as a digest of a run's spec, GPUs and
+    /// inputs: equal signatures may share one.
+    fn batch_signature(&self, spec: &Value, gpus: u32, files: &[crate::InputFile]) -> String {
+        crate::batch::signature(spec, gpus, files)
+    }
+    /// Reads a batch's log; `lines`: each line's frame count and parameters, in order.
+    fn batch_reader(&self, lines: &[(u32, &RunParams)]) -> Box<dyn BatchReader> {
+        let frames = lines.first().map_or(121, |(f, _)| *f);
+        let clips = crate::resolution::clip_count(u64::from(frames)) as u32;
+        Box::new(crate::batch::BatchLog::new(clips))
     }
     /// Reads its log into milestones.
     fn progress(&self, frames: u32, params: &RunParams) -> Box<dyn LogProgress>;
@@ -251,9 +267,9 @@ impl Model for Transfer1 {
         crate::setup::needed_checkpoints(&spec.json, spec.is_av, false)
     }
 
-    fn batches(&self) -> bool {
+    fn batch_shape(&self) -> Option<BatchShape> {
         // `--batch_input_path` JSONL, one output folder per line (reference §3).
-        true
+        Some(BatchShape::SharedSpec)
     }
 
     fn command(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String> {
@@ -513,6 +529,32 @@ impl Model for Transfer25 {
         format!("{name}.mp4")
     }
 
+    fn batch_shape(&self) -> Option<BatchShape> {
+        // Several specs in one `-i` JSONL file, the model loaded once; every sample keeps
+        // its own parameters (reference §1).
+        Some(BatchShape::SpecPerLine)
+    }
+
+    fn batch_signature(&self, spec: &Value, gpus: u32, _files: &[crate::InputFile]) -> String {
+        // Only the setup is shared: the GPUs, and the model the control keys load (one
+        // control its own, several the multicontrol model, for every sample of the file).
+        // Everything else is each sample's own.
+        let empty = Map::new();
+        let controls = spec25::controls_of(spec.as_object().unwrap_or(&empty));
+        let text = json!({"model": self.name(), "gpus": gpus, "controls": controls}).to_string();
+        crate::sha256::hex_digest(text.as_bytes())
+    }
+
+    fn batch_reader(&self, lines: &[(u32, &RunParams)]) -> Box<dyn BatchReader> {
+        Box::new(SampleLog {
+            lines: lines.iter().map(|(f, p)| self.progress(*f, p)).collect(),
+            current: None,
+            saved: Vec::new(),
+            blocked: None,
+            said: Vec::new(),
+        })
+    }
+
     fn succeeded(&self, exit: Option<i32>, video_present: bool) -> bool {
         // Its guardrail ends a blocked sample with exit 0 and no video (`--keep-going`):
         // the video decides.
@@ -602,6 +644,83 @@ struct StepProgress {
     steps: u32,
     chunk: u32,
     last_step: Option<u32>,
+}
+
+/// Cosmos-Transfer2.5's log over a file of several samples: `[i/N] Processing sample NAME`
+/// starts line i-1, its step bars are that line's progress, `Generated video saved to …`
+/// ends it saved; a guardrail block ends it without a video and the process goes on.
+#[derive(Debug)]
+struct SampleLog {
+    lines: Vec<Box<dyn LogProgress>>,
+    current: Option<u32>,
+    saved: Vec<u32>,
+    blocked: Option<u32>,
+    /// What each line's part of the log said (its last lines).
+    said: Vec<String>,
+}
+
+/// The most of a line's log kept to say why it ended.
+const SAID_KEPT: usize = 8 * 1024;
+
+impl BatchReader for SampleLog {
+    fn feed(&mut self, line: &str) -> Option<BatchSignal> {
+        if let Some((_, msg)) = crate::progress::log_message(line) {
+            if let Some(rest) = msg.strip_prefix('[')
+                && let Some((count, tail)) = rest.split_once("] Processing sample ")
+                && !tail.is_empty()
+            {
+                let i: u32 = count.split('/').next()?.trim().parse().ok()?;
+                let n = i.checked_sub(1)?;
+                self.current = Some(n);
+                return None;
+            }
+            let n = self.current?;
+            let said = self.said_mut(n);
+            said.push_str(line);
+            said.push('\n');
+            if said.len() > SAID_KEPT {
+                let cut = said.len() - SAID_KEPT;
+                let at = (cut..said.len())
+                    .find(|i| said.is_char_boundary(*i))
+                    .unwrap_or(said.len());
+                said.drain(..at);
+            }
+            if msg.contains("Guardrail blocked generation") && self.blocked.is_none() {
+                self.blocked = Some(n);
+            }
+            if msg.starts_with("Generated video saved to ") {
+                if !self.saved.contains(&n) {
+                    self.saved.push(n);
+                }
+                return Some(BatchSignal::Saved(n));
+            }
+        }
+        let n = self.current?;
+        let m = self.lines.get_mut(n as usize)?.feed(line)?;
+        Some(BatchSignal::Line(n, m))
+    }
+
+    fn saved(&self) -> &[u32] {
+        &self.saved
+    }
+
+    fn blocked_in(&self) -> Option<u32> {
+        self.blocked
+    }
+
+    fn said_in(&self, n: u32) -> String {
+        self.said.get(n as usize).cloned().unwrap_or_default()
+    }
+}
+
+impl SampleLog {
+    fn said_mut(&mut self, n: u32) -> &mut String {
+        let n = n as usize;
+        if self.said.len() <= n {
+            self.said.resize(n + 1, String::new());
+        }
+        &mut self.said[n]
+    }
 }
 
 impl LogProgress for StepProgress {
@@ -789,5 +908,55 @@ mod tests {
         let m = feed.feed("[12-08 00:15:10|INFO|cosmos_transfer2/_src/x.py:554:generate_vid2world] Generating chunk 1/3").expect("chunk");
         assert_eq!(m.clip, Some((1, 3)));
         assert!(feed.feed("unrelated").is_none());
+    }
+
+    #[test]
+    fn transfer25_batches_read_each_sample_and_agree_on_setup_only() {
+        let p = RunParams {
+            steps: 4,
+            ..RunParams::default()
+        };
+        let at = |msg: &str| {
+            format!("[12-08 00:15:10|INFO|cosmos_transfer2/inference.py:318:generate] {msg}")
+        };
+        let mut log = Transfer25.batch_reader(&[(93, &p), (93, &p)]);
+        assert!(log.feed(&at("Generating 2 samples: ['a', 'b']")).is_none());
+        assert!(log.feed(&at("[1/2] Processing sample a")).is_none());
+        let bar = "Generating samples: 100%|██████████| 4/4 [00:04<00:00, 1.00s/it]";
+        assert!(matches!(log.feed(bar), Some(BatchSignal::Line(0, _))));
+        assert_eq!(
+            log.feed(&at("Generated video saved to out/a.mp4")),
+            Some(BatchSignal::Saved(0))
+        );
+        assert!(log.feed(&at("[2/2] Processing sample b")).is_none());
+        let blocked = "[12-08 00:15:11|CRITICAL|cosmos_transfer2/inference.py:218:_generate_sample] Guardrail blocked generation. Prompt: b";
+        assert!(log.feed(blocked).is_none());
+        assert_eq!(log.saved(), &[0]);
+        assert_eq!(log.blocked_in(), Some(1));
+        assert!(log.said_in(1).contains("Guardrail blocked generation"));
+        assert!(!log.said_in(0).contains("Guardrail"));
+        assert_eq!(
+            Transfer25.missing_video(&log.said_in(1)).0,
+            "guardrail_blocked"
+        );
+
+        // Seeds, prompts and weights are each sample's; the GPUs and the controls (which
+        // model loads) are the file's.
+        let spec = |seed: u32, controls: &[&str]| {
+            let mut m = Map::new();
+            m.insert("seed".into(), json!(seed));
+            for c in controls {
+                m.insert((*c).into(), json!({"control_weight": 0.5}));
+            }
+            Value::Object(m)
+        };
+        let sig = |v: &Value, gpus| Transfer25.batch_signature(v, gpus, &[]);
+        assert_eq!(sig(&spec(1, &["edge"]), 1), sig(&spec(2, &["edge"]), 1));
+        assert_ne!(sig(&spec(1, &["edge"]), 1), sig(&spec(1, &["depth"]), 1));
+        assert_ne!(
+            sig(&spec(1, &["edge"]), 1),
+            sig(&spec(1, &["edge", "depth"]), 1)
+        );
+        assert_ne!(sig(&spec(1, &["edge"]), 1), sig(&spec(1, &["edge"]), 2));
     }
 }

@@ -79,21 +79,32 @@ pub(crate) fn build_launch<'a>(
             devices,
         ));
     }
-    model_launch(target, s, spec, &layout, devices)
+    let spec_path = layout.spec();
+    model_launch(
+        target,
+        s.run_id.as_str(),
+        s.params,
+        (spec, &spec_path),
+        &layout,
+        devices,
+    )
 }
 
-/// A transfer run: its model's command on its spec and the model's container settings
-/// (extra volumes, its download cache kept on the target).
+/// Job `job` (a run, or a batch whose lines share `params`' model and GPUs): its model's
+/// command on the spec file at `spec.1` and the model's container settings (extra volumes,
+/// its download cache kept on the target).
 fn model_launch(
     target: &Target,
-    s: LaunchSubject<'_>,
-    spec: TransferSpec,
+    job: &str,
+    params: &RunParams,
+    spec: (TransferSpec, &str),
     layout: &RunLayout,
     devices: &[u32],
 ) -> Result<LaunchPlan, SpecError> {
-    let model = crate::runs::model_of(s.params)?;
-    let hints: Vec<cosmos_core::Hint> = s.params.weights.iter().map(|(h, _)| h).collect();
-    let mut model_command = model.command(s.params.gpus, &layout.spec(), &layout.outputs(), &hints);
+    let (spec, spec_path) = spec;
+    let model = crate::runs::model_of(params)?;
+    let hints: Vec<cosmos_core::Hint> = params.weights.iter().map(|(h, _)| h).collect();
+    let mut model_command = model.command(params.gpus, spec_path, &layout.outputs(), &hints);
     if let Some(t) = &target.config.torchrun {
         model_command[0] = t.clone();
     }
@@ -112,7 +123,7 @@ fn model_launch(
     }
     Ok(launch_with(
         target,
-        s.run_id.as_str(),
+        job,
         layout,
         spec,
         model_command,
@@ -187,6 +198,18 @@ pub(crate) fn build_batch_launch(
     let layout = RunLayout::new(&cfg.root, batch);
     let spec = batch_spec(&layout, first, first_files)?;
     let file = layout.batch_file();
+    // A model that reads a file of whole specs starts on that file like on one spec.
+    let model = crate::runs::model_of(&first.params)?;
+    if model.batch_shape() == Some(cosmos_core::batch::BatchShape::SpecPerLine) {
+        return model_launch(
+            target,
+            batch.as_str(),
+            &first.params,
+            (spec, &file),
+            &layout,
+            devices,
+        );
+    }
     let model_command = transfer_command(cfg, &layout, &spec, first.params.gpus, Some(&file));
     Ok(launch_of(
         target,

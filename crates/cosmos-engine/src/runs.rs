@@ -203,9 +203,7 @@ pub(crate) fn signature_for(
     files: &[InputFile],
 ) -> Option<String> {
     // Only a model whose adapter batches shares a process between runs.
-    if !model_of(params).is_ok_and(|m| m.batches()) {
-        return None;
-    }
+    let model = model_of(params).ok().filter(|m| m.batches())?;
     let layout = RunLayout::new("/", "signature");
     let spec = spec_for(
         RunKind::Transfer,
@@ -217,11 +215,7 @@ pub(crate) fn signature_for(
         &layout,
     )
     .ok()?;
-    Some(cosmos_core::batch::signature(
-        &spec.json,
-        params.gpus,
-        files,
-    ))
+    Some(model.batch_signature(&spec.json, params.gpus, files))
 }
 
 /// The spec of run `name` (its id) whose inputs are in `layout`'s inputs folder.

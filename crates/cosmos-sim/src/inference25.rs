@@ -387,7 +387,7 @@ pub fn main(
             gen_at,
             &format!("[{}/{}] Processing sample {name}", i + 1, samples.len()),
         );
-        if let Some(path) = one_sample(sample, &name, &out, &cli, knobs, &mut logs)? {
+        if let Some(path) = one_sample(sample, i, &name, &out, &cli, knobs, &mut logs)? {
             record.outputs.push(path);
         }
     }
@@ -418,6 +418,7 @@ fn write_out(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), Failure> {
 /// One sample, to its video (returned) or to the guardrail's block (`None`).
 fn one_sample(
     sample: &Sample,
+    index: usize,
     name: &str,
     out: &Path,
     cli: &Cli,
@@ -562,20 +563,25 @@ fn one_sample(
         let started = std::time::Instant::now();
         for k in 0..=steps {
             if k == 1 && c == 1 {
-                match knobs.fail {
-                    Some(Fail::Oom) => {
-                        return Err(Raised::new(
-                            "torch.OutOfMemoryError",
-                            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of which 1.05 GiB is free.",
-                            &[GENERATE],
-                        )
-                        .kind("oom")
-                        .into());
-                    }
-                    Some(Fail::Hang) => loop {
+                // Out of memory in every sample, or (in a file of several) in sample N only.
+                let oom = match knobs.fail {
+                    Some(Fail::Oom) => true,
+                    Some(Fail::OomAtLine(n)) => n == index as u64,
+                    _ => false,
+                };
+                if oom {
+                    return Err(Raised::new(
+                        "torch.OutOfMemoryError",
+                        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of which 1.05 GiB is free.",
+                        &[GENERATE],
+                    )
+                    .kind("oom")
+                    .into());
+                }
+                if knobs.fail == Some(Fail::Hang) {
+                    loop {
                         std::thread::sleep(std::time::Duration::from_secs(3600));
-                    },
-                    _ => {}
+                    }
                 }
             }
             log::stderr(&format!(

@@ -26,6 +26,34 @@ fn batching(env: &[&str], max: u32) -> Local {
     l
 }
 
+/// As [`batching`], the target `b` set up for Cosmos-Transfer2.5 and runs using it.
+fn batching25(env: &[&str], max: u32) -> Local {
+    let l = Local::new();
+    super::models::transfer25_checkout(&l.checkout());
+    let runtime = ["--runtime", "none", "--gpus", "1", "--model", "transfer2.5"];
+    l.add_with("b", &runtime, env);
+    std::fs::write(
+        l.home.home().join("cosmos.toml"),
+        format!("[queue]\nmax_batch = {max}\n\n[defaults]\nmodel = \"transfer2.5\"\n"),
+    )
+    .expect("config");
+    l
+}
+
+/// A Transfer2.5 run's own files among its outputs, by name.
+fn own_file(run: &Value, suffix: &str) -> String {
+    let id = run["id"].as_str().expect("id");
+    let name = format!("{id}{suffix}");
+    run["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .filter_map(|o| o["path"].as_str())
+        .find(|p| p.ends_with(&format!("/{name}")))
+        .unwrap_or_else(|| panic!("{name} not among {run}"))
+        .to_owned()
+}
+
 /// Queues TEXT on SCENE (seed 1 unless `extra` says otherwise) without starting it.
 fn queue(l: &Local, text: &str, scene: &Path, extra: &[&str]) -> String {
     let mut args = vec!["run", text, s(scene), "--target", "b", "--no-wait"];
@@ -74,7 +102,16 @@ fn batch_sizes_of(l: &Local, n: usize) -> Vec<usize> {
         .iter()
         .map(|r| {
             let argv = r["argv"].as_array().cloned().unwrap_or_default();
-            match argv.iter().position(|a| a == "--batch_input_path") {
+            // Transfer1's `--batch_input_path FILE`; Transfer2.5's `-i FILE.jsonl`.
+            let file = argv
+                .iter()
+                .position(|a| a == "--batch_input_path")
+                .or_else(|| {
+                    argv.iter()
+                        .position(|a| a == "-i")
+                        .filter(|i| argv[i + 1].as_str().is_some_and(|f| f.ends_with(".jsonl")))
+                });
+            match file {
                 Some(i) => std::fs::read_to_string(argv[i + 1].as_str().unwrap_or_default())
                     .map(|t| t.lines().count())
                     .unwrap_or(0),
@@ -293,4 +330,193 @@ fn a_batch_whose_worker_dies_is_finished_by_the_next_without_running_twice() {
             .expect("prompt.txt");
         assert_eq!(text, r["prompt_text"].as_str().expect("text"));
     }
+}
+
+#[test]
+fn transfer25_runs_with_the_same_controls_share_one_process_and_keep_their_own_files() {
+    let l = batching25(&[], 8);
+    let scene = l.home.standard_scene("shot");
+    // Seeds, prompts and weights are each sample's own in Transfer2.5: these four share a
+    // process. Another control set loads another model: another process.
+    let ids: Vec<String> = (0..4)
+        .map(|i| {
+            let seed = (i + 1).to_string();
+            let weight = format!("edge={}", 0.5 + 0.1 * f64::from(i));
+            queue(
+                &l,
+                &format!("a pier, take {i}"),
+                &scene,
+                &["--seed", &seed, "--weights", &weight],
+            )
+        })
+        .collect();
+    let other = queue(&l, "a pier in depth", &scene, &["--weights", "depth=1"]);
+    let mut w = worker(&l);
+    let mut all = ids.clone();
+    all.push(other.clone());
+    let runs = finished(&l, &all, 120);
+    let _ = w.kill();
+    let _ = w.wait();
+    for r in &runs {
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    let mut sizes = batch_sizes_of(&l, 2);
+    sizes.sort();
+    assert_eq!(sizes, vec![1, 4], "{:?}", l.record_lines());
+    let batch = runs[0]["batch_id"].as_str().expect("a batch id").to_owned();
+    let mut lines = Vec::new();
+    for (i, r) in runs[..4].iter().enumerate() {
+        let id = r["id"].as_str().expect("id");
+        assert_eq!(r["batch_id"], batch.as_str(), "{r}");
+        lines.push(r["batch_line"].as_u64().expect("line"));
+        // Only its own files, under its name: its video first, its prompt, its arguments.
+        let outputs = r["outputs"].as_array().expect("outputs");
+        assert!(
+            outputs[0]["path"]
+                .as_str()
+                .expect("path")
+                .ends_with(&format!("{id}/{id}.mp4")),
+            "{outputs:?}"
+        );
+        for o in outputs {
+            let name = Path::new(o["path"].as_str().expect("path"))
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            assert!(name.starts_with(id), "{name} is not {id}'s");
+        }
+        let text = std::fs::read_to_string(own_file(r, ".txt")).expect("prompt");
+        assert_eq!(text, format!("a pier, take {i}"));
+        let args: Value =
+            serde_json::from_str(&std::fs::read_to_string(own_file(r, ".json")).expect("args"))
+                .expect("json");
+        assert_eq!(args["name"], id);
+        assert_eq!(args["seed"], i as u64 + 1);
+        own_file(r, "_control_edge.mp4");
+        let events = events_text(&l, id);
+        assert!(
+            events.contains("generating: chunk 1/1, step 35/35"),
+            "{events}"
+        );
+        assert!(events.contains(&format!("in batch {batch}")), "{events}");
+    }
+    lines.sort();
+    assert_eq!(lines, vec![0, 1, 2, 3]);
+    assert!(runs[4]["batch_id"].is_null(), "{}", runs[4]);
+    let log = l.run(&["logs", &ids[2]]).ok().stdout;
+    assert!(log.contains("[3/4] Processing sample"), "{log}");
+}
+
+#[test]
+fn transfer25_a_blocked_prompt_fails_only_its_own_run_and_the_batch_goes_on() {
+    let l = batching25(&[], 8);
+    let scene = l.home.standard_scene("shot");
+    let texts = [
+        "a quiet street",
+        "a forbiddenfruit on a table",
+        "a busy street",
+        "a wet street",
+    ];
+    let ids: Vec<String> = texts.iter().map(|t| queue(&l, t, &scene, &[])).collect();
+    let mut w = worker(&l);
+    let runs = finished(&l, &ids, 120);
+    let _ = w.kill();
+    let _ = w.wait();
+    let status: Vec<&str> = runs
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        status,
+        ["succeeded", "failed", "succeeded", "succeeded"],
+        "{runs:?}"
+    );
+    // Its guardrail skips the sample and goes on: one process served all four.
+    assert_eq!(runs[1]["failure_code"], "guardrail_blocked", "{}", runs[1]);
+    assert!(
+        runs[1]["failure_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("forbiddenfruit"),
+        "{}",
+        runs[1]
+    );
+    assert_eq!(batch_sizes_of(&l, 1), vec![4], "{:?}", l.record_lines());
+    assert_eq!(runs[2]["batch_id"], runs[0]["batch_id"]);
+    assert_eq!(runs[1]["outputs"], Value::Array(vec![]), "{}", runs[1]);
+}
+
+#[test]
+fn transfer25_out_of_memory_sends_the_unfinished_runs_back_in_halves() {
+    let l = batching25(&["COSMOS_SIM_FAIL=oom_at_line:1"], 8);
+    let scene = l.home.standard_scene("shot");
+    let ids: Vec<String> = (0..4)
+        .map(|i| queue(&l, &format!("a field, take {i}"), &scene, &[]))
+        .collect();
+    let mut w = worker(&l);
+    let runs = finished(&l, &ids, 120);
+    let _ = w.kill();
+    let _ = w.wait();
+    for r in &runs {
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    let mut sizes = batch_sizes_of(&l, 4);
+    sizes.sort();
+    assert_eq!(sizes, vec![1, 1, 2, 4], "{:?}", l.record_lines());
+    let events = events_text(&l, &ids[3]);
+    assert!(
+        events.contains("out of GPU memory in batch") && events.contains("at most 2"),
+        "{events}"
+    );
+}
+
+#[test]
+fn transfer25_cancelling_one_run_of_a_running_batch_leaves_the_others_running() {
+    let l = batching25(&["COSMOS_SIM_CLIP_SECONDS=1"], 8);
+    let scene = l.home.standard_scene("shot");
+    let ids: Vec<String> = (0..3)
+        .map(|i| queue(&l, &format!("a river, take {i}"), &scene, &[]))
+        .collect();
+    let mut w = worker(&l);
+    wait_for("the batch to run", Duration::from_secs(60), || {
+        run_of(&l, &ids[0])["status"] == "running"
+    });
+    l.run(&["kill", &ids[2]]).ok();
+    wait_for("the cancel", Duration::from_secs(10), || {
+        run_of(&l, &ids[2])["status"] == "cancelled"
+    });
+    let runs = finished(&l, &ids, 60);
+    let _ = w.kill();
+    let _ = w.wait();
+    assert_eq!(runs[0]["status"], "succeeded", "{}", runs[0]);
+    assert_eq!(runs[1]["status"], "succeeded", "{}", runs[1]);
+    assert_eq!(runs[2]["status"], "cancelled", "{}", runs[2]);
+    assert_eq!(runs[2]["outputs"], Value::Array(vec![]));
+    assert_eq!(batch_sizes_of(&l, 1), vec![3]);
+}
+
+#[test]
+fn transfer25_a_batch_whose_worker_dies_is_finished_by_the_next_without_running_twice() {
+    let l = batching25(&["COSMOS_SIM_CLIP_SECONDS=1"], 8);
+    let scene = l.home.standard_scene("shot");
+    let ids: Vec<String> = (0..3)
+        .map(|i| queue(&l, &format!("a canyon, take {i}"), &scene, &[]))
+        .collect();
+    let mut first = worker(&l);
+    wait_for("the first line", Duration::from_secs(60), || {
+        run_of(&l, &ids[0])["status"] == "succeeded"
+    });
+    let _ = first.kill();
+    let _ = first.wait();
+    let mut second = worker(&l);
+    let runs = finished(&l, &ids, 90);
+    let _ = second.kill();
+    let _ = second.wait();
+    for r in &runs {
+        assert_eq!(r["status"], "succeeded", "{r}");
+        let text = std::fs::read_to_string(own_file(r, ".txt")).expect("prompt");
+        assert_eq!(text, r["prompt_text"].as_str().expect("text"));
+    }
+    assert_eq!(batch_sizes_of(&l, 1), vec![3], "the model ran once");
 }

@@ -604,23 +604,26 @@ fn a_mixed_queue_places_each_run_on_its_models_target_and_batches_within_a_model
         })
     });
     stop_worker(worker);
-    let mut t1_batches = std::collections::BTreeSet::new();
+    let mut batches: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
+        Default::default();
     for (model, id) in &ids {
         let run = l.run(&["show", id, "--json"]).ok().json()["run"].clone();
         let want = if *model == "transfer1" { "t1" } else { "t25" };
         assert_eq!(run["target"], want, "{run}");
-        if *model == "transfer1" {
-            if let Some(b) = run["batch_id"].as_str() {
-                t1_batches.insert(b.to_owned());
-            }
-        } else {
-            // Transfer2.5's runs never join a batch (and never one of Transfer1's).
-            assert!(run["batch_id"].is_null(), "{run}");
-        }
+        let batch = run["batch_id"].as_str().map(str::to_owned);
+        batches
+            .entry(model)
+            .or_default()
+            .insert(batch.unwrap_or_else(|| format!("alone: {id}")));
     }
-    // Transfer1's three runs agree on everything Cosmos treats as global: they shared a
-    // process.
-    assert_eq!(t1_batches.len(), 1, "{t1_batches:?}");
+    // Each model's three runs agree on what it treats as global: they shared one of its
+    // processes, and never one of the other model's.
+    assert_eq!(batches["transfer1"].len(), 1, "{batches:?}");
+    assert_eq!(batches["transfer2.5"].len(), 1, "{batches:?}");
+    assert!(
+        batches["transfer1"].is_disjoint(&batches["transfer2.5"]),
+        "{batches:?}"
+    );
 }
 
 #[test]

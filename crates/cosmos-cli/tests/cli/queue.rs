@@ -194,12 +194,20 @@ fn run_id_in(record: &Value) -> String {
 
 #[test]
 fn compatible_runs_share_one_container_on_an_ssh_docker_target() {
-    let fleet = Fleet::new(&[1], &[]);
-    std::fs::write(
-        fleet.home.home().join("cosmos.toml"),
-        "[queue]\nmax_batch = 8\n",
-    )
-    .expect("config");
+    runs_share_one_container(Model::T1);
+}
+
+#[test]
+fn transfer25_compatible_runs_share_one_container_on_an_ssh_docker_target() {
+    runs_share_one_container(Model::T25);
+}
+
+fn runs_share_one_container(model: Model) {
+    let fleet = Fleet::with_model(model, &[1], &[]);
+    let config = fleet.home.home().join("cosmos.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+    text.push_str("\n[queue]\nmax_batch = 8\n");
+    std::fs::write(&config, text).expect("config");
     let scene = fleet.home.standard_scene("shot");
     let ids: Vec<String> = (0..3)
         .map(|i| fleet.queue(&format!("a lighthouse, take {i}"), &scene))
@@ -214,10 +222,13 @@ fn compatible_runs_share_one_container_on_an_ssh_docker_target() {
     stop(worker);
     let records = fleet.records();
     assert_eq!(records.len(), 1, "one model start: {records:?}");
+    // Transfer1 reads a JSONL of overrides; Transfer2.5 a JSONL of whole specs.
+    let batch_flag = match model {
+        Model::T1 => "--batch_input_path",
+        Model::T25 => "/batch.jsonl",
+    };
     assert!(
-        records[0].1["argv"]
-            .to_string()
-            .contains("--batch_input_path"),
+        records[0].1["argv"].to_string().contains(batch_flag),
         "{records:?}"
     );
     let runs: Vec<Value> = ids.iter().map(|id| fleet.run_json(id)).collect();
@@ -227,6 +238,7 @@ fn compatible_runs_share_one_container_on_an_ssh_docker_target() {
         assert_eq!(r["batch_id"], batch, "{r}");
         let video = &r["outputs"][0];
         let path = PathBuf::from(video["path"].as_str().expect("path"));
+        assert!(model.is_video(&path.display().to_string()), "{r}");
         assert_eq!(sha256_file(&path), video["sha256"].as_str().expect("sha"));
         videos.insert(path);
     }
@@ -349,6 +361,14 @@ fn transfer25_three_workers_run_ninety_runs_exactly_once_on_three_targets() {
 fn three_workers(model: Model, short_runs: usize, long_runs: usize) {
     let total = short_runs + long_runs;
     let fleet = Fleet::with_model(model, &[4, 4, 4], &["COSMOS_SIM_CLIP_SECONDS=0.05"]);
+    if model == Model::T25 {
+        // Transfer2.5's seeds are each sample's own, so these runs could share processes:
+        // one run per process here keeps this about claims (batches have their own tests).
+        let config = fleet.home.home().join("cosmos.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+        text.push_str("\n[queue]\nmax_batch = 1\n");
+        std::fs::write(&config, text).expect("config");
+    }
     let short = fleet.home.standard_scene("short");
     let long = fleet.home.scene(
         "long",

@@ -22,16 +22,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::time::Duration;
 
-use cosmos_core::batch::{BatchLog, BatchSignal, jsonl_line};
+use cosmos_core::batch::{BatchReader, BatchShape, BatchSignal, jsonl_line};
 use cosmos_core::launch::{PRIMARY_OUTPUT, RunLayout};
-use cosmos_core::progress::{FailureKind, Milestone, classify_failure};
+use cosmos_core::progress::{FailureKind, Milestone};
 use cosmos_core::{BatchId, InputFile, InputKind, Run, RunId, RunStatus};
 use cosmos_remote::args;
 use cosmos_remote::runtime::ModelState;
 use cosmos_store::StoreError;
 use tokio::task::JoinSet;
 
-use super::stage::{Staging, invalid_spec, local_blobs};
+use super::stage::{MaskBlob, Staging, invalid_spec, local_blobs, mask_blobs};
 use super::{Drive, Failure, devices_of, local_job_log};
 use crate::Services;
 use crate::error::{EngineError, EngineResult};
@@ -88,7 +88,7 @@ fn rank(s: RunStatus) -> u8 {
 struct Ended {
     state: ModelState,
     log_kept: bool,
-    log: BatchLog,
+    log: Box<dyn BatchReader>,
 }
 
 impl Services {
@@ -278,15 +278,20 @@ impl Services {
         let d0 = &first.drive;
         self.check_placement(c, d0, &first.run).await?;
         let mut lines: Vec<(&Member, Vec<InputFile>)> = Vec::new();
+        let mut masks: Vec<Vec<MaskBlob>> = Vec::new();
         let mut blobs = BTreeMap::new();
         for m in staging {
             let files = self.input_files(&m.run).await?;
-            match local_blobs(&files) {
-                Ok(found) => {
-                    for b in found {
+            match local_blobs(&files).and_then(|found| Ok((found, mask_blobs(&m.run.params)?))) {
+                Ok((found, own_masks)) => {
+                    for b in found
+                        .into_iter()
+                        .chain(own_masks.iter().map(|(_, b)| b.clone()))
+                    {
                         blobs.insert(b.sha256.clone(), b);
                     }
                     lines.push((m, files));
+                    masks.push(own_masks);
                 }
                 Err(f) => self.fail(&m.drive, RunStatus::Staging, f).await?,
             }
@@ -294,8 +299,10 @@ impl Services {
         let Some((lead, lead_files)) = lines.first() else {
             return Ok(());
         };
+        let model = crate::runs::model_of(&lead.run.params).map_err(invalid_spec)?;
+        let shape = model.batch_shape().unwrap_or(BatchShape::SharedSpec);
         let spec = batch_spec(layout, &lead.run, lead_files).map_err(invalid_spec)?;
-        let needs = cosmos_core::setup::needed_checkpoints(&spec.json, spec.is_av, false);
+        let needs = model.checkpoint_needs(&spec);
         self.check_needs(c, d0, &needs).await?;
         let unique: Vec<_> = blobs.into_values().collect();
         let paths = self.upload_inputs(c, d0, &unique).await?;
@@ -316,7 +323,7 @@ impl Services {
         }
         let mut links = Vec::new();
         let mut jsonl = String::new();
-        for (line, (_, files)) in lines.iter().enumerate() {
+        for (line, ((m, files), own_masks)) in lines.iter().zip(&masks).enumerate() {
             let line = line as u32;
             let mut visual = None;
             let mut controls = Vec::new();
@@ -333,15 +340,44 @@ impl Services {
                     controls.push((hint.as_str().to_owned(), name));
                 }
             }
-            let prompt = &lines[line as usize].0.run.prompt_text;
-            jsonl.push_str(&jsonl_line(prompt, visual.as_deref(), &controls));
+            for ((stem, ext), b) in own_masks {
+                if let Some(blob) = at.get(b.sha256.as_str()) {
+                    links.push(((*blob).clone(), layout.line_input(line, stem, ext)));
+                }
+            }
+            match shape {
+                BatchShape::SharedSpec => {
+                    let prompt = &m.run.prompt_text;
+                    jsonl.push_str(&jsonl_line(prompt, visual.as_deref(), &controls));
+                }
+                // Each line is the run's whole spec, named after the run, its inputs in its
+                // line's folder.
+                BatchShape::SpecPerLine => {
+                    let own = crate::runs::spec_with_inputs(
+                        m.run.kind,
+                        m.run.id.as_str(),
+                        &m.run.prompt_text,
+                        m.run.negative_prompt.as_deref(),
+                        &m.run.params,
+                        files,
+                        &|stem, ext| layout.line_input(line, stem, ext),
+                    )
+                    .map_err(invalid_spec)?;
+                    jsonl.push_str(&own.json.to_string());
+                }
+            }
             jsonl.push('\n');
         }
         self.link_inputs(c, layout, &links).await?;
         let mut text = serde_json::to_string_pretty(&spec.json).unwrap_or_default();
         text.push('\n');
         let h = &c.host;
-        for (path, body) in [(layout.spec(), text), (layout.batch_file(), jsonl)] {
+        let mut files = vec![(layout.batch_file(), jsonl)];
+        // Transfer1's global settings live in line 0's spec beside the lines.
+        if shape == BatchShape::SharedSpec {
+            files.insert(0, (layout.spec(), text));
+        }
+        for (path, body) in files {
             h.files
                 .write(&path, body.as_bytes(), 0o644)
                 .await
@@ -475,11 +511,23 @@ impl Services {
         let env = self.exec_env()?;
         let log_path = local_job_log(&env.data_dir, batch.as_str());
         let (mut log, mut offset) = super::follow::open_local_log(&log_path)?;
-        let clips = match members.first() {
-            Some(m) => self.clips_of(&m.run).await?,
-            None => 1,
+        // Each line's frames and parameters, in line order, for the model's reader.
+        let mut ordered: Vec<&Member> = members.iter().collect();
+        ordered.sort_by_key(|m| m.run.batch_line.unwrap_or(u32::MAX));
+        let mut frames = Vec::with_capacity(ordered.len());
+        for m in &ordered {
+            frames.push(self.frames_of(&m.run).await?);
+        }
+        let lines: Vec<(u32, &cosmos_core::RunParams)> = frames
+            .into_iter()
+            .zip(ordered.iter().map(|m| &m.run.params))
+            .collect();
+        let mut parser = match members.first() {
+            Some(m) => crate::runs::model_of(&m.run.params)
+                .map_err(|e| EngineError::Internal(e.to_string()))?
+                .batch_reader(&lines),
+            None => cosmos_core::model::Model::batch_reader(&cosmos_core::model::Transfer1, &lines),
         };
-        let mut parser = BatchLog::new(clips);
         // What an earlier driver received is read again, so lines keep their numbers.
         if offset > 0 {
             let before = std::fs::read(&log_path).unwrap_or_default();
@@ -643,7 +691,8 @@ impl Services {
         }
     }
 
-    /// Collects the run of a saved line: its files in `video_<N>/` downloaded and verified.
+    /// Collects the run of a saved line: its files (in `video_<N>/`, or named after it)
+    /// downloaded and verified.
     async fn collect_line(
         &self,
         c: &Connected,
@@ -664,9 +713,11 @@ impl Services {
             self.step(d, RunStatus::Running, RunStatus::Collecting, &message, None)
                 .await?;
         }
-        let (to, message, code) = self
-            .fetch_outputs(c, d, &run, &layout.line_outputs(line))
-            .await?;
+        let (dir, own_names) = match line_shape(&run) {
+            BatchShape::SharedSpec => (layout.line_outputs(line), false),
+            BatchShape::SpecPerLine => (layout.outputs(), true),
+        };
+        let (to, message, code) = self.fetch_outputs(c, d, &run, &dir, own_names).await?;
         self.step(d, RunStatus::Collecting, to, &message, code)
             .await
     }
@@ -731,11 +782,13 @@ impl Services {
         let mut rest = Vec::new();
         for m in live {
             let line = m.run.batch_line.unwrap_or(0);
-            let video = format!("{}/{PRIMARY_OUTPUT}", layout.line_outputs(line));
-            let prompt = format!("{}/prompt.txt", layout.line_outputs(line));
+            let (video, done) = line_files(layout, &m.run, line);
+            let finished = match &done {
+                Some(done) => c.host.files.size(done).await?.is_some(),
+                None => exit == Some(0),
+            };
             let saved = ended.log.saved().contains(&line)
-                || (c.host.files.size(&video).await?.is_some()
-                    && c.host.files.size(&prompt).await?.is_some());
+                || (finished && c.host.files.size(&video).await?.is_some());
             if self.store().cancel_requested(&m.drive.id).await? {
                 let message = "cancelled by the user; its output is discarded";
                 self.step(
@@ -755,19 +808,29 @@ impl Services {
         if rest.is_empty() {
             return Ok(());
         }
+        let model = crate::runs::model_of(&rest[0].run.params)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
         if exit == Some(0) {
             for m in &rest {
                 let line = m.run.batch_line.unwrap_or(0);
-                let message = format!(
-                    "the model exited 0 but wrote no video for line {} (video_{line}/{PRIMARY_OUTPUT})",
-                    line + 1
-                );
-                self.fail(&m.drive, m.run.status, Failure::new("no_video", message))
+                // Why is the model's to say from what its log said during the line (its
+                // guardrail ends a blocked sample without a video and goes on).
+                let (code, reason) = model.missing_video(&ended.log.said_in(line));
+                let (video, _) = line_files(layout, &m.run, line);
+                let message = if code == "no_video" {
+                    format!(
+                        "the model exited 0 but wrote no video for line {} ({video})",
+                        line + 1
+                    )
+                } else {
+                    reason
+                };
+                self.fail(&m.drive, m.run.status, Failure::new(code, message))
                     .await?;
             }
             return Ok(());
         }
-        let failure = classify_failure(exit, &text);
+        let failure = model.classify(exit, &text);
         let size = members.len() as u32;
         match failure.kind {
             FailureKind::GuardrailBlocked | FailureKind::VideoBlocked => {
@@ -839,5 +902,35 @@ impl Services {
             Err(e) => return Err(e),
         }
         Ok(())
+    }
+}
+
+/// How the batch a run is in lays out its files (its model's way).
+fn line_shape(run: &Run) -> BatchShape {
+    crate::runs::model_of(&run.params)
+        .ok()
+        .and_then(|m| m.batch_shape())
+        .unwrap_or(BatchShape::SharedSpec)
+}
+
+/// Where a run's line of a batch leaves its video, and the file that says the video is
+/// whole: Transfer1's `video_<N>/output.mp4`, then its prompt. A model that names files by
+/// sample writes no file after its video: its video is whole once its log said so, or once
+/// the process exited 0 (`None`).
+fn line_files(layout: &RunLayout, run: &Run, line: u32) -> (String, Option<String>) {
+    match line_shape(run) {
+        BatchShape::SharedSpec => {
+            let dir = layout.line_outputs(line);
+            (
+                format!("{dir}/{PRIMARY_OUTPUT}"),
+                Some(format!("{dir}/prompt.txt")),
+            )
+        }
+        BatchShape::SpecPerLine => {
+            let video = crate::runs::model_of(&run.params)
+                .map(|m| m.primary_output(run.id.as_str()))
+                .unwrap_or_else(|_| format!("{}.mp4", run.id));
+            (format!("{}/{video}", layout.outputs()), None)
+        }
     }
 }

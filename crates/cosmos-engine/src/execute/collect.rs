@@ -157,7 +157,8 @@ impl Services {
                 None,
             ));
         }
-        self.fetch_outputs(c, d, run, &layout.outputs()).await
+        self.fetch_outputs(c, d, run, &layout.outputs(), false)
+            .await
     }
 
     /// What a downloaded upscale is, as ffprobe reads it: `; its video is 3840×2112, 121
@@ -207,14 +208,16 @@ impl Services {
     }
 
     /// Downloads the files under `remote_dir` (a run's outputs folder, or its line's in a
-    /// batch) into the run's local outputs, each verified by its hash; records them and makes
-    /// the poster. A folder without the video is a failure.
+    /// batch; with `own_names`, only the files named after the run in a folder it shares)
+    /// into the run's local outputs, each verified by its hash; records them and makes the
+    /// poster. A folder without the video is a failure.
     pub(super) async fn fetch_outputs(
         &self,
         c: &Connected,
         d: &Drive,
         run: &Run,
         remote_dir: &str,
+        own_names: bool,
     ) -> EngineResult<(RunStatus, String, Option<&'static str>)> {
         let id = &run.id;
         let env = self.exec_env()?;
@@ -240,6 +243,14 @@ impl Services {
                     ));
                 }
             }
+        }
+        // In a folder several runs share (a batch whose model names files by sample), the
+        // run's files are those named after it.
+        if own_names {
+            let (dot, under) = (format!("{id}."), format!("{id}_"));
+            remote.retain(|(rel, _)| {
+                !rel.contains('/') && (rel.starts_with(&dot) || rel.starts_with(&under))
+            });
         }
         remote.sort();
         // The video the run's model writes (`output.mp4`, a batch line's folder included;

@@ -163,12 +163,6 @@ impl Services {
         }
     }
 
-    /// How many clips a run's inputs make (the shortest input decides).
-    pub(super) async fn clips_of(&self, run: &Run) -> EngineResult<u32> {
-        let frames = self.frames_of(run).await?;
-        Ok(cosmos_core::resolution::clip_count(u64::from(frames)) as u32)
-    }
-
     /// The frame count of a run's shortest input.
     pub(super) async fn frames_of(&self, run: &Run) -> EngineResult<u32> {
         Ok(self

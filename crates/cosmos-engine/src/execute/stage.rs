@@ -580,7 +580,7 @@ pub(super) fn local_blobs(files: &[cosmos_core::InputFile]) -> Result<Vec<LocalB
 }
 
 /// A mask video to send: the stem and extension it is linked under, and its blob.
-type MaskBlob = ((String, String), LocalBlob);
+pub(super) type MaskBlob = ((String, String), LocalBlob);
 
 /// A run's mask videos as blobs to send, each still what it was when the run was submitted.
 pub(super) fn mask_blobs(params: &cosmos_core::RunParams) -> Result<Vec<MaskBlob>, Failure> {
