@@ -138,6 +138,8 @@ pub trait Model: Send + Sync + fmt::Debug {
         let _ = spec;
         Vec::new()
     }
+    /// Its entry point, relative to its checkout (checked there before a run is sent).
+    fn entry_point(&self) -> &'static str;
     /// The command that runs it on `gpus` GPUs from its checkout.
     fn command(&self, gpus: u32, spec: &str, output_dir: &str, controls: &[Hint]) -> Vec<String>;
     fn container(&self) -> Container;
@@ -265,6 +267,10 @@ impl Model for Transfer1 {
 
     fn checkpoint_needs(&self, spec: &TransferSpec) -> Vec<crate::setup::Need> {
         crate::setup::needed_checkpoints(&spec.json, spec.is_av, false)
+    }
+
+    fn entry_point(&self) -> &'static str {
+        crate::launch::TRANSFER_SCRIPT
     }
 
     fn batch_shape(&self) -> Option<BatchShape> {
@@ -527,6 +533,10 @@ impl Model for Transfer25 {
 
     fn primary_output(&self, name: &str) -> String {
         format!("{name}.mp4")
+    }
+
+    fn entry_point(&self) -> &'static str {
+        T25_SCRIPT
     }
 
     fn batch_shape(&self) -> Option<BatchShape> {

@@ -42,6 +42,9 @@ pub struct SetupRequest {
     pub commit: Option<String>,
     /// Free space wanted for the checkpoints, less what is already there (GB).
     pub checkpoint_space_gb: f64,
+    /// The model to set the target up for (default: the one it is for); another model than
+    /// its own makes it that model's target once its image is built.
+    pub model: Option<String>,
 }
 
 /// A step's progress, as it happens.
@@ -206,10 +209,15 @@ impl Services {
                 ),
             ));
         }
-        // The recipe of the model the target is set up for (its first).
-        let model_name = target.config.models().first().cloned().unwrap_or_default();
-        let model = cosmos_core::model::model(&model_name)
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        // The recipe of the model asked for, else of the one the target is for (its first).
+        let model_name = match &req.model {
+            Some(m) => m.clone(),
+            None => target.config.models().first().cloned().unwrap_or_default(),
+        };
+        let model = cosmos_core::model::model(&model_name).map_err(|e| {
+            EngineError::refused(ErrorKind::InvalidInput, "unknown_model", e.to_string())
+        })?;
+        let switching = !target.config.runs_model(model.name());
         let model_recipe = model.recipe();
         let repo = req
             .repo
@@ -280,6 +288,19 @@ impl Services {
                 ),
             ));
         }
+        // Another model's checkout is never turned into this one's: it needs its own folder.
+        if switching && look.checkout.split_whitespace().next() != Some("absent") {
+            return Err(refuse(
+                "setup_other_model",
+                format!(
+                    "target `{}` is set up for {} and its checkout {dir} is there: {} needs its own checkout; give the target another folder (`cosmos target edit {} --cosmos-dir …`) or add a target for it",
+                    target.name,
+                    target.config.models().join(", "),
+                    model.title(),
+                    target.name
+                ),
+            ));
+        }
         step("tools", true, format!("docker {engine}, git"), began);
 
         // 2. checkout.
@@ -318,6 +339,10 @@ impl Services {
         target.config.floating_image = false;
         target.config.image_digest = Some(id);
         target.config.checkout_commit = Some(full);
+        // Its checkout and image are now this model's: runs of it are placed here.
+        if switching {
+            target.config.models = vec![model.name().to_owned()];
+        }
         self.store().put_target(&target, true).await?;
 
         // 4–6. checkpoints, manifest, verify.

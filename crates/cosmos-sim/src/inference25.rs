@@ -555,6 +555,8 @@ fn one_sample(
         .clip
         .checked_div(steps.max(1) as u32)
         .unwrap_or_default();
+    // Denoising is what keeps GPUs busy; nvidia-smi says so meanwhile.
+    let busy = crate::gpu_state::Busy::start(knobs);
     for c in 1..=chunks {
         logs.info(
             site(PIPELINE, 554, "generate_vid2world"),
@@ -594,6 +596,7 @@ fn one_sample(
         }
         log::stderr("\n");
     }
+    drop(busy);
     if cli.guardrails {
         logs.info(at, "Running guardrail check on video...");
         if knobs.fail == Some(Fail::UnsafeVideo) {

@@ -50,6 +50,10 @@ pub struct SetupArgs {
     /// The commit to check out (default: the one cosmos was tested against)
     #[arg(long)]
     commit: Option<String>,
+    /// The model to set it up for, following that model's recipe (transfer1, transfer2.5)
+    /// [default: the model the target is for]; another model makes it that model's target
+    #[arg(long)]
+    model: Option<String>,
     /// Print the report as JSON (progress still goes to stderr)
     #[arg(long)]
     json: bool,
@@ -529,6 +533,7 @@ async fn setup(ctx: &Ctx, a: &SetupArgs) -> Result<ExitCode> {
                 repo: a.repo.clone(),
                 commit: a.commit.clone(),
                 checkpoint_space_gb: ctx.settings.config.setup.checkpoint_space_gb,
+                model: a.model.clone(),
             },
             Some(tx),
         )

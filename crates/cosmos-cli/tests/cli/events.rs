@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tungstenite::Message;
 
-use super::remote::{add_fixture_target, containers, sha256};
+use super::remote::{Model, add_fixture_target, containers, sha256};
 use super::serve::{Server, agent, assert_error, get, post};
 use super::support::{Home, s};
 use cosmos_testkit::SshHost;
@@ -126,10 +126,14 @@ const ORDER: [&str; 6] = [
 ];
 
 /// A home with target `gpu` on an sshd fixture (its models get `env`).
-fn fixture(env: &[&str]) -> (Home, SshHost) {
+fn fixture(model: Model, env: &[&str]) -> (Home, SshHost) {
     let home = Home::new();
+    model.configure(&home);
     let host = SshHost::start().expect("sshd fixture");
-    add_fixture_target(&home, "gpu", &host, env, &["--gpus", "1"]);
+    let mut extra = vec!["--gpus".to_owned(), "1".to_owned()];
+    extra.extend(model.prepare(&host));
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    add_fixture_target(&home, "gpu", &host, env, &extra);
     let h = home.path().display().to_string();
     home.run_with(
         &["target", "trust", "gpu", "--yes"],
@@ -141,8 +145,18 @@ fn fixture(env: &[&str]) -> (Home, SshHost) {
 
 #[test]
 fn a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_sees_it() {
+    http_run_on_the_embedded_worker(Model::T1);
+}
+
+#[test]
+fn transfer25_a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_sees_it()
+{
+    http_run_on_the_embedded_worker(Model::T25);
+}
+
+fn http_run_on_the_embedded_worker(model: Model) {
     // A clip long enough for several GPU samples while the model is busy.
-    let (home, _host) = fixture(&["COSMOS_SIM_CLIP_SECONDS=1"]);
+    let (home, _host) = fixture(model, &["COSMOS_SIM_CLIP_SECONDS=1"]);
     let scene = home.standard_scene("shot");
     use std::io::Write as _;
     std::fs::OpenOptions::new()
@@ -422,7 +436,16 @@ fn a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_
 
 #[test]
 fn sigterm_leaves_a_running_model_alone_for_the_next_driver() {
-    let (home, _host) = fixture(&["COSMOS_SIM_LOAD_SECONDS=4"]);
+    sigterm_leaves_the_model(Model::T1);
+}
+
+#[test]
+fn transfer25_sigterm_leaves_a_running_model_alone_for_the_next_driver() {
+    sigterm_leaves_the_model(Model::T25);
+}
+
+fn sigterm_leaves_the_model(model: Model) {
+    let (home, _host) = fixture(model, &["COSMOS_SIM_LOAD_SECONDS=4"]);
     let scene = home.standard_scene("shot");
     let server = Server::start(&home, &["--heartbeat-ms", "300"]);
     let mut ws = connect(&server, "", None);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::remote::{containers, sha256, wait_for};
+use super::remote::{Model, containers, sha256, wait_for};
 use super::support::{Home, s};
 use cosmos_testkit::{sim_binary, sim_image};
 
@@ -15,9 +15,22 @@ use cosmos_testkit::{sim_binary, sim_image};
 pub(super) struct Local {
     pub(super) home: Home,
     dir: tempfile::TempDir,
+    /// The model the targets it adds are set up for (and its runs use by default).
+    model: Model,
 }
 
 impl Local {
+    /// As [`Local::new`], its targets set up for `model` and its runs using it.
+    pub(super) fn with_model(model: Model) -> Self {
+        let mut l = Self::new();
+        l.model = model;
+        model.configure(&l.home);
+        if model == Model::T25 {
+            super::models::transfer25_checkout(&l.checkout());
+        }
+        l
+    }
+
     pub(super) fn new() -> Self {
         let home = Home::new();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -33,7 +46,11 @@ impl Local {
             .status()
             .expect("cosmos-sim checkout");
         assert!(st.success());
-        Local { home, dir }
+        Local {
+            home,
+            dir,
+            model: Model::T1,
+        }
     }
 
     /// The cosmos-transfer1 checkout the targets use (with its placeholder checkpoints).
@@ -93,6 +110,9 @@ impl Local {
             args.extend(["--gpus", "2"]);
         }
         args.extend_from_slice(runtime);
+        if self.model == Model::T25 && !runtime.contains(&"--model") {
+            args.extend(["--model", "transfer2.5"]);
+        }
         self.run(&args).ok();
     }
 
@@ -127,7 +147,16 @@ impl Local {
 
 #[test]
 fn a_local_target_runs_the_model_in_docker_on_this_machine() {
-    let l = Local::new();
+    local_docker(Model::T1);
+}
+
+#[test]
+fn transfer25_a_local_target_runs_the_model_in_docker_on_this_machine() {
+    local_docker(Model::T25);
+}
+
+fn local_docker(model: Model) {
+    let l = Local::with_model(model);
     let image = sim_image().expect("sim image");
     l.add("here", &["--image", &image, "--no-gpu-flag"]);
 
@@ -226,6 +255,14 @@ fn a_local_target_runs_the_model_in_docker_on_this_machine() {
                 // The target's Hugging Face cache, shared by its runs (issue 14).
                 (cosmos_core::setup::CONTAINER_HF_HOME.to_owned(), true),
             ];
+            // Transfer2.5's own: its image's virtual environment kept from the checkout's
+            // mount, and its download cache kept on the target.
+            if model == Model::T25 {
+                want.extend([
+                    ("/root/.cache".to_owned(), true),
+                    ("/workspace/.venv".to_owned(), true),
+                ]);
+            }
             want.sort();
             want
         },
@@ -386,9 +423,19 @@ fn a_paused_queue_is_named_and_logs_f_follows_a_queued_run_without_starting_it()
 
 #[test]
 fn an_engine_without_gpu_support_fails_the_check_and_a_run_moves_to_a_target_that_can_start_it() {
+    engine_without_gpu_support(Model::T1);
+}
+
+#[test]
+fn transfer25_an_engine_without_gpu_support_fails_the_check_and_a_run_moves_to_a_target_that_can_start_it()
+ {
+    engine_without_gpu_support(Model::T25);
+}
+
+fn engine_without_gpu_support(model: Model) {
     // This machine's Docker engine has no NVIDIA runtime: `--gpus` is refused, as on a GPU
     // host where the container toolkit is missing.
-    let l = Local::new();
+    let l = Local::with_model(model);
     let image = sim_image().expect("sim image");
     l.add("alpha", &["--image", &image]);
     l.add("beta", &["--image", &image, "--no-gpu-flag"]);

@@ -735,7 +735,16 @@ impl Drop for Tmpfs {
 
 #[test]
 fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
-    let r = Remote::new(&[]);
+    bad_targets_fail_up_front(Model::T1);
+}
+
+#[test]
+fn transfer25_bad_targets_fail_up_front_with_the_cause_and_the_fix() {
+    bad_targets_fail_up_front(Model::T25);
+}
+
+fn bad_targets_fail_up_front(model: Model) {
+    let r = Remote::with_model(model, &[]);
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     let scene = r.home.standard_scene("shot");
     let image = sim_image().expect("sim image");
@@ -755,7 +764,14 @@ fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
         (
             &["--cosmos-dir", "/nonexistent/cosmos"],
             &[],
-            "checkpoint nvidia/Cosmos-Transfer1-7B/base_model.pt (the base model) is not in /nonexistent/cosmos/checkpoints",
+            match model {
+                Model::T1 => {
+                    "checkpoint nvidia/Cosmos-Transfer1-7B/base_model.pt (the base model) is not in /nonexistent/cosmos/checkpoints"
+                }
+                Model::T25 => {
+                    "examples/inference.py is not in /nonexistent/cosmos on target gpu: its cosmos-dir must be a checkout of Cosmos-Transfer2.5"
+                }
+            },
         ),
         (
             &["--root", &small_root],
@@ -898,7 +914,17 @@ impl Drop for Agent {
 
 #[test]
 fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
+    behind_a_jump_host(Model::T1);
+}
+
+#[test]
+fn transfer25_a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
+    behind_a_jump_host(Model::T25);
+}
+
+fn behind_a_jump_host(model: Model) {
     let home = Home::new();
+    model.configure(&home);
     let bastion = SshHost::start().expect("bastion sshd");
     let gpu = SshHost::start().expect("gpu sshd");
     // The bastion's key is named in ~/.ssh/config; the GPU host's only the agent holds.
@@ -922,13 +948,14 @@ fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
     let r = Remote {
         home,
         host: gpu,
-        model: Model::T1,
+        model,
     };
     let sock = agent.socket.display().to_string();
     let run = |args: &[&str]| r.run_with(args, &[("SSH_AUTH_SOCK", sock.as_str())]);
 
     // The alias alone: host, port, user and the jump come from ~/.ssh/config.
-    let add = fixture_target_add("far", "gpu-behind", &r.host);
+    let mut add = fixture_target_add("far", "gpu-behind", &r.host);
+    add.extend(model.prepare(&r.host));
     run(&add.iter().map(String::as_str).collect::<Vec<_>>()).ok();
     let shown = run(&["target", "show", "far", "--json"]).ok().json();
     assert_eq!(shown["jump"], "bastion", "{shown}");
@@ -1179,7 +1206,16 @@ fn dry_run_is_exact(model: Model) {
 
 #[test]
 fn reads_answer_at_once_and_a_kill_says_which_target_it_could_not_reach() {
-    let mut r = Remote::new(&["COSMOS_SIM_LOAD_SECONDS=30"]);
+    reads_answer_at_once(Model::T1);
+}
+
+#[test]
+fn transfer25_reads_answer_at_once_and_a_kill_says_which_target_it_could_not_reach() {
+    reads_answer_at_once(Model::T25);
+}
+
+fn reads_answer_at_once(model: Model) {
+    let mut r = Remote::with_model(model, &["COSMOS_SIM_LOAD_SECONDS=30"]);
     r.run(&["target", "trust", "gpu", "--yes"]).ok();
     let (mut child, id) = start_running(&r, "cut off", std::process::Stdio::null());
     // Its driver dies and its target goes away: the run stays `running`, as it stands.

@@ -115,7 +115,9 @@ impl Bare {
             },
         };
         if transfer25 {
-            b.add(name, "cosmos-transfer2.5", env, &["--model", "transfer2.5"]);
+            // Added as any target (Transfer1's by default): `setup --model` makes it
+            // Transfer2.5's.
+            b.add(name, "cosmos-transfer2.5", env, &[]);
         } else {
             b.add(name, "cosmos-transfer1", env, &[]);
         }
@@ -272,7 +274,13 @@ impl Drop for Bare {
 #[test]
 fn setup_follows_transfer25_s_recipe_and_its_runs_find_their_checkpoints() {
     let b = Bare::transfer25("gpu25", &[]);
-    let out = b.setup("gpu25");
+    assert!(
+        b.target("gpu25")["models"].is_null(),
+        "a Transfer1 target until set up"
+    );
+    let mut args = b.setup_args("gpu25").to_vec();
+    args.extend(["--model", "transfer2.5"]);
+    let out = b.run(&args);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for step in ["tools", "checkout", "image", "checkpoints", "verify"] {
         assert!(
@@ -313,6 +321,16 @@ fn setup_follows_transfer25_s_recipe_and_its_runs_find_their_checkpoints() {
         assert!(snapshots.join(rev).join(file).is_file(), "{rev}/{file}");
     }
     assert!(files_holding(&b.host.root(), TOKEN).is_empty());
+
+    // Another model's setup never turns this checkout into its own.
+    let mut args = b.setup_args("gpu25").to_vec();
+    args.extend(["--model", "transfer1"]);
+    b.run(&args)
+        .fails_with("target `gpu25` is set up for transfer2.5 and its checkout");
+    assert_eq!(
+        b.target("gpu25")["models"],
+        serde_json::json!(["transfer2.5"])
+    );
 
     // Again: everything is there, nothing is fetched or built.
     let again = b.setup("gpu25");

@@ -304,6 +304,7 @@ impl Services {
         let spec = batch_spec(layout, &lead.run, lead_files).map_err(invalid_spec)?;
         let needs = model.checkpoint_needs(&spec);
         self.check_needs(c, d0, &needs).await?;
+        self.check_entry_point(c, model).await?;
         let unique: Vec<_> = blobs.into_values().collect();
         let paths = self.upload_inputs(c, d0, &unique).await?;
         let at: HashMap<&str, &String> = unique

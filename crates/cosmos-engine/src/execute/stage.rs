@@ -77,6 +77,10 @@ impl Services {
             (needs, layout.spec(), text)
         };
         self.check_needs(c, d, &needs).await?;
+        if run.kind == RunKind::Transfer {
+            let model = crate::runs::model_of(&run.params).map_err(invalid_spec)?;
+            self.check_entry_point(c, model).await?;
+        }
         let blobs_in = local_blobs(&files).map_err(Staging::Fail)?;
         if let Some(parent) = &run.upscale_of {
             self.check_upscale_input(parent, &files[0]).await?;
@@ -515,6 +519,40 @@ impl Services {
             && let Some(p) = cache.get_mut(name)
         {
             p.present.extend(unknown.iter().map(|n| n.path));
+        }
+        Ok(())
+    }
+
+    /// The model's entry point is in the target's checkout: a checkout of another model, or
+    /// none, fails the run before anything is sent, saying which file is missing where.
+    pub(super) async fn check_entry_point(
+        &self,
+        c: &Connected,
+        model: &dyn cosmos_core::model::Model,
+    ) -> Result<(), Staging> {
+        let cfg = &c.target.config;
+        let name = &c.target.name;
+        let path = format!(
+            "{}/{}",
+            cfg.cosmos_dir.trim_end_matches('/'),
+            model.entry_point()
+        );
+        let found = c
+            .host
+            .files
+            .size(&path)
+            .await
+            .map_err(|e| self.stage_error(e, name))?;
+        if found.is_none() {
+            return Err(Staging::Fail(Failure::new(
+                "checkout_missing",
+                format!(
+                    "{} is not in {} on target {name}: its cosmos-dir must be a checkout of {}; set the target up (`cosmos target setup {name}`) or point --cosmos-dir at one",
+                    model.entry_point(),
+                    cfg.cosmos_dir,
+                    model.title()
+                ),
+            )));
         }
         Ok(())
     }
