@@ -211,11 +211,27 @@ impl Browser {
             .ok_or_else(|| KitError::new(format!("no element `{css}`")))
     }
 
+    /// Runs `act` on the element `css` finds; when a live page replaced that element in
+    /// between (WebDriver's "stale element reference"), finds it again, a few times.
+    fn on_element<T>(&self, css: &str, act: impl Fn(&Element) -> KitResult<T>) -> KitResult<T> {
+        let mut tries = 0;
+        loop {
+            let e = self.find(css)?;
+            match act(&e) {
+                Err(err) if tries < 5 && err.to_string().contains("stale element") => {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Clicks an element as a user would.
     pub fn click(&self, css: &str) -> KitResult<()> {
-        let e = self.find(css)?;
-        self.post(&format!("/element/{}/click", e.0), &json!({}))
-            .map(drop)
+        self.on_element(css, |e| {
+            self.post(&format!("/element/{}/click", e.0), &json!({}))
+                .map(drop)
+        })
     }
 
     /// Types `text` into an element (after clearing it when `clear`).
@@ -248,12 +264,13 @@ impl Browser {
 
     /// Text of the first element matching `css`.
     pub fn text(&self, css: &str) -> KitResult<String> {
-        let e = self.find(css)?;
-        Ok(self
-            .get(&format!("/element/{}/text", e.0))?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        self.on_element(css, |e| {
+            Ok(self
+                .get(&format!("/element/{}/text", e.0))?
+                .as_str()
+                .unwrap_or_default()
+                .to_owned())
+        })
     }
 
     /// Sends a Chrome DevTools Protocol command (`Network.clearBrowserCache`, …).
