@@ -46,6 +46,18 @@ impl Fleet {
         fleet
     }
 
+    /// Transfer2.5's seeds and prompts are each sample's own, so its runs of one scene may
+    /// share a process: for a test about claims and slots, one run per process (batches
+    /// have their own tests).
+    fn one_run_per_process(&self, model: Model) {
+        if model == Model::T25 {
+            let config = self.home.home().join("cosmos.toml");
+            let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+            text.push_str("\n[queue]\nmax_batch = 1\n");
+            std::fs::write(&config, text).expect("config");
+        }
+    }
+
     fn run(&self, args: &[&str]) -> Out {
         let home = self.home.path().display().to_string();
         self.home.run_with(args, &[("HOME", home.as_str())])
@@ -361,14 +373,7 @@ fn transfer25_three_workers_run_ninety_runs_exactly_once_on_three_targets() {
 fn three_workers(model: Model, short_runs: usize, long_runs: usize) {
     let total = short_runs + long_runs;
     let fleet = Fleet::with_model(model, &[4, 4, 4], &["COSMOS_SIM_CLIP_SECONDS=0.05"]);
-    if model == Model::T25 {
-        // Transfer2.5's seeds are each sample's own, so these runs could share processes:
-        // one run per process here keeps this about claims (batches have their own tests).
-        let config = fleet.home.home().join("cosmos.toml");
-        let mut text = std::fs::read_to_string(&config).unwrap_or_default();
-        text.push_str("\n[queue]\nmax_batch = 1\n");
-        std::fs::write(&config, text).expect("config");
-    }
+    fleet.one_run_per_process(model);
     let short = fleet.home.standard_scene("short");
     let long = fleet.home.scene(
         "long",
@@ -698,6 +703,7 @@ fn transfer25_status_shows_the_queue_with_estimates_running_runs_targets_and_wor
 
 fn status_shows_the_queue(model: Model) {
     let fleet = Fleet::with_model(model, &[2], &["COSMOS_SIM_LOAD_SECONDS=1.5"]);
+    fleet.one_run_per_process(model);
     let scene = fleet.home.standard_scene("shot");
     // One finished run gives the estimates something to go on.
     fleet.run(&["run", "a first harbour", s(&scene)]).ok();
@@ -980,6 +986,7 @@ fn fewer_gpus_than_slots(model: Model) {
         home,
         hosts: vec![host],
     };
+    fleet.one_run_per_process(model);
     fleet.run(&["target", "trust", "gpu", "--yes"]).ok();
 
     // The preflight says so, with the fix.
