@@ -82,6 +82,38 @@ async fn reopening_keeps_data_and_schema() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_prompt_keeps_its_model_through_edits_until_cleared() -> TestResult {
+    let (_d, s) = store().await?;
+    let mut new = new_prompt("a van", PromptName::Exact("van".into()), None);
+    new.model = Some("transfer2.5".into());
+    let p = s.create_prompt(&new).await?;
+    assert_eq!(s.prompt(&p.id).await?.model.as_deref(), Some("transfer2.5"));
+    // An edit of something else leaves it; clearing it makes it the default's again.
+    let edited = s
+        .update_prompt(
+            &p.id,
+            &PromptUpdate {
+                text: Some("a blue van".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    assert_eq!(edited.model.as_deref(), Some("transfer2.5"));
+    let cleared = s
+        .update_prompt(
+            &p.id,
+            &PromptUpdate {
+                model: Some(None),
+                ..Default::default()
+            },
+        )
+        .await?;
+    assert_eq!(cleared.model, None);
+    assert_eq!(s.prompt_by_name("van").await?.map(|p| p.model), Some(None));
+    Ok(())
+}
+
+#[tokio::test]
 async fn generated_names_get_suffixes_and_exact_names_conflict() -> TestResult {
     let (_d, s) = store().await?;
     let a = s
