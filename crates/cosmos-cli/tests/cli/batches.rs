@@ -10,34 +10,41 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::local::Local;
+use super::remote::Model;
 use super::remote::wait_for;
 use super::support::s;
 
 /// A local target `b` (one GPU slot, so batches are not spread over slots) whose model sees
 /// `env`, batches of up to `max` runs.
 fn batching(env: &[&str], max: u32) -> Local {
-    let l = Local::new();
+    batching_for(Model::T1, env, max)
+}
+
+/// As [`batching`], the target set up for `model` and runs using it.
+fn batching_for(model: Model, env: &[&str], max: u32) -> Local {
+    let l = Local::with_model(model);
     l.add_with("b", &["--runtime", "none", "--gpus", "1"], env);
-    std::fs::write(
-        l.home.home().join("cosmos.toml"),
-        format!("[queue]\nmax_batch = {max}\n"),
-    )
-    .expect("config");
+    let config = l.home.home().join("cosmos.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+    text.push_str(&format!("\n[queue]\nmax_batch = {max}\n"));
+    std::fs::write(&config, text).expect("config");
     l
 }
 
-/// As [`batching`], the target `b` set up for Cosmos-Transfer2.5 and runs using it.
-fn batching25(env: &[&str], max: u32) -> Local {
-    let l = Local::new();
-    super::models::transfer25_checkout(&l.checkout());
-    let runtime = ["--runtime", "none", "--gpus", "1", "--model", "transfer2.5"];
-    l.add_with("b", &runtime, env);
-    std::fs::write(
-        l.home.home().join("cosmos.toml"),
-        format!("[queue]\nmax_batch = {max}\n\n[defaults]\nmodel = \"transfer2.5\"\n"),
-    )
-    .expect("config");
-    l
+/// The prompt the model saved beside a run's video (Transfer1's `prompt.txt`, Transfer2.5's
+/// `<run id>.txt`).
+fn saved_prompt(model: Model, run: &Value) -> String {
+    let path = match model {
+        Model::T1 => run["outputs"]
+            .as_array()
+            .expect("outputs")
+            .iter()
+            .find_map(|o| o["path"].as_str().filter(|p| p.ends_with("prompt.txt")))
+            .expect("prompt.txt")
+            .to_owned(),
+        Model::T25 => own_file(run, ".txt"),
+    };
+    std::fs::read_to_string(path).expect("prompt")
 }
 
 /// A Transfer2.5 run's own files among its outputs, by name.
@@ -177,11 +184,7 @@ fn compatible_runs_share_one_process_and_keep_their_own_outputs() {
                 .ends_with(&format!("{id}/output.mp4")),
             "{outputs:?}"
         );
-        let text = outputs
-            .iter()
-            .find_map(|o| o["path"].as_str().filter(|p| p.ends_with("prompt.txt")))
-            .expect("prompt.txt");
-        assert_eq!(std::fs::read_to_string(text).expect("prompt"), prompt);
+        assert_eq!(saved_prompt(Model::T1, r), prompt);
         // Its own progress, derived from its line.
         let events = events_text(&l, id);
         assert!(events.contains("generating: clip 1/1"), "{events}");
@@ -231,10 +234,15 @@ fn a_blocked_prompt_fails_only_its_own_run_and_saved_runs_never_run_again() {
     assert_eq!(runs[2]["attempts"], 0, "not the run's own failure");
 }
 
-#[test]
-fn out_of_memory_sends_the_unfinished_runs_back_in_halves() {
+per_model!(
+    out_of_memory_sends_the_unfinished_runs_back_in_halves,
+    transfer25_out_of_memory_sends_the_unfinished_runs_back_in_halves,
+    out_of_memory_in_halves
+);
+
+fn out_of_memory_in_halves(model: Model) {
     // The GPU holds one line only: every batch runs out of memory at its second line.
-    let l = batching(&["COSMOS_SIM_FAIL=oom_at_line:1"], 8);
+    let l = batching_for(model, &["COSMOS_SIM_FAIL=oom_at_line:1"], 8);
     let scene = l.home.standard_scene("shot");
     let ids: Vec<String> = (0..4)
         .map(|i| queue(&l, &format!("a field, take {i}"), &scene, &[]))
@@ -258,9 +266,14 @@ fn out_of_memory_sends_the_unfinished_runs_back_in_halves() {
     );
 }
 
-#[test]
-fn cancelling_one_run_of_a_running_batch_leaves_the_others_running() {
-    let l = batching(&["COSMOS_SIM_CLIP_SECONDS=1"], 8);
+per_model!(
+    cancelling_one_run_of_a_running_batch_leaves_the_others_running,
+    transfer25_cancelling_one_run_of_a_running_batch_leaves_the_others_running,
+    cancel_one_of_a_batch
+);
+
+fn cancel_one_of_a_batch(model: Model) {
+    let l = batching_for(model, &["COSMOS_SIM_CLIP_SECONDS=1"], 8);
     let scene = l.home.standard_scene("shot");
     let ids: Vec<String> = (0..3)
         .map(|i| queue(&l, &format!("a river, take {i}"), &scene, &[]))
@@ -292,9 +305,14 @@ fn cancelling_one_run_of_a_running_batch_leaves_the_others_running() {
     assert_eq!(batch_sizes_of(&l, 1), vec![3]);
 }
 
-#[test]
-fn a_batch_whose_worker_dies_is_finished_by_the_next_without_running_twice() {
-    let l = batching(&["COSMOS_SIM_CLIP_SECONDS=1"], 8);
+per_model!(
+    a_batch_whose_worker_dies_is_finished_by_the_next_without_running_twice,
+    transfer25_a_batch_whose_worker_dies_is_finished_by_the_next_without_running_twice,
+    worker_dies_mid_batch
+);
+
+fn worker_dies_mid_batch(model: Model) {
+    let l = batching_for(model, &["COSMOS_SIM_CLIP_SECONDS=1"], 8);
     let scene = l.home.standard_scene("shot");
     let ids: Vec<String> = (0..3)
         .map(|i| queue(&l, &format!("a canyon, take {i}"), &scene, &[]))
@@ -321,20 +339,16 @@ fn a_batch_whose_worker_dies_is_finished_by_the_next_without_running_twice() {
     assert_eq!(lines, vec![0, 1, 2]);
     // Each got its own line's video, collected by whichever worker saw it saved.
     for r in &runs {
-        let text = r["outputs"]
-            .as_array()
-            .expect("outputs")
-            .iter()
-            .find_map(|o| o["path"].as_str().filter(|p| p.ends_with("prompt.txt")))
-            .map(|p| std::fs::read_to_string(p).expect("prompt"))
-            .expect("prompt.txt");
-        assert_eq!(text, r["prompt_text"].as_str().expect("text"));
+        assert_eq!(
+            saved_prompt(model, r),
+            r["prompt_text"].as_str().expect("text")
+        );
     }
 }
 
 #[test]
 fn transfer25_runs_with_the_same_controls_share_one_process_and_keep_their_own_files() {
-    let l = batching25(&[], 8);
+    let l = batching_for(Model::T25, &[], 8);
     let scene = l.home.standard_scene("shot");
     // Seeds, prompts and weights are each sample's own in Transfer2.5: these four share a
     // process. Another control set loads another model: another process.
@@ -386,11 +400,8 @@ fn transfer25_runs_with_the_same_controls_share_one_process_and_keep_their_own_f
                 .to_owned();
             assert!(name.starts_with(id), "{name} is not {id}'s");
         }
-        let text = std::fs::read_to_string(own_file(r, ".txt")).expect("prompt");
-        assert_eq!(text, format!("a pier, take {i}"));
-        let args: Value =
-            serde_json::from_str(&std::fs::read_to_string(own_file(r, ".json")).expect("args"))
-                .expect("json");
+        assert_eq!(saved_prompt(Model::T25, r), format!("a pier, take {i}"));
+        let args = super::models::model_args(r);
         assert_eq!(args["name"], id);
         assert_eq!(args["seed"], i as u64 + 1);
         own_file(r, "_control_edge.mp4");
@@ -410,7 +421,7 @@ fn transfer25_runs_with_the_same_controls_share_one_process_and_keep_their_own_f
 
 #[test]
 fn transfer25_a_blocked_prompt_fails_only_its_own_run_and_the_batch_goes_on() {
-    let l = batching25(&[], 8);
+    let l = batching_for(Model::T25, &[], 8);
     let scene = l.home.standard_scene("shot");
     let texts = [
         "a quiet street",
@@ -445,78 +456,4 @@ fn transfer25_a_blocked_prompt_fails_only_its_own_run_and_the_batch_goes_on() {
     assert_eq!(batch_sizes_of(&l, 1), vec![4], "{:?}", l.record_lines());
     assert_eq!(runs[2]["batch_id"], runs[0]["batch_id"]);
     assert_eq!(runs[1]["outputs"], Value::Array(vec![]), "{}", runs[1]);
-}
-
-#[test]
-fn transfer25_out_of_memory_sends_the_unfinished_runs_back_in_halves() {
-    let l = batching25(&["COSMOS_SIM_FAIL=oom_at_line:1"], 8);
-    let scene = l.home.standard_scene("shot");
-    let ids: Vec<String> = (0..4)
-        .map(|i| queue(&l, &format!("a field, take {i}"), &scene, &[]))
-        .collect();
-    let mut w = worker(&l);
-    let runs = finished(&l, &ids, 120);
-    let _ = w.kill();
-    let _ = w.wait();
-    for r in &runs {
-        assert_eq!(r["status"], "succeeded", "{r}");
-    }
-    let mut sizes = batch_sizes_of(&l, 4);
-    sizes.sort();
-    assert_eq!(sizes, vec![1, 1, 2, 4], "{:?}", l.record_lines());
-    let events = events_text(&l, &ids[3]);
-    assert!(
-        events.contains("out of GPU memory in batch") && events.contains("at most 2"),
-        "{events}"
-    );
-}
-
-#[test]
-fn transfer25_cancelling_one_run_of_a_running_batch_leaves_the_others_running() {
-    let l = batching25(&["COSMOS_SIM_CLIP_SECONDS=1"], 8);
-    let scene = l.home.standard_scene("shot");
-    let ids: Vec<String> = (0..3)
-        .map(|i| queue(&l, &format!("a river, take {i}"), &scene, &[]))
-        .collect();
-    let mut w = worker(&l);
-    wait_for("the batch to run", Duration::from_secs(60), || {
-        run_of(&l, &ids[0])["status"] == "running"
-    });
-    l.run(&["kill", &ids[2]]).ok();
-    wait_for("the cancel", Duration::from_secs(10), || {
-        run_of(&l, &ids[2])["status"] == "cancelled"
-    });
-    let runs = finished(&l, &ids, 60);
-    let _ = w.kill();
-    let _ = w.wait();
-    assert_eq!(runs[0]["status"], "succeeded", "{}", runs[0]);
-    assert_eq!(runs[1]["status"], "succeeded", "{}", runs[1]);
-    assert_eq!(runs[2]["status"], "cancelled", "{}", runs[2]);
-    assert_eq!(runs[2]["outputs"], Value::Array(vec![]));
-    assert_eq!(batch_sizes_of(&l, 1), vec![3]);
-}
-
-#[test]
-fn transfer25_a_batch_whose_worker_dies_is_finished_by_the_next_without_running_twice() {
-    let l = batching25(&["COSMOS_SIM_CLIP_SECONDS=1"], 8);
-    let scene = l.home.standard_scene("shot");
-    let ids: Vec<String> = (0..3)
-        .map(|i| queue(&l, &format!("a canyon, take {i}"), &scene, &[]))
-        .collect();
-    let mut first = worker(&l);
-    wait_for("the first line", Duration::from_secs(60), || {
-        run_of(&l, &ids[0])["status"] == "succeeded"
-    });
-    let _ = first.kill();
-    let _ = first.wait();
-    let mut second = worker(&l);
-    let runs = finished(&l, &ids, 90);
-    let _ = second.kill();
-    let _ = second.wait();
-    for r in &runs {
-        assert_eq!(r["status"], "succeeded", "{r}");
-        let text = std::fs::read_to_string(own_file(r, ".txt")).expect("prompt");
-        assert_eq!(text, r["prompt_text"].as_str().expect("text"));
-    }
-    assert_eq!(batch_sizes_of(&l, 1), vec![3], "the model ran once");
 }

@@ -143,16 +143,11 @@ fn fixture(model: Model, env: &[&str]) -> (Home, SshHost) {
     (home, host)
 }
 
-#[test]
-fn a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_sees_it() {
-    http_run_on_the_embedded_worker(Model::T1);
-}
-
-#[test]
-fn transfer25_a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_sees_it()
-{
-    http_run_on_the_embedded_worker(Model::T25);
-}
+per_model!(
+    a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_sees_it,
+    transfer25_a_run_created_over_http_runs_on_the_embedded_worker_while_a_websocket_client_sees_it,
+    http_run_on_the_embedded_worker
+);
 
 fn http_run_on_the_embedded_worker(model: Model) {
     // A clip long enough for several GPU samples while the model is busy.
@@ -434,15 +429,11 @@ fn http_run_on_the_embedded_worker(model: Model) {
     }
 }
 
-#[test]
-fn sigterm_leaves_a_running_model_alone_for_the_next_driver() {
-    sigterm_leaves_the_model(Model::T1);
-}
-
-#[test]
-fn transfer25_sigterm_leaves_a_running_model_alone_for_the_next_driver() {
-    sigterm_leaves_the_model(Model::T25);
-}
+per_model!(
+    sigterm_leaves_a_running_model_alone_for_the_next_driver,
+    transfer25_sigterm_leaves_a_running_model_alone_for_the_next_driver,
+    sigterm_leaves_the_model
+);
 
 fn sigterm_leaves_the_model(model: Model) {
     let (home, _host) = fixture(model, &["COSMOS_SIM_LOAD_SECONDS=4"]);

@@ -145,15 +145,11 @@ impl Local {
     }
 }
 
-#[test]
-fn a_local_target_runs_the_model_in_docker_on_this_machine() {
-    local_docker(Model::T1);
-}
-
-#[test]
-fn transfer25_a_local_target_runs_the_model_in_docker_on_this_machine() {
-    local_docker(Model::T25);
-}
+per_model!(
+    a_local_target_runs_the_model_in_docker_on_this_machine,
+    transfer25_a_local_target_runs_the_model_in_docker_on_this_machine,
+    local_docker
+);
 
 fn local_docker(model: Model) {
     let l = Local::with_model(model);
@@ -421,16 +417,7 @@ fn a_paused_queue_is_named_and_logs_f_follows_a_queued_run_without_starting_it()
     Ok(())
 }
 
-#[test]
-fn an_engine_without_gpu_support_fails_the_check_and_a_run_moves_to_a_target_that_can_start_it() {
-    engine_without_gpu_support(Model::T1);
-}
-
-#[test]
-fn transfer25_an_engine_without_gpu_support_fails_the_check_and_a_run_moves_to_a_target_that_can_start_it()
- {
-    engine_without_gpu_support(Model::T25);
-}
+per_model!(an_engine_without_gpu_support_fails_the_check_and_a_run_moves_to_a_target_that_can_start_it, transfer25_an_engine_without_gpu_support_fails_the_check_and_a_run_moves_to_a_target_that_can_start_it, engine_without_gpu_support);
 
 fn engine_without_gpu_support(model: Model) {
     // This machine's Docker engine has no NVIDIA runtime: `--gpus` is refused, as on a GPU

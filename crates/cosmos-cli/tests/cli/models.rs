@@ -62,6 +62,25 @@ fn output_names(run: &Value) -> Vec<String> {
         .collect()
 }
 
+/// What a Transfer2.5 run's model read: the validated arguments it saved beside its video.
+pub(super) fn model_args(run: &Value) -> Value {
+    let id = run["id"].as_str().expect("id");
+    let video = Path::new(run["outputs"][0]["path"].as_str().expect("path"));
+    let text = std::fs::read_to_string(video.with_file_name(format!("{id}.json"))).expect("args");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// The dashboard's page of run `id`.
+fn run_page(server: &super::serve::Server, id: &str) -> String {
+    super::serve::agent()
+        .get(&server.url(&format!("/runs/{id}")))
+        .call()
+        .expect("run page")
+        .into_body()
+        .read_to_string()
+        .expect("html")
+}
+
 /// A home with target `gpu25` set up for Transfer2.5 on a fresh sshd host (trusted; the sim
 /// image in the real Docker engine), its model's environment `env`.
 struct Ssh25 {
@@ -203,10 +222,7 @@ fn a_transfer25_run_goes_to_its_target_and_keeps_its_outputs() {
         run["outputs"][0]["sha256"].as_str().expect("sha")
     );
     // What Transfer2.5 read: its own spec, as validated, with the run's choices.
-    let args: Value = serde_json::from_str(
-        &std::fs::read_to_string(video.with_file_name(format!("{id}.json"))).expect("args"),
-    )
-    .expect("json");
+    let args = model_args(&run);
     assert_eq!(args["name"], id);
     assert_eq!(args["sigma_max"], "80");
     assert_eq!(args["num_conditional_frames"], 2);
@@ -237,13 +253,7 @@ fn a_transfer25_run_goes_to_its_target_and_keeps_its_outputs() {
     // Over the API and on the dashboard: a Transfer2.5 run queued by `model`, and the run
     // page shows the controls the model used beside the output.
     let server = super::serve::Server::start(&l.home, &[]);
-    let page = super::serve::agent()
-        .get(&server.url(&format!("/runs/{id}")))
-        .call()
-        .expect("run page")
-        .into_body()
-        .read_to_string()
-        .expect("html");
+    let page = run_page(&server, id);
     assert!(
         page.contains(&format!("/api/v1/runs/{id}/outputs/{id}_control_edge.mp4")),
         "{page}"
@@ -429,10 +439,7 @@ fn masks_go_by_file_or_by_words_and_a_prompt_chooses_its_runs_model() {
     assert_eq!(run["params"]["model"], "transfer2.5");
     assert_eq!(run["params"]["mask_files"]["edge"]["sha256"], sha256(&mask));
     let video = Path::new(run["outputs"][0]["path"].as_str().expect("path"));
-    let args: Value = serde_json::from_str(
-        &std::fs::read_to_string(video.with_file_name(format!("{id}.json"))).expect("args"),
-    )
-    .expect("json");
+    let args = model_args(&run);
     let staged = args["edge"]["mask_path"].as_str().expect("mask_path");
     assert!(staged.ends_with("/inputs/mask_edge.mp4"), "{args}");
     assert_eq!(args["depth"]["mask_prompt"], "the road");
@@ -451,13 +458,7 @@ fn masks_go_by_file_or_by_words_and_a_prompt_chooses_its_runs_model() {
     );
     assert!(l.run(&["show", id]).ok().stdout.contains("edge mask /"));
     let server = super::serve::Server::start(&l.home, &[]);
-    let page = super::serve::agent()
-        .get(&server.url(&format!("/runs/{id}")))
-        .call()
-        .expect("run page")
-        .into_body()
-        .read_to_string()
-        .expect("html");
+    let page = run_page(&server, id);
     assert!(page.contains("edge mask"), "{page}");
     assert!(page.contains(&format!("/api/v1/runs/{id}/outputs/{id}_mask_edge.mp4")));
     drop(server);

@@ -204,15 +204,11 @@ fn run_id_in(record: &Value) -> String {
     argv[at..at + 29].to_owned()
 }
 
-#[test]
-fn compatible_runs_share_one_container_on_an_ssh_docker_target() {
-    runs_share_one_container(Model::T1);
-}
-
-#[test]
-fn transfer25_compatible_runs_share_one_container_on_an_ssh_docker_target() {
-    runs_share_one_container(Model::T25);
-}
+per_model!(
+    compatible_runs_share_one_container_on_an_ssh_docker_target,
+    transfer25_compatible_runs_share_one_container_on_an_ssh_docker_target,
+    runs_share_one_container
+);
 
 fn runs_share_one_container(model: Model) {
     let fleet = Fleet::with_model(model, &[1], &[]);
@@ -488,15 +484,11 @@ fn three_workers(model: Model, short_runs: usize, long_runs: usize) {
     );
 }
 
-#[test]
-fn a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
-    worker_killed_at_any_stage(Model::T1);
-}
-
-#[test]
-fn transfer25_a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice() {
-    worker_killed_at_any_stage(Model::T25);
-}
+per_model!(
+    a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice,
+    transfer25_a_worker_killed_at_any_stage_is_replaced_and_nothing_runs_twice,
+    worker_killed_at_any_stage
+);
 
 fn worker_killed_at_any_stage(model: Model) {
     let fleet = Fleet::with_model(model, &[2], &["COSMOS_SIM_LOAD_SECONDS=2"]);
@@ -556,15 +548,11 @@ fn worker_killed_at_any_stage(model: Model) {
     assert_eq!(leftover_containers(&fleet), Vec::<String>::new());
 }
 
-#[test]
-fn a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
-    sshd_goes_away(Model::T1);
-}
-
-#[test]
-fn transfer25_a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once() {
-    sshd_goes_away(Model::T25);
-}
+per_model!(
+    a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once,
+    transfer25_a_target_whose_sshd_goes_away_mid_run_finishes_the_run_once,
+    sshd_goes_away
+);
 
 fn sshd_goes_away(model: Model) {
     let mut fleet = Fleet::with_model(model, &[1], &["COSMOS_SIM_LOAD_SECONDS=3"]);
@@ -614,15 +602,11 @@ fn sshd_goes_away(model: Model) {
     );
 }
 
-#[test]
-fn a_container_killed_from_outside_fails_the_run_as_killed() {
-    container_killed(Model::T1);
-}
-
-#[test]
-fn transfer25_a_container_killed_from_outside_fails_the_run_as_killed() {
-    container_killed(Model::T25);
-}
+per_model!(
+    a_container_killed_from_outside_fails_the_run_as_killed,
+    transfer25_a_container_killed_from_outside_fails_the_run_as_killed,
+    container_killed
+);
 
 fn container_killed(model: Model) {
     let fleet = Fleet::with_model(model, &[1], &["COSMOS_SIM_LOAD_SECONDS=30"]);
@@ -655,15 +639,11 @@ fn container_killed(model: Model) {
         .fails_with("only a failed or cancelled run can be retried");
 }
 
-#[test]
-fn a_target_root_that_fills_up_fails_the_run_clearly_and_loses_nothing() {
-    root_fills_up(Model::T1);
-}
-
-#[test]
-fn transfer25_a_target_root_that_fills_up_fails_the_run_clearly_and_loses_nothing() {
-    root_fills_up(Model::T25);
-}
+per_model!(
+    a_target_root_that_fills_up_fails_the_run_clearly_and_loses_nothing,
+    transfer25_a_target_root_that_fills_up_fails_the_run_clearly_and_loses_nothing,
+    root_fills_up
+);
 
 fn root_fills_up(model: Model) {
     let fleet = Fleet::with_model(model, &[1], &["COSMOS_SIM_LOAD_SECONDS=2"]);
@@ -691,15 +671,11 @@ fn root_fills_up(model: Model) {
     fleet.run(&["list"]).ok();
 }
 
-#[test]
-fn status_shows_the_queue_with_estimates_running_runs_targets_and_workers() {
-    status_shows_the_queue(Model::T1);
-}
-
-#[test]
-fn transfer25_status_shows_the_queue_with_estimates_running_runs_targets_and_workers() {
-    status_shows_the_queue(Model::T25);
-}
+per_model!(
+    status_shows_the_queue_with_estimates_running_runs_targets_and_workers,
+    transfer25_status_shows_the_queue_with_estimates_running_runs_targets_and_workers,
+    status_shows_the_queue
+);
 
 fn status_shows_the_queue(model: Model) {
     let fleet = Fleet::with_model(model, &[2], &["COSMOS_SIM_LOAD_SECONDS=1.5"]);
@@ -818,15 +794,11 @@ fn status_shows_the_queue(model: Model) {
     );
 }
 
-#[test]
-fn a_run_that_cannot_be_staged_goes_back_to_the_queue_and_runs_elsewhere() {
-    unstageable_run_runs_elsewhere(Model::T1);
-}
-
-#[test]
-fn transfer25_a_run_that_cannot_be_staged_goes_back_to_the_queue_and_runs_elsewhere() {
-    unstageable_run_runs_elsewhere(Model::T25);
-}
+per_model!(
+    a_run_that_cannot_be_staged_goes_back_to_the_queue_and_runs_elsewhere,
+    transfer25_a_run_that_cannot_be_staged_goes_back_to_the_queue_and_runs_elsewhere,
+    unstageable_run_runs_elsewhere
+);
 
 fn unstageable_run_runs_elsewhere(model: Model) {
     let mut fleet = Fleet::with_model(model, &[8, 1], &[]);
@@ -853,15 +825,11 @@ fn unstageable_run_runs_elsewhere(model: Model) {
     assert_eq!(records[0].0, 1, "it ran on t1");
 }
 
-#[test]
-fn killing_a_run_a_worker_drives_ends_it_cancelled() {
-    kill_a_worker_s_run(Model::T1);
-}
-
-#[test]
-fn transfer25_killing_a_run_a_worker_drives_ends_it_cancelled() {
-    kill_a_worker_s_run(Model::T25);
-}
+per_model!(
+    killing_a_run_a_worker_drives_ends_it_cancelled,
+    transfer25_killing_a_run_a_worker_drives_ends_it_cancelled,
+    kill_a_worker_s_run
+);
 
 fn kill_a_worker_s_run(model: Model) {
     let fleet = Fleet::with_model(model, &[1], &["COSMOS_SIM_LOAD_SECONDS=30"]);
@@ -891,15 +859,11 @@ fn kill_a_worker_s_run(model: Model) {
         .fails_with("asks for 2 GPUs but target t0 has 1 GPU slot");
 }
 
-#[test]
-fn runs_go_where_their_inputs_already_are() {
-    runs_follow_their_inputs(Model::T1);
-}
-
-#[test]
-fn transfer25_runs_go_where_their_inputs_already_are() {
-    runs_follow_their_inputs(Model::T25);
-}
+per_model!(
+    runs_go_where_their_inputs_already_are,
+    transfer25_runs_go_where_their_inputs_already_are,
+    runs_follow_their_inputs
+);
 
 fn runs_follow_their_inputs(model: Model) {
     let fleet = Fleet::with_model(model, &[4, 4], &[]);
@@ -918,15 +882,11 @@ fn runs_follow_their_inputs(model: Model) {
     assert!(events.contains("nothing uploaded"), "{events}");
 }
 
-#[test]
-fn cosmos_run_takes_over_when_the_worker_it_follows_dies() {
-    run_takes_over_from_a_dead_worker(Model::T1);
-}
-
-#[test]
-fn transfer25_cosmos_run_takes_over_when_the_worker_it_follows_dies() {
-    run_takes_over_from_a_dead_worker(Model::T25);
-}
+per_model!(
+    cosmos_run_takes_over_when_the_worker_it_follows_dies,
+    transfer25_cosmos_run_takes_over_when_the_worker_it_follows_dies,
+    run_takes_over_from_a_dead_worker
+);
 
 fn run_takes_over_from_a_dead_worker(model: Model) {
     let fleet = Fleet::with_model(model, &[1], &["COSMOS_SIM_LOAD_SECONDS=3"]);
@@ -960,15 +920,11 @@ fn run_takes_over_from_a_dead_worker(model: Model) {
     assert_eq!(fleet.records().len(), 1, "the model ran once");
 }
 
-#[test]
-fn a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has() {
-    fewer_gpus_than_slots(Model::T1);
-}
-
-#[test]
-fn transfer25_a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has() {
-    fewer_gpus_than_slots(Model::T25);
-}
+per_model!(
+    a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has,
+    transfer25_a_target_with_fewer_gpus_than_slots_only_gets_runs_on_gpus_it_has,
+    fewer_gpus_than_slots
+);
 
 fn fewer_gpus_than_slots(model: Model) {
     // 8 slots configured (the default), 2 GPUs on the host.
@@ -1061,15 +1017,11 @@ fn fewer_gpus_than_slots(model: Model) {
     assert_eq!(fleet.records().len(), 3, "one model start per run");
 }
 
-#[test]
-fn a_worker_paused_past_its_lease_writes_nothing_and_starts_nothing_when_it_wakes() {
-    paused_past_its_lease(Model::T1);
-}
-
-#[test]
-fn transfer25_a_worker_paused_past_its_lease_writes_nothing_and_starts_nothing_when_it_wakes() {
-    paused_past_its_lease(Model::T25);
-}
+per_model!(
+    a_worker_paused_past_its_lease_writes_nothing_and_starts_nothing_when_it_wakes,
+    transfer25_a_worker_paused_past_its_lease_writes_nothing_and_starts_nothing_when_it_wakes,
+    paused_past_its_lease
+);
 
 fn paused_past_its_lease(model: Model) {
     let fleet = Fleet::with_model(model, &[1], &["COSMOS_SIM_LOAD_SECONDS=8"]);

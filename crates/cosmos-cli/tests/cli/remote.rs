@@ -215,15 +215,11 @@ pub(super) fn sha256(path: &Path) -> String {
         .to_owned()
 }
 
-#[test]
-fn a_run_reaches_a_verified_video_through_ssh_and_docker() {
-    verified_video_over_ssh(Model::T1);
-}
-
-#[test]
-fn transfer25_a_run_reaches_a_verified_video_through_ssh_and_docker() {
-    verified_video_over_ssh(Model::T25);
-}
+per_model!(
+    a_run_reaches_a_verified_video_through_ssh_and_docker,
+    transfer25_a_run_reaches_a_verified_video_through_ssh_and_docker,
+    verified_video_over_ssh
+);
 
 fn verified_video_over_ssh(model: Model) {
     let r = Remote::with_model(model, &[]);
@@ -425,15 +421,11 @@ fn only_run(r: &Remote) -> Value {
 
 const SECRET: &str = "hf_never_on_a_command_line_7131";
 
-#[test]
-fn killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
-    mid_run_kill(Model::T1);
-}
-
-#[test]
-fn transfer25_killing_cosmos_mid_run_loses_nothing_and_never_runs_twice() {
-    mid_run_kill(Model::T25);
-}
+per_model!(
+    killing_cosmos_mid_run_loses_nothing_and_never_runs_twice,
+    transfer25_killing_cosmos_mid_run_loses_nothing_and_never_runs_twice,
+    mid_run_kill
+);
 
 fn mid_run_kill(model: Model) {
     let r = Remote::with_model(model, &["COSMOS_SIM_LOAD_SECONDS=2"]);
@@ -582,15 +574,11 @@ fn run_by_prompt(r: &Remote, text: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-#[test]
-fn killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
-    mid_transfer_kill(Model::T1);
-}
-
-#[test]
-fn transfer25_killing_cosmos_mid_transfer_resumes_and_never_runs_twice() {
-    mid_transfer_kill(Model::T25);
-}
+per_model!(
+    killing_cosmos_mid_transfer_resumes_and_never_runs_twice,
+    transfer25_killing_cosmos_mid_transfer_resumes_and_never_runs_twice,
+    mid_transfer_kill
+);
 
 fn mid_transfer_kill(model: Model) {
     let r = Remote::with_model(model, &[]);
@@ -733,15 +721,11 @@ impl Drop for Tmpfs {
     }
 }
 
-#[test]
-fn bad_targets_fail_up_front_with_the_cause_and_the_fix() {
-    bad_targets_fail_up_front(Model::T1);
-}
-
-#[test]
-fn transfer25_bad_targets_fail_up_front_with_the_cause_and_the_fix() {
-    bad_targets_fail_up_front(Model::T25);
-}
+per_model!(
+    bad_targets_fail_up_front_with_the_cause_and_the_fix,
+    transfer25_bad_targets_fail_up_front_with_the_cause_and_the_fix,
+    bad_targets_fail_up_front
+);
 
 fn bad_targets_fail_up_front(model: Model) {
     let r = Remote::with_model(model, &[]);
@@ -912,15 +896,11 @@ impl Drop for Agent {
     }
 }
 
-#[test]
-fn a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
-    behind_a_jump_host(Model::T1);
-}
-
-#[test]
-fn transfer25_a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key() {
-    behind_a_jump_host(Model::T25);
-}
+per_model!(
+    a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key,
+    transfer25_a_host_behind_a_jump_host_from_ssh_config_runs_with_the_agent_s_key,
+    behind_a_jump_host
+);
 
 fn behind_a_jump_host(model: Model) {
     let home = Home::new();
@@ -988,15 +968,11 @@ fn behind_a_jump_host(model: Model) {
     assert_eq!(failed["check"], "authenticated", "{failed}");
 }
 
-#[test]
-fn a_run_killed_while_staging_ends_cancelled_and_never_starts() {
-    killed_while_staging(Model::T1);
-}
-
-#[test]
-fn transfer25_a_run_killed_while_staging_ends_cancelled_and_never_starts() {
-    killed_while_staging(Model::T25);
-}
+per_model!(
+    a_run_killed_while_staging_ends_cancelled_and_never_starts,
+    transfer25_a_run_killed_while_staging_ends_cancelled_and_never_starts,
+    killed_while_staging
+);
 
 fn killed_while_staging(model: Model) {
     let r = Remote::with_model(model, &[]);
@@ -1085,15 +1061,11 @@ fn interrupt(child: &std::process::Child) {
     rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
 }
 
-#[test]
-fn ctrl_c_without_a_terminal_detaches_and_logs_f_reattaches() {
-    ctrl_c_detaches(Model::T1);
-}
-
-#[test]
-fn transfer25_ctrl_c_without_a_terminal_detaches_and_logs_f_reattaches() {
-    ctrl_c_detaches(Model::T25);
-}
+per_model!(
+    ctrl_c_without_a_terminal_detaches_and_logs_f_reattaches,
+    transfer25_ctrl_c_without_a_terminal_detaches_and_logs_f_reattaches,
+    ctrl_c_detaches
+);
 
 fn ctrl_c_detaches(model: Model) {
     let r = Remote::with_model(model, &["COSMOS_SIM_LOAD_SECONDS=2"]);
@@ -1119,15 +1091,11 @@ fn ctrl_c_detaches(model: Model) {
     assert_eq!(containers(&id), "");
 }
 
-#[test]
-fn ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container() {
-    ctrl_c_cancels(Model::T1);
-}
-
-#[test]
-fn transfer25_ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container() {
-    ctrl_c_cancels(Model::T25);
-}
+per_model!(
+    ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container,
+    transfer25_ctrl_c_at_a_terminal_offers_cancel_which_kills_the_container,
+    ctrl_c_cancels
+);
 
 fn ctrl_c_cancels(model: Model) {
     use std::io::Write as _;
@@ -1156,15 +1124,11 @@ fn ctrl_c_cancels(model: Model) {
     assert_eq!(containers(&id), "", "the container outlived the cancel");
 }
 
-#[test]
-fn the_dry_run_shows_exactly_the_command_that_starts_the_model() {
-    dry_run_is_exact(Model::T1);
-}
-
-#[test]
-fn transfer25_the_dry_run_shows_exactly_the_command_that_starts_the_model() {
-    dry_run_is_exact(Model::T25);
-}
+per_model!(
+    the_dry_run_shows_exactly_the_command_that_starts_the_model,
+    transfer25_the_dry_run_shows_exactly_the_command_that_starts_the_model,
+    dry_run_is_exact
+);
 
 fn dry_run_is_exact(model: Model) {
     let r = Remote::with_model(model, &[]);
@@ -1204,15 +1168,11 @@ fn dry_run_is_exact(model: Model) {
     );
 }
 
-#[test]
-fn reads_answer_at_once_and_a_kill_says_which_target_it_could_not_reach() {
-    reads_answer_at_once(Model::T1);
-}
-
-#[test]
-fn transfer25_reads_answer_at_once_and_a_kill_says_which_target_it_could_not_reach() {
-    reads_answer_at_once(Model::T25);
-}
+per_model!(
+    reads_answer_at_once_and_a_kill_says_which_target_it_could_not_reach,
+    transfer25_reads_answer_at_once_and_a_kill_says_which_target_it_could_not_reach,
+    reads_answer_at_once
+);
 
 fn reads_answer_at_once(model: Model) {
     let mut r = Remote::with_model(model, &["COSMOS_SIM_LOAD_SECONDS=30"]);

@@ -532,11 +532,18 @@ impl Services {
     ) -> Result<(), Staging> {
         let cfg = &c.target.config;
         let name = &c.target.name;
-        let path = format!(
-            "{}/{}",
-            cfg.cosmos_dir.trim_end_matches('/'),
-            model.entry_point()
-        );
+        let entry = model.entry_point();
+        // Found once, then trusted as the checkpoints are, for as long as the preflight is.
+        let env = self.exec_env().map_err(Staging::Error)?;
+        let known = env.preflights.lock().ok().is_some_and(|cache| {
+            cache
+                .get(name)
+                .is_some_and(|p| &p.config == cfg && p.present.contains(entry))
+        });
+        if known {
+            return Ok(());
+        }
+        let path = format!("{}/{entry}", cfg.cosmos_dir.trim_end_matches('/'));
         let found = c
             .host
             .files
@@ -553,6 +560,11 @@ impl Services {
                     model.title()
                 ),
             )));
+        }
+        if let Ok(mut cache) = env.preflights.lock()
+            && let Some(p) = cache.get_mut(name)
+        {
+            p.present.insert(entry);
         }
         Ok(())
     }
@@ -587,69 +599,55 @@ pub(super) fn invalid_spec(e: cosmos_core::spec::SpecError) -> Staging {
 
 /// The registered input files as blobs to send, each still the size it was registered with.
 pub(super) fn local_blobs(files: &[cosmos_core::InputFile]) -> Result<Vec<LocalBlob>, Failure> {
-    let mut out = Vec::with_capacity(files.len());
-    for f in files {
-        let b = LocalBlob {
-            path: PathBuf::from(&f.path),
-            sha256: f.sha256.clone(),
-            size: f.size,
-        };
-        match std::fs::metadata(&b.path) {
-            Ok(m) if m.len() == b.size => {}
-            Ok(_) => {
-                return Err(Failure::new(
-                    "input_changed",
-                    format!(
-                        "{} changed since it was registered: register the folder again",
-                        b.path.display()
-                    ),
-                ));
-            }
-            Err(e) => {
-                return Err(Failure::new(
-                    "input_missing",
-                    format!("cannot read input {}: {e}", b.path.display()),
-                ));
-            }
-        }
-        out.push(b);
-    }
-    Ok(out)
+    files
+        .iter()
+        .map(|f| {
+            let what = format!("input {}", f.path);
+            let changed = "changed since it was registered: register the folder again";
+            local_blob(&f.path, &f.sha256, f.size, &what, changed)
+        })
+        .collect()
 }
 
 /// A mask video to send: the stem and extension it is linked under, and its blob.
 pub(super) type MaskBlob = ((String, String), LocalBlob);
 
-/// A run's mask videos as blobs to send, each still what it was when the run was submitted.
+/// A run's mask videos as blobs to send, each still the size it had when the run was
+/// submitted (the upload checks its hash).
 pub(super) fn mask_blobs(params: &cosmos_core::RunParams) -> Result<Vec<MaskBlob>, Failure> {
-    let mut out = Vec::with_capacity(params.mask_files.len());
-    for (hint, m) in &params.mask_files {
-        let b = LocalBlob {
-            path: PathBuf::from(&m.path),
-            sha256: m.sha256.clone(),
-            size: m.size,
-        };
-        let unchanged = cosmos_media::sha256_file(&b.path)
-            .map_err(|e| {
-                Failure::new(
-                    "input_missing",
-                    format!("cannot read the {hint} mask {}: {e}", b.path.display()),
-                )
-            })?
-            .0
-            == b.sha256;
-        if !unchanged {
-            return Err(Failure::new(
-                "input_changed",
-                format!(
-                    "the {hint} mask {} changed since the run was submitted: submit the run again",
-                    b.path.display()
-                ),
-            ));
-        }
-        out.push(((cosmos_core::launch::mask_stem(*hint), m.extension()), b));
+    params
+        .mask_files
+        .iter()
+        .map(|(hint, m)| {
+            let what = format!("the {hint} mask {}", m.path);
+            let changed = "changed since the run was submitted: submit the run again";
+            let b = local_blob(&m.path, &m.sha256, m.size, &what, changed)?;
+            Ok(((cosmos_core::launch::mask_stem(*hint), m.extension()), b))
+        })
+        .collect()
+}
+
+/// A local file as a blob to send, if it is still `size` bytes: otherwise the run fails
+/// saying which file (`what`) cannot be read, or that it `changed` (since when, and the fix).
+fn local_blob(
+    path: &str,
+    sha256: &str,
+    size: u64,
+    what: &str,
+    changed: &str,
+) -> Result<LocalBlob, Failure> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == size => Ok(LocalBlob {
+            path: PathBuf::from(path),
+            sha256: sha256.to_owned(),
+            size,
+        }),
+        Ok(_) => Err(Failure::new("input_changed", format!("{what} {changed}"))),
+        Err(e) => Err(Failure::new(
+            "input_missing",
+            format!("cannot read {what}: {e}"),
+        )),
     }
-    Ok(out)
 }
 
 /// Why staging stopped: a reason the run fails with, or an error that leaves it as it is.
