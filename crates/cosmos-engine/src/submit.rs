@@ -188,42 +188,17 @@ impl RunEntry {
         base.num_conditional_frames = self.num_conditional_frames.or(base.num_conditional_frames);
         base.resolution = self.resolution.clone().or(base.resolution);
         for m in self.mask_prompt.iter().flatten() {
-            let (hint, words) = m.split_once('=').ok_or_else(|| {
-                EngineError::Invalid(format!(
-                    "--mask-prompt `{m}`: give CONTROL=WORDS, e.g. `edge=the red car`"
-                ))
-            })?;
-            let hint: cosmos_core::Hint =
-                hint.trim().parse().map_err(|e: cosmos_core::UnknownHint| {
-                    EngineError::Invalid(format!("--mask-prompt `{m}`: {e}"))
-                })?;
-            crate::prompts::validate_text("mask prompt", words.trim())?;
-            base.mask_prompts.insert(hint, words.trim().to_owned());
+            let (hint, words) = per_control("--mask-prompt", m, "WORDS", "the red car")?;
+            crate::prompts::validate_text("mask prompt", words)?;
+            base.mask_prompts.insert(hint, words.to_owned());
         }
         for m in self.mask.iter().flatten() {
-            let (hint, path) = m.split_once('=').ok_or_else(|| {
-                EngineError::Invalid(format!(
-                    "--mask `{m}`: give CONTROL=FILE, e.g. `edge=masks/car.mp4`"
-                ))
-            })?;
-            let hint: cosmos_core::Hint =
-                hint.trim().parse().map_err(|e: cosmos_core::UnknownHint| {
-                    EngineError::Invalid(format!("--mask `{m}`: {e}"))
-                })?;
-            if path.trim().is_empty() {
-                return Err(EngineError::Invalid(format!(
-                    "--mask `{m}`: give the mask video's path after `=`"
-                )));
-            }
+            let (hint, path) = per_control("--mask", m, "FILE", "masks/car.mp4")?;
             // Read (found, probed, hashed) by `read_masks` once the model has taken it.
-            base.mask_files.insert(
-                hint,
-                MaskFile {
-                    path: path.trim().to_owned(),
-                    size: 0,
-                    sha256: String::new(),
-                },
-            );
+            let path = path.to_owned();
+            let (size, sha256) = (0, String::new());
+            base.mask_files
+                .insert(hint, MaskFile { path, size, sha256 });
         }
         base.steps = self.steps.unwrap_or(base.steps);
         base.guidance = self.guidance.unwrap_or(base.guidance);
@@ -315,6 +290,29 @@ impl RunEntry {
     }
 }
 
+/// `CONTROL=VALUE` of a per-control flag (`--mask edge=car.mp4`): the control and the value,
+/// trimmed; a missing `=`, an unknown control or an empty value says what to give.
+fn per_control<'a>(
+    flag: &str,
+    given: &'a str,
+    value: &str,
+    example: &str,
+) -> EngineResult<(cosmos_core::Hint, &'a str)> {
+    let usage = || {
+        EngineError::Invalid(format!(
+            "{flag} `{given}`: give CONTROL={value}, e.g. `edge={example}`"
+        ))
+    };
+    let (hint, rest) = given.split_once('=').ok_or_else(usage)?;
+    let hint = hint.trim().parse().map_err(|e: cosmos_core::UnknownHint| {
+        EngineError::Invalid(format!("{flag} `{given}`: {e}"))
+    })?;
+    match rest.trim() {
+        "" => Err(usage()),
+        rest => Ok((hint, rest)),
+    }
+}
+
 /// A submission past its cap: how many it would queue, and how to mean it.
 fn too_many(count: usize, max: usize, what: impl FnOnce() -> String) -> EngineError {
     EngineError::Refused {
@@ -355,7 +353,8 @@ impl Services {
     }
 
     /// Reads the mask videos an entry gives (the same for all its runs): each must be a
-    /// video ffprobe reads; each is hashed now, so a change before it is uploaded is caught.
+    /// video ffprobe reads; its size and hash are recorded now (staging checks the size,
+    /// the upload the hash).
     async fn read_masks(&self, variants: &mut [RunParams]) -> EngineResult<()> {
         let Some(given) = variants
             .first()
